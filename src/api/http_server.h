@@ -1,0 +1,43 @@
+#pragma once
+// HTTP API v1 (read only for now): health, devices, messages, series. Runs on its own thread(s)
+// because store reads block.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/json/object.hpp>
+
+#include "core/config.h"
+#include "storage/store.h"
+
+namespace tern::api {
+
+struct ApiOptions {
+  core::HostPort listen{"127.0.0.1", 8080};
+  std::string nodeId;
+  unsigned threads = 1;
+  // Extra health information from other components (e.g. "broker": {...}); merged into
+  // GET /api/v1/health. Called on an API thread.
+  std::function<boost::json::object()> healthInfo;
+};
+
+class HttpServer {
+ public:
+  HttpServer(storage::Store& store, ApiOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts serving. Throws std::runtime_error if the address cannot be bound.
+  void start();
+  void stop();
+  // The bound port (useful with port 0 in tests).
+  std::uint16_t port() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::api

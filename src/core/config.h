@@ -1,0 +1,91 @@
+#pragma once
+// Tern's configuration: one plain struct per section, filled from defaults, a TOML file,
+// TERN_<SECTION>_<KEY> environment variables and command-line flags, in rising precedence.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tern::core {
+
+// A bad configuration value. The message names the key and what is wrong; the CLI prints it
+// on one line and exits with status 2.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string toString() const;
+};
+// "0.0.0.0:1883", "[::1]:8080", "localhost:0". Throws ConfigError naming `key`.
+HostPort parseHostPort(const std::string& key, const std::string& text);
+
+struct ServerConfig {
+  std::string dataDir = "./data";
+  std::string nodeId;  // empty → host name
+  unsigned threads = 0;  // event loops; 0 → one per core
+  std::string logFormat = "text";  // text | json
+  std::string logLevel = "info";
+};
+
+struct MqttConfig {
+  HostPort listen{"0.0.0.0", 1883};
+  std::uint32_t maxPacketSize = 1024 * 1024;  // bytes, whole packet
+  std::uint32_t maxInflight = 64;  // outgoing QoS 1/2 messages awaiting ack, per client
+  std::uint32_t maxQueued = 1000;  // messages waiting for a client beyond the in-flight window
+  std::uint32_t maxConnections = 10000;
+  std::uint32_t sysInterval = 10;  // seconds between $SYS updates; 0 disables
+};
+
+struct HttpConfig {
+  HostPort listen{"127.0.0.1", 8080};
+};
+
+struct StorageConfig {
+  std::string backend = "sqlite";
+  std::string sync = "normal";  // normal | full
+};
+
+// Where the device id of a routed message comes from.
+struct IngestRoute {
+  std::string filter;  // MQTT topic filter, e.g. "device/+"
+  // "topic:N" (1-based topic level) or "json:FIELD" (a top-level payload field, or a dotted path)
+  std::string deviceId;
+};
+
+struct IngestConfig {
+  std::vector<IngestRoute> routes{{"device/+", "topic:2"}};
+  std::uint32_t batchSize = 5000;  // commit when this many records are waiting...
+  std::uint32_t batchMs = 2;  // ...or this long after the first one arrived
+  std::uint32_t queueCapacity = 100000;  // records waiting for the writer before back-pressure
+};
+
+struct Config {
+  ServerConfig server;
+  MqttConfig mqtt;
+  HttpConfig http;
+  StorageConfig storage;
+  IngestConfig ingest;
+
+  // Fills in derived defaults (node id) and checks cross-field rules. Throws ConfigError.
+  void finalize();
+};
+
+// Applies one "section.key" = value given as text (from env or a flag). Throws ConfigError.
+void applyConfigValue(Config& config, const std::string& dottedKey, const std::string& value);
+// Loads a TOML file on top of `config`. Throws ConfigError.
+void applyConfigFile(Config& config, const std::string& path);
+// Applies every TERN_<SECTION>_<KEY> variable from `env` (name → value). Unknown TERN_ names
+// are errors, so a typo does not silently do nothing.
+void applyConfigEnv(Config& config, const std::map<std::string, std::string>& env);
+// The current process environment, filtered to TERN_ names.
+std::map<std::string, std::string> ternEnvironment();
+// All known keys, "section.key", for help text and tests.
+std::vector<std::string> configKeys();
+
+}  // namespace tern::core

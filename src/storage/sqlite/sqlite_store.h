@@ -1,0 +1,23 @@
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/result.h"
+#include "storage/store.h"
+
+namespace tern::storage::sqlite {
+
+struct SqliteOptions {
+  std::string path;  // the database file
+  bool syncFull = false;  // synchronous=FULL (power loss) instead of NORMAL (process crash)
+  std::int64_t cacheBytes = 256LL * 1024 * 1024;
+};
+
+// Opens (creating or upgrading the schema as needed). Throws std::runtime_error on start-up
+// failure: this runs before the data plane.
+std::unique_ptr<Store> openSqliteStore(const SqliteOptions& options);
+
+// The schema version this build writes.
+int sqliteSchemaVersion();
+
+}  // namespace tern::storage::sqlite
