@@ -1,1 +1,442 @@
-// placeholder: being written
+#include "broker/connection.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "broker/broker.h"
+#include "broker/session.h"
+#include "codec/mqtt/codec.h"
+#include "core/ids.h"
+#include "core/time.h"
+#include "ingest/normalizer.h"
+#include "ingest/pipeline.h"
+
+namespace tern::broker {
+
+namespace asio = boost::asio;
+namespace mqtt = codec::mqtt;
+
+namespace {
+constexpr std::size_t kInitialReadBuffer = 4096;  // small: most connections are idle sensors
+constexpr std::size_t kMaxReadChunk = 64 * 1024;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+}  // namespace
+
+Connection::Connection(Broker& broker, asio::ip::tcp::socket socket)
+    : broker_(broker), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+
+Connection::~Connection() = default;
+
+void Connection::start() {
+  boost::system::error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  lastActivityUs_ = core::monotonicMicros();
+  timer_.expires_after(kConnectTimeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (!error && self->state_ == State::kAwaitConnect) {
+      self->close("no CONNECT within 10 s", true, false);
+    }
+  });
+  readMore();
+}
+
+void Connection::readMore() {
+  if (reading_ || paused_ || state_ == State::kClosed) return;
+  if (input_.size() - inputUsed_ < 1024) {
+    std::size_t grown = std::max(kInitialReadBuffer, std::min(input_.size() * 2, inputUsed_ + kMaxReadChunk));
+    input_.resize(std::max(grown, inputUsed_ + 1024));
+  }
+  reading_ = true;
+  socket_.async_read_some(
+      asio::buffer(input_.data() + inputUsed_, input_.size() - inputUsed_),
+      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t bytes) {
+        self->onRead(ec, bytes);
+      });
+}
+
+void Connection::onRead(const boost::system::error_code& ec, std::size_t bytes) {
+  reading_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    close(ec == asio::error::eof ? "connection closed by client without DISCONNECT"
+                                 : "connection lost: " + ec.message(),
+          false, true);
+    return;
+  }
+  inputUsed_ += bytes;
+  lastActivityUs_ = core::monotonicMicros();
+  processInput();
+  if (state_ == State::kClosed) return;
+  flush();
+  ingest::Pipeline* pipeline = broker_.pipeline();
+  if (pipeline != nullptr && pipeline->overloaded()) {
+    // Back-pressure: the writer is behind, so stop reading this socket until it drains. TCP flow
+    // control then slows the publisher down; nothing is dropped and memory stays bounded.
+    paused_ = true;
+    broker_.countReadPause();
+    pipeline->onDrain([weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        asio::post(self->executor(), [self] { self->resumeReading(); });
+      }
+    });
+    return;
+  }
+  readMore();
+}
+
+void Connection::resumeReading() {
+  paused_ = false;
+  readMore();
+}
+
+void Connection::processInput() {
+  std::size_t offset = 0;
+  const std::uint32_t maxPacket = broker_.config().maxPacketSize;
+  while (state_ != State::kClosed && offset < inputUsed_) {
+    std::string_view available(input_.data() + offset, inputUsed_ - offset);
+    mqtt::Frame frame = mqtt::splitFrame(available, maxPacket);
+    if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
+    if (frame.status != mqtt::DecodeStatus::kOk) {
+      close(frame.error != nullptr ? frame.error : "malformed packet", true, true);
+      return;
+    }
+    mqtt::Packet packet;
+    mqtt::ParseResult parsed = mqtt::parsePacket(frame.header, frame.body, packet);
+    if (parsed.status != mqtt::DecodeStatus::kOk) {
+      close(parsed.error != nullptr ? parsed.error : "malformed packet", true, true);
+      return;
+    }
+    offset += frame.size;
+    if (!handlePacket(packet)) return;
+  }
+  if (offset > 0 && state_ != State::kClosed) {
+    std::memmove(input_.data(), input_.data() + offset, inputUsed_ - offset);
+    inputUsed_ -= offset;
+  }
+  // A burst of large packets grew the buffer; give the memory back once it is idle.
+  if (inputUsed_ == 0 && input_.size() > 4 * kMaxReadChunk) {
+    input_.resize(kInitialReadBuffer);
+    input_.shrink_to_fit();
+  }
+}
+
+bool Connection::handlePacket(mqtt::Packet& packet) {
+  mqtt::PacketType type = mqtt::packetType(packet);
+  if (state_ == State::kAwaitConnect && type != mqtt::PacketType::kConnect) {
+    close(std::string("first packet was ") + mqtt::packetTypeName(type) + ", not CONNECT", true,
+          false);
+    return false;
+  }
+  switch (type) {
+    case mqtt::PacketType::kConnect:
+      return handleConnect(std::get<mqtt::Connect>(packet));
+    case mqtt::PacketType::kPublish:
+      return handlePublish(std::get<mqtt::Publish>(packet));
+    case mqtt::PacketType::kPuback:
+    case mqtt::PacketType::kPubrec:
+    case mqtt::PacketType::kPubrel:
+    case mqtt::PacketType::kPubcomp:
+      return handleAck(std::get<mqtt::Ack>(packet));
+    case mqtt::PacketType::kSubscribe:
+      return handleSubscribe(std::get<mqtt::Subscribe>(packet));
+    case mqtt::PacketType::kUnsubscribe:
+      return handleUnsubscribe(std::get<mqtt::Unsubscribe>(packet));
+    case mqtt::PacketType::kPingreq:
+      mqtt::encodeEmpty(mqtt::PacketType::kPingresp, outbox_);
+      return true;
+    case mqtt::PacketType::kDisconnect:
+      will_.reset();  // a clean DISCONNECT discards the will
+      close("client disconnected", false, false);
+      return false;
+    default:
+      close(std::string("client sent a server-only packet: ") + mqtt::packetTypeName(type), true,
+            true);
+      return false;
+  }
+}
+
+bool Connection::handleConnect(mqtt::Connect& connect) {
+  if (state_ != State::kAwaitConnect) {
+    close("second CONNECT on one connection", true, true);
+    return false;
+  }
+  bool known = (connect.protocolLevel == 4 && connect.protocolName == "MQTT") ||
+               (connect.protocolLevel == 3 && connect.protocolName == "MQIsdp");
+  if (!known) {
+    if (connect.protocolName == "MQTT" || connect.protocolName == "MQIsdp") {
+      // Right protocol, unsupported level: the standard wants CONNACK 0x01, then close.
+      mqtt::encodeConnack(false, mqtt::ConnackCode::kUnacceptableProtocolVersion, outbox_);
+      close("unsupported protocol level " + std::to_string(connect.protocolLevel), true, false);
+    } else {
+      close("unknown protocol name '" + connect.protocolName + "'", true, false);
+    }
+    return false;
+  }
+  if (connect.clientId.empty()) {
+    if (!connect.cleanSession) {
+      clientId_ = "(empty)";
+      mqtt::encodeConnack(false, mqtt::ConnackCode::kIdentifierRejected, outbox_);
+      close("empty client id requires clean session", true, false);
+      return false;
+    }
+    connect.clientId = "auto-" + core::randomUuid();
+  }
+  clientId_ = connect.clientId;
+  keepAlive_ = connect.keepAlive;
+  will_ = std::move(connect.will);
+  state_ = State::kConnected;
+  counted_ = true;
+  broker_.countConnected(1);
+
+  bool sessionPresent = false;
+  session_ = broker_.openSession(clientId_, connect.cleanSession, shared_from_this(), sessionPresent);
+  mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
+  session_->attach(shared_from_this());
+  spdlog::debug("mqtt: client '{}' connected from {} (clean={}, keepalive={}s)", clientId_, peer_,
+                connect.cleanSession, keepAlive_);
+  armKeepalive();
+  return true;
+}
+
+bool Connection::handlePublish(mqtt::Publish& publish) {
+  broker_.countReceived();
+  const std::uint8_t qos = publish.qos;
+  const std::uint16_t packetId = publish.packetId;
+  if (qos == 2 && !session_->beginIncomingQos2(packetId)) {
+    // A resend of a QoS 2 message we already have: do not route it twice. Answer PUBREC once
+    // the first copy is committed; until then the first copy's PUBREC is still coming.
+    if (session_->incomingQos2Committed(packetId)) {
+      queueAck(mqtt::PacketType::kPubrec, packetId, true);
+    }
+    return true;
+  }
+
+  // Clients may not inject $SYS data; the message is acknowledged and dropped.
+  bool routable = !publish.topic.starts_with("$SYS");
+  std::optional<storage::Record> record;
+  const ingest::Normalizer* normalizer = broker_.normalizer();
+  if (routable && normalizer != nullptr && broker_.pipeline() != nullptr) {
+    record = normalizer->normalize(publish.topic, publish.payload, core::nowMicros());
+  }
+  if (routable) {
+    auto message = std::make_shared<Message>();
+    message->qos = qos;
+    message->retain = publish.retain;
+    if (record) {
+      message->topic = publish.topic;
+      message->payload = publish.payload;
+    } else {
+      message->topic = std::move(publish.topic);
+      message->payload = std::move(publish.payload);
+    }
+    broker_.route(message);
+  }
+
+  mqtt::PacketType ackType = qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
+  if (!record) {
+    if (qos == 2) session_->markIncomingQos2Committed(packetId);
+    if (qos > 0) queueAck(ackType, packetId, true);
+    return true;
+  }
+
+  broker_.countIngested();
+  if (qos == 0) {
+    broker_.pipeline()->submit(std::move(*record), nullptr);
+    return true;
+  }
+  // Durable acknowledgement: the PUBACK/PUBREC is released by the writer thread after commit.
+  std::uint64_t sequence = queueAck(ackType, packetId, false);
+  broker_.pipeline()->submit(
+      std::move(*record), [self = shared_from_this(), session = session_, sequence, packetId, qos] {
+        if (qos == 2) session->markIncomingQos2Committed(packetId);
+        asio::post(self->executor(), [self, sequence] { self->onAckReady(sequence); });
+      });
+  return true;
+}
+
+bool Connection::handleAck(const mqtt::Ack& ack) {
+  switch (ack.type) {
+    case mqtt::PacketType::kPuback:
+      if (!session_->onPuback(ack.packetId)) {
+        spdlog::debug("mqtt: client '{}' acked unknown packet id {}", clientId_, ack.packetId);
+      }
+      break;
+    case mqtt::PacketType::kPubrec:
+      if (!session_->onPubrec(ack.packetId)) {
+        // Still answer, so a confused client can finish its flow.
+        mqtt::encodeAck(mqtt::PacketType::kPubrel, ack.packetId, outbox_);
+      }
+      break;
+    case mqtt::PacketType::kPubrel:
+      session_->releaseIncomingQos2(ack.packetId);
+      queueAck(mqtt::PacketType::kPubcomp, ack.packetId, true);
+      break;
+    case mqtt::PacketType::kPubcomp:
+      session_->onPubcomp(ack.packetId);
+      break;
+    default:
+      break;
+  }
+  return true;
+}
+
+bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
+  std::vector<std::uint8_t> codes;
+  codes.reserve(subscribe.subscriptions.size());
+  for (const auto& subscription : subscribe.subscriptions) {
+    broker_.subscribe(session_, subscription.filter, subscription.qos);
+    codes.push_back(subscription.qos);
+  }
+  mqtt::encodeSuback(subscribe.packetId, codes, outbox_);
+  // Retained messages follow the SUBACK (session bytes are written after this loop's own).
+  for (const auto& subscription : subscribe.subscriptions) {
+    broker_.deliverRetained(session_, subscription.filter, subscription.qos);
+  }
+  return true;
+}
+
+bool Connection::handleUnsubscribe(const mqtt::Unsubscribe& unsubscribe) {
+  for (const auto& filter : unsubscribe.filters) broker_.unsubscribe(session_, filter);
+  mqtt::encodeAck(mqtt::PacketType::kUnsuback, unsubscribe.packetId, outbox_);
+  return true;
+}
+
+std::uint64_t Connection::queueAck(mqtt::PacketType type, std::uint16_t packetId, bool ready) {
+  std::uint64_t sequence = nextAckSequence_++;
+  acks_.push_back(PendingAck{sequence, type, packetId, ready});
+  if (ready) flushAcks();
+  return sequence;
+}
+
+void Connection::onAckReady(std::uint64_t sequence) {
+  if (state_ == State::kClosed || acks_.empty() || sequence < acks_.front().sequence) return;
+  std::size_t index = static_cast<std::size_t>(sequence - acks_.front().sequence);
+  if (index >= acks_.size()) return;
+  acks_[index].ready = true;
+  flushAcks();
+  flush();
+}
+
+void Connection::flushAcks() {
+  // Acknowledgements leave in the order the publishes arrived (MQTT 3.1.1 §4.6).
+  while (!acks_.empty() && acks_.front().ready) {
+    mqtt::encodeAck(acks_.front().type, acks_.front().packetId, outbox_);
+    acks_.pop_front();
+  }
+}
+
+void Connection::onSessionWake() { flush(); }
+
+void Connection::flush() {
+  if (writeInProgress_) return;
+  writing_.clear();
+  writing_.swap(outbox_);
+  if (state_ == State::kConnected && session_) session_->takeOutbox(writing_);
+  if (writing_.empty()) {
+    if (closeAfterWrite_) {
+      boost::system::error_code ec;
+      socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      socket_.close(ec);
+    }
+    return;
+  }
+  writeInProgress_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                      self->onWritten(ec);
+                    });
+}
+
+void Connection::onWritten(const boost::system::error_code& ec) {
+  writeInProgress_ = false;
+  if (ec) {
+    if (state_ != State::kClosed) close("write failed: " + ec.message(), false, true);
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    return;
+  }
+  // Keep large one-off buffers from living on in idle connections.
+  if (writing_.capacity() > 4 * kMaxReadChunk) std::string().swap(writing_);
+  flush();
+}
+
+void Connection::armKeepalive() {
+  timer_.cancel();
+  if (keepAlive_ == 0) return;
+  // The standard allows one and a half keepalive periods of silence.
+  const std::int64_t limitUs = std::int64_t{keepAlive_} * 1'500'000;
+  std::int64_t idleUs = core::monotonicMicros() - lastActivityUs_;
+  std::int64_t waitUs = std::max<std::int64_t>(limitUs - idleUs, 1000);
+  timer_.expires_after(std::chrono::microseconds(waitUs));
+  timer_.async_wait([self = shared_from_this(), limitUs](const boost::system::error_code& ec) {
+    if (ec || self->state_ != State::kConnected) return;
+    if (core::monotonicMicros() - self->lastActivityUs_ >= limitUs) {
+      self->close("keepalive timeout", false, true);
+    } else {
+      self->armKeepalive();
+    }
+  });
+}
+
+void Connection::closeFromBroker(std::string_view reason, bool sendWill) {
+  close(reason, false, sendWill);
+}
+
+void Connection::close(std::string_view reason, bool protocolError, bool sendWill) {
+  if (state_ == State::kClosed) return;
+  bool wasConnected = state_ == State::kConnected;
+  state_ = State::kClosed;
+  if (protocolError) {
+    broker_.countProtocolError();
+    spdlog::warn("mqtt: closing client '{}' ({}): {}", clientId_.empty() ? "?" : clientId_, peer_,
+                 reason);
+  } else {
+    spdlog::debug("mqtt: client '{}' ({}) closed: {}", clientId_, peer_, reason);
+  }
+  timer_.cancel();
+  acks_.clear();  // unacknowledged publishes will be resent by the client
+
+  if (sendWill && will_ && wasConnected) {
+    auto message = std::make_shared<Message>();
+    message->topic = will_->topic;
+    message->payload = will_->payload;
+    message->qos = will_->qos;
+    message->retain = will_->retain;
+    broker_.route(message);
+    const ingest::Normalizer* normalizer = broker_.normalizer();
+    if (normalizer != nullptr && broker_.pipeline() != nullptr) {
+      if (auto record = normalizer->normalize(message->topic, message->payload, core::nowMicros())) {
+        broker_.pipeline()->submit(std::move(*record), nullptr);
+      }
+    }
+  }
+  will_.reset();
+  if (session_) {
+    broker_.closeSession(session_, this);
+    session_.reset();
+  }
+  if (counted_) broker_.countConnected(-1);
+  broker_.connectionClosed(this);
+
+  // Let a final CONNACK (with an error code) reach the client before the socket closes.
+  closeAfterWrite_ = true;
+  if (!writeInProgress_) {
+    flush();
+  }
+  if (writeInProgress_) {
+    // Do not wait forever on a peer that does not read.
+    timer_.expires_after(std::chrono::seconds(5));
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+    });
+  }
+}
+
+}  // namespace tern::broker

@@ -1,1 +1,30 @@
-// placeholder: being written
+#include "broker/retained_store.h"
+
+#include "codec/mqtt/topic.h"
+
+namespace tern::broker {
+
+void RetainedStore::set(const MessagePtr& message) {
+  std::lock_guard lock(mutex_);
+  if (message->payload.empty()) {
+    messages_.erase(message->topic);
+  } else {
+    messages_.insert_or_assign(message->topic, message);
+  }
+}
+
+std::vector<MessagePtr> RetainedStore::matching(std::string_view filter) const {
+  std::vector<MessagePtr> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& [topic, message] : messages_) {
+    if (codec::mqtt::topicMatches(filter, topic)) out.push_back(message);
+  }
+  return out;
+}
+
+std::size_t RetainedStore::size() const {
+  std::lock_guard lock(mutex_);
+  return messages_.size();
+}
+
+}  // namespace tern::broker

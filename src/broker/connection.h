@@ -1,0 +1,95 @@
+#pragma once
+// One MQTT client connection, pinned to one event loop. Every member runs on that loop; other
+// threads reach it only through posted handlers (onSessionWake, onAckReady, resumeReading).
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "broker/message.h"
+#include "codec/mqtt/packets.h"
+
+namespace tern::broker {
+
+class Broker;
+class Session;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Broker& broker, boost::asio::ip::tcp::socket socket);
+  ~Connection();
+
+  void start();
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+  const std::string& clientId() const { return clientId_; }
+
+  // Posted handlers.
+  void onSessionWake();
+  void onAckReady(std::uint64_t sequence);
+  void resumeReading();
+  // Another connection took this client id over, or the server is shutting down.
+  void closeFromBroker(std::string_view reason, bool sendWill);
+
+ private:
+  enum class State { kAwaitConnect, kConnected, kClosed };
+
+  // An acknowledgement we owe the client. PUBACK/PUBREC of routed messages wait for the commit;
+  // the rest are ready at once. They go out in the order the publishes came in.
+  struct PendingAck {
+    std::uint64_t sequence = 0;
+    codec::mqtt::PacketType type = codec::mqtt::PacketType::kPuback;
+    std::uint16_t packetId = 0;
+    bool ready = false;
+  };
+
+  void readMore();
+  void onRead(const boost::system::error_code& ec, std::size_t bytes);
+  void processInput();
+  // Returns false when the connection must close (the reason is already logged).
+  bool handlePacket(codec::mqtt::Packet& packet);
+  bool handleConnect(codec::mqtt::Connect& connect);
+  bool handlePublish(codec::mqtt::Publish& publish);
+  bool handleAck(const codec::mqtt::Ack& ack);
+  bool handleSubscribe(const codec::mqtt::Subscribe& subscribe);
+  bool handleUnsubscribe(const codec::mqtt::Unsubscribe& unsubscribe);
+
+  std::uint64_t queueAck(codec::mqtt::PacketType type, std::uint16_t packetId, bool ready);
+  void flushAcks();
+  void flush();
+  void onWritten(const boost::system::error_code& ec);
+  void armKeepalive();
+  // The one place a connection ends. A protocol violation is logged with the client and reason.
+  void close(std::string_view reason, bool protocolError, bool sendWill);
+
+  Broker& broker_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;
+  std::string peer_;
+  State state_ = State::kAwaitConnect;
+  std::string clientId_;
+  std::shared_ptr<Session> session_;
+  std::optional<codec::mqtt::Will> will_;
+  std::uint16_t keepAlive_ = 0;
+  std::int64_t lastActivityUs_ = 0;
+
+  std::string input_;
+  std::size_t inputUsed_ = 0;
+  bool reading_ = false;
+  bool paused_ = false;
+
+  std::string outbox_;  // bytes produced on this loop (CONNACK, acks, SUBACK, PINGRESP)
+  std::string writing_;  // the buffer of the write in progress
+  bool writeInProgress_ = false;
+  bool closeAfterWrite_ = false;
+
+  std::deque<PendingAck> acks_;
+  std::uint64_t nextAckSequence_ = 0;
+  bool counted_ = false;  // counted in clientsConnected
+};
+
+}  // namespace tern::broker
