@@ -1,1 +1,125 @@
-// placeholder: being written
+#include "app/server.h"
+
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <filesystem>
+#include <pthread.h>
+
+#include "api/http_server.h"
+#include "broker/broker.h"
+#include "ingest/normalizer.h"
+#include "ingest/pipeline.h"
+#include "net/event_loop_pool.h"
+#include "storage/sqlite/sqlite_store.h"
+
+namespace tern::app {
+
+namespace {
+
+std::unique_ptr<storage::Store> openStore(const core::Config& config) {
+  if (config.storage.backend != "sqlite") {
+    throw core::ConfigError("config: storage.backend: unsupported backend '" +
+                            config.storage.backend + "'");
+  }
+  std::filesystem::create_directories(config.server.dataDir);
+  storage::sqlite::SqliteOptions options;
+  options.path = (std::filesystem::path(config.server.dataDir) / "tern.db").string();
+  options.syncFull = config.storage.sync == "full";
+  return storage::sqlite::openSqliteStore(options);
+}
+
+}  // namespace
+
+Server::Server(core::Config config) : config_(std::move(config)) {
+  config_.finalize();
+  store_ = openStore(config_);
+  normalizer_ = std::make_unique<ingest::Normalizer>(config_.ingest.routes, config_.server.nodeId);
+  pipeline_ = std::make_unique<ingest::Pipeline>(
+      *store_, ingest::PipelineOptions{config_.ingest.batchSize, config_.ingest.batchMs,
+                                       config_.ingest.queueCapacity});
+  pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
+  broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
+
+  api::ApiOptions apiOptions;
+  apiOptions.listen = config_.http.listen;
+  apiOptions.nodeId = config_.server.nodeId;
+  apiOptions.healthInfo = [this] {
+    broker::BrokerStats b = broker_->stats();
+    ingest::PipelineStats p = pipeline_->stats();
+    boost::json::object out;
+    out["broker"] = boost::json::object{
+        {"status", "ok"},
+        {"clients_connected", b.clientsConnected},
+        {"messages_received", b.messagesReceived},
+        {"messages_sent", b.messagesSent},
+        {"protocol_errors", b.protocolErrors},
+        {"subscriptions", b.subscriptions},
+        {"retained", b.retained},
+    };
+    out["ingest"] = boost::json::object{
+        {"submitted", p.submitted},       {"committed", p.committed},
+        {"queued", p.queued},             {"batches", p.batches},
+        {"commit_failures", p.commitFailures}, {"read_pauses", b.readPauses},
+    };
+    return out;
+  };
+  http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  pipeline_->start();
+  pool_->start();
+  broker_->start();
+  http_->start();
+  started_ = true;
+  spdlog::info("tern {} serving: node '{}', data in {}, mqtt port {}, http port {}", TERN_VERSION,
+               config_.server.nodeId, config_.server.dataDir, mqttPort(), httpPort());
+}
+
+void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (started_) {
+    broker_->stopAccepting();
+    // Commit what is queued while the loops still run, so its acknowledgements go out.
+    pipeline_->stop();
+    broker_->shutdown(std::chrono::milliseconds(2000));
+    http_->stop();
+    pool_->stop();
+  } else {
+    pipeline_->stop();
+  }
+  broker_.reset();
+  http_.reset();
+  pool_.reset();
+  pipeline_.reset();
+  store_.reset();  // closes the database
+  spdlog::info("tern stopped");
+}
+
+std::uint16_t Server::mqttPort() const { return broker_->port(); }
+std::uint16_t Server::httpPort() const { return http_->port(); }
+
+int runServe(const core::Config& config) {
+  // Block the stop signals in every thread we start; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Server server(config);
+  server.start();
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  server.stop();
+  return 0;
+}
+
+}  // namespace tern::app

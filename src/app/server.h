@@ -1,0 +1,64 @@
+#pragma once
+// The composition root: turns a Config into running parts and wires them together. The only
+// place that names concrete storage backends.
+#include <cstdint>
+#include <memory>
+
+#include "core/config.h"
+
+namespace tern::storage {
+class Store;
+}
+namespace tern::ingest {
+class Pipeline;
+class Normalizer;
+}  // namespace tern::ingest
+namespace tern::broker {
+class Broker;
+}
+namespace tern::net {
+class EventLoopPool;
+}
+namespace tern::api {
+class HttpServer;
+}
+
+namespace tern::app {
+
+class Server {
+ public:
+  // Opens the store (creating the data dir). Throws on start-up failure.
+  explicit Server(core::Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listener and starts the loops. Throws when an address cannot be bound.
+  void start();
+  // Graceful stop: stop accepting, commit and acknowledge what is queued, close connections,
+  // close the store. Idempotent.
+  void stop();
+
+  std::uint16_t mqttPort() const;
+  std::uint16_t httpPort() const;
+  const core::Config& config() const { return config_; }
+  storage::Store& store() { return *store_; }
+  broker::Broker& broker() { return *broker_; }
+  ingest::Pipeline& pipeline() { return *pipeline_; }
+
+ private:
+  core::Config config_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<ingest::Normalizer> normalizer_;
+  std::unique_ptr<ingest::Pipeline> pipeline_;
+  std::unique_ptr<net::EventLoopPool> pool_;
+  std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<api::HttpServer> http_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+// `tern serve`: starts a Server and runs it until SIGINT or SIGTERM. Returns the exit status.
+int runServe(const core::Config& config);
+
+}  // namespace tern::app
