@@ -1,1 +1,513 @@
-// placeholder: being written
+#include "core/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "core/ids.h"
+#include "core/logging.h"
+
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in a header
+
+namespace tern::core {
+
+namespace {
+
+constexpr std::size_t kMaxQuotedValue = 200;
+
+// Quotes a user-supplied value for an error message, shortened so a huge value cannot flood it.
+std::string quoted(const std::string& value) {
+  std::string out = "\"";
+  const std::size_t n = std::min(value.size(), kMaxQuotedValue);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    // Keep the message on one line whatever the value contains.
+    out.push_back(c < 0x20 ? '?' : value[i]);
+  }
+  if (value.size() > n) {
+    out += "...";
+  }
+  out += '"';
+  return out;
+}
+
+[[noreturn]] void fail(const std::string& key, const std::string& what) {
+  throw ConfigError("config: " + key + ": " + what);
+}
+
+[[noreturn]] void failExpected(const std::string& key, const std::string& expected,
+                               const std::string& got) {
+  fail(key, "expected " + expected + ", got " + quoted(got));
+}
+
+enum class Kind { kInteger, kString, kRoutes };
+
+struct KeyDescriptor {
+  const char* name;  // "section.key"
+  Kind kind;
+  std::uint64_t min = 0;  // integer keys only
+  std::uint64_t max = 0;
+  // Validates `text` and stores it; throws ConfigError naming the key.
+  std::function<void(Config&, const KeyDescriptor&, const std::string&)> set;
+};
+
+std::string integerExpectation(const KeyDescriptor& key) {
+  return "an integer between " + std::to_string(key.min) + " and " + std::to_string(key.max);
+}
+
+std::uint64_t parseInteger(const KeyDescriptor& key, const std::string& text) {
+  std::uint64_t value = 0;
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  const bool digitsOnly =
+      !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (!digitsOnly || ec != std::errc{} || ptr != end || value < key.min || value > key.max) {
+    failExpected(key.name, integerExpectation(key), text);
+  }
+  return value;
+}
+
+template <class T, class Section>
+auto integerKey(const char* name, std::uint64_t min, std::uint64_t max, Section Config::*section,
+                T Section::*field) {
+  return KeyDescriptor{name, Kind::kInteger, min, max,
+                       [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+                         (c.*section).*field = static_cast<T>(parseInteger(key, text));
+                       }};
+}
+
+template <class Section>
+auto choiceKey(const char* name, std::vector<std::string> choices, Section Config::*section,
+               std::string Section::*field) {
+  return KeyDescriptor{
+      name, Kind::kString, 0, 0,
+      [choices = std::move(choices), section, field](Config& c, const KeyDescriptor& key,
+                                                     const std::string& text) {
+        if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+          std::string expected = choices.size() == 1 ? choices[0] : "one of ";
+          for (std::size_t i = 0; choices.size() > 1 && i < choices.size(); ++i) {
+            expected += (i ? "|" : "") + choices[i];
+          }
+          failExpected(key.name, expected, text);
+        }
+        (c.*section).*field = text;
+      }};
+}
+
+template <class Section>
+auto hostPortKey(const char* name, Section Config::*section, HostPort Section::*field) {
+  return KeyDescriptor{name, Kind::kString, 0, 0,
+                       [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+                         (c.*section).*field = parseHostPort(key.name, text);
+                       }};
+}
+
+// MQTT filter rules, checked here so a bad route fails at startup rather than matching nothing:
+// '#' only as the whole last level, '+' only as a whole level.
+bool validFilter(const std::string& filter) {
+  if (filter.empty() || filter.find('\0') != std::string::npos) {
+    return false;
+  }
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t slash = filter.find('/', start);
+    const std::string_view level =
+        std::string_view(filter).substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    const bool last = slash == std::string::npos;
+    if (level.find('#') != std::string_view::npos && (level != "#" || !last)) {
+      return false;
+    }
+    if (level.find('+') != std::string_view::npos && level != "+") {
+      return false;
+    }
+    if (last) {
+      return true;
+    }
+    start = slash + 1;
+  }
+}
+
+// "topic:N" (N ≥ 1) or "json:NAME" (NAME may be a dotted path without empty parts).
+bool validDeviceIdSource(const std::string& source) {
+  if (source.rfind("topic:", 0) == 0) {
+    const std::string n = source.substr(6);
+    unsigned value = 0;
+    const auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), value);
+    return !n.empty() && n[0] != '+' && ec == std::errc{} && ptr == n.data() + n.size() &&
+           value >= 1 && value <= 65535;
+  }
+  if (source.rfind("json:", 0) == 0) {
+    const std::string path = source.substr(5);
+    return !path.empty() && path.front() != '.' && path.back() != '.' &&
+           path.find("..") == std::string::npos;
+  }
+  return false;
+}
+
+void validateRoute(const std::string& key, const IngestRoute& route) {
+  if (!validFilter(route.filter)) {
+    failExpected(key, "a non-empty MQTT topic filter", route.filter);
+  }
+  if (!validDeviceIdSource(route.deviceId)) {
+    fail(key, "route " + quoted(route.filter) + ": device_id: expected topic:N or json:FIELD, got " +
+                  quoted(route.deviceId));
+  }
+}
+
+// "device/+=topic:2;sensors/#=json:uuid". Split at the last '=' since device id sources never
+// contain one, while an MQTT filter may.
+std::vector<IngestRoute> parseRoutes(const std::string& key, const std::string& text) {
+  std::vector<IngestRoute> routes;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t semi = text.find(';', start);
+    const std::string item =
+        text.substr(start, semi == std::string::npos ? std::string::npos : semi - start);
+    start = semi == std::string::npos ? text.size() + 1 : semi + 1;
+    if (item.empty()) {
+      continue;  // tolerate "a=b;" and an empty list
+    }
+    const std::size_t eq = item.rfind('=');
+    if (eq == std::string::npos) {
+      failExpected(key, "FILTER=topic:N or FILTER=json:FIELD entries separated by ';'", item);
+    }
+    IngestRoute route{item.substr(0, eq), item.substr(eq + 1)};
+    validateRoute(key, route);
+    routes.push_back(std::move(route));
+  }
+  return routes;
+}
+
+const std::vector<KeyDescriptor>& keyTable() {
+  static const std::vector<KeyDescriptor> table = [] {
+    std::vector<KeyDescriptor> t;
+    t.push_back({"server.data_dir", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   if (text.empty()) {
+                     failExpected(key.name, "a directory path", text);
+                   }
+                   c.server.dataDir = text;
+                 }});
+    t.push_back({"server.node_id", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   // Node ids appear in $SYS topics, so MQTT-special characters are out.
+                   if (text.find_first_of("/+#") != std::string::npos ||
+                       std::any_of(text.begin(), text.end(),
+                                   [](char ch) { return static_cast<unsigned char>(ch) <= ' '; })) {
+                     failExpected(key.name, "a name without '/', '+', '#' or whitespace", text);
+                   }
+                   c.server.nodeId = text;
+                 }});
+    t.push_back(integerKey("server.threads", 0, 256, &Config::server, &ServerConfig::threads));
+    t.push_back(choiceKey("server.log_format", {"text", "json"}, &Config::server,
+                          &ServerConfig::logFormat));
+    t.push_back({"server.log_level", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor&, const std::string& text) {
+                   parseLogLevel(text);  // one list of level names, shared with logging
+                   c.server.logLevel = text;
+                 }});
+    t.push_back(hostPortKey("mqtt.listen", &Config::mqtt, &MqttConfig::listen));
+    t.push_back(integerKey("mqtt.max_packet_size", 16, 268'435'455, &Config::mqtt,
+                           &MqttConfig::maxPacketSize));
+    t.push_back(integerKey("mqtt.max_inflight", 1, 65535, &Config::mqtt, &MqttConfig::maxInflight));
+    t.push_back(
+        integerKey("mqtt.max_queued", 1, 10'000'000, &Config::mqtt, &MqttConfig::maxQueued));
+    t.push_back(integerKey("mqtt.max_connections", 1, 1'000'000, &Config::mqtt,
+                           &MqttConfig::maxConnections));
+    t.push_back(
+        integerKey("mqtt.sys_interval", 0, 86'400, &Config::mqtt, &MqttConfig::sysInterval));
+    t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
+    t.push_back(
+        choiceKey("storage.backend", {"sqlite"}, &Config::storage, &StorageConfig::backend));
+    t.push_back(
+        choiceKey("storage.sync", {"normal", "full"}, &Config::storage, &StorageConfig::sync));
+    t.push_back({"ingest.routes", Kind::kRoutes, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.ingest.routes = parseRoutes(key.name, text);
+                 }});
+    t.push_back(
+        integerKey("ingest.batch_size", 1, 1'000'000, &Config::ingest, &IngestConfig::batchSize));
+    t.push_back(integerKey("ingest.batch_ms", 0, 10'000, &Config::ingest, &IngestConfig::batchMs));
+    t.push_back(integerKey("ingest.queue_capacity", 100, 100'000'000, &Config::ingest,
+                           &IngestConfig::queueCapacity));
+    return t;
+  }();
+  return table;
+}
+
+const KeyDescriptor* findKey(std::string_view name) {
+  for (const auto& key : keyTable()) {
+    if (name == key.name) {
+      return &key;
+    }
+  }
+  return nullptr;
+}
+
+std::string envName(std::string_view dottedKey) {
+  std::string out = "TERN_";
+  for (const char c : dottedKey) {
+    out.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
+// Environment names that belong to the CLI rather than to a config key.
+bool reservedEnvName(const std::string& name) { return name == "TERN_CONFIG"; }
+
+std::string describeTomlValue(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "string " + quoted(node.as_string()->get());
+    case toml::node_type::integer: return "integer " + std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point: {
+      std::ostringstream s;
+      s << node.as_floating_point()->get();
+      return "float " + s.str();
+    }
+    case toml::node_type::boolean: return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date/time";
+  }
+}
+
+// Routes as an array of tables: [[ingest.routes]] filter = "device/+" device_id = "topic:2".
+std::vector<IngestRoute> routesFromToml(const KeyDescriptor& key, const toml::node& node) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    fail(key.name, std::string("expected an array of tables ([[ingest.routes]]), got ") +
+                       describeTomlValue(node));
+  }
+  std::vector<IngestRoute> routes;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const std::string itemKey = std::string(key.name) + "[" + std::to_string(i) + "]";
+    const toml::table* table = (*array)[i].as_table();
+    if (table == nullptr) {
+      fail(itemKey, "expected a table with filter and device_id, got " +
+                        describeTomlValue((*array)[i]));
+    }
+    IngestRoute route;
+    bool haveFilter = false;
+    bool haveDeviceId = false;
+    for (const auto& [k, v] : *table) {
+      const std::string field(k.str());
+      std::string* target = nullptr;
+      if (field == "filter") {
+        target = &route.filter;
+        haveFilter = true;
+      } else if (field == "device_id") {
+        target = &route.deviceId;
+        haveDeviceId = true;
+      } else {
+        fail(itemKey + "." + field, "unknown key (expected filter and device_id)");
+      }
+      if (!v.is_string()) {
+        fail(itemKey + "." + field, "expected a string, got " + describeTomlValue(v));
+      }
+      *target = v.as_string()->get();
+    }
+    if (!haveFilter || !haveDeviceId) {
+      fail(itemKey, std::string("missing ") + (haveFilter ? "device_id" : "filter"));
+    }
+    validateRoute(itemKey, route);
+    routes.push_back(std::move(route));
+  }
+  return routes;
+}
+
+void applyTomlValue(Config& config, const KeyDescriptor& key, const toml::node& node) {
+  switch (key.kind) {
+    case Kind::kRoutes:
+      config.ingest.routes = routesFromToml(key, node);
+      return;
+    case Kind::kInteger:
+      if (!node.is_integer()) {
+        fail(key.name, "expected " + integerExpectation(key) + ", got " + describeTomlValue(node));
+      }
+      if (node.as_integer()->get() < 0) {
+        failExpected(key.name, integerExpectation(key), std::to_string(node.as_integer()->get()));
+      }
+      key.set(config, key, std::to_string(node.as_integer()->get()));
+      return;
+    case Kind::kString:
+      if (!node.is_string()) {
+        fail(key.name, "expected a string, got " + describeTomlValue(node));
+      }
+      key.set(config, key, node.as_string()->get());
+      return;
+  }
+}
+
+}  // namespace
+
+std::string HostPort::toString() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+HostPort parseHostPort(const std::string& key, const std::string& text) {
+  HostPort out;
+  std::string portText;
+  if (!text.empty() && text[0] == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos || close == 1 || close + 1 >= text.size() ||
+        text[close + 1] != ':') {
+      failExpected(key, "HOST:PORT", text);
+    }
+    out.host = text.substr(1, close - 1);
+    portText = text.substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    // A bare IPv6 address is ambiguous without brackets.
+    if (colon == std::string::npos || colon == 0 || text.find(':') != colon) {
+      failExpected(key, "HOST:PORT", text);
+    }
+    out.host = text.substr(0, colon);
+    portText = text.substr(colon + 1);
+  }
+  if (std::any_of(out.host.begin(), out.host.end(),
+                  [](char c) { return static_cast<unsigned char>(c) <= ' '; })) {
+    failExpected(key, "HOST:PORT", text);
+  }
+  unsigned port = 0;
+  const auto [ptr, ec] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
+  const bool digitsOnly = !portText.empty() && std::all_of(portText.begin(), portText.end(), [](char c) {
+    return c >= '0' && c <= '9';
+  });
+  if (!digitsOnly) {
+    failExpected(key, "HOST:PORT", text);
+  }
+  if (ec != std::errc{} || ptr != portText.data() + portText.size() || port > 65535) {
+    failExpected(key, "HOST:PORT with a port between 0 and 65535", text);
+  }
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
+}
+
+void Config::finalize() {
+  if (server.nodeId.empty()) {
+    server.nodeId = hostName();
+  }
+  for (std::size_t i = 0; i < ingest.routes.size(); ++i) {
+    const IngestRoute& route = ingest.routes[i];
+    const std::string key = "ingest.routes[" + std::to_string(i) + "]";
+    validateRoute(key, route);
+    // A topic level beyond the filter's depth can only exist after a '#'.
+    if (route.deviceId.rfind("topic:", 0) == 0 && route.filter.back() != '#') {
+      const auto levels =
+          static_cast<unsigned long>(std::count(route.filter.begin(), route.filter.end(), '/')) + 1;
+      const unsigned long wanted = std::stoul(route.deviceId.substr(6));
+      if (wanted > levels) {
+        fail(key, "route " + quoted(route.filter) + " has " + std::to_string(levels) +
+                      " topic levels, so device_id " + quoted(route.deviceId) + " can never match");
+      }
+    }
+  }
+  const auto wildcard = [](const std::string& host) {
+    return host == "0.0.0.0" || host == "::" || host.empty();
+  };
+  if (mqtt.listen.port != 0 && mqtt.listen.port == http.listen.port &&
+      (mqtt.listen.host == http.listen.host || wildcard(mqtt.listen.host) ||
+       wildcard(http.listen.host))) {
+    fail("http.listen", "port " + std::to_string(http.listen.port) + " is also used by mqtt.listen");
+  }
+}
+
+void applyConfigValue(Config& config, const std::string& dottedKey, const std::string& value) {
+  const KeyDescriptor* key = findKey(dottedKey);
+  if (key == nullptr) {
+    throw ConfigError("config: unknown key " + quoted(dottedKey));
+  }
+  key->set(config, *key, value);
+}
+
+void applyConfigFile(Config& config, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError("config: cannot read " + path);
+  }
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  toml::table root;
+  try {
+    root = toml::parse(contents.str(), path);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    std::string description(e.description());
+    std::replace(description.begin(), description.end(), '\n', ' ');
+    throw ConfigError("config: " + path + ":" + std::to_string(where.line) + ":" +
+                      std::to_string(where.column) + ": " + description);
+  }
+  // Validate into a copy so a bad file leaves `config` untouched.
+  Config updated = config;
+  for (const auto& [sectionName, sectionNode] : root) {
+    const std::string section(sectionName.str());
+    const toml::table* table = sectionNode.as_table();
+    if (table == nullptr) {
+      throw ConfigError("config: " + path + ": unknown key " + quoted(section) +
+                        " (settings belong in a [section])");
+    }
+    for (const auto& [name, node] : *table) {
+      const std::string dotted = section + "." + std::string(name.str());
+      const KeyDescriptor* key = findKey(dotted);
+      if (key == nullptr) {
+        throw ConfigError("config: " + path + ": unknown key " + quoted(dotted));
+      }
+      applyTomlValue(updated, *key, node);
+    }
+  }
+  config = std::move(updated);
+}
+
+void applyConfigEnv(Config& config, const std::map<std::string, std::string>& env) {
+  Config updated = config;
+  for (const auto& [name, value] : env) {
+    if (name.rfind("TERN_", 0) != 0 || reservedEnvName(name)) {
+      continue;
+    }
+    const KeyDescriptor* match = nullptr;
+    for (const auto& key : keyTable()) {
+      if (envName(key.name) == name) {
+        match = &key;
+        break;
+      }
+    }
+    if (match == nullptr) {
+      throw ConfigError("config: unknown environment variable " + name);
+    }
+    match->set(updated, *match, value);
+  }
+  config = std::move(updated);
+}
+
+std::map<std::string, std::string> ternEnvironment() {
+  std::map<std::string, std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    if (entry.rfind("TERN_", 0) != 0) {
+      continue;
+    }
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    out.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return out;
+}
+
+std::vector<std::string> configKeys() {
+  std::vector<std::string> keys;
+  for (const auto& key : keyTable()) {
+    keys.emplace_back(key.name);
+  }
+  return keys;
+}
+
+}  // namespace tern::core

@@ -1,0 +1,334 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <map>
+
+#include "core/ids.h"
+
+namespace tern::core {
+namespace {
+
+// Writes `contents` to a fresh file under the gtest temp dir and returns its path.
+std::string writeTemp(const std::string& name, const std::string& contents) {
+  const std::string path = ::testing::TempDir() + "tern_config_test_" + name + ".toml";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+  return path;
+}
+
+// Runs `f`, expects a ConfigError, returns its message.
+template <class F>
+std::string errorOf(F&& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError thrown";
+  return {};
+}
+
+TEST(ConfigTest, Defaults) {
+  Config c;
+  EXPECT_EQ(c.server.dataDir, "./data");
+  EXPECT_EQ(c.mqtt.listen.toString(), "0.0.0.0:1883");
+  EXPECT_EQ(c.http.listen.toString(), "127.0.0.1:8080");
+  ASSERT_EQ(c.ingest.routes.size(), 1u);
+  EXPECT_EQ(c.ingest.routes[0].filter, "device/+");
+  EXPECT_NO_THROW(c.finalize());
+  EXPECT_EQ(c.server.nodeId, hostName());
+}
+
+TEST(ConfigTest, ListsAllKeys) {
+  const std::vector<std::string> expected{
+      "server.data_dir",   "server.node_id",     "server.threads",        "server.log_format",
+      "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
+      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "http.listen",
+      "storage.backend",   "storage.sync",       "ingest.routes",         "ingest.batch_size",
+      "ingest.batch_ms",   "ingest.queue_capacity"};
+  EXPECT_EQ(configKeys(), expected);
+}
+
+TEST(ConfigTest, AppliesEveryKeyFromText) {
+  Config c;
+  applyConfigValue(c, "server.data_dir", "/var/lib/tern");
+  applyConfigValue(c, "server.node_id", "node-1");
+  applyConfigValue(c, "server.threads", "4");
+  applyConfigValue(c, "server.log_format", "json");
+  applyConfigValue(c, "server.log_level", "debug");
+  applyConfigValue(c, "mqtt.listen", "[::1]:1884");
+  applyConfigValue(c, "mqtt.max_packet_size", "16");
+  applyConfigValue(c, "mqtt.max_inflight", "65535");
+  applyConfigValue(c, "mqtt.max_queued", "10000000");
+  applyConfigValue(c, "mqtt.max_connections", "1000000");
+  applyConfigValue(c, "mqtt.sys_interval", "0");
+  applyConfigValue(c, "http.listen", "localhost:0");
+  applyConfigValue(c, "storage.backend", "sqlite");
+  applyConfigValue(c, "storage.sync", "full");
+  applyConfigValue(c, "ingest.routes", "a/+=topic:2;b/#=json:meta.id");
+  applyConfigValue(c, "ingest.batch_size", "1");
+  applyConfigValue(c, "ingest.batch_ms", "10000");
+  applyConfigValue(c, "ingest.queue_capacity", "100");
+  EXPECT_EQ(c.server.dataDir, "/var/lib/tern");
+  EXPECT_EQ(c.server.nodeId, "node-1");
+  EXPECT_EQ(c.server.threads, 4u);
+  EXPECT_EQ(c.server.logFormat, "json");
+  EXPECT_EQ(c.server.logLevel, "debug");
+  EXPECT_EQ(c.mqtt.listen.host, "::1");
+  EXPECT_EQ(c.mqtt.listen.port, 1884);
+  EXPECT_EQ(c.mqtt.listen.toString(), "[::1]:1884");
+  EXPECT_EQ(c.mqtt.maxPacketSize, 16u);
+  EXPECT_EQ(c.mqtt.maxInflight, 65535u);
+  EXPECT_EQ(c.mqtt.maxQueued, 10'000'000u);
+  EXPECT_EQ(c.mqtt.maxConnections, 1'000'000u);
+  EXPECT_EQ(c.mqtt.sysInterval, 0u);
+  EXPECT_EQ(c.http.listen.toString(), "localhost:0");
+  EXPECT_EQ(c.storage.sync, "full");
+  ASSERT_EQ(c.ingest.routes.size(), 2u);
+  EXPECT_EQ(c.ingest.routes[1].filter, "b/#");
+  EXPECT_EQ(c.ingest.routes[1].deviceId, "json:meta.id");
+  EXPECT_EQ(c.ingest.batchSize, 1u);
+  EXPECT_EQ(c.ingest.batchMs, 10'000u);
+  EXPECT_EQ(c.ingest.queueCapacity, 100u);
+  EXPECT_NO_THROW(c.finalize());
+}
+
+TEST(ConfigTest, EveryErrorNamesTheKey) {
+  const std::map<std::string, std::vector<std::string>> bad{
+      {"server.data_dir", {""}},
+      {"server.node_id", {"a/b", "has space"}},
+      {"server.threads", {"257", "-1", "abc", "", "4 "}},
+      {"server.log_format", {"xml", ""}},
+      {"server.log_level", {"loud", "INFO"}},
+      {"mqtt.listen", {"foo", "1883", ":1883", "host:", "host:65536", "host:x", "::1:1883", "[::1]1883", "[]:1"}},
+      {"mqtt.max_packet_size", {"15", "268435456", "1e6"}},
+      {"mqtt.max_inflight", {"0", "65536", "abc", "+5", "0x10"}},
+      {"mqtt.max_queued", {"0", "10000001"}},
+      {"mqtt.max_connections", {"0", "1000001"}},
+      {"mqtt.sys_interval", {"86401", "1.5"}},
+      {"http.listen", {"foo", "localhost:99999"}},
+      {"storage.backend", {"postgres", ""}},
+      {"storage.sync", {"off"}},
+      {"ingest.routes", {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
+                         "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
+      {"ingest.batch_size", {"0", "1000001"}},
+      {"ingest.batch_ms", {"10001"}},
+      {"ingest.queue_capacity", {"99", "100000001", "99999999999999999999999"}},
+  };
+  ASSERT_EQ(bad.size(), configKeys().size());
+  for (const auto& [key, values] : bad) {
+    for (const auto& value : values) {
+      Config c;
+      const std::string msg = errorOf([&] { applyConfigValue(c, key, value); });
+      EXPECT_EQ(msg.rfind("config: " + key, 0), 0u) << key << "=" << value << " → " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+}
+
+TEST(ConfigTest, ErrorMessagesReadWell) {
+  Config c;
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "mqtt.max_inflight", "abc"); }),
+            R"(config: mqtt.max_inflight: expected an integer between 1 and 65535, got "abc")");
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "http.listen", "foo"); }),
+            R"(config: http.listen: expected HOST:PORT, got "foo")");
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "storage.sync", "off"); }),
+            R"(config: storage.sync: expected one of normal|full, got "off")");
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "storage.backend", "pg"); }),
+            R"(config: storage.backend: expected sqlite, got "pg")");
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "mqtt.nope", "1"); }), R"(config: unknown key "mqtt.nope")");
+}
+
+TEST(ConfigTest, ParsesHostPort) {
+  EXPECT_EQ(parseHostPort("k", "0.0.0.0:1883").toString(), "0.0.0.0:1883");
+  const HostPort v6 = parseHostPort("k", "[::]:0");
+  EXPECT_EQ(v6.host, "::");
+  EXPECT_EQ(v6.port, 0);
+  const HostPort named = parseHostPort("k", "example.com:65535");
+  EXPECT_EQ(named.host, "example.com");
+  EXPECT_EQ(named.port, 65535);
+  EXPECT_THROW(parseHostPort("k", "[::1"), ConfigError);
+  EXPECT_THROW(parseHostPort("k", "a b:1"), ConfigError);
+  EXPECT_THROW(parseHostPort("k", "host:-1"), ConfigError);
+}
+
+TEST(ConfigTest, LoadsTomlFile) {
+  const std::string path = writeTemp("full", R"(
+[server]
+data_dir = "/srv/tern"
+threads = 8
+log_format = "json"
+
+[mqtt]
+listen = "127.0.0.1:11883"
+max_inflight = 10
+
+[storage]
+sync = "full"
+
+[[ingest.routes]]
+filter = "device/+"
+device_id = "topic:2"
+
+[[ingest.routes]]
+filter = "sensors/#"
+device_id = "json:uuid"
+
+[ingest]
+batch_ms = 5
+)");
+  Config c;
+  applyConfigFile(c, path);
+  EXPECT_EQ(c.server.dataDir, "/srv/tern");
+  EXPECT_EQ(c.server.threads, 8u);
+  EXPECT_EQ(c.server.logFormat, "json");
+  EXPECT_EQ(c.mqtt.listen.port, 11883);
+  EXPECT_EQ(c.mqtt.maxInflight, 10u);
+  EXPECT_EQ(c.storage.sync, "full");
+  EXPECT_EQ(c.ingest.batchMs, 5u);
+  ASSERT_EQ(c.ingest.routes.size(), 2u);
+  EXPECT_EQ(c.ingest.routes[1].filter, "sensors/#");
+  EXPECT_EQ(c.ingest.routes[1].deviceId, "json:uuid");
+}
+
+TEST(ConfigTest, TomlErrorsNameKeyFileOrLine) {
+  struct Case {
+    const char* toml;
+    const char* expectedPrefix;
+  };
+  const Case cases[] = {
+      {"[mqtt]\nmax_inflight = \"10\"\n", "config: mqtt.max_inflight: expected an integer"},
+      {"[mqtt]\nmax_inflight = 0\n", "config: mqtt.max_inflight: expected an integer between 1 and 65535, got \"0\""},
+      {"[mqtt]\nmax_inflight = -3\n", "config: mqtt.max_inflight:"},
+      {"[mqtt]\nmax_inflight = 1.5\n", "config: mqtt.max_inflight:"},
+      {"[mqtt]\nlisten = 1883\n", "config: mqtt.listen: expected a string, got integer 1883"},
+      {"[server]\nthreads = true\n", "config: server.threads:"},
+      {"[ingest]\nroutes = \"a=topic:1\"\n", "config: ingest.routes:"},
+      {"[[ingest.routes]]\nfilter = \"a/+\"\n", "config: ingest.routes[0]: missing device_id"},
+      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\n[[ingest.routes]]\nfilter = \"b\"\ndevice_id = \"x\"\n",
+       "config: ingest.routes[1]:"},
+      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\nqos = 1\n", "config: ingest.routes[0].qos:"},
+  };
+  for (const auto& tc : cases) {
+    Config c;
+    const std::string path = writeTemp("bad", tc.toml);
+    const std::string msg = errorOf([&] { applyConfigFile(c, path); });
+    EXPECT_EQ(msg.rfind(tc.expectedPrefix, 0), 0u) << tc.toml << " → " << msg;
+  }
+
+  Config c;
+  const std::string unknown = writeTemp("unknown", "[mqtt]\nmax_infilght = 3\n");
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknown); }).find("\"mqtt.max_infilght\""), std::string::npos);
+  const std::string unknownSection = writeTemp("unknown_section", "[mqqt]\nlisten = \"a:1\"\n");
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknownSection); }).find("\"mqqt.listen\""), std::string::npos);
+  const std::string topLevel = writeTemp("top_level", "threads = 3\n");
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, topLevel); }).find("\"threads\""), std::string::npos);
+
+  const std::string syntax = writeTemp("syntax", "[mqtt]\nlisten = \"a:1\"\nmax_inflight = = 3\n");
+  const std::string msg = errorOf([&] { applyConfigFile(c, syntax); });
+  EXPECT_EQ(msg.rfind("config: " + syntax + ":3:", 0), 0u) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+
+  const std::string missing = ::testing::TempDir() + "tern_config_test_does_not_exist.toml";
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, missing); }).find(missing), std::string::npos);
+}
+
+TEST(ConfigTest, BadFileLeavesConfigUntouched) {
+  Config c;
+  const std::string path = writeTemp("partial", "[mqtt]\nmax_inflight = 7\nmax_queued = 0\n");
+  EXPECT_THROW(applyConfigFile(c, path), ConfigError);
+  EXPECT_EQ(c.mqtt.maxInflight, 64u);
+}
+
+TEST(ConfigTest, AppliesEnvironment) {
+  Config c;
+  applyConfigEnv(c, {{"TERN_SERVER_DATA_DIR", "/env"},
+                     {"TERN_MQTT_LISTEN", "127.0.0.1:1999"},
+                     {"TERN_HTTP_LISTEN", "127.0.0.1:8999"},
+                     {"TERN_MQTT_MAX_PACKET_SIZE", "4096"},
+                     {"TERN_INGEST_ROUTES", "device/+=topic:2;sensors/#=json:uuid"},
+                     {"TERN_CONFIG", "/ignored/by/config.toml"}});
+  EXPECT_EQ(c.server.dataDir, "/env");
+  EXPECT_EQ(c.mqtt.listen.port, 1999);
+  EXPECT_EQ(c.http.listen.port, 8999);
+  EXPECT_EQ(c.mqtt.maxPacketSize, 4096u);
+  ASSERT_EQ(c.ingest.routes.size(), 2u);
+  EXPECT_EQ(c.ingest.routes[1].deviceId, "json:uuid");
+
+  EXPECT_EQ(errorOf([&] { applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIHGT", "3"}}); }),
+            "config: unknown environment variable TERN_MQTT_MAX_INFLIHGT");
+  EXPECT_EQ(errorOf([&] { applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIGHT", "x"}}); })
+                .rfind("config: mqtt.max_inflight:", 0),
+            0u);
+  // Names outside the TERN_ prefix are not ours to judge.
+  EXPECT_NO_THROW(applyConfigEnv(c, {{"HOME", "/root"}, {"TERNARY", "1"}}));
+}
+
+TEST(ConfigTest, EnvCanEmptyTheRoutes) {
+  Config c;
+  applyConfigEnv(c, {{"TERN_INGEST_ROUTES", ""}});
+  EXPECT_TRUE(c.ingest.routes.empty());
+}
+
+TEST(ConfigTest, PrecedenceFileThenEnvThenExplicit) {
+  const std::string path = writeTemp("precedence", R"(
+[mqtt]
+max_inflight = 10
+max_queued = 20
+max_connections = 30
+)");
+  Config c;
+  applyConfigFile(c, path);
+  applyConfigEnv(c, {{"TERN_MQTT_MAX_QUEUED", "200"}, {"TERN_MQTT_MAX_CONNECTIONS", "300"}});
+  applyConfigValue(c, "mqtt.max_connections", "3000");
+  c.finalize();
+  EXPECT_EQ(c.mqtt.maxInflight, 10u);  // file only
+  EXPECT_EQ(c.mqtt.maxQueued, 200u);  // env beats file
+  EXPECT_EQ(c.mqtt.maxConnections, 3000u);  // explicit beats env
+  EXPECT_EQ(c.mqtt.sysInterval, 10u);  // default untouched
+}
+
+TEST(ConfigTest, ReadsProcessEnvironment) {
+  ::setenv("TERN_TEST_ONLY_VARIABLE", "v=1", 1);
+  const auto env = ternEnvironment();
+  ::unsetenv("TERN_TEST_ONLY_VARIABLE");
+  ASSERT_EQ(env.count("TERN_TEST_ONLY_VARIABLE"), 1u);
+  EXPECT_EQ(env.at("TERN_TEST_ONLY_VARIABLE"), "v=1");
+  for (const auto& [name, value] : env) {
+    EXPECT_EQ(name.rfind("TERN_", 0), 0u);
+  }
+}
+
+TEST(ConfigTest, FinalizeChecksCrossFieldRules) {
+  {
+    Config c;
+    c.server.nodeId = "given";
+    c.finalize();
+    EXPECT_EQ(c.server.nodeId, "given");
+  }
+  {
+    Config c;
+    c.ingest.routes = {{"device/+", "topic:3"}};
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: ingest.routes[0]:", 0), 0u);
+    c.ingest.routes = {{"device/#", "topic:3"}};  // '#' can supply deeper levels
+    EXPECT_NO_THROW(c.finalize());
+    c.ingest.routes = {{"", "topic:1"}};
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: ingest.routes[0]:", 0), 0u);
+    c.ingest.routes = {{"a", "json:"}};
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: ingest.routes[0]:", 0), 0u);
+  }
+  {
+    Config c;
+    applyConfigValue(c, "http.listen", "127.0.0.1:1883");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: http.listen:", 0), 0u);
+    applyConfigValue(c, "http.listen", "127.0.0.1:0");
+    applyConfigValue(c, "mqtt.listen", "127.0.0.1:0");
+    EXPECT_NO_THROW(c.finalize());  // two ephemeral ports never collide
+  }
+}
+
+}  // namespace
+}  // namespace tern::core
