@@ -37,6 +37,7 @@ void Pipeline::submit(storage::Record record, Completion done) {
     queue_.push_back(Item{std::move(record), std::move(done)});
     ++stats_.submitted;
     if (queue_.size() >= options_.queueCapacity) overloaded_ = true;
+    stats_.maxQueueDepth = std::max<std::uint64_t>(stats_.maxQueueDepth, queue_.size());
     // The writer only needs a nudge when it may be sleeping on an empty queue or the batch is full.
     wakeWriter = queue_.size() == 1 || queue_.size() == options_.batchSize;
   }
@@ -107,6 +108,7 @@ void Pipeline::run() {
       if (giveUp) {
         spdlog::error("ingest: giving up on {} unacknowledged records at shutdown", records.size());
         completions.clear();
+        records.clear();
         break;
       }
       spdlog::error("ingest: commit of {} records failed, retrying in {} ms: {}", records.size(),

@@ -26,6 +26,7 @@ struct PipelineStats {
   std::uint64_t batches = 0;
   std::uint64_t commitFailures = 0;
   std::uint64_t queued = 0;
+  std::uint64_t maxQueueDepth = 0;  // high-water mark, to show the bound holds
 };
 
 class Pipeline {
