@@ -1,1 +1,1172 @@
-// placeholder: being written
+// The embedded SQLite backend: one database file in WAL mode, one writer connection used only
+// by the writer thread, and a small pool of read connections for everything else.
+#include "storage/sqlite/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace tern::storage::sqlite {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
+constexpr int kBusyTimeoutMs = 5000;
+constexpr std::size_t kMaxIdleReaders = 8;
+constexpr std::int64_t kReaderCacheKiB = 16 * 1024;
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+// Applied in order, all pending ones in one transaction. Never edit a released entry: append a
+// new one and bump kSchemaVersion.
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE devices(
+  id INTEGER PRIMARY KEY,
+  device_id TEXT NOT NULL UNIQUE,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  message_count INTEGER NOT NULL DEFAULT 0,
+  latest TEXT NOT NULL DEFAULT '{}'
+);
+-- A rowid table: appends go to the end of the b-tree, which is what keeps ingest fast.
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY,
+  device INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  device_ts INTEGER,
+  node TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  flags INTEGER NOT NULL,
+  fields TEXT
+);
+-- The implicit trailing rowid makes this (device, ts, id): keyset pages need no sort.
+CREATE INDEX messages_device_ts ON messages(device, ts);
+)sql"},
+};
+static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
+
+// --- SQL ---------------------------------------------------------------------------------------
+
+constexpr const char* kSqlBegin = "BEGIN IMMEDIATE";
+constexpr const char* kSqlCommit = "COMMIT";
+constexpr const char* kSqlRollback = "ROLLBACK";
+constexpr const char* kSqlInsertMessage =
+    "INSERT INTO messages(device, ts, device_ts, node, topic, payload, flags, fields) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+// The latest values are a flat JSON object, so an RFC 7396 merge patch is exactly "newer keys
+// win"; json_patch keeps number tokens verbatim, so int/double types survive.
+constexpr const char* kSqlUpdateDevice =
+    "UPDATE devices SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3), "
+    "message_count = message_count + ?4, latest = json_patch(latest, ?5) WHERE id = ?1";
+constexpr const char* kSqlUpsertDevice =
+    "INSERT INTO devices(device_id, first_seen, last_seen, message_count, latest) "
+    "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(device_id) DO UPDATE SET "
+    "first_seen = min(first_seen, excluded.first_seen), "
+    "last_seen = max(last_seen, excluded.last_seen), "
+    "message_count = message_count + excluded.message_count, "
+    "latest = json_patch(latest, excluded.latest) RETURNING id";
+
+#define TERN_MESSAGE_COLUMNS "SELECT id, ts, device_ts, node, topic, payload, flags, fields "
+#define TERN_MESSAGE_RANGE                                                         \
+  "FROM messages WHERE device = (SELECT id FROM devices WHERE device_id = ?1) " \
+  "AND ts >= ?2 AND ts < ?3 "
+// Separate statements with and without a cursor, so the planner never picks a dummy cursor
+// bound over the real range start.
+constexpr const char* kSqlMessagesAsc =
+    TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "ORDER BY ts, id LIMIT ?6";
+constexpr const char* kSqlMessagesDesc =
+    TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "ORDER BY ts DESC, id DESC LIMIT ?6";
+constexpr const char* kSqlMessagesAscAfter =
+    TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "AND (ts, id) > (?4, ?5) ORDER BY ts, id LIMIT ?6";
+constexpr const char* kSqlMessagesDescAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE
+    "AND (ts, id) < (?4, ?5) ORDER BY ts DESC, id DESC LIMIT ?6";
+// Series rows come in index order and are bucketed here, which avoids a GROUP BY sort.
+// json_type tells booleans (which json_extract turns into 0/1) from numbers.
+constexpr const char* kSqlSeriesByPath =
+    "SELECT ts, json_extract(fields, ?4) " TERN_MESSAGE_RANGE
+    "AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts";
+// SQLite's JSON paths cannot quote a '"', so such keys are matched through json_each instead.
+constexpr const char* kSqlSeriesByKey =
+    "SELECT m.ts, j.value FROM messages AS m, json_each(m.fields) AS j "
+    "WHERE m.device = (SELECT id FROM devices WHERE device_id = ?1) "
+    "AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 AND j.type IN ('integer', 'real') "
+    "ORDER BY m.ts";
+#undef TERN_MESSAGE_COLUMNS
+#undef TERN_MESSAGE_RANGE
+constexpr const char* kSqlListDevices =
+    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
+    "ORDER BY device_id";
+constexpr const char* kSqlGetDevice =
+    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
+    "WHERE device_id = ?1";
+// Every message bumps its device's count in the same transaction, so this is exact and avoids
+// a count(*) scan over 100M rows.
+constexpr const char* kSqlCountMessages = "SELECT coalesce(sum(message_count), 0) FROM devices";
+constexpr const char* kSqlCheck = "SELECT 1";
+
+// --- helpers -----------------------------------------------------------------------------------
+
+core::Error sqlError(sqlite3* db, std::string_view what) {
+  std::string message = "sqlite: ";
+  message += what;
+  message += ": ";
+  message += db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+  return core::Error{std::move(message)};
+}
+
+// Resets a statement when a scope ends, so a half-read query never pins a WAL snapshot.
+class ResetGuard {
+ public:
+  explicit ResetGuard(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~ResetGuard() { sqlite3_reset(stmt_); }
+  ResetGuard(const ResetGuard&) = delete;
+  ResetGuard& operator=(const ResetGuard&) = delete;
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+void bindText(sqlite3_stmt* stmt, int index, std::string_view text) {
+  sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+}
+
+std::string_view columnText(sqlite3_stmt* stmt, int column) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
+  if (text == nullptr) {
+    return {};
+  }
+  return {text, static_cast<std::size_t>(sqlite3_column_bytes(stmt, column))};
+}
+
+std::string columnBlob(sqlite3_stmt* stmt, int column) {
+  const void* data = sqlite3_column_blob(stmt, column);
+  const auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt, column));
+  if (data == nullptr || size == 0) {
+    return {};
+  }
+  return {static_cast<const char*>(data), size};
+}
+
+// One SQLite connection and the statements prepared on it. Used by one thread at a time.
+class Connection {
+ public:
+  // Returns the error instead of throwing: read connections are also opened on the data plane.
+  static core::Result<std::unique_ptr<Connection>> tryOpen(const std::string& path, int flags) {
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      core::Error error = sqlError(db, "open " + path);
+      sqlite3_close_v2(db);
+      return error;
+    }
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    return std::unique_ptr<Connection>(new Connection(db));
+  }
+
+  ~Connection() {
+    for (auto& [sql, stmt] : statements_) {
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close_v2(db_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* db() const { return db_; }
+
+  // Prepared on first use and kept. Keyed by the address of the SQL constant.
+  core::Result<sqlite3_stmt*> statement(const char* sql) {
+    if (auto it = statements_.find(sql); it != statements_.end()) {
+      return it->second;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+        SQLITE_OK) {
+      return sqlError(db_, "prepare");
+    }
+    statements_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  // Runs a statement that returns no rows (or whose rows are ignored).
+  core::Status run(const char* sql, std::string_view what) {
+    auto stmt = statement(sql);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    int rc = SQLITE_ROW;
+    while (rc == SQLITE_ROW) {
+      rc = sqlite3_step(*stmt);
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(db_, what);
+    }
+    return {};
+  }
+
+  // For start-up only: runs SQL (possibly several statements) and throws on failure.
+  void execOrThrow(const std::string& sql, std::string_view what) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = "sqlite: ";
+      text += what;
+      text += ": ";
+      text += message != nullptr ? message : sqlite3_errmsg(db_);
+      sqlite3_free(message);
+      throw std::runtime_error(text);
+    }
+  }
+
+  // For start-up only: the first column of the first row as text ("" when there is no row).
+  std::string queryTextOrThrow(const std::string& sql, std::string_view what) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(sqlError(db_, what).message);
+    }
+    const int rc = sqlite3_step(stmt);
+    std::string value;
+    if (rc == SQLITE_ROW) {
+      value = std::string(columnText(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      throw std::runtime_error(sqlError(db_, what).message);
+    }
+    return value;
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+
+  sqlite3* db_;
+  std::unordered_map<const char*, sqlite3_stmt*> statements_;
+};
+
+std::unique_ptr<Connection> openOrThrow(const std::string& path, int flags) {
+  auto conn = Connection::tryOpen(path, flags);
+  if (!conn) {
+    throw std::runtime_error(conn.error().message);
+  }
+  return std::move(*conn);
+}
+
+// --- fields as JSON ----------------------------------------------------------------------------
+// Written here and read back here only: a flat object whose values are JSON numbers (integers
+// without '.', doubles always with '.' or an exponent), booleans or strings. Doubles use the
+// shortest round-trip form, and are read back with from_chars, so values come back bit-exact.
+
+void appendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (byte < 0x20) {
+          out += "\\u00";
+          out += kHex[byte >> 4];
+          out += kHex[byte & 0xF];
+        } else {
+          out += c;  // UTF-8 passes through unchanged
+        }
+    }
+  }
+  out += '"';
+}
+
+// False when the value has no JSON form (NaN, infinities); such values are not stored.
+bool representable(const FieldValue& value) {
+  const auto* d = std::get_if<double>(&value);
+  return d == nullptr || std::isfinite(*d);
+}
+
+void appendJsonValue(std::string& out, const FieldValue& value) {
+  char buffer[64];
+  if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    const auto end = std::to_chars(buffer, buffer + sizeof buffer, *i).ptr;
+    out.append(buffer, end);
+  } else if (const auto* d = std::get_if<double>(&value)) {
+    const auto end = std::to_chars(buffer, buffer + sizeof buffer, *d).ptr;
+    const std::string_view text(buffer, static_cast<std::size_t>(end - buffer));
+    out += text;
+    if (text.find_first_of(".eE") == std::string_view::npos) {
+      out += ".0";  // keep it a double when read back
+    }
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    out += *b ? "true" : "false";
+  } else {
+    appendJsonString(out, std::get<std::string>(value));
+  }
+}
+
+void appendJsonMember(std::string& out, bool& first, std::string_view key,
+                      const FieldValue& value) {
+  if (!representable(value)) {
+    return;
+  }
+  out += first ? '{' : ',';
+  first = false;
+  appendJsonString(out, key);
+  out += ':';
+  appendJsonValue(out, value);
+}
+
+void appendUtf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// Reads the flat objects written above (and json_patch's re-rendering of them, which keeps
+// tokens verbatim). Standard JSON escapes are accepted; nested values are not expected.
+class FlatJsonReader {
+ public:
+  explicit FlatJsonReader(std::string_view text) : text_(text) {}
+
+  bool read(std::vector<Field>& fields) {
+    skipSpace();
+    if (!consume('{')) {
+      return false;
+    }
+    skipSpace();
+    if (consume('}')) {
+      return atEnd();
+    }
+    while (true) {
+      Field field;
+      skipSpace();
+      if (!readString(field.key)) {
+        return false;
+      }
+      skipSpace();
+      if (!consume(':')) {
+        return false;
+      }
+      skipSpace();
+      bool isNull = false;
+      if (!readValue(field.value, isNull)) {
+        return false;
+      }
+      if (!isNull) {
+        fields.push_back(std::move(field));
+      }
+      skipSpace();
+      if (consume('}')) {
+        return atEnd();
+      }
+      if (!consume(',')) {
+        return false;
+      }
+    }
+  }
+
+ private:
+  bool atEnd() {
+    skipSpace();
+    return pos_ == text_.size();
+  }
+  void skipSpace() {
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' ||
+            text_[pos_] == '\t')) {
+      ++pos_;
+    }
+  }
+  bool consume(char c) {
+    if (pos_ < text_.size() && text_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool consumeWord(std::string_view word) {
+    if (text_.substr(pos_, word.size()) == word) {
+      pos_ += word.size();
+      return true;
+    }
+    return false;
+  }
+
+  bool readHex4(std::uint32_t& value) {
+    if (pos_ + 4 > text_.size()) {
+      return false;
+    }
+    const char* begin = text_.data() + pos_;
+    const auto [ptr, ec] = std::from_chars(begin, begin + 4, value, 16);
+    if (ec != std::errc() || ptr != begin + 4) {
+      return false;
+    }
+    pos_ += 4;
+    return true;
+  }
+
+  bool readString(std::string& out) {
+    if (!consume('"')) {
+      return false;
+    }
+    while (pos_ < text_.size()) {
+      const char c = text_[pos_++];
+      if (c == '"') {
+        return true;
+      }
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (pos_ >= text_.size()) {
+        return false;
+      }
+      switch (text_[pos_++]) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!readHex4(cp)) {
+            return false;
+          }
+          if (cp >= 0xD800 && cp < 0xDC00 && text_.substr(pos_, 2) == "\\u") {
+            pos_ += 2;
+            std::uint32_t low = 0;
+            if (!readHex4(low)) {
+              return false;
+            }
+            cp = (low >= 0xDC00 && low < 0xE000) ? 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00)
+                                                 : 0xFFFD;
+          } else if (cp >= 0xD800 && cp < 0xE000) {
+            cp = 0xFFFD;  // a lone surrogate has no UTF-8 form
+          }
+          appendUtf8(out, cp);
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+
+  bool readValue(FieldValue& value, bool& isNull) {
+    if (pos_ >= text_.size()) {
+      return false;
+    }
+    const char c = text_[pos_];
+    if (c == '"') {
+      std::string text;
+      if (!readString(text)) {
+        return false;
+      }
+      value = std::move(text);
+      return true;
+    }
+    if (consumeWord("true")) {
+      value = true;
+      return true;
+    }
+    if (consumeWord("false")) {
+      value = false;
+      return true;
+    }
+    if (consumeWord("null")) {
+      isNull = true;
+      return true;
+    }
+    return readNumber(value);
+  }
+
+  bool readNumber(FieldValue& value) {
+    const std::size_t start = pos_;
+    bool isDouble = false;
+    while (pos_ < text_.size()) {
+      const char c = text_[pos_];
+      if (c == '.' || c == 'e' || c == 'E') {
+        isDouble = true;
+      } else if (!(c == '-' || c == '+' || (c >= '0' && c <= '9'))) {
+        break;
+      }
+      ++pos_;
+    }
+    const char* begin = text_.data() + start;
+    const char* end = text_.data() + pos_;
+    if (begin == end) {
+      return false;
+    }
+    if (!isDouble) {
+      std::int64_t i = 0;
+      const auto [ptr, ec] = std::from_chars(begin, end, i);
+      if (ec == std::errc() && ptr == end) {
+        value = i;
+        return true;
+      }
+      // Out of int64 range: fall through and keep it as a double.
+    }
+    double d = 0;
+    const auto [ptr, ec] = std::from_chars(begin, end, d);
+    if (ec != std::errc() || ptr != end) {
+      return false;
+    }
+    value = d;
+    return true;
+  }
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+};
+
+bool parseFields(std::string_view text, std::vector<Field>& fields) {
+  return FlatJsonReader(text).read(fields);
+}
+
+// --- store -------------------------------------------------------------------------------------
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const noexcept {
+    return std::hash<std::string_view>{}(text);
+  }
+};
+
+// Read connections, handed out one per call and returned afterwards. WAL lets them read
+// consistent snapshots while the writer commits.
+class ReaderPool {
+ public:
+  class Lease {
+   public:
+    Lease(ReaderPool* pool, std::unique_ptr<Connection> conn)
+        : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() {
+      if (conn_) {
+        pool_->release(std::move(conn_));
+      }
+    }
+    Connection& conn() { return *conn_; }
+
+   private:
+    ReaderPool* pool_;
+    std::unique_ptr<Connection> conn_;
+  };
+
+  explicit ReaderPool(std::string path) : path_(std::move(path)) {}
+
+  core::Result<Lease> acquire() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        auto conn = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(this, std::move(conn));
+      }
+    }
+    auto conn = openReader();
+    if (!conn) {
+      return conn.error();
+    }
+    return Lease(this, std::move(*conn));
+  }
+
+ private:
+  core::Result<std::unique_ptr<Connection>> openReader() {
+    auto conn = Connection::tryOpen(path_, SQLITE_OPEN_READWRITE);
+    if (!conn) {
+      return conn.error();
+    }
+    // Read-write open so WAL's shared-memory file is always usable; query_only keeps it a reader.
+    const std::string pragmas = "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; "
+                                "PRAGMA cache_size = -" +
+                                std::to_string(kReaderCacheKiB) + ";";
+    if (sqlite3_exec((*conn)->db(), pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return sqlError((*conn)->db(), "configure reader");
+    }
+    return std::move(*conn);
+  }
+
+  void release(std::unique_ptr<Connection> conn) {
+    std::lock_guard lock(mutex_);
+    if (idle_.size() < kMaxIdleReaders) {
+      idle_.push_back(std::move(conn));
+    }
+    // else: closed as `conn` goes out of scope.
+  }
+
+  std::string path_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+};
+
+// One device's share of a batch, so `devices` is written once per device per batch.
+struct DeviceBatch {
+  std::string_view deviceId;
+  std::int64_t firstSeenUs = std::numeric_limits<std::int64_t>::max();
+  std::int64_t lastSeenUs = std::numeric_limits<std::int64_t>::min();
+  std::int64_t count = 0;
+  std::vector<std::pair<std::string_view, const FieldValue*>> latest;  // first-seen key order
+  std::unordered_map<std::string_view, std::size_t> latestIndex;
+  std::int64_t rowId = 0;
+  bool isNew = false;  // not in the id cache before this batch
+};
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const SqliteOptions& options) : readers_(options.path) {
+    if (options.path.empty()) {
+      throw std::runtime_error("sqlite: no database path given");
+    }
+    const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
+    if (!parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        throw std::runtime_error("sqlite: cannot create directory " + parent.string() + ": " +
+                                 ec.message());
+      }
+    }
+    writer_ = openOrThrow(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    const std::string mode = writer_->queryTextOrThrow("PRAGMA journal_mode = WAL", "set WAL");
+    if (mode != "wal") {
+      throw std::runtime_error("sqlite: cannot use WAL mode for " + options.path + " (got '" +
+                               mode + "')");
+    }
+    const std::int64_t cacheKiB = std::max<std::int64_t>(options.cacheBytes / 1024, 1024);
+    writer_->execOrThrow(std::string("PRAGMA synchronous = ") +
+                             (options.syncFull ? "FULL" : "NORMAL") +
+                             "; PRAGMA cache_size = -" + std::to_string(cacheKiB) +
+                             "; PRAGMA temp_store = MEMORY"
+                             // Truncate the WAL after checkpoints so a burst does not leave a
+                             // huge file behind.
+                             "; PRAGMA journal_size_limit = 67108864",
+                         "configure");
+    migrate();
+    // Fail at open, not on the first query, if readers cannot work.
+    auto lease = readers_.acquire();
+    if (!lease) {
+      throw std::runtime_error(lease.error().message);
+    }
+  }
+
+  core::Status appendBatch(std::span<const Record> records) override;
+  core::Result<std::vector<StoredRecord>> queryMessages(const MessageQuery& query) override;
+  core::Result<std::vector<Bucket>> querySeries(const SeriesQuery& query) override;
+  core::Result<std::vector<DeviceSummary>> listDevices() override;
+  core::Result<std::optional<DeviceSummary>> getDevice(const std::string& deviceId) override;
+  core::Result<std::int64_t> countMessages() override;
+  std::string backendName() const override { return "sqlite"; }
+  core::Status check() override;
+
+  core::Result<std::string> explainMessages(bool descending);
+
+ private:
+  void migrate();
+  core::Status writeDevices(std::vector<DeviceBatch>& devices);
+  core::Status upsertDevice(DeviceBatch& device, const std::string& latest);
+  core::Status writeMessages(std::span<const Record> records,
+                             const std::vector<std::size_t>& recordDevice,
+                             const std::vector<DeviceBatch>& devices);
+  static core::Result<DeviceSummary> readDevice(sqlite3_stmt* stmt);
+
+  // Declared first so it is destroyed last: the last connection to close checkpoints the WAL.
+  std::unique_ptr<Connection> writer_;
+  ReaderPool readers_;
+  // Writer thread only: device text id → devices.id, for ids known to be committed.
+  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> deviceIds_;
+  std::string scratch_;  // writer thread only: reused JSON buffer
+};
+
+void SqliteStore::migrate() {
+  writer_->execOrThrow("BEGIN IMMEDIATE", "begin migration");
+  try {
+    writer_->execOrThrow("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                         "create meta");
+    const std::string text = writer_->queryTextOrThrow(
+        "SELECT value FROM meta WHERE key = 'schema_version'", "read schema version");
+    int version = 0;
+    if (!text.empty()) {
+      const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), version);
+      if (ec != std::errc() || ptr != text.data() + text.size() || version < 0) {
+        throw std::runtime_error("sqlite: bad schema version '" + text + "' in meta");
+      }
+    }
+    if (version > kSchemaVersion) {
+      throw std::runtime_error("sqlite: database schema version " + std::to_string(version) +
+                               " is newer than this build supports (" +
+                               std::to_string(kSchemaVersion) + ")");
+    }
+    for (const Migration& migration : kMigrations) {
+      if (migration.version > version) {
+        writer_->execOrThrow(migration.sql,
+                             "migrate to schema version " + std::to_string(migration.version));
+        version = migration.version;
+      }
+    }
+    writer_->execOrThrow(
+        "INSERT INTO meta(key, value) VALUES('schema_version', '" + std::to_string(version) +
+            "') ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        "record schema version");
+    writer_->execOrThrow("COMMIT", "commit migration");
+  } catch (...) {
+    sqlite3_exec(writer_->db(), "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+core::Status SqliteStore::appendBatch(std::span<const Record> records) {
+  if (records.empty()) {
+    return {};
+  }
+  // Aggregate per device first, so each device row is written once per batch.
+  std::vector<DeviceBatch> devices;
+  std::unordered_map<std::string_view, std::size_t> deviceIndex;
+  std::vector<std::size_t> recordDevice;
+  recordDevice.reserve(records.size());
+  for (const Record& record : records) {
+    auto [it, inserted] = deviceIndex.try_emplace(record.deviceId, devices.size());
+    if (inserted) {
+      devices.emplace_back().deviceId = record.deviceId;
+    }
+    recordDevice.push_back(it->second);
+    DeviceBatch& device = devices[it->second];
+    device.firstSeenUs = std::min(device.firstSeenUs, record.serverTimeUs);
+    device.lastSeenUs = std::max(device.lastSeenUs, record.serverTimeUs);
+    ++device.count;
+    for (const Field& field : record.fields) {
+      if (!representable(field.value)) {
+        continue;
+      }
+      auto [keyIt, newKey] = device.latestIndex.try_emplace(field.key, device.latest.size());
+      if (newKey) {
+        device.latest.emplace_back(field.key, &field.value);
+      } else {
+        device.latest[keyIt->second].second = &field.value;  // later records win
+      }
+    }
+  }
+
+  if (auto status = writer_->run(kSqlBegin, "begin"); !status) {
+    return status;
+  }
+  core::Status status = writeDevices(devices);
+  if (status) {
+    status = writeMessages(records, recordDevice, devices);
+  }
+  if (status) {
+    status = writer_->run(kSqlCommit, "commit");
+  }
+  if (!status) {
+    if (sqlite3_get_autocommit(writer_->db()) == 0) {
+      (void)writer_->run(kSqlRollback, "rollback");
+    }
+    return status;
+  }
+  // Only now are new ids safe to cache: a rolled-back batch would have left stale ones.
+  for (const DeviceBatch& device : devices) {
+    if (device.isNew) {
+      deviceIds_.emplace(std::string(device.deviceId), device.rowId);
+    }
+  }
+  return {};
+}
+
+core::Status SqliteStore::writeDevices(std::vector<DeviceBatch>& devices) {
+  auto update = writer_->statement(kSqlUpdateDevice);
+  if (!update) {
+    return update.error();
+  }
+  for (DeviceBatch& device : devices) {
+    scratch_.clear();
+    bool first = true;
+    for (const auto& [key, value] : device.latest) {
+      appendJsonMember(scratch_, first, key, *value);
+    }
+    scratch_ += first ? "{}" : "}";
+
+    auto cached = deviceIds_.find(device.deviceId);
+    if (cached == deviceIds_.end()) {
+      device.isNew = true;
+      if (auto status = upsertDevice(device, scratch_); !status) {
+        return status;
+      }
+      continue;
+    }
+    device.rowId = cached->second;
+    sqlite3_stmt* stmt = *update;
+    ResetGuard reset(stmt);
+    sqlite3_bind_int64(stmt, 1, device.rowId);
+    sqlite3_bind_int64(stmt, 2, device.firstSeenUs);
+    sqlite3_bind_int64(stmt, 3, device.lastSeenUs);
+    sqlite3_bind_int64(stmt, 4, device.count);
+    bindText(stmt, 5, scratch_);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return sqlError(writer_->db(), "update device");
+    }
+    if (sqlite3_changes(writer_->db()) == 0) {
+      // The cached row is gone (changed behind our back): fall back to the upsert.
+      deviceIds_.erase(cached);
+      device.isNew = true;
+      if (auto status = upsertDevice(device, scratch_); !status) {
+        return status;
+      }
+    }
+  }
+  return {};
+}
+
+core::Status SqliteStore::upsertDevice(DeviceBatch& device, const std::string& latest) {
+  auto upsert = writer_->statement(kSqlUpsertDevice);
+  if (!upsert) {
+    return upsert.error();
+  }
+  sqlite3_stmt* stmt = *upsert;
+  ResetGuard reset(stmt);
+  bindText(stmt, 1, device.deviceId);
+  sqlite3_bind_int64(stmt, 2, device.firstSeenUs);
+  sqlite3_bind_int64(stmt, 3, device.lastSeenUs);
+  sqlite3_bind_int64(stmt, 4, device.count);
+  bindText(stmt, 5, latest);
+  if (sqlite3_step(stmt) != SQLITE_ROW) {
+    return sqlError(writer_->db(), "upsert device");
+  }
+  device.rowId = sqlite3_column_int64(stmt, 0);
+  if (sqlite3_step(stmt) != SQLITE_DONE) {
+    return sqlError(writer_->db(), "upsert device");
+  }
+  return {};
+}
+
+core::Status SqliteStore::writeMessages(std::span<const Record> records,
+                                        const std::vector<std::size_t>& recordDevice,
+                                        const std::vector<DeviceBatch>& devices) {
+  auto insert = writer_->statement(kSqlInsertMessage);
+  if (!insert) {
+    return insert.error();
+  }
+  sqlite3_stmt* stmt = *insert;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const Record& record = records[i];
+    ResetGuard reset(stmt);
+    sqlite3_bind_int64(stmt, 1, devices[recordDevice[i]].rowId);
+    sqlite3_bind_int64(stmt, 2, record.serverTimeUs);
+    if (record.deviceTimeUs) {
+      sqlite3_bind_int64(stmt, 3, *record.deviceTimeUs);
+    } else {
+      sqlite3_bind_null(stmt, 3);
+    }
+    bindText(stmt, 4, record.nodeId);
+    bindText(stmt, 5, record.topic);
+    // data() is never null, so an empty payload is stored as an empty blob, not NULL.
+    sqlite3_bind_blob64(stmt, 6, record.payload.data(), record.payload.size(), SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 7, record.payloadIsJson ? kFlagPayloadJson : 0);
+    if (record.payloadIsJson) {
+      scratch_.clear();
+      bool first = true;
+      for (const Field& field : record.fields) {
+        appendJsonMember(scratch_, first, field.key, field.value);
+      }
+      scratch_ += first ? "{}" : "}";
+      bindText(stmt, 8, scratch_);
+    } else {
+      sqlite3_bind_null(stmt, 8);
+    }
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return sqlError(writer_->db(), "insert message");
+    }
+  }
+  return {};
+}
+
+core::Result<std::vector<StoredRecord>> SqliteStore::queryMessages(const MessageQuery& query) {
+  if (query.afterId && !query.afterTimeUs) {
+    return core::Error{"afterId needs afterTimeUs"};
+  }
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  const bool after = query.afterTimeUs.has_value();
+  const char* sql = query.descending ? (after ? kSqlMessagesDescAfter : kSqlMessagesDesc)
+                                     : (after ? kSqlMessagesAscAfter : kSqlMessagesAsc);
+  auto prepared = lease->conn().statement(sql);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  bindText(stmt, 1, query.deviceId);
+  sqlite3_bind_int64(stmt, 2, query.fromUs);
+  sqlite3_bind_int64(stmt, 3, query.toUs);
+  if (after) {
+    // Without an id the whole cursor timestamp counts as already seen.
+    const std::int64_t defaultId = query.descending ? std::numeric_limits<std::int64_t>::min()
+                                                    : std::numeric_limits<std::int64_t>::max();
+    sqlite3_bind_int64(stmt, 4, *query.afterTimeUs);
+    sqlite3_bind_int64(stmt, 5, query.afterId.value_or(defaultId));
+  }
+  sqlite3_bind_int64(stmt, 6, query.limit);
+
+  std::vector<StoredRecord> out;
+  out.reserve(std::min<std::uint32_t>(query.limit, 1000));
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    StoredRecord& stored = out.emplace_back();
+    stored.id = sqlite3_column_int64(stmt, 0);
+    Record& record = stored.record;
+    record.deviceId = query.deviceId;
+    record.serverTimeUs = sqlite3_column_int64(stmt, 1);
+    if (sqlite3_column_type(stmt, 2) != SQLITE_NULL) {
+      record.deviceTimeUs = sqlite3_column_int64(stmt, 2);
+    }
+    record.nodeId = std::string(columnText(stmt, 3));
+    record.topic = std::string(columnText(stmt, 4));
+    record.payload = columnBlob(stmt, 5);
+    record.payloadIsJson = (sqlite3_column_int64(stmt, 6) & kFlagPayloadJson) != 0;
+    if (sqlite3_column_type(stmt, 7) != SQLITE_NULL &&
+        !parseFields(columnText(stmt, 7), record.fields)) {
+      return core::Error{"sqlite: stored fields of message " + std::to_string(stored.id) +
+                         " are not valid JSON"};
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(lease->conn().db(), "query messages");
+  }
+  return out;
+}
+
+core::Result<std::vector<Bucket>> SqliteStore::querySeries(const SeriesQuery& query) {
+  if (query.bucketUs <= 0) {
+    return core::Error{"bucket must be positive"};
+  }
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  const bool byPath = query.key.find('"') == std::string::npos;
+  auto prepared = lease->conn().statement(byPath ? kSqlSeriesByPath : kSqlSeriesByKey);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  bindText(stmt, 1, query.deviceId);
+  sqlite3_bind_int64(stmt, 2, query.fromUs);
+  sqlite3_bind_int64(stmt, 3, query.toUs);
+  // Quoted, because keys are flattened paths that contain dots themselves.
+  const std::string path = "$.\"" + query.key + "\"";
+  bindText(stmt, 4, byPath ? std::string_view(path) : std::string_view(query.key));
+
+  std::vector<Bucket> out;
+  double sum = 0;
+  int rc = SQLITE_ROW;
+  const auto finish = [&] {
+    if (!out.empty()) {
+      Bucket& bucket = out.back();
+      switch (query.aggregate) {
+        case Aggregate::kAvg: bucket.value = sum / static_cast<double>(bucket.count); break;
+        case Aggregate::kSum: bucket.value = sum; break;
+        case Aggregate::kCount: bucket.value = static_cast<double>(bucket.count); break;
+        case Aggregate::kMin:
+        case Aggregate::kMax: break;  // kept up to date per row
+      }
+    }
+  };
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const std::int64_t ts = sqlite3_column_int64(stmt, 0);
+    const double value = sqlite3_column_double(stmt, 1);
+    // Floor, not truncation, so times before the epoch land in the right bucket.
+    std::int64_t rem = ts % query.bucketUs;
+    if (rem < 0) {
+      rem += query.bucketUs;
+    }
+    const std::int64_t start = ts - rem;
+    if (out.empty() || out.back().startUs != start) {
+      finish();
+      out.push_back(Bucket{start, value, 0});
+      sum = 0;
+    }
+    Bucket& bucket = out.back();
+    ++bucket.count;
+    sum += value;
+    if (query.aggregate == Aggregate::kMin) {
+      bucket.value = std::min(bucket.value, value);
+    } else if (query.aggregate == Aggregate::kMax) {
+      bucket.value = std::max(bucket.value, value);
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(lease->conn().db(), "query series");
+  }
+  finish();
+  return out;
+}
+
+core::Result<DeviceSummary> SqliteStore::readDevice(sqlite3_stmt* stmt) {
+  DeviceSummary summary;
+  summary.deviceId = std::string(columnText(stmt, 0));
+  summary.firstSeenUs = sqlite3_column_int64(stmt, 1);
+  summary.lastSeenUs = sqlite3_column_int64(stmt, 2);
+  summary.messageCount = sqlite3_column_int64(stmt, 3);
+  if (!parseFields(columnText(stmt, 4), summary.latest)) {
+    return core::Error{"sqlite: latest values of device " + summary.deviceId +
+                       " are not valid JSON"};
+  }
+  return summary;
+}
+
+core::Result<std::vector<DeviceSummary>> SqliteStore::listDevices() {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  auto prepared = lease->conn().statement(kSqlListDevices);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  std::vector<DeviceSummary> out;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    auto summary = readDevice(stmt);
+    if (!summary) {
+      return summary.error();
+    }
+    out.push_back(std::move(*summary));
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(lease->conn().db(), "list devices");
+  }
+  return out;
+}
+
+core::Result<std::optional<DeviceSummary>> SqliteStore::getDevice(const std::string& deviceId) {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  auto prepared = lease->conn().statement(kSqlGetDevice);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  bindText(stmt, 1, deviceId);
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) {
+    return std::optional<DeviceSummary>();
+  }
+  if (rc != SQLITE_ROW) {
+    return sqlError(lease->conn().db(), "get device");
+  }
+  auto summary = readDevice(stmt);
+  if (!summary) {
+    return summary.error();
+  }
+  return std::optional<DeviceSummary>(std::move(*summary));
+}
+
+core::Result<std::int64_t> SqliteStore::countMessages() {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  auto prepared = lease->conn().statement(kSqlCountMessages);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  if (sqlite3_step(stmt) != SQLITE_ROW) {
+    return sqlError(lease->conn().db(), "count messages");
+  }
+  return static_cast<std::int64_t>(sqlite3_column_int64(stmt, 0));
+}
+
+core::Status SqliteStore::check() {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  return lease->conn().run(kSqlCheck, "check");
+}
+
+core::Result<std::string> SqliteStore::explainMessages(bool descending) {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  sqlite3* db = lease->conn().db();
+  const std::string sql =
+      std::string("EXPLAIN QUERY PLAN ") + (descending ? kSqlMessagesDesc : kSqlMessagesAsc);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    return sqlError(db, "prepare explain");
+  }
+  std::string plan;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    plan += columnText(stmt, 3);  // columns: id, parent, notused, detail
+    plan += '\n';
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) {
+    return sqlError(db, "explain");
+  }
+  return plan;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> openSqliteStore(const SqliteOptions& options) {
+  return std::make_unique<SqliteStore>(options);
+}
+
+int sqliteSchemaVersion() { return kSchemaVersion; }
+
+core::Result<std::string> explainMessageQuery(Store& store, bool descending) {
+  auto* sqliteStore = dynamic_cast<SqliteStore*>(&store);
+  if (sqliteStore == nullptr) {
+    return core::Error{"not a SQLite store"};
+  }
+  return sqliteStore->explainMessages(descending);
+}
+
+}  // namespace tern::storage::sqlite

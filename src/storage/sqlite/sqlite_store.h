@@ -20,4 +20,12 @@ std::unique_ptr<Store> openSqliteStore(const SqliteOptions& options);
 // The schema version this build writes.
 int sqliteSchemaVersion();
 
+// The index on messages(device, ts) that every per-device query should use.
+inline constexpr const char* kMessagesIndexName = "messages_device_ts";
+
+// For tests and diagnostics: SQLite's EXPLAIN QUERY PLAN for the query behind
+// Store::queryMessages (first page, ascending or descending), one plan step per line.
+// Fails when `store` is not a SQLite store.
+core::Result<std::string> explainMessageQuery(Store& store, bool descending = false);
+
 }  // namespace tern::storage::sqlite
