@@ -1,0 +1,18 @@
+// PLACEHOLDER: the gt06 decoder is being written; until then it frames nothing.
+#include "codec/trackers/gt06/gt06.h"
+
+namespace tern::codec::trackers {
+
+namespace {
+class PendingCodec : public ProtocolCodec {
+ public:
+  FrameResult splitFrame(std::string_view buffer) override {
+    return {buffer.empty() ? FrameStatus::kNeedMore : FrameStatus::kSkip, buffer.size()};
+  }
+  DecodeResult decode(std::string_view, SessionState&, std::int64_t) override { return {}; }
+};
+}  // namespace
+
+std::unique_ptr<ProtocolCodec> createGt06Codec() { return std::make_unique<PendingCodec>(); }
+
+}  // namespace tern::codec::trackers
