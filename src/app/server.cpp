@@ -13,6 +13,8 @@
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
 #include "storage/sqlite/sqlite_store.h"
+#include "trackers/osmand_server.h"
+#include "trackers/tracker_server.h"
 
 namespace tern::app {
 
@@ -42,6 +44,30 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
   broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
 
+  trackers::TrackerOptions trackerOptions;
+  trackerOptions.host = config_.trackers.host;
+  trackerOptions.ports = config_.trackers.ports;
+  trackerOptions.registerUnknown = config_.trackers.registerUnknown;
+  trackerOptions.nodeId = config_.server.nodeId;
+  bool osmand = false;
+  for (const auto& name : config_.trackers.enabled) {
+    if (name == "osmand") {
+      osmand = true;
+    } else {
+      trackerOptions.enabled.push_back(name);
+    }
+  }
+  if (!trackerOptions.enabled.empty()) {
+    trackers_ = std::make_unique<trackers::TrackerServer>(
+        *pool_, *pipeline_, trackerOptions, [this](const std::string& id) {
+          auto device = store_->getDevice(id);
+          return device.ok() && device->has_value();
+        });
+  }
+  if (osmand) {
+    osmand_ = std::make_unique<trackers::OsmandServer>(*pool_, *pipeline_, config_.server.nodeId);
+  }
+
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
   apiOptions.nodeId = config_.server.nodeId;
@@ -58,6 +84,15 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         {"subscriptions", b.subscriptions},
         {"retained", b.retained},
     };
+    if (trackers_) {
+      trackers::TrackerStats t = trackers_->stats();
+      out["trackers"] = boost::json::object{
+          {"connections", t.connections},       {"frames", t.frames},
+          {"positions", t.positions},           {"bad_checksums", t.badChecksums},
+          {"bad_lengths", t.badLengths},        {"skipped_bytes", t.skippedBytes},
+          {"refused_devices", t.refusedDevices}, {"closed_oversize", t.closedOversize},
+      };
+    }
     out["ingest"] = boost::json::object{
         {"submitted", p.submitted},       {"committed", p.committed},
         {"queued", p.queued},             {"batches", p.batches},
@@ -74,6 +109,14 @@ void Server::start() {
   pipeline_->start();
   pool_->start();
   broker_->start();
+  if (trackers_) trackers_->start();
+  if (osmand_) {
+    std::uint16_t port = 5055;
+    if (auto it = config_.trackers.ports.find("osmand"); it != config_.trackers.ports.end()) {
+      port = it->second;
+    }
+    osmand_->start(core::HostPort{config_.trackers.host, port});
+  }
   http_->start();
   started_ = true;
   spdlog::info("tern {} serving: node '{}', data in {}, mqtt port {}, http port {}", TERN_VERSION,
@@ -85,20 +128,32 @@ void Server::stop() {
   stopped_ = true;
   if (started_) {
     broker_->stopAccepting();
+    if (trackers_) trackers_->stopAccepting();
+    if (osmand_) osmand_->stopAccepting();
     // Commit what is queued while the loops still run, so its acknowledgements go out.
     pipeline_->stop();
     broker_->shutdown(std::chrono::milliseconds(2000));
+    if (trackers_) trackers_->shutdown(std::chrono::milliseconds(1000));
     http_->stop();
     pool_->stop();
   } else {
     pipeline_->stop();
   }
   broker_.reset();
+  trackers_.reset();
+  osmand_.reset();
   http_.reset();
   pool_.reset();
   pipeline_.reset();
   store_.reset();  // closes the database
   spdlog::info("tern stopped");
+}
+
+std::map<std::string, std::uint16_t> Server::trackerPorts() const {
+  std::map<std::string, std::uint16_t> ports;
+  if (trackers_) ports = trackers_->ports();
+  if (osmand_) ports["osmand"] = osmand_->port();
+  return ports;
 }
 
 std::uint16_t Server::mqttPort() const { return broker_->port(); }

@@ -2,7 +2,9 @@
 // The composition root: turns a Config into running parts and wires them together. The only
 // place that names concrete storage backends.
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "core/config.h"
 
@@ -22,6 +24,10 @@ class EventLoopPool;
 namespace tern::api {
 class HttpServer;
 }
+namespace tern::trackers {
+class TrackerServer;
+class OsmandServer;
+}  // namespace tern::trackers
 
 namespace tern::app {
 
@@ -45,6 +51,10 @@ class Server {
   storage::Store& store() { return *store_; }
   broker::Broker& broker() { return *broker_; }
   ingest::Pipeline& pipeline() { return *pipeline_; }
+  // Null when no TCP tracker protocol is enabled.
+  trackers::TrackerServer* trackers() { return trackers_.get(); }
+  // protocol → bound port, "osmand" included.
+  std::map<std::string, std::uint16_t> trackerPorts() const;
 
  private:
   core::Config config_;
@@ -53,6 +63,8 @@ class Server {
   std::unique_ptr<ingest::Pipeline> pipeline_;
   std::unique_ptr<net::EventLoopPool> pool_;
   std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<trackers::TrackerServer> trackers_;
+  std::unique_ptr<trackers::OsmandServer> osmand_;
   std::unique_ptr<api::HttpServer> http_;
   bool started_ = false;
   bool stopped_ = false;

@@ -45,7 +45,7 @@ std::string quoted(const std::string& value) {
   fail(key, "expected " + expected + ", got " + quoted(got));
 }
 
-enum class Kind { kInteger, kString, kRoutes };
+enum class Kind { kInteger, kString, kRoutes, kBool, kList };
 
 struct KeyDescriptor {
   const char* name;  // "section.key"
@@ -184,6 +184,12 @@ std::vector<IngestRoute> parseRoutes(const std::string& key, const std::string& 
   return routes;
 }
 
+bool parseBool(const KeyDescriptor& key, const std::string& text) {
+  if (text == "true" || text == "1" || text == "yes") return true;
+  if (text == "false" || text == "0" || text == "no") return false;
+  failExpected(key.name, "true or false", text);
+}
+
 const std::vector<KeyDescriptor>& keyTable() {
   static const std::vector<KeyDescriptor> table = [] {
     std::vector<KeyDescriptor> t;
@@ -236,6 +242,49 @@ const std::vector<KeyDescriptor>& keyTable() {
     t.push_back(integerKey("ingest.batch_ms", 0, 10'000, &Config::ingest, &IngestConfig::batchMs));
     t.push_back(integerKey("ingest.queue_capacity", 100, 100'000'000, &Config::ingest,
                            &IngestConfig::queueCapacity));
+    t.push_back({"trackers.enabled", Kind::kList, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   std::vector<std::string> names;
+                   std::size_t start = 0;
+                   while (start <= text.size()) {
+                     std::size_t comma = text.find(',', start);
+                     std::string name = text.substr(
+                         start, comma == std::string::npos ? std::string::npos : comma - start);
+                     start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+                     if (name.empty()) continue;
+                     const auto& known = trackerProtocolNames();
+                     if (std::find(known.begin(), known.end(), name) == known.end()) {
+                       std::string expected = "protocol names from ";
+                       for (std::size_t i = 0; i < known.size(); ++i) {
+                         expected += (i ? "," : "") + known[i];
+                       }
+                       failExpected(key.name, expected, name);
+                     }
+                     names.push_back(name);
+                   }
+                   c.trackers.enabled = names;
+                 }});
+    t.push_back({"trackers.host", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   if (text.empty()) failExpected(key.name, "a host to listen on", text);
+                   c.trackers.host = text;
+                 }});
+    t.push_back({"trackers.register_unknown", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.trackers.registerUnknown = parseBool(key, text);
+                 }});
+    static const std::vector<std::string> portKeys = [] {
+      std::vector<std::string> keys;
+      for (const auto& name : trackerProtocolNames()) keys.push_back("trackers." + name + "_port");
+      return keys;
+    }();
+    for (std::size_t i = 0; i < portKeys.size(); ++i) {
+      const std::string protocol = trackerProtocolNames()[i];
+      t.push_back({portKeys[i].c_str(), Kind::kInteger, 0, 65535,
+                   [protocol](Config& c, const KeyDescriptor& key, const std::string& text) {
+                     c.trackers.ports[protocol] = static_cast<std::uint16_t>(parseInteger(key, text));
+                   }});
+    }
     return t;
   }();
   return table;
@@ -335,6 +384,28 @@ void applyTomlValue(Config& config, const KeyDescriptor& key, const toml::node& 
       }
       key.set(config, key, std::to_string(node.as_integer()->get()));
       return;
+    case Kind::kBool:
+      if (!node.is_boolean()) {
+        fail(key.name, "expected true or false, got " + describeTomlValue(node));
+      }
+      key.set(config, key, node.as_boolean()->get() ? "true" : "false");
+      return;
+    case Kind::kList: {
+      const toml::array* array = node.as_array();
+      if (array == nullptr) {
+        fail(key.name, "expected an array of strings, got " + describeTomlValue(node));
+      }
+      std::string joined;
+      for (std::size_t i = 0; i < array->size(); ++i) {
+        if (!(*array)[i].is_string()) {
+          fail(key.name, "expected an array of strings, got " + describeTomlValue((*array)[i]));
+        }
+        joined += (i ? "," : "") + (*array)[i].as_string()->get();
+      }
+      // An empty array disables every listener.
+      key.set(config, key, joined);
+      return;
+    }
     case Kind::kString:
       if (!node.is_string()) {
         fail(key.name, "expected a string, got " + describeTomlValue(node));
@@ -345,6 +416,12 @@ void applyTomlValue(Config& config, const KeyDescriptor& key, const toml::node& 
 }
 
 }  // namespace
+
+const std::vector<std::string>& trackerProtocolNames() {
+  static const std::vector<std::string> names{"gt06",  "teltonika", "h02",     "tk103", "gps103",
+                                              "gl200", "meitrack",  "ruptela", "osmand"};
+  return names;
+}
 
 std::string HostPort::toString() const {
   const bool v6 = host.find(':') != std::string::npos;

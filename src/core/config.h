@@ -65,12 +65,26 @@ struct IngestConfig {
   std::uint32_t queueCapacity = 100000;  // records waiting for the writer before back-pressure
 };
 
+// Vehicle trackers over raw TCP, one listener per enabled protocol (plus OsmAnd over HTTP).
+struct TrackersConfig {
+  std::vector<std::string> enabled{"gt06",   "teltonika", "h02",     "tk103", "gps103",
+                                   "gl200",  "meitrack",  "ruptela", "osmand"};
+  std::string host = "0.0.0.0";
+  // protocol → port; a protocol not listed here listens on its usual port.
+  std::map<std::string, std::uint16_t> ports;
+  bool registerUnknown = true;  // false: only devices already known are accepted
+};
+
+// The protocols that have a trackers.<name>_port key (their usual ports are in the registry).
+const std::vector<std::string>& trackerProtocolNames();
+
 struct Config {
   ServerConfig server;
   MqttConfig mqtt;
   HttpConfig http;
   StorageConfig storage;
   IngestConfig ingest;
+  TrackersConfig trackers;
 
   // Fills in derived defaults (node id) and checks cross-field rules. Throws ConfigError.
   void finalize();

@@ -32,6 +32,9 @@ core::Config testConfig(const std::filesystem::path& dataDir) {
   config.server.threads = 2;
   config.mqtt.listen = {"127.0.0.1", 0};
   config.http.listen = {"127.0.0.1", 0};
+  // Tracker listeners are opt-in per test: their usual ports would collide between tests.
+  config.trackers.enabled.clear();
+  config.trackers.host = "127.0.0.1";
   return config;
 }
 
