@@ -1,12 +1,13 @@
 #pragma once
 // HTTP API v1 (read only for now): health, devices, messages, series. Runs on its own thread(s)
 // because store reads block.
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <boost/json/object.hpp>
 
 #include "core/config.h"
 #include "storage/store.h"
@@ -20,6 +21,12 @@ struct ApiOptions {
   // Extra health information from other components (e.g. "broker": {...}); merged into
   // GET /api/v1/health. Called on an API thread.
   std::function<boost::json::object()> healthInfo;
+  // Open connections beyond this get a 503 and are closed, so clients cannot exhaust file
+  // descriptors shared with the MQTT listener.
+  std::size_t maxConnections = 1024;
+  // How long a client may take to send a request's header (and body), and to stay idle between
+  // keep-alive requests.
+  std::chrono::milliseconds requestTimeout{30'000};
 };
 
 class HttpServer {

@@ -1,0 +1,366 @@
+#include "api/router.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json/array.hpp>
+#include <charconv>
+#include <exception>
+
+#include "api/encoding.h"
+#include "api/json_out.h"
+#include "core/time.h"
+
+namespace tern::api {
+namespace {
+
+constexpr std::int64_t kSecondUs = 1'000'000;
+constexpr std::int64_t kHourUs = 3600 * kSecondUs;
+constexpr std::int64_t kDayUs = 24 * kHourUs;
+constexpr std::uint32_t kDefaultLimit = 100;
+constexpr std::uint32_t kMaxLimit = 10'000;
+constexpr std::int64_t kMinBucketUs = kSecondUs;
+constexpr std::int64_t kMaxBucketUs = 366 * kDayUs;
+constexpr std::uint64_t kMaxBuckets = 100'000;
+constexpr std::string_view kDefaultBucket = "1m";
+constexpr std::string_view kAllowGet = "GET";
+
+ApiResponse jsonResponse(unsigned status, const boost::json::value& body) {
+  ApiResponse response;
+  response.status = status;
+  response.body = toJsonText(body);
+  return response;
+}
+
+ApiResponse storeError(std::string_view what, const core::Error& error) {
+  // The store's message may reveal internals; it goes to the log, the client gets a summary.
+  spdlog::error("http api: store failed while {}: {}", what, error.message);
+  return problemResponse(
+      500, "the store failed while " + std::string(what) + "; the server log has the details");
+}
+
+Problem badParam(std::string_view name, std::string_view expected, std::string_view got) {
+  return Problem{400, "parameter '" + std::string(name) + "': expected " + std::string(expected) +
+                          ", got " + quoteInput(got)};
+}
+
+// Reads an optional time parameter into `out` (left untouched when absent).
+std::optional<Problem> timeParam(const QueryParams& params, std::string_view name,
+                                 std::int64_t& out) {
+  const auto text = params.get(name);
+  if (!text) return std::nullopt;
+  const auto parsed = core::parseTimeParam(*text);
+  if (!parsed) {
+    return badParam(name, "an RFC 3339 time or epoch seconds/milliseconds/microseconds", *text);
+  }
+  out = *parsed;
+  return std::nullopt;
+}
+
+std::optional<Problem> timeRange(const QueryParams& params, std::int64_t& from, std::int64_t& to) {
+  if (auto problem = timeParam(params, "from", from)) return problem;
+  if (auto problem = timeParam(params, "to", to)) return problem;
+  if (to <= from) {
+    return Problem{400, "parameter 'to': must be later than 'from' (from " +
+                            core::formatRfc3339Millis(from) + ", to " +
+                            core::formatRfc3339Millis(to) + ")"};
+  }
+  return std::nullopt;
+}
+
+std::optional<Problem> limitParam(const QueryParams& params, std::uint32_t& out) {
+  const auto text = params.get("limit");
+  if (!text) return std::nullopt;
+  std::uint32_t value = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc{} || end != text->data() + text->size() || value < 1 || value > kMaxLimit) {
+    return badParam("limit", "an integer between 1 and " + std::to_string(kMaxLimit), *text);
+  }
+  out = value;
+  return std::nullopt;
+}
+
+std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& out,
+                                std::string& name) {
+  const auto text = params.get("agg");
+  if (!text) return std::nullopt;
+  static constexpr std::pair<std::string_view, storage::Aggregate> kAggregates[] = {
+      {"avg", storage::Aggregate::kAvg},
+      {"min", storage::Aggregate::kMin},
+      {"max", storage::Aggregate::kMax},
+      {"sum", storage::Aggregate::kSum},
+      {"count", storage::Aggregate::kCount}};
+  for (const auto& [aggName, aggregate] : kAggregates) {
+    if (*text == aggName) {
+      out = aggregate;
+      name = aggName;
+      return std::nullopt;
+    }
+  }
+  return badParam("agg", "one of avg, min, max, sum, count", *text);
+}
+
+std::string notFoundDevice(const std::string& deviceId) {
+  return "no device with id " + quoteInput(deviceId, 256);
+}
+
+}  // namespace
+
+Router::Router(storage::Store& store, ApiOptions options)
+    : store_(store), options_(std::move(options)), startedMonotonicUs_(core::monotonicMicros()) {}
+
+ApiResponse Router::handle(std::string_view method, std::string_view target) const noexcept {
+  // The one place exceptions stop: a throwing handler (Boost.JSON allocation, a store that
+  // throws despite its contract, a healthInfo callback) costs one 500, not the server.
+  try {
+    return route(method, target);
+  } catch (const std::exception& e) {
+    spdlog::error("http api: {} {} failed: {}", method, quoteInput(target, 200), e.what());
+  } catch (...) {
+    spdlog::error("http api: {} {} failed with a non-standard exception", method,
+                  quoteInput(target, 200));
+  }
+  try {
+    return problemResponse(500, "internal error; the server log has the details");
+  } catch (...) {
+    // Out of memory while building the problem: a body-less 500 still tells the client.
+    ApiResponse response;
+    response.status = 500;
+    response.close = true;
+    return response;
+  }
+}
+
+ApiResponse Router::route(std::string_view method, std::string_view target) const {
+  RequestTarget parsed;
+  if (auto problem = parseRequestTarget(target, parsed)) return problemResponse(*problem);
+  const auto& s = parsed.segments;
+
+  enum class Endpoint { kNone, kHealth, kDevices, kDevice, kMessages, kSeries };
+  Endpoint endpoint = Endpoint::kNone;
+  if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
+    if (s.size() == 3 && s[2] == "health") {
+      endpoint = Endpoint::kHealth;
+    } else if (s[2] == "devices") {
+      if (s.size() == 3) {
+        endpoint = Endpoint::kDevices;
+      } else if (!s[3].empty()) {
+        if (s.size() == 4) {
+          endpoint = Endpoint::kDevice;
+        } else if (s.size() == 5 && s[4] == "messages") {
+          endpoint = Endpoint::kMessages;
+        } else if (s.size() == 6 && s[4] == "series" && !s[5].empty()) {
+          endpoint = Endpoint::kSeries;
+        }
+      }
+    }
+  }
+  if (endpoint == Endpoint::kNone) {
+    return problemResponse(404, "no such resource: " + quoteInput(target, 200));
+  }
+  if (method != "GET") {
+    ApiResponse response =
+        problemResponse(405, "method " + quoteInput(method) + " is not allowed here; allowed: GET");
+    response.allow = kAllowGet;
+    return response;
+  }
+
+  QueryParams params;
+  std::optional<Problem> problem;
+  switch (endpoint) {
+    case Endpoint::kHealth:
+      problem = QueryParams::make(parsed.params, {}, params);
+      return problem ? problemResponse(*problem) : health(params);
+    case Endpoint::kDevices:
+      problem = QueryParams::make(parsed.params, {}, params);
+      return problem ? problemResponse(*problem) : listDevices(params);
+    case Endpoint::kDevice:
+      problem = QueryParams::make(parsed.params, {}, params);
+      return problem ? problemResponse(*problem) : getDevice(s[3], params);
+    case Endpoint::kMessages:
+      problem =
+          QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
+      return problem ? problemResponse(*problem) : messages(s[3], params);
+    case Endpoint::kSeries:
+      problem = QueryParams::make(parsed.params, {"from", "to", "bucket", "agg"}, params);
+      return problem ? problemResponse(*problem) : series(s[3], s[5], params);
+    case Endpoint::kNone:
+      break;
+  }
+  return problemResponse(404, "no such resource");
+}
+
+ApiResponse Router::health(const QueryParams& /*params*/) const {
+  bool healthy = true;
+  boost::json::object storageInfo;
+  storageInfo["backend"] = store_.backendName();
+  const core::Status status = store_.check();
+  if (status.ok()) {
+    storageInfo["status"] = "ok";
+  } else {
+    healthy = false;
+    storageInfo["status"] = "error";
+    storageInfo["error"] = toValidUtf8(status.message());
+    spdlog::warn("http api: health check: store is not usable: {}", status.message());
+  }
+
+  boost::json::object body;
+  body["status"] = "ok";  // placeholder to fix the member order; set below
+  body["version"] = TERN_VERSION;
+  body["node"] = toValidUtf8(options_.nodeId);
+  body["uptime_s"] = (core::monotonicMicros() - startedMonotonicUs_) / kSecondUs;
+  body["storage"] = std::move(storageInfo);
+
+  if (options_.healthInfo) {
+    boost::json::object extra;
+    try {
+      extra = options_.healthInfo();
+    } catch (const std::exception& e) {
+      // A broken reporter must not hide the rest of the health answer.
+      healthy = false;
+      spdlog::error("http api: health info callback failed: {}", e.what());
+      body["health_info_error"] = toValidUtf8(e.what());
+    }
+    for (auto& member : extra) {
+      // Core members are this endpoint's contract; a component cannot override them.
+      if (!body.contains(member.key())) body[member.key()] = std::move(member.value());
+    }
+  }
+  body["status"] = healthy ? "ok" : "degraded";
+  return jsonResponse(healthy ? 200 : 503, body);
+}
+
+ApiResponse Router::listDevices(const QueryParams& /*params*/) const {
+  auto devices = store_.listDevices();
+  if (!devices) return storeError("listing devices", devices.error());
+  boost::json::array list;
+  list.reserve(devices->size());
+  for (const auto& device : *devices) list.push_back(deviceToJson(device));
+  boost::json::object body;
+  body["devices"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::getDevice(const std::string& deviceId, const QueryParams& /*params*/) const {
+  auto device = store_.getDevice(deviceId);
+  if (!device) return storeError("reading a device", device.error());
+  if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
+  return jsonResponse(200, deviceToJson(**device));
+}
+
+std::optional<ApiResponse> Router::unknownDevice(const std::string& deviceId) const {
+  auto device = store_.getDevice(deviceId);
+  if (!device) return storeError("reading a device", device.error());
+  if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
+  return std::nullopt;
+}
+
+ApiResponse Router::messages(const std::string& deviceId, const QueryParams& params) const {
+  storage::MessageQuery query;
+  query.deviceId = deviceId;
+  query.fromUs = 0;
+  // A day ahead: devices and nodes with fast clocks still show up.
+  query.toUs = core::nowMicros() + kDayUs;
+  if (auto problem = timeRange(params, query.fromUs, query.toUs)) {
+    return problemResponse(*problem);
+  }
+  std::uint32_t limit = kDefaultLimit;
+  if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
+  if (const auto order = params.get("order")) {
+    if (*order == "desc") {
+      query.descending = true;
+    } else if (*order != "asc") {
+      return problemResponse(badParam("order", "asc or desc", *order));
+    }
+  }
+  if (const auto text = params.get("cursor")) {
+    const auto cursor = decodeCursor(*text);
+    if (!cursor) {
+      return problemResponse(
+          badParam("cursor", "a next_cursor value from a previous response", *text));
+    }
+    query.afterTimeUs = cursor->timeUs;
+    query.afterId = cursor->id;
+  }
+  // One extra record tells whether another page exists, so a full last page gets no cursor.
+  query.limit = limit + 1;
+
+  auto result = store_.queryMessages(query);
+  if (!result) return storeError("querying messages", result.error());
+  std::vector<storage::StoredRecord>& records = *result;
+  const bool more = records.size() > limit;
+  if (more) records.resize(limit);
+  if (records.empty()) {
+    if (auto notFound = unknownDevice(deviceId)) return std::move(*notFound);
+  }
+
+  boost::json::array list;
+  list.reserve(records.size());
+  for (const auto& record : records) list.push_back(messageToJson(record));
+  boost::json::object body;
+  body["device"] = toValidUtf8(deviceId);
+  body["messages"] = std::move(list);
+  if (more) {
+    const auto& last = records.back();
+    body["next_cursor"] = encodeCursor({last.record.serverTimeUs, last.id});
+  } else {
+    body["next_cursor"] = nullptr;
+  }
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::series(const std::string& deviceId, const std::string& key,
+                           const QueryParams& params) const {
+  storage::SeriesQuery query;
+  query.deviceId = deviceId;
+  query.key = key;
+  query.toUs = core::nowMicros();
+  query.fromUs = query.toUs - kHourUs;
+  if (auto problem = timeRange(params, query.fromUs, query.toUs)) {
+    return problemResponse(*problem);
+  }
+  const std::string_view bucketText = params.get("bucket").value_or(kDefaultBucket);
+  const auto bucketUs = core::parseDuration(bucketText);
+  if (!bucketUs || *bucketUs < kMinBucketUs || *bucketUs > kMaxBucketUs) {
+    return problemResponse(
+        badParam("bucket", "a duration between 1s and 366d such as 30s, 5m, 1h or 1d", bucketText));
+  }
+  query.bucketUs = *bucketUs;
+  // Unsigned: to > from, and the difference of any two int64 values fits in uint64.
+  const std::uint64_t span =
+      static_cast<std::uint64_t>(query.toUs) - static_cast<std::uint64_t>(query.fromUs);
+  const auto bucketU = static_cast<std::uint64_t>(query.bucketUs);
+  const std::uint64_t buckets = span / bucketU + (span % bucketU != 0 ? 1 : 0);
+  if (buckets > kMaxBuckets) {
+    return problemResponse(400, "parameter 'bucket': " + quoteInput(bucketText) +
+                                    " over the requested range gives " + std::to_string(buckets) +
+                                    " buckets, at most " + std::to_string(kMaxBuckets) +
+                                    " are allowed; use a larger bucket or a shorter range");
+  }
+  std::string aggName = "avg";
+  if (auto problem = aggParam(params, query.aggregate, aggName)) return problemResponse(*problem);
+
+  auto result = store_.querySeries(query);
+  if (!result) return storeError("querying a series", result.error());
+  if (result->empty()) {
+    if (auto notFound = unknownDevice(deviceId)) return std::move(*notFound);
+  }
+
+  boost::json::array points;
+  points.reserve(result->size());
+  for (const auto& bucket : *result) {
+    boost::json::object point;
+    point["ts"] = core::formatRfc3339Millis(bucket.startUs);
+    point["value"] = numberToJson(bucket.value);
+    point["count"] = bucket.count;
+    points.push_back(std::move(point));
+  }
+  boost::json::object body;
+  body["device"] = toValidUtf8(deviceId);
+  body["key"] = toValidUtf8(key);
+  body["bucket"] = toValidUtf8(bucketText);
+  body["agg"] = aggName;
+  body["points"] = std::move(points);
+  return jsonResponse(200, body);
+}
+
+}  // namespace tern::api

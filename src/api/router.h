@@ -1,0 +1,39 @@
+#pragma once
+// Maps (method, target) to an API v1 handler and builds the response. Independent of Beast; the
+// HTTP server calls handle() once per request from any of its threads.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/http_server.h"
+#include "api/problem.h"
+#include "api/request_target.h"
+#include "storage/store.h"
+
+namespace tern::api {
+
+class Router {
+ public:
+  Router(storage::Store& store, ApiOptions options);
+
+  // Never throws: anything escaping a handler becomes a 500 problem.
+  ApiResponse handle(std::string_view method, std::string_view target) const noexcept;
+
+ private:
+  ApiResponse route(std::string_view method, std::string_view target) const;
+  ApiResponse health(const QueryParams& params) const;
+  ApiResponse listDevices(const QueryParams& params) const;
+  ApiResponse getDevice(const std::string& deviceId, const QueryParams& params) const;
+  ApiResponse messages(const std::string& deviceId, const QueryParams& params) const;
+  ApiResponse series(const std::string& deviceId, const std::string& key,
+                     const QueryParams& params) const;
+  // For an empty result: 404 when the device does not exist, else nullopt.
+  std::optional<ApiResponse> unknownDevice(const std::string& deviceId) const;
+
+  storage::Store& store_;
+  ApiOptions options_;
+  std::int64_t startedMonotonicUs_;
+};
+
+}  // namespace tern::api
