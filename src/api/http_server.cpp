@@ -118,7 +118,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // timeout or a network error: nothing to answer, the destructor closes
     }
     const auto& request = parser_->get();
-    ApiResponse response = shared_.router.handle(request.method_string(), request.target());
+    ApiResponse response = shared_.router.handle(request.method_string(), request.target(), request.body());
     spdlog::debug("http api: {} {} -> {}", std::string_view(request.method_string()),
                   std::string_view(request.target()), response.status);
     const bool keepAlive = request.keep_alive() && !response.close;

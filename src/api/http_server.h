@@ -14,6 +14,16 @@
 
 namespace tern::api {
 
+// Downlink commands live with the tracker gateway; the API reaches them through these hooks so
+// it does not depend on that module. Unset hooks → the command endpoints answer 503.
+struct CommandHooks {
+  // Queues a command; returns it as JSON ({"id", "device", "type", "status", ...}).
+  std::function<boost::json::object(const std::string& deviceId, const std::string& type,
+                                    const std::string& text)>
+      submit;
+  std::function<boost::json::array(const std::string& deviceId)> list;
+};
+
 struct ApiOptions {
   core::HostPort listen{"127.0.0.1", 8080};
   std::string nodeId;
@@ -27,6 +37,7 @@ struct ApiOptions {
   // How long a client may take to send a request's header (and body), and to stay idle between
   // keep-alive requests.
   std::chrono::milliseconds requestTimeout{30'000};
+  CommandHooks commands;
 };
 
 class HttpServer {

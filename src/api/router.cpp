@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <charconv>
 #include <exception>
 
@@ -108,11 +109,12 @@ std::string notFoundDevice(const std::string& deviceId) {
 Router::Router(storage::Store& store, ApiOptions options)
     : store_(store), options_(std::move(options)), startedMonotonicUs_(core::monotonicMicros()) {}
 
-ApiResponse Router::handle(std::string_view method, std::string_view target) const noexcept {
+ApiResponse Router::handle(std::string_view method, std::string_view target,
+                           std::string_view body) const noexcept {
   // The one place exceptions stop: a throwing handler (Boost.JSON allocation, a store that
   // throws despite its contract, a healthInfo callback) costs one 500, not the server.
   try {
-    return route(method, target);
+    return route(method, target, body);
   } catch (const std::exception& e) {
     spdlog::error("http api: {} {} failed: {}", method, quoteInput(target, 200), e.what());
   } catch (...) {
@@ -130,16 +132,21 @@ ApiResponse Router::handle(std::string_view method, std::string_view target) con
   }
 }
 
-ApiResponse Router::route(std::string_view method, std::string_view target) const {
+ApiResponse Router::route(std::string_view method, std::string_view target,
+                          std::string_view body) const {
   RequestTarget parsed;
   if (auto problem = parseRequestTarget(target, parsed)) return problemResponse(*problem);
   const auto& s = parsed.segments;
 
-  enum class Endpoint { kNone, kHealth, kDevices, kDevice, kMessages, kSeries };
+  enum class Endpoint {
+    kNone, kHealth, kDevices, kDevice, kMessages, kSeries, kPositions, kLatestPositions, kCommands
+  };
   Endpoint endpoint = Endpoint::kNone;
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
     if (s.size() == 3 && s[2] == "health") {
       endpoint = Endpoint::kHealth;
+    } else if (s.size() == 4 && s[2] == "positions" && s[3] == "latest") {
+      endpoint = Endpoint::kLatestPositions;
     } else if (s[2] == "devices") {
       if (s.size() == 3) {
         endpoint = Endpoint::kDevices;
@@ -148,6 +155,10 @@ ApiResponse Router::route(std::string_view method, std::string_view target) cons
           endpoint = Endpoint::kDevice;
         } else if (s.size() == 5 && s[4] == "messages") {
           endpoint = Endpoint::kMessages;
+        } else if (s.size() == 5 && s[4] == "positions") {
+          endpoint = Endpoint::kPositions;
+        } else if (s.size() == 5 && s[4] == "commands") {
+          endpoint = Endpoint::kCommands;
         } else if (s.size() == 6 && s[4] == "series" && !s[5].empty()) {
           endpoint = Endpoint::kSeries;
         }
@@ -157,10 +168,15 @@ ApiResponse Router::route(std::string_view method, std::string_view target) cons
   if (endpoint == Endpoint::kNone) {
     return problemResponse(404, "no such resource: " + quoteInput(target, 200));
   }
+  if (endpoint == Endpoint::kCommands && method == "POST") {
+    return submitCommand(s[3], body);
+  }
   if (method != "GET") {
-    ApiResponse response =
-        problemResponse(405, "method " + quoteInput(method) + " is not allowed here; allowed: GET");
-    response.allow = kAllowGet;
+    const std::string_view allowed = endpoint == Endpoint::kCommands ? "GET, POST" : kAllowGet;
+    ApiResponse response = problemResponse(405, "method " + quoteInput(method) +
+                                                    " is not allowed here; allowed: " +
+                                                    std::string(allowed));
+    response.allow = allowed;
     return response;
   }
 
@@ -183,6 +199,15 @@ ApiResponse Router::route(std::string_view method, std::string_view target) cons
     case Endpoint::kSeries:
       problem = QueryParams::make(parsed.params, {"from", "to", "bucket", "agg"}, params);
       return problem ? problemResponse(*problem) : series(s[3], s[5], params);
+    case Endpoint::kPositions:
+      problem = QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
+      return problem ? problemResponse(*problem) : positions(s[3], params);
+    case Endpoint::kLatestPositions:
+      problem = QueryParams::make(parsed.params, {}, params);
+      return problem ? problemResponse(*problem) : latestPositions(params);
+    case Endpoint::kCommands:
+      problem = QueryParams::make(parsed.params, {}, params);
+      return problem ? problemResponse(*problem) : listCommands(s[3]);
     case Endpoint::kNone:
       break;
   }
@@ -360,6 +385,181 @@ ApiResponse Router::series(const std::string& deviceId, const std::string& key,
   body["bucket"] = toValidUtf8(bucketText);
   body["agg"] = aggName;
   body["points"] = std::move(points);
+  return jsonResponse(200, body);
+}
+
+namespace {
+
+const storage::FieldValue* findField(const std::vector<storage::Field>& fields, std::string_view key) {
+  for (const auto& field : fields) {
+    if (field.key == key) return &field.value;
+  }
+  return nullptr;
+}
+
+std::optional<double> numberField(const std::vector<storage::Field>& fields, std::string_view key) {
+  const storage::FieldValue* value = findField(fields, key);
+  if (value == nullptr) return std::nullopt;
+  if (const auto* d = std::get_if<double>(value)) return *d;
+  if (const auto* i = std::get_if<std::int64_t>(value)) return static_cast<double>(*i);
+  return std::nullopt;
+}
+
+// The position fields of a tracker record (see trackers/position_record.cpp) as one object.
+std::optional<boost::json::object> positionJson(const std::vector<storage::Field>& fields) {
+  auto lat = numberField(fields, "lat");
+  auto lon = numberField(fields, "lon");
+  if (!lat || !lon) return std::nullopt;
+  boost::json::object position;
+  position["lat"] = numberToJson(*lat);
+  position["lon"] = numberToJson(*lon);
+  static constexpr std::string_view kMain[] = {"speed", "course", "altitude", "valid", "sat",
+                                               "hdop", "protocol"};
+  for (std::string_view key : kMain) {
+    if (const auto* value = findField(fields, key)) position[key] = fieldValueToJson(*value);
+  }
+  boost::json::object attributes;
+  for (const auto& field : fields) {
+    bool main = field.key == "lat" || field.key == "lon";
+    for (std::string_view key : kMain) main = main || field.key == key;
+    if (!main) attributes[toValidUtf8(field.key)] = fieldValueToJson(field.value);
+  }
+  position["attributes"] = std::move(attributes);
+  return position;
+}
+
+constexpr std::string_view kCommandTypes[] = {"engineStop", "engineResume", "positionSingle",
+                                              "custom", "customHex"};
+
+}  // namespace
+
+ApiResponse Router::positions(const std::string& deviceId, const QueryParams& params) const {
+  storage::MessageQuery query;
+  query.deviceId = deviceId;
+  query.toUs = core::nowMicros() + kDayUs;
+  if (auto problem = timeRange(params, query.fromUs, query.toUs)) return problemResponse(*problem);
+  std::uint32_t limit = kDefaultLimit;
+  if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
+  if (const auto order = params.get("order")) {
+    if (*order == "desc") {
+      query.descending = true;
+    } else if (*order != "asc") {
+      return problemResponse(badParam("order", "asc or desc", *order));
+    }
+  }
+  if (const auto text = params.get("cursor")) {
+    const auto cursor = decodeCursor(*text);
+    if (!cursor) {
+      return problemResponse(
+          badParam("cursor", "a next_cursor value from a previous response", *text));
+    }
+    query.afterTimeUs = cursor->timeUs;
+    query.afterId = cursor->id;
+  }
+  // The limit applies to the records scanned: a page holds at most `limit` positions, fewer when
+  // the device also sent records without coordinates. next_cursor continues the scan.
+  query.limit = limit + 1;
+  auto result = store_.queryMessages(query);
+  if (!result) return storeError("querying positions", result.error());
+  std::vector<storage::StoredRecord>& records = *result;
+  const bool more = records.size() > limit;
+  if (more) records.resize(limit);
+  if (records.empty()) {
+    if (auto notFound = unknownDevice(deviceId)) return std::move(*notFound);
+  }
+  boost::json::array list;
+  for (const auto& stored : records) {
+    auto position = positionJson(stored.record.fields);
+    if (!position) continue;
+    boost::json::object out;
+    out["id"] = stored.id;
+    out["ts"] = core::formatRfc3339Millis(stored.record.serverTimeUs);
+    if (stored.record.deviceTimeUs) {
+      out["device_time"] = core::formatRfc3339Millis(*stored.record.deviceTimeUs);
+    }
+    out["node"] = toValidUtf8(stored.record.nodeId);
+    for (auto& member : *position) out[member.key()] = std::move(member.value());
+    list.push_back(std::move(out));
+  }
+  boost::json::object body;
+  body["device"] = toValidUtf8(deviceId);
+  body["positions"] = std::move(list);
+  if (more) {
+    const auto& last = records.back();
+    body["next_cursor"] = encodeCursor({last.record.serverTimeUs, last.id});
+  } else {
+    body["next_cursor"] = nullptr;
+  }
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::latestPositions(const QueryParams& /*params*/) const {
+  // From the per-device latest values: no history scan, however long the tracks are.
+  auto devices = store_.listDevices();
+  if (!devices) return storeError("listing devices", devices.error());
+  boost::json::array list;
+  for (const auto& device : *devices) {
+    auto position = positionJson(device.latest);
+    if (!position) continue;
+    boost::json::object out;
+    out["device"] = toValidUtf8(device.deviceId);
+    out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+    for (auto& member : *position) out[member.key()] = std::move(member.value());
+    list.push_back(std::move(out));
+  }
+  boost::json::object body;
+  body["positions"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::submitCommand(const std::string& deviceId, std::string_view body) const {
+  if (!options_.commands.submit) {
+    return problemResponse(503, "downlink commands need the tracker gateway, which is not running");
+  }
+  boost::system::error_code ec;
+  boost::json::value parsed = boost::json::parse(body, ec);
+  if (ec || !parsed.is_object()) {
+    return problemResponse(400, "request body: expected a JSON object like "
+                                "{\"type\":\"engineStop\"}");
+  }
+  const auto& object = parsed.as_object();
+  const auto* type = object.if_contains("type");
+  if (type == nullptr || !type->is_string()) {
+    return problemResponse(400, "field 'type': required, one of engineStop, engineResume, "
+                                "positionSingle, custom, customHex");
+  }
+  std::string typeName(type->as_string().c_str());
+  bool known = false;
+  for (std::string_view t : kCommandTypes) known = known || t == typeName;
+  if (!known) {
+    return problemResponse(400, "field 'type': expected one of engineStop, engineResume, "
+                                "positionSingle, custom, customHex, got " + quoteInput(typeName));
+  }
+  std::string text;
+  if (const auto* t = object.if_contains("text")) {
+    if (!t->is_string()) return problemResponse(400, "field 'text': expected a string");
+    text = t->as_string().c_str();
+  }
+  if ((typeName == "custom" || typeName == "customHex") && text.empty()) {
+    return problemResponse(400, "field 'text': required for type " + typeName);
+  }
+  if (typeName == "customHex" &&
+      (text.size() % 2 != 0 ||
+       text.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)) {
+    return problemResponse(400, "field 'text': expected hex digits for customHex, got " +
+                                    quoteInput(text));
+  }
+  boost::json::object command = options_.commands.submit(deviceId, typeName, text);
+  return jsonResponse(202, command);
+}
+
+ApiResponse Router::listCommands(const std::string& deviceId) const {
+  if (!options_.commands.list) {
+    return problemResponse(503, "downlink commands need the tracker gateway, which is not running");
+  }
+  boost::json::object body;
+  body["device"] = toValidUtf8(deviceId);
+  body["commands"] = options_.commands.list(deviceId);
   return jsonResponse(200, body);
 }
 

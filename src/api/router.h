@@ -18,16 +18,21 @@ class Router {
   Router(storage::Store& store, ApiOptions options);
 
   // Never throws: anything escaping a handler becomes a 500 problem.
-  ApiResponse handle(std::string_view method, std::string_view target) const noexcept;
+  ApiResponse handle(std::string_view method, std::string_view target,
+                     std::string_view body = {}) const noexcept;
 
  private:
-  ApiResponse route(std::string_view method, std::string_view target) const;
+  ApiResponse route(std::string_view method, std::string_view target, std::string_view body) const;
   ApiResponse health(const QueryParams& params) const;
   ApiResponse listDevices(const QueryParams& params) const;
   ApiResponse getDevice(const std::string& deviceId, const QueryParams& params) const;
   ApiResponse messages(const std::string& deviceId, const QueryParams& params) const;
   ApiResponse series(const std::string& deviceId, const std::string& key,
                      const QueryParams& params) const;
+  ApiResponse positions(const std::string& deviceId, const QueryParams& params) const;
+  ApiResponse latestPositions(const QueryParams& params) const;
+  ApiResponse submitCommand(const std::string& deviceId, std::string_view body) const;
+  ApiResponse listCommands(const std::string& deviceId) const;
   // For an empty result: 404 when the device does not exist, else nullopt.
   std::optional<ApiResponse> unknownDevice(const std::string& deviceId) const;
 

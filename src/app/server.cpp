@@ -9,6 +9,7 @@
 
 #include "api/http_server.h"
 #include "broker/broker.h"
+#include "core/time.h"
 #include "ingest/normalizer.h"
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
@@ -30,6 +31,32 @@ std::unique_ptr<storage::Store> openStore(const core::Config& config) {
   options.path = (std::filesystem::path(config.server.dataDir) / "tern.db").string();
   options.syncFull = config.storage.sync == "full";
   return storage::sqlite::openSqliteStore(options);
+}
+
+boost::json::object commandToJson(const trackers::CommandRecord& record) {
+  boost::json::object out;
+  out["id"] = record.id;
+  out["device"] = record.deviceId;
+  out["type"] = record.typeName;
+  if (!record.command.text.empty()) out["text"] = record.command.text;
+  out["status"] = trackers::commandStatusName(record.status);
+  out["created"] = core::formatRfc3339Millis(record.createdUs);
+  if (record.sentUs != 0) out["sent"] = core::formatRfc3339Millis(record.sentUs);
+  if (!record.protocol.empty()) out["protocol"] = record.protocol;
+  if (record.status == trackers::CommandStatus::kAnswered) {
+    out["answered"] = core::formatRfc3339Millis(record.answeredUs);
+    out["answer"] = record.answer;
+  }
+  return out;
+}
+
+codec::trackers::CommandType commandType(const std::string& name) {
+  using codec::trackers::CommandType;
+  if (name == "engineStop") return CommandType::kEngineStop;
+  if (name == "engineResume") return CommandType::kEngineResume;
+  if (name == "positionSingle") return CommandType::kPositionSingle;
+  if (name == "customHex") return CommandType::kCustomHex;
+  return CommandType::kCustom;
 }
 
 }  // namespace
@@ -100,6 +127,18 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     };
     return out;
   };
+  if (trackers_) {
+    apiOptions.commands.submit = [this](const std::string& deviceId, const std::string& type,
+                                        const std::string& text) {
+      codec::trackers::Command command{commandType(type), text, 1};
+      return commandToJson(trackers_->submitCommand(deviceId, std::move(command), type));
+    };
+    apiOptions.commands.list = [this](const std::string& deviceId) {
+      boost::json::array list;
+      for (const auto& record : trackers_->commands(deviceId)) list.push_back(commandToJson(record));
+      return list;
+    };
+  }
   http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
 }
 
