@@ -17,6 +17,7 @@
 #   BENCH_KEEP=0            1: keep the temp dir (logs, tern.db) afterwards
 #   BENCH_WAIT_QUIET=0      wait up to this many seconds for the machine to be idle (<20% busy)
 #   BUILD_DIR=build         where tern and tern-bench-mqtt are
+#   BENCH_COMMIT=           commit to print instead of asking git (for exported trees)
 #   MOSQUITTO=/usr/sbin/mosquitto
 set -euo pipefail
 
@@ -105,8 +106,12 @@ machine_busy() {
 
 # --- machine --------------------------------------------------------------------------------
 CPU_MODEL="$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"
-COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null; then COMMIT="$COMMIT+dirty(src)"; fi
+if [[ -n "${BENCH_COMMIT:-}" ]]; then
+  COMMIT="$BENCH_COMMIT"  # e.g. when benchmarking a `git archive` export, which has no .git
+else
+  COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if ! git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null; then COMMIT="$COMMIT+dirty(src)"; fi
+fi
 MOSQ_VERSION="$({ "$MOSQUITTO" -h 2>/dev/null || true; } | awk '/version/{print $3; exit}')"
 TERN_VERSION="$({ "$TERN" --version 2>/dev/null || true; } | awk '{print $2; exit}')"
 echo "== Tern ingest benchmark =="
