@@ -5,7 +5,9 @@
 //               second over a D-second window that starts once every connection is up.
 //   latency:    one subscriber (QoS 0) and P publishers sending QoS 0 at a fixed total rate R,
 //               paced by timers; each payload carries its steady_clock send time, and the
-//               subscriber reports publish-to-receive latency percentiles.
+//               subscriber reports publish-to-receive latency percentiles. `missing` counts
+//               messages not received by the end of the grace period: dropped by the broker,
+//               or still queued in it (a broker that has fallen behind).
 //
 // Prints one line `RESULT mode=... key=value ...` on stdout; progress and errors go to stderr.
 // Every wait is bounded: a broker that does not answer makes the run fail, never hang.
@@ -774,7 +776,7 @@ int runLatency(const Options& o) {
   const bool ok = shared.errors.load() == 0;
   std::printf(
       "RESULT mode=latency %s status=%s publishers=%u target_rate=%.0f payload=%zu seconds=%.2f "
-      "sent=%llu received=%llu lost=%llu send_rate=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f "
+      "sent=%llu received=%llu missing=%llu send_rate=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f "
       "send_lag_max_ms=%.3f foreign=%llu client_cpu_s=%.2f errors=%llu%s\n",
       commonFields(o).c_str(), ok ? "ok" : "errors", o.publishers, o.rate, o.payloadSize, seconds,
       static_cast<unsigned long long>(sent), static_cast<unsigned long long>(received),
