@@ -12,10 +12,13 @@ namespace tern::codec::trackers {
 
 struct OsmandResult {
   std::optional<Position> position;
-  std::string error;  // why there is no position: names the parameter
+  // Why there is no position, naming the parameter: "parameter 'id' is required",
+  // "invalid parameter 'lat'", "parameter 'lon' out of range", ...
+  std::string error;
 };
 
 // `params` are already percent-decoded. `serverTimeUs` is used when no timestamp is given.
+// The device id is Position::deviceId; the caller decides whether the device is known.
 OsmandResult decodeOsmand(const std::map<std::string, std::string>& params,
                           std::int64_t serverTimeUs);
 
