@@ -95,6 +95,22 @@ wait_port() {  # host port seconds pid
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# "tid:ticks ..." for every thread of a process
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo -n "${t##*/}:$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0) "
+  done
+}
+# thread_cpu BEFORE AFTER → "tid:seconds,..." for threads that used any CPU, busiest first
+thread_cpu() {
+  awk -v a="$1" -v b="$2" -v h="$CLK_TCK" 'BEGIN {
+    n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, ":"); before[kv[1]] = kv[2] }
+    n = split(b, y, " "); out = ""
+    for (i = 1; i <= n; i++) { split(y[i], kv, ":"); d = kv[2] - before[kv[1]]
+      if (d > 0) out = out sprintf("%s%s:%.2f", out == "" ? "" : ",", kv[1], d / h) }
+    print out == "" ? "-" : out }' | tr ',' '\n' | sort -t: -k2 -nr | paste -sd, -
+}
 CLK_TCK="$(getconf CLK_TCK)"
 
 # Machine-wide busy percentage over one second: anything else running skews the numbers.
@@ -119,7 +135,6 @@ fi
 MOSQ_VERSION="$({ "$MOSQUITTO" -h 2>/dev/null || true; } | awk '/version/{print $3; exit}')"
 TERN_VERSION="$({ "$TERN" --version 2>/dev/null || true; } | awk '{print $2; exit}')"
 echo "== Tern ingest benchmark =="
-echo "date:      $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 echo "commit:    $COMMIT"
 echo "machine:   $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, $(awk '{printf "%.1f GiB", $2/1048576}' <(grep MemTotal /proc/meminfo)), $(uname -sr)"
 echo "brokers:   tern ${TERN_VERSION:-?} (sqlite, durable) vs mosquitto ${MOSQ_VERSION:-?} (persistence false)"
@@ -132,6 +147,7 @@ while (( BUSY >= 20 && $(date +%s) < QUIET_DEADLINE )); do
   sleep 4
   BUSY="$(machine_busy)"
 done
+echo "date:      $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 echo "busy:      ${BUSY}% of all CPUs busy before start (should be ~0)"
 (( BUSY < 20 )) || echo "WARNING:   the machine is busy with other work; numbers will be lower and noisier"
 [[ -n "${BENCH_NICE:-}" ]] && echo "priority:  brokers and client run at nice ${BENCH_NICE}"
@@ -178,14 +194,16 @@ print(d if d!={} else "?")' "$1" "$2"; }
 # run_one NAME PID PORT ARGS... → prints the RESULT line with broker_cpu_s appended
 run_one() {
   local name=$1 pid=$2 port=$3; shift 3
-  local before after line
+  local before after line tbefore tafter
   kill -0 "$pid" 2>/dev/null || { echo "RESULT broker=$name status=failed error=\"broker process is gone\""; return; }
   before="$(cpu_ticks "$pid")"
+  tbefore="$(thread_ticks "$pid")"
   line="$("${NICE[@]}" "$BENCH" "$@" --broker "127.0.0.1:$port" --label "$name" --threads "$THREADS" 2>>"$TMP/bench.log" \
           | grep '^RESULT' || true)"
   after="$(cpu_ticks "$pid")"
+  tafter="$(thread_ticks "$pid")"
   [[ -n "$line" ]] || line="RESULT broker=$name status=failed error=\"no RESULT line (see bench.log)\""
-  echo "$line broker_cpu_s=$(awk -v t=$((after - before)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t/h}')"
+  echo "$line broker_cpu_s=$(awk -v t=$((after - before)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t/h}') broker_threads_cpu_s=$(thread_cpu "$tbefore" "$tafter")"
 }
 
 declare -A TP LAT
@@ -225,9 +243,12 @@ if [[ "$PERF" == 1 ]] && command -v perf >/dev/null; then
   echo "--- perf: Tern, self time by symbol (top 25) ---"
   perf report -i "$TMP/perf.data" --no-children --sort comm,dso,symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9]' | head -25 || true
-  echo "--- perf: Tern, time by thread ---"
-  perf report -i "$TMP/perf.data" --no-children --sort comm --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -10 || true
+  echo "--- perf: Tern, samples by thread and library (the ingest writer is the lowest tid after the main thread) ---"
+  perf script -i "$TMP/perf.data" -F tid,ip,dso 2>/dev/null | awk '
+    /^ *[0-9]+ *$/ { tid = $1; if ((getline) > 0) { n[tid]++; d[tid " " $NF]++; total++ } }
+    END { for (k in d) { split(k, a, " "); printf "%7.1f%% of all  %5.1f%% of thread  tid %s  %s\n",
+                                100 * d[k] / total, 100 * d[k] / n[a[1]], a[1], a[2] } }' \
+    | sort -k5,5n -k1,1nr | awk '$1 + 0 >= 0.5' || true
 fi
 
 # --- summary --------------------------------------------------------------------------------
@@ -250,6 +271,7 @@ for round in $(seq "$ROUNDS"); do
   row "  client CPU s per 100k msgs" "$(per100k "$(field "$t" client_cpu_s)" "$(field "$t" acked_total)")" \
       "$(per100k "$(field "$m" client_cpu_s)" "$(field "$m" acked_total)")" ""
   row "  status / errors" "$(field "$t" status)/$(field "$t" errors)" "$(field "$m" status)/$(field "$m" errors)" ""
+  echo "  broker CPU s by thread (tid:s):  tern $(field "$t" broker_threads_cpu_s | cut -d, -f1-4)  mosquitto $(field "$m" broker_threads_cpu_s | cut -d, -f1-2)"
 done
 for round in $(seq "$ROUNDS"); do
   t="${LAT[tern,$round]}"; m="${LAT[mosquitto,$round]}"
