@@ -21,6 +21,8 @@
 #   BENCH_NICE=             e.g. -10: run brokers and client at this nice level (root only), so
 #                           that unrelated work on a shared machine disturbs the numbers less
 #   MOSQUITTO=/usr/sbin/mosquitto
+#   TERN_*                  passed through to `tern serve`, e.g. TERN_STORAGE_SYNC=full (fsync
+#                           per commit) or TERN_INGEST_BATCH_MS=5
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -137,7 +139,7 @@ TERN_VERSION="$({ "$TERN" --version 2>/dev/null || true; } | awk '{print $2; exi
 echo "== Tern ingest benchmark =="
 echo "commit:    $COMMIT"
 echo "machine:   $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, $(awk '{printf "%.1f GiB", $2/1048576}' <(grep MemTotal /proc/meminfo)), $(uname -sr)"
-echo "brokers:   tern ${TERN_VERSION:-?} (sqlite, durable) vs mosquitto ${MOSQ_VERSION:-?} (persistence false)"
+echo "brokers:   tern ${TERN_VERSION:-?} (sqlite, storage.sync=${TERN_STORAGE_SYNC:-normal}, PUBACK after commit) vs mosquitto ${MOSQ_VERSION:-?} (persistence false)"
 echo "load:      throughput: $CONNECTIONS conns x $WINDOW in flight, QoS 1, 100 B JSON, ${SECONDS_TP}s; latency: $PUBLISHERS publishers QoS 0 at $RATE msg/s, ${SECONDS_LAT}s, 1 subscriber; client threads=$THREADS; rounds=$ROUNDS"
 BUSY="$(machine_busy)"
 WAIT_QUIET="${BENCH_WAIT_QUIET:-0}"
