@@ -75,6 +75,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   trackerOptions.host = config_.trackers.host;
   trackerOptions.ports = config_.trackers.ports;
   trackerOptions.registerUnknown = config_.trackers.registerUnknown;
+  trackerOptions.proxyProtocol = config_.trackers.proxyProtocol;
   trackerOptions.nodeId = config_.server.nodeId;
   bool osmand = false;
   for (const auto& name : config_.trackers.enabled) {
@@ -92,7 +93,8 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         });
   }
   if (osmand) {
-    osmand_ = std::make_unique<trackers::OsmandServer>(*pool_, *pipeline_, config_.server.nodeId);
+    osmand_ = std::make_unique<trackers::OsmandServer>(*pool_, *pipeline_, config_.server.nodeId,
+                                                       config_.trackers.proxyProtocol);
   }
 
   api::ApiOptions apiOptions;

@@ -19,7 +19,10 @@ Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeli
       config_(std::move(config)),
       pipeline_(pipeline),
       normalizer_(normalizer),
-      listener_(pool, "mqtt", [this](asio::ip::tcp::socket socket) { onAccept(std::move(socket)); }) {}
+      listener_(pool, "mqtt",
+                [this](net::AcceptedConnection accepted) { onAccept(std::move(accepted)); }) {
+  listener_.setProxyProtocol(config_.proxyProtocol);
+}
 
 Broker::~Broker() = default;
 
@@ -74,22 +77,23 @@ SessionLimits Broker::sessionLimits() const {
                        const_cast<std::atomic<std::uint64_t>*>(&messagesSent_)};
 }
 
-void Broker::onAccept(asio::ip::tcp::socket socket) {
+void Broker::onAccept(net::AcceptedConnection accepted) {
   if (stopping_) return;
   if (openConnections_.load() >= config_.maxConnections) {
-    boost::system::error_code ec;
-    auto remote = socket.remote_endpoint(ec);
     spdlog::warn("mqtt: refusing connection from {}: max_connections ({}) reached",
-                 ec ? std::string("?") : remote.address().to_string(), config_.maxConnections);
-    socket.close(ec);
+                 accepted.remoteAddress, config_.maxConnections);
+    boost::system::error_code ec;
+    accepted.socket.close(ec);
     return;
   }
   openConnections_.fetch_add(1);
   connectionsTotal_.fetch_add(1, std::memory_order_relaxed);
   // The socket already belongs to its loop; build and start the connection there.
-  auto executor = socket.get_executor();
-  asio::post(executor, [this, s = std::move(socket)]() mutable {
-    auto connection = std::make_shared<Connection>(*this, std::move(s));
+  auto executor = accepted.socket.get_executor();
+  asio::post(executor, [this, a = std::move(accepted)]() mutable {
+    auto connection = std::make_shared<Connection>(*this, std::move(a.socket),
+                                                   std::move(a.remoteAddress),
+                                                   std::move(a.initialBytes));
     {
       std::lock_guard lock(connectionsMutex_);
       connections_[connection.get()] = connection;

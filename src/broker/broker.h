@@ -88,7 +88,7 @@ class Broker {
   SessionLimits sessionLimits() const;
 
  private:
-  void onAccept(boost::asio::ip::tcp::socket socket);
+  void onAccept(net::AcceptedConnection accepted);
   void publishSys();
   void scheduleSys();
 

@@ -25,15 +25,23 @@ constexpr std::size_t kMaxReadChunk = 64 * 1024;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 }  // namespace
 
-Connection::Connection(Broker& broker, asio::ip::tcp::socket socket)
-    : broker_(broker), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, std::string peer,
+                       std::string initialBytes)
+    : broker_(broker),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      peer_(std::move(peer)),
+      input_(std::move(initialBytes)),
+      inputUsed_(input_.size()) {}
 
 Connection::~Connection() = default;
 
 void Connection::start() {
   boost::system::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  if (peer_.empty()) {
+    auto remote = socket_.remote_endpoint(ec);
+    peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   lastActivityUs_ = core::monotonicMicros();
   timer_.expires_after(kConnectTimeout);
@@ -42,6 +50,12 @@ void Connection::start() {
       self->close("no CONNECT within 10 s", true, false);
     }
   });
+  if (inputUsed_ > 0) {
+    // Bytes that came with the PROXY header: the start of the protocol, handled as a read.
+    processInput();
+    if (state_ == State::kClosed) return;
+    flush();
+  }
   readMore();
 }
 

@@ -21,7 +21,10 @@ class Session;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Broker& broker, boost::asio::ip::tcp::socket socket);
+  // `peer`: the client's address for logs ("ip:port"; empty → the socket's peer). `initialBytes`:
+  // protocol bytes already read from the socket (after a PROXY header), processed first.
+  Connection(Broker& broker, boost::asio::ip::tcp::socket socket, std::string peer = {},
+             std::string initialBytes = {});
   ~Connection();
 
   void start();

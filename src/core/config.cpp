@@ -228,6 +228,10 @@ const std::vector<KeyDescriptor>& keyTable() {
                            &MqttConfig::maxConnections));
     t.push_back(
         integerKey("mqtt.sys_interval", 0, 86'400, &Config::mqtt, &MqttConfig::sysInterval));
+    t.push_back({"mqtt.proxy_protocol", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.mqtt.proxyProtocol = parseBool(key, text);
+                 }});
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
     t.push_back(
         choiceKey("storage.backend", {"sqlite"}, &Config::storage, &StorageConfig::backend));
@@ -272,6 +276,10 @@ const std::vector<KeyDescriptor>& keyTable() {
     t.push_back({"trackers.register_unknown", Kind::kBool, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    c.trackers.registerUnknown = parseBool(key, text);
+                 }});
+    t.push_back({"trackers.proxy_protocol", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.trackers.proxyProtocol = parseBool(key, text);
                  }});
     static const std::vector<std::string> portKeys = [] {
       std::vector<std::string> keys;

@@ -40,6 +40,7 @@ struct MqttConfig {
   std::uint32_t maxQueued = 1000;  // messages waiting for a client beyond the in-flight window
   std::uint32_t maxConnections = 10000;
   std::uint32_t sysInterval = 10;  // seconds between $SYS updates; 0 disables
+  bool proxyProtocol = false;  // expect a PROXY protocol v1/v2 header first (behind HAProxy)
 };
 
 struct HttpConfig {
@@ -73,6 +74,7 @@ struct TrackersConfig {
   // protocol → port; a protocol not listed here listens on its usual port.
   std::map<std::string, std::uint16_t> ports;
   bool registerUnknown = true;  // false: only devices already known are accepted
+  bool proxyProtocol = false;  // every tracker listener expects a PROXY protocol header first
 };
 
 // The protocols that have a trackers.<name>_port key (their usual ports are in the registry).

@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <map>
 
 #include "codec/trackers/osmand/osmand.h"
@@ -59,8 +60,15 @@ void parseForm(std::string_view text, std::map<std::string, std::string>& out) {
 
 class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
  public:
-  OsmandSession(OsmandServer& server, asio::ip::tcp::socket socket)
-      : server_(server), stream_(std::move(socket)) {}
+  // `initialBytes`: request bytes already read with a PROXY header; parsed before the socket.
+  OsmandSession(OsmandServer& server, asio::ip::tcp::socket socket, const std::string& initialBytes)
+      : server_(server), stream_(std::move(socket)) {
+    if (!initialBytes.empty()) {
+      auto space = buffer_.prepare(initialBytes.size());
+      std::memcpy(space.data(), initialBytes.data(), initialBytes.size());
+      buffer_.commit(initialBytes.size());
+    }
+  }
 
   void start() { read(); }
 
@@ -146,19 +154,21 @@ class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
 
 }  // namespace
 
-OsmandServer::OsmandServer(net::EventLoopPool& pool, ingest::Pipeline& pipeline, std::string nodeId)
-    : pool_(pool), pipeline_(pipeline), nodeId_(std::move(nodeId)) {}
+OsmandServer::OsmandServer(net::EventLoopPool& pool, ingest::Pipeline& pipeline, std::string nodeId,
+                           bool proxyProtocol)
+    : pool_(pool), pipeline_(pipeline), nodeId_(std::move(nodeId)), proxyProtocol_(proxyProtocol) {}
 
 OsmandServer::~OsmandServer() = default;
 
 void OsmandServer::start(const core::HostPort& address) {
-  listener_ = std::make_unique<net::TcpListener>(pool_, "trackers/osmand",
-                                                 [this](asio::ip::tcp::socket socket) {
-                                                   auto executor = socket.get_executor();
-                                                   asio::post(executor, [this, s = std::move(socket)]() mutable {
-                                                     std::make_shared<OsmandSession>(*this, std::move(s))->start();
-                                                   });
-                                                 });
+  listener_ = std::make_unique<net::TcpListener>(
+      pool_, "trackers/osmand", [this](net::AcceptedConnection accepted) {
+        auto executor = accepted.socket.get_executor();
+        asio::post(executor, [this, a = std::move(accepted)]() mutable {
+          std::make_shared<OsmandSession>(*this, std::move(a.socket), a.initialBytes)->start();
+        });
+      });
+  listener_->setProxyProtocol(proxyProtocol_);
   listener_->start(address);
 }
 

@@ -18,7 +18,9 @@ namespace tern::trackers {
 
 class OsmandServer {
  public:
-  OsmandServer(net::EventLoopPool& pool, ingest::Pipeline& pipeline, std::string nodeId);
+  // proxyProtocol: the listener expects a PROXY protocol header first (trackers.proxy_protocol).
+  OsmandServer(net::EventLoopPool& pool, ingest::Pipeline& pipeline, std::string nodeId,
+               bool proxyProtocol = false);
   ~OsmandServer();
   void start(const core::HostPort& address);
   void stopAccepting();
@@ -36,6 +38,7 @@ class OsmandServer {
   net::EventLoopPool& pool_;
   ingest::Pipeline& pipeline_;
   std::string nodeId_;
+  bool proxyProtocol_ = false;
   std::unique_ptr<net::TcpListener> listener_;
   std::atomic<std::uint64_t> positions_{0};
   std::atomic<std::uint64_t> rejected_{0};

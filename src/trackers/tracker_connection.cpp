@@ -21,21 +21,33 @@ constexpr std::size_t kReadChunk = 4096;
 }
 
 TrackerConnection::TrackerConnection(TrackerServer& server, const trk::ProtocolInfo& protocol,
-                                     asio::ip::tcp::socket socket)
+                                     asio::ip::tcp::socket socket, std::string peer,
+                                     std::string initialBytes)
     : server_(server),
       protocol_(protocol),
       codec_(protocol.create()),
       socket_(std::move(socket)),
-      idleTimer_(socket_.get_executor()) {}
+      idleTimer_(socket_.get_executor()),
+      peer_(std::move(peer)),
+      input_(std::move(initialBytes)),
+      inputUsed_(input_.size()) {}
 
 void TrackerConnection::start() {
   boost::system::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  if (peer_.empty()) {
+    auto remote = socket_.remote_endpoint(ec);
+    peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   session_.accept = [this](const std::string& id) { return server_.acceptDevice(id); };
   lastActivityUs_ = core::monotonicMicros();
   armIdleTimer();
+  if (inputUsed_ > 0) {
+    // Bytes that came with the PROXY header: the start of the protocol, handled as a read.
+    processInput();
+    if (closed_) return;
+    flush();
+  }
   readMore();
 }
 

@@ -16,8 +16,11 @@ class TrackerServer;
 
 class TrackerConnection : public std::enable_shared_from_this<TrackerConnection> {
  public:
+  // `peer`: the device's address for logs ("ip:port"; empty → the socket's peer).
+  // `initialBytes`: protocol bytes already read (after a PROXY header), processed first.
   TrackerConnection(TrackerServer& server, const codec::trackers::ProtocolInfo& protocol,
-                    boost::asio::ip::tcp::socket socket);
+                    boost::asio::ip::tcp::socket socket, std::string peer = {},
+                    std::string initialBytes = {});
   void start();
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
   std::string_view protocolName() const { return protocol_.name; }

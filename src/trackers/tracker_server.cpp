@@ -51,14 +51,18 @@ void TrackerServer::start() {
     std::uint16_t port = info->defaultPort;
     if (auto it = options_.ports.find(name); it != options_.ports.end()) port = it->second;
     auto listener = std::make_unique<net::TcpListener>(
-        pool_, "trackers/" + name, [this, info](asio::ip::tcp::socket socket) {
+        pool_, "trackers/" + name, [this, info](net::AcceptedConnection accepted) {
           if (stopping_) return;
           open_.fetch_add(1);
-          auto executor = socket.get_executor();
-          asio::post(executor, [this, info, s = std::move(socket)]() mutable {
-            std::make_shared<TrackerConnection>(*this, *info, std::move(s))->start();
+          auto executor = accepted.socket.get_executor();
+          asio::post(executor, [this, info, a = std::move(accepted)]() mutable {
+            std::make_shared<TrackerConnection>(*this, *info, std::move(a.socket),
+                                                std::move(a.remoteAddress),
+                                                std::move(a.initialBytes))
+                ->start();
           });
         });
+    listener->setProxyProtocol(options_.proxyProtocol);
     listener->start(core::HostPort{options_.host, port});
     ports_[name] = listener->port();
     listeners_.push_back(std::move(listener));

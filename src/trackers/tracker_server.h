@@ -61,6 +61,7 @@ struct TrackerOptions {
   bool registerUnknown = true;
   std::string nodeId;
   std::size_t maxSkippedBytes = 64 * 1024;  // unframeable bytes tolerated per connection
+  bool proxyProtocol = false;  // every listener expects a PROXY protocol header first
 };
 
 class TrackerServer {
