@@ -109,6 +109,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         {"clients_connected", b.clientsConnected},
         {"messages_received", b.messagesReceived},
         {"messages_sent", b.messagesSent},
+        {"messages_dropped", b.messagesDropped},
         {"protocol_errors", b.protocolErrors},
         {"subscriptions", b.subscriptions},
         {"retained", b.retained},

@@ -74,7 +74,8 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
 
 SessionLimits Broker::sessionLimits() const {
   return SessionLimits{config_.maxInflight, config_.maxQueued, config_.maxPacketSize,
-                       const_cast<std::atomic<std::uint64_t>*>(&messagesSent_)};
+                       const_cast<std::atomic<std::uint64_t>*>(&messagesSent_),
+                       const_cast<std::atomic<std::uint64_t>*>(&messagesDropped_)};
 }
 
 void Broker::onAccept(net::AcceptedConnection accepted) {
@@ -207,6 +208,7 @@ BrokerStats Broker::stats() const {
   s.connectionsTotal = connectionsTotal_.load();
   s.messagesReceived = messagesReceived_.load();
   s.messagesSent = messagesSent_.load();
+  s.messagesDropped = messagesDropped_.load();
   s.messagesIngested = messagesIngested_.load();
   s.protocolErrors = protocolErrors_.load();
   s.readPauses = readPauses_.load();
@@ -231,6 +233,7 @@ void Broker::publishSys() {
   publish("clients/total", std::to_string(s.connectionsTotal));
   publish("messages/received", std::to_string(s.messagesReceived));
   publish("messages/sent", std::to_string(s.messagesSent));
+  publish("messages/dropped", std::to_string(s.messagesDropped));
   publish("messages/stored", std::to_string(s.messagesIngested));
   publish("subscriptions/count", std::to_string(s.subscriptions));
   publish("retained messages/count", std::to_string(s.retained));

@@ -33,6 +33,8 @@ struct BrokerStats {
   std::uint64_t connectionsTotal = 0;
   std::uint64_t messagesReceived = 0;  // PUBLISH packets from clients
   std::uint64_t messagesSent = 0;  // PUBLISH packets to clients
+  // Deliveries not made: QoS 0 to a slow or offline subscriber, or over a queue limit.
+  std::uint64_t messagesDropped = 0;
   std::uint64_t messagesIngested = 0;  // routed to storage
   std::uint64_t protocolErrors = 0;
   std::uint64_t readPauses = 0;  // times a connection stopped reading for back-pressure
@@ -111,6 +113,7 @@ class Broker {
   std::atomic<std::uint64_t> connectionsTotal_{0};
   std::atomic<std::uint64_t> messagesReceived_{0};
   std::atomic<std::uint64_t> messagesSent_{0};
+  std::atomic<std::uint64_t> messagesDropped_{0};
   std::atomic<std::uint64_t> messagesIngested_{0};
   std::atomic<std::uint64_t> protocolErrors_{0};
   std::atomic<std::uint64_t> readPauses_{0};

@@ -21,7 +21,7 @@ void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool r
   if (qos == 0) {
     // QoS 0 is never kept for an offline client, and a slow reader loses QoS 0 first.
     if (!online || outboxQos0_ >= limits_.maxQueued) {
-      ++counters_.dropped;
+      countDropLocked();
       return;
     }
     sendLocked(message, 0, retainFlag);
@@ -34,19 +34,27 @@ void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool r
   if (queue_.size() >= limits_.maxQueued) {
     auto qos0 = std::find_if(queue_.begin(), queue_.end(), [](const Queued& q) { return q.qos == 0; });
     if (qos0 == queue_.end()) {
-      ++counters_.dropped;
+      countDropLocked();
       return;
     }
     queue_.erase(qos0);
-    ++counters_.dropped;
+    countDropLocked();
   }
   queue_.push_back(Queued{message, qos, retainFlag});
+}
+
+void Session::countDropLocked() {
+  ++counters_.dropped;
+  // Dropping QoS 0 is allowed; doing it invisibly is not: the broker totals it for $SYS/health.
+  if (limits_.droppedCounter != nullptr) {
+    limits_.droppedCounter->fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Session::sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain) {
   // Never send a client a packet larger than it can have agreed to receive from us.
   if (message->topic.size() + message->payload.size() + 9 > limits_.maxPacketSize) {
-    ++counters_.dropped;
+    countDropLocked();
     return;
   }
   std::uint16_t packetId = 0;

@@ -23,6 +23,7 @@ struct SessionLimits {
   std::uint32_t maxQueued = 1000;
   std::uint32_t maxPacketSize = 1024 * 1024;
   std::atomic<std::uint64_t>* sentCounter = nullptr;  // the broker's $SYS messages/sent
+  std::atomic<std::uint64_t>* droppedCounter = nullptr;  // the broker's $SYS messages/dropped
 };
 
 struct DeliveryCounters {
@@ -86,6 +87,7 @@ class Session {
   };
 
   // All of these run with mutex_ held.
+  void countDropLocked();
   void sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain);
   void fillWindowLocked();
   std::uint16_t nextPacketIdLocked();

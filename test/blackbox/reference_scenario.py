@@ -78,6 +78,9 @@ def test_reference_scenario(args):
         summary = run_sim(args, server.mqtt_port)
         check_equal((summary["sent"], summary["acked"], summary["errors"]),
                     (DEVICES * COUNT, DEVICES * COUNT, 0), "sim summary (sent, acked, errors)")
+        broker = server.health().get("broker") or {}
+        check_equal(broker.get("messages_dropped"), 0,
+                    "health broker.messages_dropped (no subscriber, nothing to drop)")
 
         devices = server.devices()
         window_end = utc_now() + datetime.timedelta(seconds=1)

@@ -219,9 +219,46 @@ TEST_F(BrokerTest, SysTopicsReportClientsAndMessages) {
   while (auto p = sys.receivePublish(500ms)) topics.insert(p->topic);
   for (const char* t : {"$SYS/broker/version", "$SYS/broker/uptime",
                         "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
-                        "$SYS/broker/messages/sent"}) {
+                        "$SYS/broker/messages/sent", "$SYS/broker/messages/dropped"}) {
     EXPECT_TRUE(topics.count(t)) << t;
   }
+}
+
+TEST_F(BrokerTest, DroppedQos0DeliveriesAreCounted) {
+  // A persistent QoS 0 subscriber that is offline: QoS 0 is never kept for it, so each publish
+  // is one dropped delivery, and the total must be visible (stats, $SYS, health).
+  {
+    MqttTestClient sub;
+    ASSERT_TRUE(sub.connect(port(), makeConnect("sleeper", false)));
+    ASSERT_TRUE(sub.subscribe("drop/+", 0));
+    sub.disconnect();
+  }
+  const std::uint64_t before = server_->server().broker().stats().messagesDropped;
+  MqttTestClient pub;
+  ASSERT_TRUE(pub.connect(port(), "pub"));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pub.publish("drop/x", "v", 1));
+  EXPECT_EQ(server_->server().broker().stats().messagesDropped, before + 3);
+
+  // $SYS is republished every mqtt.sys_interval (1 s here): wait for a value that includes them.
+  TestServer fast([](core::Config& c) { c.mqtt.sysInterval = 1; });
+  {
+    MqttTestClient sub;
+    ASSERT_TRUE(sub.connect(fast.mqttPort(), makeConnect("sleeper", false)));
+    ASSERT_TRUE(sub.subscribe("drop/+", 0));
+    sub.disconnect();
+  }
+  MqttTestClient pub2;
+  ASSERT_TRUE(pub2.connect(fast.mqttPort(), "pub"));
+  ASSERT_TRUE(pub2.publish("drop/x", "v", 1));
+  MqttTestClient sys;
+  ASSERT_TRUE(sys.connect(fast.mqttPort(), "sys"));
+  ASSERT_TRUE(sys.subscribe("$SYS/broker/messages/dropped", 0));
+  std::string last;
+  for (int i = 0; i < 10 && last != "1"; ++i) {
+    auto dropped = sys.receivePublish(2s);
+    if (dropped) last = dropped->payload;
+  }
+  EXPECT_EQ(last, "1");
 }
 
 TEST_F(BrokerTest, RetainedMessagesSetDeliverAndClear) {

@@ -14,6 +14,7 @@
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
+#include "storage/store.h"
 #include "support/test_server.h"
 
 namespace tern::test {
@@ -60,6 +61,7 @@ TEST_P(TrackerCorpusTcpTest, FramesOverTcpGetExactAcksAndAreStored) {
 
   std::int64_t expectedStored = 0;
   int groupsRun = 0;
+  int groupsSkipped = 0;
   for (const auto& method : order) {
     const auto& frames = groups[method];
     // Model-specific decoding needs a per-device setting the gateway does not have yet; those
@@ -69,15 +71,48 @@ TEST_P(TrackerCorpusTcpTest, FramesOverTcpGetExactAcksAndAreStored) {
       skip = skip || f.responseTemplate.has_value() || f.setup.contains("device_model") ||
              f.setup.contains("decoder_ctor_args") || f.setup.contains("extended");
     }
-    if (skip) continue;
+    if (skip) {
+      ++groupsSkipped;
+      continue;
+    }
+
+    // Some reference frames were stored without their terminator (Traccar's tests feed the
+    // decoder frames its pipeline already split). Over TCP a device always sends one, so restore
+    // the one that makes the frame stand alone; a group with a frame that cannot is skipped.
+    std::vector<std::string> wire;
+    for (const auto& f : frames) {
+      auto standalone = [&](const std::string& bytes) {
+        auto splitter = info->create();
+        trk::FrameResult r = splitter->splitFrame(bytes);
+        return r.status == trk::FrameStatus::kOk && r.size == bytes.size();
+      };
+      std::optional<std::string> ok;
+      for (const char* suffix : {"", "\r\n", "$", ";", "#", "\n", "\r"}) {
+        std::string candidate = f.bytes + suffix;
+        if (standalone(candidate)) {
+          ok = candidate;
+          break;
+        }
+      }
+      if (!ok) {
+        skip = true;
+        break;
+      }
+      wire.push_back(*ok);
+    }
+    if (skip) {
+      ++groupsSkipped;
+      continue;
+    }
     ++groupsRun;
 
     // What the gateway should do, from the same codec run locally on the same frames.
     auto codec = info->create();
     trk::SessionState session;
     std::string expectedBytes;
-    for (const auto& f : frames) {
-      trk::DecodeResult result = codec->decode(f.bytes, session, 0);
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      const auto& f = frames[i];
+      trk::DecodeResult result = codec->decode(wire[i], session, 0);
       if (f.responseHex) {
         EXPECT_EQ(trk::toHex(result.response), *f.responseHex) << f.id;
       }
@@ -91,11 +126,13 @@ TEST_P(TrackerCorpusTcpTest, FramesOverTcpGetExactAcksAndAreStored) {
     asio::io_context io;
     asio::ip::tcp::socket socket(io);
     socket.connect({asio::ip::make_address("127.0.0.1"), port});
-    for (const auto& f : frames) asio::write(socket, asio::buffer(f.bytes));
+    for (const auto& bytes : wire) asio::write(socket, asio::buffer(bytes));
     std::string got = readFor(socket, expectedBytes.size(), expectedBytes.empty() ? 200ms : 5000ms);
     EXPECT_EQ(trk::toHex(got), trk::toHex(expectedBytes)) << protocol << " " << method;
   }
-  EXPECT_GT(groupsRun, 0);
+  // Most of each corpus must run over TCP; the rest is covered by the codec tests.
+  EXPECT_GT(groupsRun, groupsSkipped) << protocol << ": " << groupsRun << " run, " << groupsSkipped
+                                      << " skipped";
   // Positions are committed before their ACKs; those without an ACK may still be in flight.
   std::int64_t stored = 0;
   for (int i = 0; i < 200; ++i) {

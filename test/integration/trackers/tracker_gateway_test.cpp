@@ -1,5 +1,7 @@
 // Trackers over real TCP through the durable ingest path to the store, and OsmAnd over HTTP.
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 #include <poll.h>
 
 #include <boost/asio/connect.hpp>
@@ -70,7 +72,7 @@ TEST(TrackerGatewayTest, Gt06LoginPositionAckAfterCommit) {
   // A position before login is dropped without a reply.
   device.sendHex("787805120099abec0d0a");
   EXPECT_EQ(device.receive(300ms), "");
-  // Login: IMEI 086471700328358 → the exact ACK.
+  // Login: IMEI 864717003283581 → the exact ACK.
   device.sendHex("78780D01086471700328358100093F040D0A");
   EXPECT_EQ(device.receiveHex(10), "78780501000955940d0a");
   // A GPS position (2015-10-20 14:21:11 UTC, 54.94535 N, 24.01762 E): ACK only after commit.
@@ -79,7 +81,7 @@ TEST(TrackerGatewayTest, Gt06LoginPositionAckAfterCommit) {
   EXPECT_EQ(storedCount(server), 1);
 
   storage::MessageQuery query;
-  query.deviceId = "086471700328358";
+  query.deviceId = "864717003283581";
   auto records = server.server().store().queryMessages(query);
   ASSERT_TRUE(records.ok());
   ASSERT_EQ(records->size(), 1u);
@@ -146,7 +148,7 @@ TEST(TrackerGatewayTest, CommandsQueueWhileOfflineAndGoOutOnLogin) {
   auto* trackers = server.server().trackers();
   ASSERT_NE(trackers, nullptr);
   trk::Command command{trk::CommandType::kEngineStop, "", 1};
-  auto queued = trackers->submitCommand("086471700328358", command, "engineStop");
+  auto queued = trackers->submitCommand("864717003283581", command, "engineStop");
   EXPECT_EQ(queued.status, trackers::CommandStatus::kQueued);
   Device device(server.server().trackerPorts().at("gt06"));
   device.sendHex("78780D01086471700328358100093F040D0A");
@@ -169,6 +171,47 @@ TEST(TrackerGatewayTest, CommandsQueueWhileOfflineAndGoOutOnLogin) {
   ASSERT_GE(answer.size(), 14u);
   EXPECT_EQ(trk::toHex(answer.substr(10, 2)), "7878");
   EXPECT_EQ(static_cast<unsigned char>(answer[13]), 0x80) << trk::toHex(answer);
+}
+
+TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
+  TestServer server([](core::Config& c) { c.trackers.enabled = {"gt06"}; });
+  const std::string api = "http://127.0.0.1:" + std::to_string(server.httpPort()) +
+                          "/api/v1/devices/864717003283581/commands";
+  std::string out;
+  ASSERT_EQ(runCommand("curl -s -X POST -H 'Content-Type: application/json' -d "
+                       "'{\"type\":\"custom\",\"text\":\"DYD,000000#\"}' '" +
+                           api + "'",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"queued\""), std::string::npos) << out;
+
+  Device device(server.server().trackerPorts().at("gt06"));
+  device.sendHex("78780D01086471700328358100093F040D0A");
+  std::string got = device.receive(2000ms, 11);
+  for (int i = 0; i < 20 && got.find("DYD,000000#") == std::string::npos; ++i) {
+    got += device.receive(100ms);
+  }
+  EXPECT_NE(got.find("DYD,000000#"), std::string::npos) << trk::toHex(got);
+
+  // The device's answer (a 0x15 string packet from the reference corpus): "DYD=Success!".
+  device.sendHex(
+      "7878661500000000004459443d53756363657373210000000000000000000000000000000000000000000000"
+      "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+      "000000000000000000000000010009e82b0d0a");
+  for (int i = 0; i < 200; ++i) {
+    out.clear();
+    runCommand("curl -s '" + api + "'", &out);
+    if (out.find("\"answered\"") != std::string::npos) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto list = boost::json::parse(out).as_object().at("commands").as_array();
+  ASSERT_EQ(list.size(), 1u) << out;
+  const auto& record = list[0].as_object();
+  EXPECT_EQ(record.at("status").as_string(), "answered") << out;
+  EXPECT_EQ(record.at("type").as_string(), "custom");
+  EXPECT_NE(std::string(record.at("answer").as_string()).find("DYD=Success!"), std::string::npos)
+      << out;
 }
 
 TEST(TrackerGatewayTest, OsmandHttpPositionIsStoredBeforeThe200) {

@@ -46,9 +46,13 @@ TEST(ConfigTest, ListsAllKeys) {
   const std::vector<std::string> expected{
       "server.data_dir",   "server.node_id",     "server.threads",        "server.log_format",
       "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
-      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "http.listen",
-      "storage.backend",   "storage.sync",       "ingest.routes",         "ingest.batch_size",
-      "ingest.batch_ms",   "ingest.queue_capacity"};
+      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "mqtt.proxy_protocol",
+      "http.listen",       "storage.backend",    "storage.sync",          "ingest.routes",
+      "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "trackers.enabled",
+      "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
+      "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
+      "trackers.gps103_port", "trackers.gl200_port", "trackers.meitrack_port",
+      "trackers.ruptela_port", "trackers.osmand_port"};
   EXPECT_EQ(configKeys(), expected);
 }
 
@@ -117,6 +121,20 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"ingest.batch_size", {"0", "1000001"}},
       {"ingest.batch_ms", {"10001"}},
       {"ingest.queue_capacity", {"99", "100000001", "99999999999999999999999"}},
+      {"mqtt.proxy_protocol", {"maybe", "2", ""}},
+      {"trackers.enabled", {"gt06,unknown", "GT06"}},
+      {"trackers.host", {""}},
+      {"trackers.register_unknown", {"maybe"}},
+      {"trackers.proxy_protocol", {"on"}},
+      {"trackers.gt06_port", {"65536", "-1", "x"}},
+      {"trackers.teltonika_port", {"99999"}},
+      {"trackers.h02_port", {"abc"}},
+      {"trackers.tk103_port", {"1.5"}},
+      {"trackers.gps103_port", {"70000"}},
+      {"trackers.gl200_port", {""}},
+      {"trackers.meitrack_port", {"0x10"}},
+      {"trackers.ruptela_port", {"+5"}},
+      {"trackers.osmand_port", {"65536"}},
   };
   ASSERT_EQ(bad.size(), configKeys().size());
   for (const auto& [key, values] : bad) {

@@ -12,13 +12,13 @@
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
-#include "gt06_test_encoder.h"
+#include "tools/tracker_frames/gt06_encoder.h"
 
 namespace tern::codec::trackers {
 namespace {
 
 namespace json = boost::json;
-namespace enc = test::gt06;
+namespace enc = tools::frames::gt06;
 
 // 2024-05-06 07:08:09 UTC: "now" for time-dependent answers.
 constexpr std::int64_t kNow = 1714979289LL * 1'000'000;

@@ -7,12 +7,12 @@
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
-#include "ruptela_test_encoder.h"
+#include "tools/tracker_frames/ruptela_encoder.h"
 
 namespace tern::codec::trackers {
 namespace {
 
-namespace enc = tern::test::ruptela;
+namespace enc = tern::tools::frames::ruptela;
 using test::CorpusFrame;
 
 constexpr std::int64_t kNow = 1'700'000'000'000'000;

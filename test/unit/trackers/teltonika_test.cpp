@@ -7,12 +7,12 @@
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
-#include "teltonika_test_encoder.h"
+#include "tools/tracker_frames/teltonika_encoder.h"
 
 namespace tern::codec::trackers {
 namespace {
 
-namespace enc = tern::test::teltonika;
+namespace enc = tern::tools::frames::teltonika;
 using test::CorpusFrame;
 
 constexpr std::int64_t kNow = 1'700'000'000'000'000;  // 2023-11-14 22:13:20 UTC

@@ -1,5 +1,5 @@
 #pragma once
-// Test-only Teltonika encoder: builds IMEI packets, AVL packets (codec 8 / 8E / 16) and codec 12 /
+// Device-side Teltonika encoder: builds IMEI packets, AVL packets (codec 8 / 8E / 16) and codec 12 /
 // 13 serial packets from known values, so the decoder can be checked field by field.
 #include <cmath>
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include "codec/trackers/util.h"
 
-namespace tern::test::teltonika {
+namespace tern::tools::frames::teltonika {
 
 struct Record {
   std::uint64_t timeMs = 0;
@@ -119,4 +119,4 @@ inline std::string codec13(const std::string& payload, std::uint32_t timeSeconds
   return wrap(data);
 }
 
-}  // namespace tern::test::teltonika
+}  // namespace tern::tools::frames::teltonika

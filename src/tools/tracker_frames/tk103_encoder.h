@@ -1,11 +1,11 @@
 #pragma once
-// Test-only TK103 encoder: builds the device's position messages from known values.
+// Device-side TK103 encoder: builds the device's position messages from known values.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
-namespace tern::test::tk103 {
+namespace tern::tools::frames::tk103 {
 
 struct Fix {
   std::string id = "088047365460";  // 12 characters
@@ -70,4 +70,4 @@ inline std::string commaForm(const Fix& f, const std::string& command) {
   return text;
 }
 
-}  // namespace tern::test::tk103
+}  // namespace tern::tools::frames::tk103

@@ -1,5 +1,5 @@
 #pragma once
-// Test-only encoder for Queclink GL200-family messages with known values: text GTFRI (GV300
+// Device-side encoder for Queclink GL200-family messages with known values: text GTFRI (GV300
 // layout, several location blocks), the heartbeat, a command acknowledgement, the legacy binary
 // "+RSP" report and the newer tagged binary format. Written from the message layouts, so the
 // decoder is checked against values it did not produce.
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace tern::test::gl200 {
+namespace tern::tools::frames::gl200 {
 
 struct Fix {
   double latitude = 0;
@@ -209,4 +209,4 @@ inline std::string encodeTagged(const std::string& imei, const Fix& f, int satel
   return out;
 }
 
-}  // namespace tern::test::gl200
+}  // namespace tern::tools::frames::gl200

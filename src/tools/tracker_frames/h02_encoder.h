@@ -1,12 +1,12 @@
 #pragma once
-// Test-only H02 encoder: builds the device's main position messages (text V1 and binary '$')
+// Device-side H02 encoder: builds the device's main position messages (text V1 and binary '$')
 // from known values, so decoding can be checked exactly.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
-namespace tern::test::h02 {
+namespace tern::tools::frames::h02 {
 
 struct Fix {
   std::string id = "4210051415";  // 10 digits (binary frames carry exactly 10 BCD digits)
@@ -86,4 +86,4 @@ inline std::string binary(const Fix& f, std::size_t size = 32, std::uint8_t batt
   return out;
 }
 
-}  // namespace tern::test::h02
+}  // namespace tern::tools::frames::h02

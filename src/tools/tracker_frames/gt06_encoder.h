@@ -1,5 +1,5 @@
 #pragma once
-// Test-only GT06 frame builder: writes the device side of the protocol (login, heartbeat/status,
+// Device-side GT06 frame builder: writes the device side of the protocol (login, heartbeat/status,
 // GPS+LBS position and alarm reports) from known values, so decoding can be checked exactly.
 #include <cmath>
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 #include "codec/trackers/util.h"
 
-namespace tern::test::gt06 {
+namespace tern::tools::frames::gt06 {
 
 struct Fix {
   int year = 2024, month = 1, day = 1, hour = 0, minute = 0, second = 0;  // device local time
@@ -158,4 +158,4 @@ inline std::string shortAck(std::uint8_t type, std::uint16_t serial) {
   return packet(type, {}, serial);
 }
 
-}  // namespace tern::test::gt06
+}  // namespace tern::tools::frames::gt06

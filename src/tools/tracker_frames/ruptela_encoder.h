@@ -1,5 +1,5 @@
 #pragma once
-// Test-only Ruptela encoder: device packets (records, extended records, DTCs, identification,
+// Device-side Ruptela encoder: device packets (records, extended records, DTCs, identification,
 // heartbeat, text answers) built from known values, so the decoder can be checked field by field.
 #include <climits>
 #include <cmath>
@@ -11,7 +11,7 @@
 
 #include "codec/trackers/util.h"
 
-namespace tern::test::ruptela {
+namespace tern::tools::frames::ruptela {
 
 struct Record {
   std::uint32_t timeSeconds = 0;
@@ -110,4 +110,4 @@ inline std::string dtcs(std::uint64_t imei, const std::vector<Dtc>& list) {
   return packet(imei, 9, payload);
 }
 
-}  // namespace tern::test::ruptela
+}  // namespace tern::tools::frames::ruptela
