@@ -8,6 +8,7 @@ pkgs=(
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients python3-paho-mqtt curl sqlite3
+  postgresql postgresql-client libpq-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do
