@@ -1,0 +1,1106 @@
+// The PostgreSQL backend (libpq). One writer connection, used only by the writer thread, that
+// sends each batch as binary COPY in one transaction; a small pool of read connections for
+// everything else. Messages are range-partitioned by server time (or a TimescaleDB hypertable
+// when the extension is available). A lost connection is re-established with backoff; while
+// the database is down every call returns an error.
+#include "storage/postgres/postgres_store.h"
+
+#include <libpq-fe.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "storage/postgres/flat_json.h"
+
+namespace tern::storage::postgres {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
+constexpr std::size_t kMaxIdleReaders = 8;
+constexpr std::int64_t kUsPerDay = 86'400'000'000;
+// Serialises migrations when several nodes start against one database at once.
+constexpr const char* kMigrationLockKey = "7384612093";
+
+using Clock = std::chrono::steady_clock;
+
+// --- migrations --------------------------------------------------------------------------------
+// Applied in order at start, each in its own transaction together with its row in
+// tern_schema_version. Never edit a released entry: append a new one and bump kSchemaVersion.
+// Migration 1 differs only in how messages is partitioned, decided once when it runs.
+
+constexpr const char* kSqlSchemaTable =
+    "CREATE TABLE IF NOT EXISTS tern_schema_version("
+    "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
+
+constexpr const char* kMigration1Devices = R"sql(
+CREATE TABLE devices(
+  device_id text PRIMARY KEY,
+  first_seen bigint NOT NULL,
+  last_seen bigint NOT NULL,
+  message_count bigint NOT NULL DEFAULT 0,
+  -- json, not jsonb: it keeps number tokens verbatim, so int/double types survive.
+  latest json NOT NULL DEFAULT '{}'
+);
+-- Newer keys win; json_each/json_object_agg keep the value tokens verbatim.
+CREATE FUNCTION tern_merge_latest(old json, new json) RETURNS json
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(json_object_agg(m.key, m.value), '{}'::json) FROM (
+    SELECT key, value FROM json_each(old) WHERE key NOT IN (SELECT key FROM json_each(new))
+    UNION ALL
+    SELECT key, value FROM json_each(new)) AS m
+$$;
+CREATE SEQUENCE messages_id_seq AS bigint;
+CREATE TABLE messages(
+  id bigint NOT NULL DEFAULT nextval('messages_id_seq'),
+  device_id text NOT NULL,
+  ts bigint NOT NULL,  -- server receive time, UTC µs: the partition key
+  device_ts bigint,
+  node text NOT NULL,
+  topic text NOT NULL,
+  payload bytea NOT NULL,
+  flags smallint NOT NULL,
+  fields json
+))sql";
+
+constexpr const char* kMigration1Index =
+    "CREATE INDEX messages_device_ts ON messages(device_id, ts, id)";
+
+// --- SQL ---------------------------------------------------------------------------------------
+
+constexpr const char* kSqlBatchTable =
+    "CREATE TEMP TABLE IF NOT EXISTS tern_batch_devices(device_id text, first_seen bigint, "
+    "last_seen bigint, message_count bigint, latest json) ON COMMIT DELETE ROWS";
+constexpr const char* kSqlCopyDevices =
+    "COPY tern_batch_devices(device_id, first_seen, last_seen, message_count, latest) "
+    "FROM STDIN (FORMAT binary)";
+constexpr const char* kSqlUpsertDevices =
+    "INSERT INTO devices AS d(device_id, first_seen, last_seen, message_count, latest) "
+    "SELECT device_id, first_seen, last_seen, message_count, latest FROM tern_batch_devices "
+    "ON CONFLICT(device_id) DO UPDATE SET "
+    "first_seen = least(d.first_seen, excluded.first_seen), "
+    "last_seen = greatest(d.last_seen, excluded.last_seen), "
+    "message_count = d.message_count + excluded.message_count, "
+    "latest = tern_merge_latest(d.latest, excluded.latest)";
+constexpr const char* kSqlCopyMessages =
+    "COPY messages(device_id, ts, device_ts, node, topic, payload, flags, fields) "
+    "FROM STDIN (FORMAT binary)";
+
+#define TERN_MESSAGE_COLUMNS "SELECT id, ts, device_ts, node, topic, payload, flags, fields "
+#define TERN_MESSAGE_RANGE \
+  "FROM messages WHERE device_id = $1 AND ts >= $2::int8 AND ts < $3::int8 "
+constexpr const char* kSqlMessagesAsc =
+    TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "ORDER BY ts, id LIMIT $4::int8";
+constexpr const char* kSqlMessagesDesc =
+    TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "ORDER BY ts DESC, id DESC LIMIT $4::int8";
+constexpr const char* kSqlMessagesAscAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE
+    "AND (ts, id) > ($5::int8, $6::int8) ORDER BY ts, id LIMIT $4::int8";
+constexpr const char* kSqlMessagesDescAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE
+    "AND (ts, id) < ($5::int8, $6::int8) ORDER BY ts DESC, id DESC LIMIT $4::int8";
+#undef TERN_MESSAGE_COLUMNS
+#undef TERN_MESSAGE_RANGE
+// Buckets are floored (not truncated) so times before the epoch land in the right one.
+// json_typeof keeps booleans and strings out.
+constexpr const char* kSqlSeriesHead = "SELECT b, count(*)::int8, ";
+constexpr const char* kSqlSeriesTail =
+    "::float8 FROM (SELECT ts - (((ts % $4::int8) + $4::int8) % $4::int8) AS b, "
+    "(fields->>$5::text)::float8 AS v FROM messages "
+    "WHERE device_id = $1 AND ts >= $2::int8 AND ts < $3::int8 "
+    "AND json_typeof(fields->$5::text) = 'number') AS s GROUP BY b ORDER BY b";
+// COLLATE "C": byte order, the same as the SQLite backend whatever the database locale.
+constexpr const char* kSqlListDevices =
+    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
+    "ORDER BY device_id COLLATE \"C\"";
+constexpr const char* kSqlGetDevice =
+    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
+    "WHERE device_id = $1";
+// Every message bumps its device's count in the same transaction, so this is exact without a
+// count(*) over every partition.
+constexpr const char* kSqlCountMessages =
+    "SELECT coalesce(sum(message_count), 0)::int8 FROM devices";
+constexpr const char* kSqlLayout =
+    "SELECT CASE WHEN c.relkind = 'p' THEN 'partitioned' "
+    "WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') "
+    "THEN 'timescaledb' ELSE 'plain' END "
+    "FROM pg_class c WHERE c.oid = to_regclass('messages')";
+constexpr const char* kSqlPartitions =
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = to_regclass('messages')";
+
+// --- libpq helpers -----------------------------------------------------------------------------
+
+struct ConnDeleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
+
+struct ResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+// libpq messages end in a newline and may span lines; health and logs want one line.
+std::string oneLine(const char* text) {
+  std::string out = text != nullptr ? text : "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  return out;
+}
+
+core::Error pgError(PGconn* conn, std::string_view what) {
+  std::string message = "postgres: ";
+  message += what;
+  message += ": ";
+  message += conn != nullptr ? oneLine(PQerrorMessage(conn)) : "out of memory";
+  return core::Error{std::move(message)};
+}
+
+core::Error resultError(PGconn* conn, const PGresult* result, std::string_view what) {
+  if (result == nullptr) {
+    return pgError(conn, what);
+  }
+  std::string message = "postgres: ";
+  message += what;
+  message += ": ";
+  message += oneLine(PQresultErrorMessage(result));
+  return core::Error{std::move(message)};
+}
+
+bool broken(PGconn* conn) { return conn == nullptr || PQstatus(conn) != CONNECTION_OK; }
+
+// Runs a statement with text parameters; results in binary (resultFormat 1), so integers,
+// doubles and bytea need no text parsing. Checks `expected` status.
+core::Result<ResultPtr> exec(PGconn* conn, const char* sql, std::string_view what,
+                             const std::vector<std::string>& params = {},
+                             ExecStatusType expected = PGRES_TUPLES_OK) {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  values.reserve(params.size());
+  lengths.reserve(params.size());
+  for (const std::string& param : params) {
+    values.push_back(param.c_str());
+    lengths.push_back(static_cast<int>(param.size()));
+  }
+  ResultPtr result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr,
+                                values.data(), lengths.data(), nullptr, 1));
+  if (!result || PQresultStatus(result.get()) != expected) {
+    return resultError(conn, result.get(), what);
+  }
+  return result;
+}
+
+core::Status command(PGconn* conn, const char* sql, std::string_view what) {
+  auto result = exec(conn, sql, what, {}, PGRES_COMMAND_OK);
+  if (!result) {
+    return result.error();
+  }
+  return {};
+}
+
+std::string_view cell(const PGresult* result, int row, int column) {
+  return {PQgetvalue(result, row, column),
+          static_cast<std::size_t>(PQgetlength(result, row, column))};
+}
+
+std::uint64_t readBigEndian(std::string_view bytes) {
+  std::uint64_t value = 0;
+  for (const char c : bytes) {
+    value = (value << 8) | static_cast<unsigned char>(c);
+  }
+  return value;
+}
+
+std::int64_t cellInt64(const PGresult* result, int row, int column) {
+  const std::string_view bytes = cell(result, row, column);
+  const std::uint64_t raw = readBigEndian(bytes);
+  if (bytes.size() == 2) {
+    return static_cast<std::int16_t>(raw);
+  }
+  if (bytes.size() == 4) {
+    return static_cast<std::int32_t>(raw);
+  }
+  return static_cast<std::int64_t>(raw);
+}
+
+double cellDouble(const PGresult* result, int row, int column) {
+  return std::bit_cast<double>(readBigEndian(cell(result, row, column)));
+}
+
+std::string toText(std::int64_t value) {
+  char buffer[24];
+  const auto end = std::to_chars(buffer, buffer + sizeof buffer, value).ptr;
+  return {buffer, end};
+}
+
+// PostgreSQL text rejects NUL bytes and invalid UTF-8. A record carrying them must not block
+// the ingest pipeline forever (it retries a failed batch), so they become U+FFFD in text
+// columns; payloads are bytea and keep every byte.
+std::string_view validText(std::string_view text, std::string& scratch) {
+  const auto valid = [](std::string_view s, std::size_t& bad) {
+    for (std::size_t i = 0; i < s.size();) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      std::size_t n = 0;
+      std::uint32_t cp = 0;
+      if (c == 0) {
+        bad = i;
+        return false;
+      }
+      if (c < 0x80) {
+        ++i;
+        continue;
+      }
+      if ((c & 0xE0) == 0xC0) {
+        n = 1;
+        cp = c & 0x1F;
+      } else if ((c & 0xF0) == 0xE0) {
+        n = 2;
+        cp = c & 0x0F;
+      } else if ((c & 0xF8) == 0xF0) {
+        n = 3;
+        cp = c & 0x07;
+      } else {
+        bad = i;
+        return false;
+      }
+      for (std::size_t k = 1; k <= n; ++k) {
+        if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) {
+          bad = i;
+          return false;
+        }
+        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      }
+      const std::uint32_t minimum = n == 1 ? 0x80 : n == 2 ? 0x800 : 0x10000;
+      if (cp < minimum || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) {
+        bad = i;
+        return false;
+      }
+      i += n + 1;
+    }
+    return true;
+  };
+  std::size_t bad = 0;
+  if (valid(text, bad)) {
+    return text;
+  }
+  scratch.assign(text.substr(0, bad));
+  std::string_view rest = text.substr(bad);
+  while (!rest.empty()) {
+    std::size_t nextBad = 0;
+    if (valid(rest, nextBad)) {
+      scratch += rest;
+      break;
+    }
+    scratch += rest.substr(0, nextBad);
+    scratch += "\xEF\xBF\xBD";
+    rest = rest.substr(nextBad + 1);
+  }
+  return scratch;
+}
+
+// The binary COPY format: a fixed header, then per row a field count and length-prefixed
+// fields in network byte order, then a -1 trailer.
+class CopyBuffer {
+ public:
+  CopyBuffer() { reset(); }
+
+  void reset() {
+    data_.assign("PGCOPY\n\xff\r\n\0", 11);
+    putInt32(0);  // flags
+    putInt32(0);  // header extension length
+  }
+  void row(std::int16_t fields) { putInt16(fields); }
+  void int64(std::int64_t value) {
+    putInt32(8);
+    putBigEndian(static_cast<std::uint64_t>(value), 8);
+  }
+  void int16(std::int16_t value) {
+    putInt32(2);
+    putInt16(value);
+  }
+  void null() { putInt32(-1); }
+  void bytes(std::string_view value) {
+    putInt32(static_cast<std::int32_t>(value.size()));
+    data_ += value;
+  }
+  void text(std::string_view value) { bytes(validText(value, scratch_)); }
+  // The json type's binary form is its text.
+  void json(std::string_view value) { text(value); }
+  const std::string& finish() {
+    putInt16(-1);
+    return data_;
+  }
+
+ private:
+  void putBigEndian(std::uint64_t value, int size) {
+    for (int shift = (size - 1) * 8; shift >= 0; shift -= 8) {
+      data_ += static_cast<char>((value >> shift) & 0xFF);
+    }
+  }
+  void putInt32(std::int32_t value) { putBigEndian(static_cast<std::uint32_t>(value), 4); }
+  void putInt16(std::int16_t value) { putBigEndian(static_cast<std::uint16_t>(value), 2); }
+
+  std::string data_;
+  std::string scratch_;
+};
+
+core::Status copyIn(PGconn* conn, const char* sql, const std::string& data, std::string_view what) {
+  auto start = exec(conn, sql, what, {}, PGRES_COPY_IN);
+  if (!start) {
+    return start.error();
+  }
+  if (PQputCopyData(conn, data.data(), static_cast<int>(data.size())) != 1 ||
+      PQputCopyEnd(conn, nullptr) != 1) {
+    return pgError(conn, what);
+  }
+  core::Status status;
+  // Drain every result, so the connection is ready for the next command even on failure.
+  while (PGresult* raw = PQgetResult(conn)) {
+    ResultPtr result(raw);
+    if (status.ok() && PQresultStatus(raw) != PGRES_COMMAND_OK) {
+      status = resultError(conn, raw, what);
+    }
+  }
+  return status;
+}
+
+// --- time partitions ---------------------------------------------------------------------------
+
+// Days since 1970-01-01 → civil date (Howard Hinnant's algorithm), for partition names.
+void civilFromDays(std::int64_t days, std::int64_t& year, unsigned& month, unsigned& day) {
+  days += 719468;
+  const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(days - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  day = doy - (153 * mp + 2) / 5 + 1;
+  month = mp < 10 ? mp + 3 : mp - 9;
+  year = static_cast<std::int64_t>(yoe) + era * 400 + (month <= 2 ? 1 : 0);
+}
+
+std::int64_t floorDiv(std::int64_t a, std::int64_t b) {
+  std::int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) {
+    --q;
+  }
+  return q;
+}
+
+// messages_p20260314 for daily partitions; the start time is appended for shorter ones.
+std::string partitionName(std::int64_t index, std::int64_t partitionUs) {
+  const std::int64_t startUs = index * partitionUs;
+  const std::int64_t days = floorDiv(startUs, kUsPerDay);
+  std::int64_t year = 0;
+  unsigned month = 0;
+  unsigned day = 0;
+  civilFromDays(days, year, month, day);
+  char buffer[64];
+  int n = 0;
+  if (partitionUs % kUsPerDay == 0) {
+    n = std::snprintf(buffer, sizeof buffer, "messages_p%04lld%02u%02u",
+                      static_cast<long long>(year), month, day);
+  } else {
+    const std::int64_t seconds = (startUs - days * kUsPerDay) / 1'000'000;
+    n = std::snprintf(buffer, sizeof buffer, "messages_p%04lld%02u%02u_%06lld",
+                      static_cast<long long>(year), month, day,
+                      static_cast<long long>(seconds / 3600 * 10000 + seconds / 60 % 60 * 100 +
+                                             seconds % 60));
+  }
+  std::string name(buffer, static_cast<std::size_t>(std::max(n, 0)));
+  std::replace(name.begin(), name.end(), '-', 'm');  // years before 0
+  return name;
+}
+
+std::string partitionDdl(std::int64_t index, std::int64_t partitionUs) {
+  std::int64_t from = 0;
+  std::int64_t to = 0;
+  const bool fromOk = !__builtin_mul_overflow(index, partitionUs, &from);
+  const bool toOk = fromOk && !__builtin_add_overflow(from, partitionUs, &to);
+  std::string sql = "CREATE TABLE IF NOT EXISTS \"";
+  sql += partitionName(index, partitionUs);
+  sql += "\" PARTITION OF messages FOR VALUES FROM (";
+  sql += fromOk ? toText(from) : std::string("MINVALUE");
+  sql += ") TO (";
+  sql += toOk ? toText(to) : std::string("MAXVALUE");
+  sql += ")";
+  return sql;
+}
+
+std::int64_t nowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// --- connections -------------------------------------------------------------------------------
+
+// Connection attempts after a failure wait for a doubling delay, shared by the writer and the
+// readers, so a dead database costs one quick error per call rather than a connect timeout.
+class ConnectGate {
+ public:
+  ConnectGate(std::string url, std::chrono::milliseconds minDelay,
+              std::chrono::milliseconds maxDelay)
+      : url_(std::move(url)), minDelay_(minDelay), maxDelay_(maxDelay), delay_(minDelay) {}
+
+  core::Result<ConnPtr> connect() {
+    {
+      std::lock_guard lock(mutex_);
+      const auto now = Clock::now();
+      if (now < retryAt_) {
+        const auto wait =
+            std::chrono::duration_cast<std::chrono::milliseconds>(retryAt_ - now).count();
+        std::string message = "postgres: database unreachable (next attempt in ";
+        message += std::to_string(wait);
+        message += " ms): ";
+        message += lastError_;
+        return core::Error{std::move(message)};
+      }
+    }
+    // Defaults first, so that the same settings in the user's URL win.
+    const char* keywords[] = {"connect_timeout", "application_name", "dbname", nullptr};
+    const char* values[] = {"5", "tern", url_.c_str(), nullptr};
+    ConnPtr conn(PQconnectdbParams(keywords, values, 1));
+    if (broken(conn.get())) {
+      std::string error = conn ? oneLine(PQerrorMessage(conn.get())) : "out of memory";
+      std::lock_guard lock(mutex_);
+      retryAt_ = Clock::now() + delay_;
+      delay_ = std::min(delay_ * 2, maxDelay_);
+      lastError_ = error;
+      std::string message = "postgres: connect: ";
+      message += error;
+      return core::Error{std::move(message)};
+    }
+    std::lock_guard lock(mutex_);
+    if (!lastError_.empty()) {
+      spdlog::info("postgres: connected again");
+    }
+    retryAt_ = {};
+    delay_ = minDelay_;
+    lastError_.clear();
+    return conn;
+  }
+
+  // A connection broke: the next attempt may go ahead at once (the server may be back).
+  void noteLost(std::string_view error) {
+    std::lock_guard lock(mutex_);
+    if (lastError_.empty()) {
+      spdlog::warn("postgres: connection lost: {}", error);
+      lastError_ = std::string(error);
+    }
+  }
+
+ private:
+  std::string url_;
+  std::chrono::milliseconds minDelay_;
+  std::chrono::milliseconds maxDelay_;
+  std::mutex mutex_;
+  std::chrono::milliseconds delay_;
+  Clock::time_point retryAt_{};
+  std::string lastError_;
+};
+
+class ReaderPool {
+ public:
+  explicit ReaderPool(ConnectGate& gate) : gate_(gate) {}
+
+  // Runs `body(conn)` on a pooled connection. When a pooled connection turns out to be dead
+  // (the server restarted since it was last used), the call is repeated once on a fresh one:
+  // reads have no side effects.
+  template <class T, class Body>
+  core::Result<T> run(Body&& body) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool pooled = false;
+      ConnPtr conn = take(pooled);
+      if (!conn) {
+        auto fresh = gate_.connect();
+        if (!fresh) {
+          return fresh.error();
+        }
+        conn = std::move(*fresh);
+      }
+      core::Result<T> result = body(conn.get());
+      if (broken(conn.get())) {
+        gate_.noteLost(result ? std::string_view("broken") : result.error().message);
+        if (pooled && attempt == 0) {
+          continue;
+        }
+        return result;
+      }
+      give(std::move(conn));
+      return result;
+    }
+    return core::Error{"postgres: unreachable"};
+  }
+
+ private:
+  ConnPtr take(bool& pooled) {
+    std::lock_guard lock(mutex_);
+    if (idle_.empty()) {
+      pooled = false;
+      return nullptr;
+    }
+    ConnPtr conn = std::move(idle_.back());
+    idle_.pop_back();
+    pooled = true;
+    return conn;
+  }
+  void give(ConnPtr conn) {
+    if (PQtransactionStatus(conn.get()) != PQTRANS_IDLE) {
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    if (idle_.size() < kMaxIdleReaders) {
+      idle_.push_back(std::move(conn));
+    }
+  }
+
+  ConnectGate& gate_;
+  std::mutex mutex_;
+  std::vector<ConnPtr> idle_;
+};
+
+// --- store -------------------------------------------------------------------------------------
+
+struct DeviceBatch {
+  std::string_view deviceId;
+  std::int64_t firstSeenUs = std::numeric_limits<std::int64_t>::max();
+  std::int64_t lastSeenUs = std::numeric_limits<std::int64_t>::min();
+  std::int64_t count = 0;
+  std::vector<std::pair<std::string_view, const FieldValue*>> latest;
+  std::unordered_map<std::string_view, std::size_t> latestIndex;
+};
+
+core::Result<DeviceSummary> readDevice(const PGresult* result, int row) {
+  DeviceSummary summary;
+  summary.deviceId = std::string(cell(result, row, 0));
+  summary.firstSeenUs = cellInt64(result, row, 1);
+  summary.lastSeenUs = cellInt64(result, row, 2);
+  summary.messageCount = cellInt64(result, row, 3);
+  if (!parseFields(cell(result, row, 4), summary.latest)) {
+    return core::Error{"postgres: latest values of device " + summary.deviceId +
+                       " are not valid JSON"};
+  }
+  return summary;
+}
+
+class PostgresStore final : public Store {
+ public:
+  explicit PostgresStore(const PostgresOptions& options)
+      : options_(options),
+        gate_(options.url, options.reconnectMin, options.reconnectMax),
+        readers_(gate_) {
+    if (options_.url.empty()) {
+      throw std::runtime_error("postgres: no connection URL (storage.url)");
+    }
+    if (options_.partitionUs <= 0) {
+      throw std::runtime_error("postgres: partition length must be positive");
+    }
+    auto conn = gate_.connect();
+    if (!conn) {
+      throw std::runtime_error(conn.error().message);
+    }
+    writer_ = std::move(*conn);
+    migrate();
+    if (auto status = prepareWriter(); !status) {
+      throw std::runtime_error(status.message());
+    }
+    if (partitioned_) {
+      const std::int64_t today = floorDiv(nowUs(), options_.partitionUs);
+      std::vector<std::int64_t> ahead;
+      for (int i = 0; i < options_.partitionsAhead; ++i) {
+        ahead.push_back(today + i);
+      }
+      if (auto status = ensurePartitions(ahead); !status) {
+        throw std::runtime_error(status.message());
+      }
+    }
+  }
+
+  core::Status appendBatch(std::span<const Record> records) override;
+  core::Result<std::vector<StoredRecord>> queryMessages(const MessageQuery& query) override;
+  core::Result<std::vector<Bucket>> querySeries(const SeriesQuery& query) override;
+  core::Result<std::vector<DeviceSummary>> listDevices() override;
+  core::Result<std::optional<DeviceSummary>> getDevice(const std::string& deviceId) override;
+  core::Result<std::int64_t> countMessages() override;
+  std::string backendName() const override { return "postgres"; }
+  core::Status check() override;
+
+  core::Result<std::string> layout();
+
+ private:
+  void migrate();
+  void execOrThrow(const std::string& sql, std::string_view what);
+  std::string queryTextOrThrow(const char* sql, std::string_view what);
+  core::Status prepareWriter();
+  core::Status ensureWriter();
+  core::Status ensurePartitions(const std::vector<std::int64_t>& indexes);
+  core::Status writeBatch(std::span<const Record> records, bool& commitSent);
+
+  PostgresOptions options_;
+  ConnectGate gate_;
+  ReaderPool readers_;
+  ConnPtr writer_;  // the writer thread's only
+  bool partitioned_ = false;
+  std::set<std::int64_t> partitions_;  // known to exist; the writer thread's only
+  CopyBuffer copy_;
+  std::string scratch_;
+};
+
+void PostgresStore::execOrThrow(const std::string& sql, std::string_view what) {
+  ResultPtr result(PQexec(writer_.get(), sql.c_str()));
+  const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    throw std::runtime_error(resultError(writer_.get(), result.get(), what).message);
+  }
+}
+
+std::string PostgresStore::queryTextOrThrow(const char* sql, std::string_view what) {
+  ResultPtr result(PQexec(writer_.get(), sql));
+  if (!result || PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
+    throw std::runtime_error(resultError(writer_.get(), result.get(), what).message);
+  }
+  if (PQntuples(result.get()) == 0 || PQgetisnull(result.get(), 0, 0)) {
+    return {};
+  }
+  return PQgetvalue(result.get(), 0, 0);
+}
+
+void PostgresStore::migrate() {
+  std::string lock = "SELECT pg_advisory_lock(";
+  lock += kMigrationLockKey;
+  lock += ")";
+  execOrThrow(lock, "lock for migration");
+  try {
+    execOrThrow(kSqlSchemaTable, "create schema version table");
+    const std::string text = queryTextOrThrow(
+        "SELECT coalesce(max(version), 0) FROM tern_schema_version", "read schema version");
+    const int version = std::stoi(text.empty() ? std::string("0") : text);
+    if (version > kSchemaVersion) {
+      throw std::runtime_error("postgres: schema version " + std::to_string(version) +
+                               " is newer than this build supports (" +
+                               std::to_string(kSchemaVersion) + ")");
+    }
+    for (int next = version + 1; next <= kSchemaVersion; ++next) {
+      std::string sql;
+      bool timescale = false;
+      if (next == 1) {
+        // TimescaleDB only when the server offers it and it can be loaded (it needs
+        // shared_preload_libraries); otherwise plain declarative partitions.
+        if (options_.useTimescale &&
+            !queryTextOrThrow("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
+                              "look for timescaledb")
+                 .empty()) {
+          try {
+            execOrThrow("CREATE EXTENSION IF NOT EXISTS timescaledb", "create timescaledb");
+            timescale = true;
+          } catch (const std::exception& e) {
+            spdlog::warn("postgres: TimescaleDB unavailable, using plain partitions: {}",
+                         e.what());
+          }
+        }
+        sql = kMigration1Devices;
+        sql += timescale ? ";\n" : " PARTITION BY RANGE (ts);\n";
+        if (timescale) {
+          sql += "SELECT create_hypertable('messages', 'ts', chunk_time_interval => ";
+          sql += toText(options_.partitionUs);
+          sql += "::bigint);\n";
+        }
+        sql += kMigration1Index;
+        sql += ";\n";
+      }
+      sql += "INSERT INTO tern_schema_version(version) VALUES (";
+      sql += std::to_string(next);
+      sql += ")";
+      execOrThrow("BEGIN", "begin migration");
+      try {
+        execOrThrow(sql, "migrate to schema version " + std::to_string(next));
+        execOrThrow("COMMIT", "commit migration");
+      } catch (...) {
+        ResultPtr(PQexec(writer_.get(), "ROLLBACK"));
+        throw;
+      }
+      spdlog::info("postgres: schema migrated to version {}{}", next,
+                   timescale ? " (TimescaleDB hypertable)" : "");
+    }
+  } catch (...) {
+    ResultPtr(PQexec(writer_.get(), "SELECT pg_advisory_unlock_all()"));
+    throw;
+  }
+  execOrThrow("SELECT pg_advisory_unlock_all()", "unlock after migration");
+  partitioned_ = queryTextOrThrow(kSqlLayout, "read layout") == "partitioned";
+}
+
+// Per-connection set-up of the writer: its batch table and the partitions that exist.
+core::Status PostgresStore::prepareWriter() {
+  if (auto status = command(writer_.get(), kSqlBatchTable, "create batch table"); !status) {
+    return status;
+  }
+  partitions_.clear();
+  if (!partitioned_) {
+    return {};
+  }
+  auto result = exec(writer_.get(), kSqlPartitions, "list partitions");
+  if (!result) {
+    return result.error();
+  }
+  // Only names this build generates are recognised; others are left alone and re-checked by
+  // CREATE TABLE IF NOT EXISTS when needed.
+  std::set<std::string> names;
+  for (int row = 0; row < PQntuples(result->get()); ++row) {
+    names.emplace(cell(result->get(), row, 0));
+  }
+  const std::int64_t today = floorDiv(nowUs(), options_.partitionUs);
+  for (std::int64_t index = today - 400; index <= today + 400; ++index) {
+    if (names.count(partitionName(index, options_.partitionUs)) != 0) {
+      partitions_.insert(index);
+    }
+  }
+  return {};
+}
+
+core::Status PostgresStore::ensureWriter() {
+  if (!broken(writer_.get())) {
+    return {};
+  }
+  writer_.reset();
+  auto conn = gate_.connect();
+  if (!conn) {
+    return conn.error();
+  }
+  writer_ = std::move(*conn);
+  if (auto status = prepareWriter(); !status) {
+    writer_.reset();
+    return status;
+  }
+  return {};
+}
+
+// Partitions are created outside the batch transaction (DDL takes a strong lock on messages;
+// keep it short) and remembered once they exist.
+core::Status PostgresStore::ensurePartitions(const std::vector<std::int64_t>& indexes) {
+  for (const std::int64_t index : indexes) {
+    if (partitions_.count(index) != 0) {
+      continue;
+    }
+    const std::string sql = partitionDdl(index, options_.partitionUs);
+    if (auto status = command(writer_.get(), sql.c_str(), "create partition"); !status) {
+      return status;
+    }
+    partitions_.insert(index);
+  }
+  return {};
+}
+
+core::Status PostgresStore::appendBatch(std::span<const Record> records) {
+  if (records.empty()) {
+    return {};
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const bool reused = !broken(writer_.get());
+    if (auto status = ensureWriter(); !status) {
+      return status;
+    }
+    bool commitSent = false;
+    core::Status status = writeBatch(records, commitSent);
+    if (status.ok()) {
+      return status;
+    }
+    if (broken(writer_.get())) {
+      gate_.noteLost(status.message());
+      writer_.reset();
+      // A connection that died before COMMIT was sent committed nothing, so the batch can go
+      // again at once on a fresh one (the server may have restarted since the last batch).
+      // After COMMIT was sent the outcome is unknown: report the error and let the caller
+      // decide.
+      if (reused && !commitSent && attempt == 0) {
+        continue;
+      }
+      return status;
+    }
+    // A database-side error: the transaction is rolled back; forget the partition cache in
+    // case partitions were dropped behind our back.
+    ResultPtr(PQexec(writer_.get(), "ROLLBACK"));
+    if (auto refreshed = prepareWriter(); !refreshed) {
+      writer_.reset();
+    }
+    return status;
+  }
+  return core::Error{"postgres: append failed"};
+}
+
+core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& commitSent) {
+  // Aggregate per device first, so each device row is written once per batch.
+  std::vector<DeviceBatch> devices;
+  std::unordered_map<std::string_view, std::size_t> deviceIndex;
+  std::vector<std::int64_t> neededPartitions;
+  for (const Record& record : records) {
+    auto [it, inserted] = deviceIndex.try_emplace(record.deviceId, devices.size());
+    if (inserted) {
+      devices.emplace_back().deviceId = record.deviceId;
+    }
+    DeviceBatch& device = devices[it->second];
+    device.firstSeenUs = std::min(device.firstSeenUs, record.serverTimeUs);
+    device.lastSeenUs = std::max(device.lastSeenUs, record.serverTimeUs);
+    ++device.count;
+    for (const Field& field : record.fields) {
+      if (!representable(field.value)) {
+        continue;
+      }
+      auto [keyIt, newKey] = device.latestIndex.try_emplace(field.key, device.latest.size());
+      if (newKey) {
+        device.latest.emplace_back(field.key, &field.value);
+      } else {
+        device.latest[keyIt->second].second = &field.value;  // later records win
+      }
+    }
+    if (partitioned_) {
+      const std::int64_t index = floorDiv(record.serverTimeUs, options_.partitionUs);
+      if (partitions_.count(index) == 0 &&
+          std::find(neededPartitions.begin(), neededPartitions.end(), index) ==
+              neededPartitions.end()) {
+        neededPartitions.push_back(index);
+      }
+    }
+  }
+  if (auto status = ensurePartitions(neededPartitions); !status) {
+    return status;
+  }
+
+  if (auto status = command(writer_.get(), "BEGIN", "begin"); !status) {
+    return status;
+  }
+  copy_.reset();
+  for (const DeviceBatch& device : devices) {
+    scratch_.clear();
+    bool first = true;
+    for (const auto& [key, value] : device.latest) {
+      appendJsonMember(scratch_, first, key, *value);
+    }
+    scratch_ += first ? "{}" : "}";
+    copy_.row(5);
+    copy_.text(device.deviceId);
+    copy_.int64(device.firstSeenUs);
+    copy_.int64(device.lastSeenUs);
+    copy_.int64(device.count);
+    copy_.json(scratch_);
+  }
+  if (auto status = copyIn(writer_.get(), kSqlCopyDevices, copy_.finish(), "copy devices");
+      !status) {
+    return status;
+  }
+  if (auto status = command(writer_.get(), kSqlUpsertDevices, "upsert devices"); !status) {
+    return status;
+  }
+
+  copy_.reset();
+  for (const Record& record : records) {
+    copy_.row(8);
+    copy_.text(record.deviceId);
+    copy_.int64(record.serverTimeUs);
+    if (record.deviceTimeUs) {
+      copy_.int64(*record.deviceTimeUs);
+    } else {
+      copy_.null();
+    }
+    copy_.text(record.nodeId);
+    copy_.text(record.topic);
+    copy_.bytes(record.payload);
+    copy_.int16(record.payloadIsJson ? static_cast<std::int16_t>(kFlagPayloadJson) : 0);
+    if (record.payloadIsJson) {
+      scratch_.clear();
+      appendJsonObject(scratch_, record.fields);
+      copy_.json(scratch_);
+    } else {
+      copy_.null();
+    }
+  }
+  if (auto status = copyIn(writer_.get(), kSqlCopyMessages, copy_.finish(), "copy messages");
+      !status) {
+    return status;
+  }
+  commitSent = true;
+  return command(writer_.get(), "COMMIT", "commit");
+}
+
+core::Result<std::vector<StoredRecord>> PostgresStore::queryMessages(const MessageQuery& query) {
+  if (query.afterId && !query.afterTimeUs) {
+    return core::Error{"afterId needs afterTimeUs"};
+  }
+  const bool after = query.afterTimeUs.has_value();
+  const char* sql = query.descending ? (after ? kSqlMessagesDescAfter : kSqlMessagesDesc)
+                                     : (after ? kSqlMessagesAscAfter : kSqlMessagesAsc);
+  std::vector<std::string> params{query.deviceId, toText(query.fromUs), toText(query.toUs),
+                                  toText(query.limit)};
+  if (after) {
+    // Without an id the whole cursor timestamp counts as already seen.
+    const std::int64_t defaultId = query.descending ? std::numeric_limits<std::int64_t>::min()
+                                                    : std::numeric_limits<std::int64_t>::max();
+    params.push_back(toText(*query.afterTimeUs));
+    params.push_back(toText(query.afterId.value_or(defaultId)));
+  }
+  return readers_.run<std::vector<StoredRecord>>(
+      [&](PGconn* conn) -> core::Result<std::vector<StoredRecord>> {
+        auto result = exec(conn, sql, "query messages", params);
+        if (!result) {
+          return result.error();
+        }
+        const PGresult* rows = result->get();
+        std::vector<StoredRecord> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+        for (int row = 0; row < PQntuples(rows); ++row) {
+          StoredRecord& stored = out.emplace_back();
+          stored.id = cellInt64(rows, row, 0);
+          Record& record = stored.record;
+          record.deviceId = query.deviceId;
+          record.serverTimeUs = cellInt64(rows, row, 1);
+          if (!PQgetisnull(rows, row, 2)) {
+            record.deviceTimeUs = cellInt64(rows, row, 2);
+          }
+          record.nodeId = std::string(cell(rows, row, 3));
+          record.topic = std::string(cell(rows, row, 4));
+          record.payload = std::string(cell(rows, row, 5));
+          record.payloadIsJson = (cellInt64(rows, row, 6) & kFlagPayloadJson) != 0;
+          if (!PQgetisnull(rows, row, 7) && !parseFields(cell(rows, row, 7), record.fields)) {
+            return core::Error{"postgres: stored fields of message " + toText(stored.id) +
+                               " are not valid JSON"};
+          }
+        }
+        return out;
+      });
+}
+
+core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& query) {
+  if (query.bucketUs <= 0) {
+    return core::Error{"bucket must be positive"};
+  }
+  std::string sql = kSqlSeriesHead;
+  switch (query.aggregate) {
+    case Aggregate::kAvg: sql += "avg(v)"; break;
+    case Aggregate::kMin: sql += "min(v)"; break;
+    case Aggregate::kMax: sql += "max(v)"; break;
+    case Aggregate::kSum: sql += "sum(v)"; break;
+    case Aggregate::kCount: sql += "count(*)"; break;
+  }
+  sql += kSqlSeriesTail;
+  const std::vector<std::string> params{query.deviceId, toText(query.fromUs), toText(query.toUs),
+                                        toText(query.bucketUs), query.key};
+  return readers_.run<std::vector<Bucket>>(
+      [&](PGconn* conn) -> core::Result<std::vector<Bucket>> {
+        auto result = exec(conn, sql.c_str(), "query series", params);
+        if (!result) {
+          return result.error();
+        }
+        const PGresult* rows = result->get();
+        std::vector<Bucket> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+        for (int row = 0; row < PQntuples(rows); ++row) {
+          out.push_back(Bucket{cellInt64(rows, row, 0), cellDouble(rows, row, 2),
+                               cellInt64(rows, row, 1)});
+        }
+        return out;
+      });
+}
+
+core::Result<std::vector<DeviceSummary>> PostgresStore::listDevices() {
+  return readers_.run<std::vector<DeviceSummary>>(
+      [&](PGconn* conn) -> core::Result<std::vector<DeviceSummary>> {
+        auto result = exec(conn, kSqlListDevices, "list devices");
+        if (!result) {
+          return result.error();
+        }
+        std::vector<DeviceSummary> out;
+        for (int row = 0; row < PQntuples(result->get()); ++row) {
+          auto summary = readDevice(result->get(), row);
+          if (!summary) {
+            return summary.error();
+          }
+          out.push_back(std::move(*summary));
+        }
+        return out;
+      });
+}
+
+core::Result<std::optional<DeviceSummary>> PostgresStore::getDevice(const std::string& deviceId) {
+  return readers_.run<std::optional<DeviceSummary>>(
+      [&](PGconn* conn) -> core::Result<std::optional<DeviceSummary>> {
+        auto result = exec(conn, kSqlGetDevice, "get device", {deviceId});
+        if (!result) {
+          return result.error();
+        }
+        if (PQntuples(result->get()) == 0) {
+          return std::optional<DeviceSummary>();
+        }
+        auto summary = readDevice(result->get(), 0);
+        if (!summary) {
+          return summary.error();
+        }
+        return std::optional<DeviceSummary>(std::move(*summary));
+      });
+}
+
+core::Result<std::int64_t> PostgresStore::countMessages() {
+  return readers_.run<std::int64_t>([&](PGconn* conn) -> core::Result<std::int64_t> {
+    auto result = exec(conn, kSqlCountMessages, "count messages");
+    if (!result) {
+      return result.error();
+    }
+    return cellInt64(result->get(), 0, 0);
+  });
+}
+
+core::Status PostgresStore::check() {
+  auto result = readers_.run<bool>([&](PGconn* conn) -> core::Result<bool> {
+    auto ping = exec(conn, "SELECT 1", "check");
+    if (!ping) {
+      return ping.error();
+    }
+    return true;
+  });
+  if (!result) {
+    return result.error();
+  }
+  return {};
+}
+
+core::Result<std::string> PostgresStore::layout() {
+  return readers_.run<std::string>([&](PGconn* conn) -> core::Result<std::string> {
+    auto result = exec(conn, kSqlLayout, "read layout");
+    if (!result) {
+      return result.error();
+    }
+    if (PQntuples(result->get()) == 0) {
+      return core::Error{"postgres: no messages table"};
+    }
+    return std::string(cell(result->get(), 0, 0));
+  });
+}
+
+}  // namespace
+
+std::unique_ptr<Store> openPostgresStore(const PostgresOptions& options) {
+  return std::make_unique<PostgresStore>(options);
+}
+
+int postgresSchemaVersion() { return kSchemaVersion; }
+
+core::Result<std::string> messagesLayout(Store& store) {
+  auto* postgresStore = dynamic_cast<PostgresStore*>(&store);
+  if (postgresStore == nullptr) {
+    return core::Error{"not a PostgreSQL store"};
+  }
+  return postgresStore->layout();
+}
+
+}  // namespace tern::storage::postgres
