@@ -234,9 +234,22 @@ const std::vector<KeyDescriptor>& keyTable() {
                  }});
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
     t.push_back(
-        choiceKey("storage.backend", {"sqlite"}, &Config::storage, &StorageConfig::backend));
+        choiceKey("storage.backend", {"sqlite", "postgres"}, &Config::storage,
+                  &StorageConfig::backend));
     t.push_back(
         choiceKey("storage.sync", {"normal", "full"}, &Config::storage, &StorageConfig::sync));
+    t.push_back({"storage.url", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   // libpq takes a URL or "keyword=value ..."; anything else is a typo.
+                   const bool url = text.rfind("postgresql://", 0) == 0 ||
+                                    text.rfind("postgres://", 0) == 0;
+                   if ((!url && text.find('=') == std::string::npos) ||
+                       text.find_first_of("\r\n") != std::string::npos) {
+                     failExpected(key.name,
+                                  "a postgresql:// URL or a libpq keyword=value string", text);
+                   }
+                   c.storage.url = text;
+                 }});
     t.push_back({"ingest.routes", Kind::kRoutes, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    c.ingest.routes = parseRoutes(key.name, text);
@@ -493,6 +506,9 @@ void Config::finalize() {
                       " topic levels, so device_id " + quoted(route.deviceId) + " can never match");
       }
     }
+  }
+  if (storage.backend == "postgres" && storage.url.empty()) {
+    fail("storage.url", "required when storage.backend is postgres");
   }
   const auto wildcard = [](const std::string& host) {
     return host == "0.0.0.0" || host == "::" || host.empty();

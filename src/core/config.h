@@ -48,8 +48,10 @@ struct HttpConfig {
 };
 
 struct StorageConfig {
-  std::string backend = "sqlite";
-  std::string sync = "normal";  // normal | full
+  std::string backend = "sqlite";  // sqlite | postgres
+  std::string sync = "normal";  // normal | full (sqlite)
+  // postgres: a postgresql:// URL or a libpq keyword string; required for that backend.
+  std::string url;
 };
 
 // Where the device id of a routed message comes from.

@@ -47,7 +47,8 @@ TEST(ConfigTest, ListsAllKeys) {
       "server.data_dir",   "server.node_id",     "server.threads",        "server.log_format",
       "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
       "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "mqtt.proxy_protocol",
-      "http.listen",       "storage.backend",    "storage.sync",          "ingest.routes",
+      "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
+      "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "trackers.enabled",
       "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
       "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
@@ -72,6 +73,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "http.listen", "localhost:0");
   applyConfigValue(c, "storage.backend", "sqlite");
   applyConfigValue(c, "storage.sync", "full");
+  applyConfigValue(c, "storage.url", "postgresql://tern@db:5432/tern");
   applyConfigValue(c, "ingest.routes", "a/+=topic:2;b/#=json:meta.id");
   applyConfigValue(c, "ingest.batch_size", "1");
   applyConfigValue(c, "ingest.batch_ms", "10000");
@@ -91,6 +93,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.mqtt.sysInterval, 0u);
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
   EXPECT_EQ(c.storage.sync, "full");
+  EXPECT_EQ(c.storage.url, "postgresql://tern@db:5432/tern");
   ASSERT_EQ(c.ingest.routes.size(), 2u);
   EXPECT_EQ(c.ingest.routes[1].filter, "b/#");
   EXPECT_EQ(c.ingest.routes[1].deviceId, "json:meta.id");
@@ -114,8 +117,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.max_connections", {"0", "1000001"}},
       {"mqtt.sys_interval", {"86401", "1.5"}},
       {"http.listen", {"foo", "localhost:99999"}},
-      {"storage.backend", {"postgres", ""}},
+      {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
+      {"storage.url", {"", "localhost", "mysql://db/tern", "host=db\ndbname=x"}},
       {"ingest.routes", {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
                          "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
       {"ingest.batch_size", {"0", "1000001"}},
@@ -156,7 +160,7 @@ TEST(ConfigTest, ErrorMessagesReadWell) {
   EXPECT_EQ(errorOf([&] { applyConfigValue(c, "storage.sync", "off"); }),
             R"(config: storage.sync: expected one of normal|full, got "off")");
   EXPECT_EQ(errorOf([&] { applyConfigValue(c, "storage.backend", "pg"); }),
-            R"(config: storage.backend: expected sqlite, got "pg")");
+            R"(config: storage.backend: expected one of sqlite|postgres, got "pg")");
   EXPECT_EQ(errorOf([&] { applyConfigValue(c, "mqtt.nope", "1"); }), R"(config: unknown key "mqtt.nope")");
 }
 
@@ -345,6 +349,14 @@ TEST(ConfigTest, FinalizeChecksCrossFieldRules) {
     applyConfigValue(c, "http.listen", "127.0.0.1:0");
     applyConfigValue(c, "mqtt.listen", "127.0.0.1:0");
     EXPECT_NO_THROW(c.finalize());  // two ephemeral ports never collide
+  }
+  {
+    Config c;
+    applyConfigValue(c, "storage.backend", "postgres");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }),
+              "config: storage.url: required when storage.backend is postgres");
+    applyConfigValue(c, "storage.url", "host=127.0.0.1 port=5432 dbname=tern");
+    EXPECT_NO_THROW(c.finalize());
   }
 }
 
