@@ -77,7 +77,8 @@ void appendUtf8(std::string& out, std::uint32_t cp) {
 }
 
 // Reads the flat objects written above (and PostgreSQL's json_object_agg re-rendering of them,
-// which keeps value tokens verbatim). Standard JSON escapes are accepted; nested values are not expected.
+// which keeps value tokens verbatim). Standard JSON escapes are accepted; nested values are
+// not expected.
 class FlatJsonReader {
  public:
   explicit FlatJsonReader(std::string_view text) : text_(text) {}

@@ -1,0 +1,972 @@
+// One contract for every storage::Store backend: the same tests run against SQLite and against
+// a real PostgreSQL server (test/support/postgres_fixture.h). Backend-specific behaviour
+// (partitions, migrations, reconnects) is tested at the end, per backend.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/postgres/postgres_store.h"
+#include "storage/sqlite/sqlite_store.h"
+#include "support/postgres_fixture.h"
+
+namespace tern::storage {
+namespace {
+
+[[maybe_unused]] auto* const kPostgresEnvironment =
+    ::testing::AddGlobalTestEnvironment(new test::PostgresEnvironment);
+
+constexpr std::int64_t kDayUs = 86'400'000'000;
+constexpr std::int64_t kJan2026Us = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    std::random_device random;
+    path_ = fs::temp_directory_path() /
+            ("tern-contract-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
+             "-" + std::to_string(random()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Opens stores of one backend on one database, as often as a test wants (reopen tests).
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::unique_ptr<Store> open() = 0;
+};
+
+class SqliteBackend : public Backend {
+ public:
+  std::unique_ptr<Store> open() override {
+    sqlite::SqliteOptions options;
+    options.path = (dir_.path() / "data" / "tern.db").string();
+    options.cacheBytes = 8 * 1024 * 1024;
+    return sqlite::openSqliteStore(options);
+  }
+
+ private:
+  TempDir dir_;
+};
+
+postgres::PostgresOptions postgresOptions(const std::string& url) {
+  postgres::PostgresOptions options;
+  options.url = url;
+  // Short backoff so reconnect tests are quick.
+  options.reconnectMin = std::chrono::milliseconds(20);
+  options.reconnectMax = std::chrono::milliseconds(200);
+  return options;
+}
+
+class PostgresBackend : public Backend {
+ public:
+  PostgresBackend() : url_(test::PostgresServer::shared().createDatabase()) {}
+  std::unique_ptr<Store> open() override {
+    return postgres::openPostgresStore(postgresOptions(url_));
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string url_;
+};
+
+std::unique_ptr<Backend> makeBackend(const std::string& name) {
+  if (name == "postgres") {
+    return std::make_unique<PostgresBackend>();
+  }
+  return std::make_unique<SqliteBackend>();
+}
+
+Record makeRecord(const std::string& device, std::int64_t ts, std::vector<Field> fields = {}) {
+  Record record;
+  record.deviceId = device;
+  record.serverTimeUs = ts;
+  record.nodeId = "node-1";
+  record.topic = "device/" + device;
+  record.payload = "{}";
+  record.payloadIsJson = true;
+  record.fields = std::move(fields);
+  return record;
+}
+
+const FieldValue* findField(const std::vector<Field>& fields, const std::string& key) {
+  for (const Field& field : fields) {
+    if (field.key == key) {
+      return &field.value;
+    }
+  }
+  return nullptr;
+}
+
+class StoreContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    backend_ = makeBackend(GetParam());
+    store_ = backend_->open();
+  }
+
+  void append(const std::vector<Record>& records) {
+    const core::Status status = store_->appendBatch(records);
+    ASSERT_TRUE(status.ok()) << status.message();
+  }
+
+  std::vector<StoredRecord> query(const MessageQuery& q) {
+    auto result = store_->queryMessages(q);
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<StoredRecord>{};
+  }
+
+  std::vector<Bucket> series(const std::string& key, Aggregate aggregate,
+                             std::int64_t bucketUs = 100, std::int64_t fromUs = 0,
+                             const std::string& device = "s1") {
+    SeriesQuery q;
+    q.deviceId = device;
+    q.fromUs = fromUs;
+    q.key = key;
+    q.bucketUs = bucketUs;
+    q.aggregate = aggregate;
+    auto result = store_->querySeries(q);
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<Bucket>{};
+  }
+
+  std::int64_t count() {
+    auto result = store_->countMessages();
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : -1;
+  }
+
+  // Walks every page of `device` and checks: strictly ordered by (ts, id), nothing twice,
+  // nothing missing.
+  void checkPagination(const std::string& device, bool descending, std::uint32_t pageSize,
+                       std::size_t expected) {
+    MessageQuery q;
+    q.deviceId = device;
+    q.limit = pageSize;
+    q.descending = descending;
+    std::vector<std::pair<std::int64_t, std::int64_t>> seen;
+    for (std::size_t page = 0; page < expected + 2; ++page) {
+      auto rows = query(q);
+      if (rows.empty()) {
+        break;
+      }
+      EXPECT_LE(rows.size(), pageSize);
+      for (const auto& row : rows) {
+        seen.emplace_back(row.record.serverTimeUs, row.id);
+      }
+      q.afterTimeUs = rows.back().record.serverTimeUs;
+      q.afterId = rows.back().id;
+    }
+    ASSERT_EQ(seen.size(), expected) << (descending ? "desc" : "asc");
+    std::set<std::int64_t> ids;
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      ids.insert(seen[i].second);
+      if (i > 0) {
+        ASSERT_TRUE(descending ? seen[i - 1] > seen[i] : seen[i - 1] < seen[i]) << i;
+      }
+    }
+    EXPECT_EQ(ids.size(), expected);
+  }
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreContractTest, RoundTripsEveryFieldType) {
+  const std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  Record record = makeRecord("dev-1", kJan2026Us + 123'456,
+                             {{"int", std::int64_t{42}},
+                              {"neg", std::int64_t{-7}},
+                              {"min", kMin},
+                              {"max", kMax},
+                              {"one", 1.0},
+                              {"tenth", 0.1},
+                              {"negzero", -0.0},
+                              {"tiny", 1.3927926388013963e-143},
+                              {"huge", 1e300},
+                              {"big", 1e18},
+                              {"yes", true},
+                              {"no", false},
+                              {"text", std::string("héllo \"wörld\" \\ \n\t\x01 ☃ 😀")},
+                              {"empty", std::string()},
+                              {"a.b.0", std::int64_t{3}},
+                              {"quo\"te", std::string("k")},
+                              {"ключ", std::string("值")}});
+  record.deviceTimeUs = kJan2026Us - 876'544;
+  record.payload = R"({"int":42})";
+  record.topic = "sensors/dev-1/telemetry";
+  record.nodeId = "gw-7";
+  append({record});
+
+  MessageQuery q;
+  q.deviceId = "dev-1";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 1u);
+  const Record& got = rows[0].record;
+  EXPECT_GT(rows[0].id, 0);
+  EXPECT_EQ(got.deviceId, "dev-1");
+  EXPECT_EQ(got.serverTimeUs, record.serverTimeUs);
+  EXPECT_EQ(got.deviceTimeUs, record.deviceTimeUs);
+  EXPECT_EQ(got.nodeId, "gw-7");
+  EXPECT_EQ(got.topic, "sensors/dev-1/telemetry");
+  EXPECT_EQ(got.payload, record.payload);
+  EXPECT_TRUE(got.payloadIsJson);
+  ASSERT_EQ(got.fields.size(), record.fields.size());
+  for (std::size_t i = 0; i < record.fields.size(); ++i) {
+    EXPECT_EQ(got.fields[i].key, record.fields[i].key);
+    // variant equality compares the alternative too, so int vs double is checked.
+    EXPECT_EQ(got.fields[i].value, record.fields[i].value) << record.fields[i].key;
+  }
+  const auto* negZero = findField(got.fields, "negzero");
+  ASSERT_NE(negZero, nullptr);
+  ASSERT_TRUE(std::holds_alternative<double>(*negZero));
+  EXPECT_TRUE(std::signbit(std::get<double>(*negZero)));
+
+  // The latest values keep every type too.
+  auto device = store_->getDevice("dev-1");
+  ASSERT_TRUE(device.ok()) << device.error().message;
+  ASSERT_TRUE(device->has_value());
+  ASSERT_EQ((*device)->latest.size(), record.fields.size());
+  for (const Field& field : record.fields) {
+    const FieldValue* latest = findField((*device)->latest, field.key);
+    ASSERT_NE(latest, nullptr) << field.key;
+    EXPECT_EQ(*latest, field.value) << field.key;
+  }
+}
+
+TEST_P(StoreContractTest, NotFiniteDoublesAreLeftOut) {
+  append({makeRecord("nan", 10, {{"a", std::nan("")},
+                                 {"b", std::numeric_limits<double>::infinity()},
+                                 {"c", std::int64_t{1}}})});
+  MessageQuery q;
+  q.deviceId = "nan";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_EQ(rows[0].record.fields.size(), 1u);
+  EXPECT_EQ(rows[0].record.fields[0].key, "c");
+  auto device = store_->getDevice("nan");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->latest.size(), 1u);
+}
+
+TEST_P(StoreContractTest, EmptyBatchIsANoOp) {
+  append({});
+  EXPECT_EQ(count(), 0);
+  auto devices = store_->listDevices();
+  ASSERT_TRUE(devices.ok());
+  EXPECT_TRUE(devices->empty());
+}
+
+TEST_P(StoreContractTest, NonJsonPayloadKeepsExactBytes) {
+  Record binary = makeRecord("raw", 10);
+  binary.payloadIsJson = false;
+  binary.payload.clear();
+  for (int i = 0; i < 256; ++i) {
+    binary.payload += static_cast<char>(i);
+  }
+  binary.payload += std::string("\0\0end", 5);
+  Record empty = makeRecord("raw", 11);
+  empty.payloadIsJson = false;
+  empty.payload.clear();
+  Record text = makeRecord("raw", 12);
+  text.payloadIsJson = false;
+  text.payload = "temperature=21.5 ☃";
+  append({binary, empty, text});
+
+  MessageQuery q;
+  q.deviceId = "raw";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_FALSE(rows[0].record.payloadIsJson);
+  EXPECT_EQ(rows[0].record.payload, binary.payload);
+  EXPECT_EQ(rows[0].record.payload.size(), 261u);
+  EXPECT_TRUE(rows[0].record.fields.empty());
+  EXPECT_FALSE(rows[0].record.deviceTimeUs.has_value());
+  EXPECT_FALSE(rows[1].record.payloadIsJson);
+  EXPECT_EQ(rows[1].record.payload, "");
+  EXPECT_EQ(rows[2].record.payload, text.payload);
+  auto device = store_->getDevice("raw");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 3);
+  EXPECT_TRUE((*device)->latest.empty());
+}
+
+TEST_P(StoreContractTest, UnicodeDeviceIdsTopicsAndNodes) {
+  Record record = makeRecord("gerät-ü-😀", 5, {{"t", std::int64_t{1}}});
+  record.topic = "device/gerät-ü-😀";
+  record.nodeId = "knoten-ß";
+  append({record});
+  MessageQuery q;
+  q.deviceId = "gerät-ü-😀";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].record.topic, record.topic);
+  EXPECT_EQ(rows[0].record.nodeId, record.nodeId);
+  auto device = store_->getDevice("gerät-ü-😀");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->deviceId, "gerät-ü-😀");
+}
+
+TEST_P(StoreContractTest, ManyDevicesInOneBatchAndAcrossBatches) {
+  constexpr int kDevices = 50;
+  constexpr int kPerDevice = 40;
+  std::vector<Record> records;
+  for (int i = 0; i < kDevices * kPerDevice; ++i) {
+    std::string device = "m";
+    device += std::to_string(i % kDevices);
+    records.push_back(
+        makeRecord(device, kJan2026Us + i, {{"seq", std::int64_t{i}}, {"half", i * 0.5}}));
+  }
+  append(records);
+  append({makeRecord("m0", kJan2026Us + 100'000, {{"seq", std::int64_t{-1}}})});
+  EXPECT_EQ(count(), kDevices * kPerDevice + 1);
+  auto devices = store_->listDevices();
+  ASSERT_TRUE(devices.ok()) << devices.error().message;
+  ASSERT_EQ(devices->size(), static_cast<std::size_t>(kDevices));
+  // Byte order of device ids: m0, m1, m10, m11, ...
+  EXPECT_EQ((*devices)[0].deviceId, "m0");
+  EXPECT_EQ((*devices)[1].deviceId, "m1");
+  EXPECT_EQ((*devices)[2].deviceId, "m10");
+  for (const DeviceSummary& summary : *devices) {
+    const int n = std::stoi(summary.deviceId.substr(1));
+    EXPECT_EQ(summary.messageCount, kPerDevice + (n == 0 ? 1 : 0)) << summary.deviceId;
+    EXPECT_EQ(summary.firstSeenUs, kJan2026Us + n);
+    const std::int64_t lastSeq = (kPerDevice - 1) * kDevices + n;
+    if (n == 0) {
+      EXPECT_EQ(summary.lastSeenUs, kJan2026Us + 100'000);
+      EXPECT_EQ(*findField(summary.latest, "seq"), FieldValue(std::int64_t{-1}));
+      EXPECT_EQ(*findField(summary.latest, "half"), FieldValue(static_cast<double>(lastSeq) * 0.5));
+    } else {
+      EXPECT_EQ(summary.lastSeenUs, kJan2026Us + lastSeq);
+      EXPECT_EQ(*findField(summary.latest, "seq"), FieldValue(lastSeq));
+    }
+  }
+  MessageQuery q;
+  q.deviceId = "m7";
+  q.limit = 1000;
+  EXPECT_EQ(query(q).size(), static_cast<std::size_t>(kPerDevice));
+}
+
+TEST_P(StoreContractTest, OrdersAscendingAndDescendingWithLimit) {
+  append({makeRecord("d", 300), makeRecord("d", 100), makeRecord("other", 150),
+          makeRecord("d", 200)});
+  MessageQuery q;
+  q.deviceId = "d";
+  auto asc = query(q);
+  ASSERT_EQ(asc.size(), 3u);
+  EXPECT_EQ(asc[0].record.serverTimeUs, 100);
+  EXPECT_EQ(asc[1].record.serverTimeUs, 200);
+  EXPECT_EQ(asc[2].record.serverTimeUs, 300);
+  q.descending = true;
+  auto desc = query(q);
+  ASSERT_EQ(desc.size(), 3u);
+  EXPECT_EQ(desc[0].record.serverTimeUs, 300);
+  EXPECT_EQ(desc[2].record.serverTimeUs, 100);
+  q.limit = 2;
+  desc = query(q);
+  ASSERT_EQ(desc.size(), 2u);
+  EXPECT_EQ(desc[1].record.serverTimeUs, 200);
+  q.limit = 0;
+  EXPECT_TRUE(query(q).empty());
+  q.limit = 100;
+  q.deviceId = "nobody";
+  EXPECT_TRUE(query(q).empty());
+  // Ids grow with insertion order.
+  EXPECT_LT(asc[2].id, asc[1].id);  // 300 was appended before 200
+}
+
+TEST_P(StoreContractTest, RangeIsFromInclusiveToExclusive) {
+  append({makeRecord("r", 99), makeRecord("r", 100), makeRecord("r", 150), makeRecord("r", 199),
+          makeRecord("r", 200)});
+  MessageQuery q;
+  q.deviceId = "r";
+  q.fromUs = 100;
+  q.toUs = 200;
+  auto rows = query(q);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].record.serverTimeUs, 100);
+  EXPECT_EQ(rows[2].record.serverTimeUs, 199);
+  q.descending = true;
+  rows = query(q);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].record.serverTimeUs, 199);
+  q.fromUs = 200;
+  q.toUs = 200;
+  EXPECT_TRUE(query(q).empty());
+  q.fromUs = 300;
+  q.toUs = 100;
+  EXPECT_TRUE(query(q).empty());
+  // Before the epoch, and the whole int64 range.
+  append({makeRecord("r", -5)});
+  q.fromUs = std::numeric_limits<std::int64_t>::min();
+  q.toUs = std::numeric_limits<std::int64_t>::max();
+  q.descending = false;
+  rows = query(q);
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0].record.serverTimeUs, -5);
+}
+
+TEST_P(StoreContractTest, PagesAcrossEqualTimestampsWithoutGapsOrDuplicates) {
+  // Four records per timestamp, split over batches and interleaved with another device, so a
+  // page boundary falls inside runs of equal timestamps.
+  for (int batch = 0; batch < 5; ++batch) {
+    std::vector<Record> records;
+    for (int i = 0; i < 5; ++i) {
+      const int n = batch * 5 + i;
+      records.push_back(makeRecord("p", 1000 + n / 4));
+      records.push_back(makeRecord("q", 1000 + n / 4));
+    }
+    append(records);
+  }
+  checkPagination("p", false, 3, 25);
+  checkPagination("p", true, 3, 25);
+
+  // A cursor time without an id skips that whole timestamp.
+  MessageQuery q;
+  q.deviceId = "p";
+  q.afterTimeUs = 1000;
+  auto rows = query(q);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.front().record.serverTimeUs, 1001);
+  q.descending = true;
+  q.afterTimeUs = 1006;
+  rows = query(q);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.front().record.serverTimeUs, 1005);
+  q.afterTimeUs.reset();
+  q.afterId = 5;
+  EXPECT_FALSE(store_->queryMessages(q).ok());
+}
+
+TEST_P(StoreContractTest, PagesThroughThousandsOfRecords) {
+  constexpr int kRecords = 3000;
+  constexpr std::int64_t kStepUs = 3 * kDayUs / (kRecords / 7 + 1);
+  std::vector<Record> records;
+  for (int i = 0; i < kRecords; ++i) {
+    // Runs of 7 equal timestamps spread over three days, in batches of 1000 records.
+    records.push_back(makeRecord("big", kJan2026Us + (i / 7) * kStepUs, {{"i", std::int64_t{i}}}));
+    records.push_back(makeRecord("noise", kJan2026Us + i));
+    if (records.size() == 1000) {
+      append(records);
+      records.clear();
+    }
+  }
+  append(records);
+  checkPagination("big", false, 100, kRecords);
+  checkPagination("big", true, 97, kRecords);
+  // A sub-range, paged.
+  MessageQuery q;
+  q.deviceId = "big";
+  q.fromUs = kJan2026Us + kDayUs;
+  q.toUs = kJan2026Us + 2 * kDayUs;
+  q.limit = 10'000;
+  const auto day = query(q);
+  ASSERT_FALSE(day.empty());
+  for (const auto& row : day) {
+    EXPECT_GE(row.record.serverTimeUs, q.fromUs);
+    EXPECT_LT(row.record.serverTimeUs, q.toUs);
+  }
+}
+
+TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
+  // Bucket [0,100): x = 1, 2.5, 4 (plus a bool and a string that must not count).
+  // Bucket [100,200): nothing numeric. Bucket [200,300): x = -3, 10.
+  append({makeRecord("s1", 5, {{"a.x", std::int64_t{1}}}),
+          makeRecord("s1", 40, {{"a.x", 2.5}}),
+          makeRecord("s1", 60, {{"a.x", true}}),
+          makeRecord("s1", 70, {{"a.x", std::string("9")}}),
+          makeRecord("s1", 99, {{"a.x", std::int64_t{4}}}),
+          makeRecord("s1", 150, {{"other", std::int64_t{1}}}),
+          makeRecord("s2", 160, {{"a.x", std::int64_t{1000}}}),
+          makeRecord("s1", 200, {{"a.x", std::int64_t{-3}}})});
+  Record raw = makeRecord("s1", 250);
+  raw.payloadIsJson = false;
+  raw.payload = R"({"a.x": 77})";  // not parsed: not a value
+  raw.fields.clear();
+  append({raw, makeRecord("s1", 299, {{"a.x", 10.0}}), makeRecord("s1", 300, {})});
+
+  struct Expect {
+    Aggregate aggregate;
+    double first;
+    double second;
+  };
+  const Expect expectations[] = {
+      {Aggregate::kAvg, 7.5 / 3, 3.5},  {Aggregate::kMin, 1, -3}, {Aggregate::kMax, 4, 10},
+      {Aggregate::kSum, 7.5, 7},        {Aggregate::kCount, 3, 2},
+  };
+  for (const auto& e : expectations) {
+    const auto buckets = series("a.x", e.aggregate);
+    ASSERT_EQ(buckets.size(), 2u) << static_cast<int>(e.aggregate);
+    EXPECT_EQ(buckets[0].startUs, 0);
+    EXPECT_DOUBLE_EQ(buckets[0].value, e.first) << static_cast<int>(e.aggregate);
+    EXPECT_EQ(buckets[0].count, 3);
+    EXPECT_EQ(buckets[1].startUs, 200);
+    EXPECT_DOUBLE_EQ(buckets[1].value, e.second) << static_cast<int>(e.aggregate);
+    EXPECT_EQ(buckets[1].count, 2);
+  }
+
+  // One big bucket, and a range that cuts the data.
+  auto all = series("a.x", Aggregate::kSum, 1'000'000);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_DOUBLE_EQ(all[0].value, 14.5);
+  SeriesQuery q;
+  q.deviceId = "s1";
+  q.key = "a.x";
+  q.fromUs = 40;
+  q.toUs = 200;
+  q.bucketUs = 100;
+  q.aggregate = Aggregate::kCount;
+  auto cut = store_->querySeries(q);
+  ASSERT_TRUE(cut.ok());
+  ASSERT_EQ(cut->size(), 1u);
+  EXPECT_EQ((*cut)[0].count, 2);
+
+  q.bucketUs = 0;
+  EXPECT_FALSE(store_->querySeries(q).ok());
+  q.bucketUs = -5;
+  EXPECT_FALSE(store_->querySeries(q).ok());
+}
+
+TEST_P(StoreContractTest, SeriesEmptyRangesKeysAndDevices) {
+  append({makeRecord("s1", 50, {{"v", std::int64_t{1}}, {"label", std::string("x")}})});
+  EXPECT_TRUE(series("missing", Aggregate::kAvg).empty());
+  EXPECT_TRUE(series("label", Aggregate::kCount).empty());  // strings never count
+  EXPECT_TRUE(series("v", Aggregate::kAvg, 100, 0, "nobody").empty());
+  EXPECT_TRUE(series("v", Aggregate::kAvg, 100, 51).empty());
+  SeriesQuery q;
+  q.deviceId = "s1";
+  q.key = "v";
+  q.fromUs = 50;
+  q.toUs = 50;
+  auto none = store_->querySeries(q);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(StoreContractTest, SeriesBucketsAlignToMultiplesOfTheBucket) {
+  constexpr std::int64_t kMinute = 60'000'000;
+  const std::int64_t base = kJan2026Us + 3 * kMinute;  // a multiple of a minute
+  append({makeRecord("s1", base + 59'999'999, {{"v", std::int64_t{1}}}),
+          makeRecord("s1", base + kMinute, {{"v", std::int64_t{2}}}),
+          makeRecord("s1", base + kMinute + 1, {{"v", std::int64_t{3}}}),
+          makeRecord("s1", base + 5 * kMinute + 17, {{"v", std::int64_t{4}}})});
+  auto buckets = series("v", Aggregate::kSum, kMinute, base + 30'000'000);
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0].startUs, base);  // aligned, not starting at `from`
+  EXPECT_DOUBLE_EQ(buckets[0].value, 1);
+  EXPECT_EQ(buckets[1].startUs, base + kMinute);
+  EXPECT_DOUBLE_EQ(buckets[1].value, 5);
+  EXPECT_EQ(buckets[1].count, 2);
+  EXPECT_EQ(buckets[2].startUs, base + 5 * kMinute);  // empty buckets are left out
+  buckets = series("v", Aggregate::kMax, kDayUs, 0);
+  ASSERT_EQ(buckets.size(), 1u);
+  EXPECT_EQ(buckets[0].startUs, kJan2026Us);
+  EXPECT_DOUBLE_EQ(buckets[0].value, 4);
+  // Seven-minute buckets align to multiples of seven minutes since the epoch.
+  buckets = series("v", Aggregate::kCount, 7 * kMinute, 0);
+  ASSERT_FALSE(buckets.empty());
+  std::int64_t total = 0;
+  for (const Bucket& bucket : buckets) {
+    EXPECT_EQ(bucket.startUs % (7 * kMinute), 0);
+    total += bucket.count;
+  }
+  EXPECT_EQ(total, 4);
+}
+
+TEST_P(StoreContractTest, SeriesHandlesOddKeysAndNegativeTimes) {
+  append({makeRecord("s1", -150, {{"we\"ird", std::int64_t{2}}, {"", 1.5}, {"a'b", 1.0}}),
+          makeRecord("s1", -50, {{"we\"ird", std::int64_t{4}}, {"", 2.5}, {"a'b", 2.0}})});
+  constexpr std::int64_t kFrom = -1'000'000;  // the default range starts at the epoch
+  auto buckets = series("we\"ird", Aggregate::kSum, 100, kFrom);
+  ASSERT_EQ(buckets.size(), 2u);
+  EXPECT_EQ(buckets[0].startUs, -200);  // floor, not truncation toward zero
+  EXPECT_DOUBLE_EQ(buckets[0].value, 2);
+  EXPECT_EQ(buckets[1].startUs, -100);
+  EXPECT_DOUBLE_EQ(buckets[1].value, 4);
+  buckets = series("", Aggregate::kMax, 1000, kFrom);
+  ASSERT_EQ(buckets.size(), 1u);
+  EXPECT_EQ(buckets[0].startUs, -1000);
+  EXPECT_DOUBLE_EQ(buckets[0].value, 2.5);
+  buckets = series("a'b", Aggregate::kAvg, 1000, kFrom);
+  ASSERT_EQ(buckets.size(), 1u);
+  EXPECT_DOUBLE_EQ(buckets[0].value, 1.5);
+}
+
+TEST_P(StoreContractTest, DeviceSummaryTracksLatestValuesAcrossBatches) {
+  append({makeRecord("b", 200, {{"t", std::int64_t{20}}, {"mode", std::string("eco")}}),
+          makeRecord("a", 100, {{"on", true}}),
+          makeRecord("b", 150, {{"t", std::int64_t{15}}, {"hum", 0.5}})});
+  append({makeRecord("b", 300, {{"t", 21.5}, {"on", false}}), makeRecord("b", 250, {})});
+
+  auto devices = store_->listDevices();
+  ASSERT_TRUE(devices.ok()) << devices.error().message;
+  ASSERT_EQ(devices->size(), 2u);
+  EXPECT_EQ((*devices)[0].deviceId, "a");
+  EXPECT_EQ((*devices)[0].messageCount, 1);
+  EXPECT_EQ((*devices)[0].firstSeenUs, 100);
+  EXPECT_EQ((*devices)[0].lastSeenUs, 100);
+  const DeviceSummary& b = (*devices)[1];
+  EXPECT_EQ(b.deviceId, "b");
+  EXPECT_EQ(b.firstSeenUs, 150);
+  EXPECT_EQ(b.lastSeenUs, 300);
+  EXPECT_EQ(b.messageCount, 4);
+  ASSERT_EQ(b.latest.size(), 4u);
+  // Later records win, in batch order, and the type of the newest value is kept.
+  EXPECT_EQ(*findField(b.latest, "t"), FieldValue(21.5));
+  EXPECT_EQ(*findField(b.latest, "mode"), FieldValue(std::string("eco")));
+  EXPECT_EQ(*findField(b.latest, "hum"), FieldValue(0.5));
+  EXPECT_EQ(*findField(b.latest, "on"), FieldValue(false));
+
+  // Earlier records arriving later move first-seen back and still count.
+  append({makeRecord("b", 400, {{"t", std::int64_t{22}}}), makeRecord("b", 50, {})});
+  auto one = store_->getDevice("b");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  ASSERT_TRUE(one->has_value());
+  EXPECT_EQ((*one)->messageCount, 6);
+  EXPECT_EQ((*one)->firstSeenUs, 50);
+  EXPECT_EQ((*one)->lastSeenUs, 400);
+  EXPECT_EQ(*findField((*one)->latest, "t"), FieldValue(std::int64_t{22}));
+  auto none = store_->getDevice("zzz");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_P(StoreContractTest, CountsMessagesAndReportsHealth) {
+  EXPECT_EQ(count(), 0);
+  EXPECT_TRUE(store_->check().ok());
+  EXPECT_EQ(store_->backendName(), GetParam());
+  append({makeRecord("c", 1), makeRecord("c", 2), makeRecord("d", 3)});
+  append({makeRecord("e", 4)});
+  EXPECT_EQ(count(), 4);
+  EXPECT_TRUE(store_->check().ok());
+}
+
+TEST_P(StoreContractTest, DataSurvivesClosingAndReopening) {
+  append({makeRecord("keep", 1, {{"v", std::int64_t{1}}}), makeRecord("keep", 2)});
+  store_.reset();
+  store_ = backend_->open();
+  // The new instance has empty caches: appending must find the existing device row.
+  append({makeRecord("keep", 3, {{"w", std::int64_t{2}}})});
+  EXPECT_EQ(count(), 3);
+  auto device = store_->getDevice("keep");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 3);
+  EXPECT_EQ((*device)->latest.size(), 2u);
+  auto devices = store_->listDevices();
+  ASSERT_TRUE(devices.ok());
+  EXPECT_EQ(devices->size(), 1u);
+  MessageQuery q;
+  q.deviceId = "keep";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_LT(rows[1].id, rows[2].id);  // ids keep growing after a reopen
+}
+
+TEST_P(StoreContractTest, ReadersRunConcurrentlyWithTheWriter) {
+  constexpr int kBatches = 20;
+  constexpr int kPerBatch = 250;
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0};
+  std::vector<std::string> errors;
+  std::mutex errorMutex;
+  auto noteError = [&](const std::string& message) {
+    std::lock_guard lock(errorMutex);
+    errors.push_back(message);
+  };
+  auto reader = [&] {
+    std::int64_t lastCount = 0;
+    while (!done.load()) {
+      auto counted = store_->countMessages();
+      if (!counted.ok()) {
+        noteError(counted.error().message);
+        continue;
+      }
+      if (*counted < lastCount) {
+        noteError("count went backwards");
+      }
+      lastCount = *counted;
+      MessageQuery q;
+      q.deviceId = "c0";
+      q.descending = true;
+      q.limit = 50;
+      if (auto rows = store_->queryMessages(q); !rows.ok()) {
+        noteError(rows.error().message);
+      }
+      SeriesQuery s;
+      s.deviceId = "c1";
+      s.key = "v";
+      s.bucketUs = 1000;
+      if (auto buckets = store_->querySeries(s); !buckets.ok()) {
+        noteError(buckets.error().message);
+      }
+      if (auto devices = store_->listDevices(); !devices.ok()) {
+        noteError(devices.error().message);
+      }
+      ++reads;
+    }
+  };
+  std::thread r1(reader);
+  std::thread r2(reader);
+  int writeErrors = 0;
+  for (int batch = 0; batch < kBatches; ++batch) {
+    std::vector<Record> records;
+    for (int i = 0; i < kPerBatch; ++i) {
+      const int n = batch * kPerBatch + i;
+      std::string device = "c";
+      device += std::to_string(n % 4);
+      records.push_back(makeRecord(device, n, {{"v", std::int64_t{n}}}));
+    }
+    if (!store_->appendBatch(records).ok()) {
+      ++writeErrors;
+    }
+  }
+  done = true;
+  r1.join();
+  r2.join();
+  EXPECT_EQ(writeErrors, 0);
+  EXPECT_TRUE(errors.empty()) << (errors.empty() ? "" : errors.front());
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(count(), kBatches * kPerBatch);
+}
+
+// The "contract" prefix lets `ctest -R contract` pick the whole suite.
+INSTANTIATE_TEST_SUITE_P(contract, StoreContractTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
+// --- PostgreSQL only ---------------------------------------------------------------------------
+
+// Parameterised only so that the test names carry "postgres" for `ctest -R postgres`.
+class PostgresStoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { store_ = backend_.open(); }
+
+  std::vector<std::string> sql(const std::string& text) {
+    return test::PostgresServer::query(backend_.url(), text);
+  }
+
+  PostgresBackend backend_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
+  auto layout = postgres::messagesLayout(*store_);
+  ASSERT_TRUE(layout.ok()) << layout.error().message;
+  EXPECT_EQ(*layout, "partitioned");  // Debian 12 has no TimescaleDB package
+
+  const auto partitionsOf = [&] {
+    const auto rows = sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'messages'::regclass ORDER BY 1");
+    return std::set<std::string>(rows.begin(), rows.end());
+  };
+  // Today and the next days exist before any data arrives.
+  const auto ahead = partitionsOf();
+  EXPECT_GE(ahead.size(), 3u);
+
+  // Five days of January 2026 (plus one record before the epoch) need six new partitions.
+  std::vector<Record> records;
+  for (int day = 0; day < 5; ++day) {
+    for (int i = 0; i < 10; ++i) {
+      records.push_back(makeRecord("pt", kJan2026Us + day * kDayUs + i * 1'000'000,
+                                   {{"v", std::int64_t{day}}}));
+    }
+  }
+  records.push_back(makeRecord("pt", -1));
+  const core::Status status = store_->appendBatch(records);
+  ASSERT_TRUE(status.ok()) << status.message();
+  const auto after = partitionsOf();
+  for (const char* name : {"messages_p20260101", "messages_p20260102", "messages_p20260103",
+                           "messages_p20260104", "messages_p20260105", "messages_p19691231"}) {
+    EXPECT_EQ(after.count(name), 1u) << name;
+  }
+  EXPECT_EQ(after.size(), ahead.size() + 6);
+  // Each partition holds its day only.
+  EXPECT_EQ(sql("SELECT count(*) FROM messages_p20260103")[0], "10");
+  EXPECT_EQ(sql("SELECT count(*) FROM messages_p19691231")[0], "1");
+  // The device/time index exists on the parent and therefore on every partition.
+  EXPECT_EQ(sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'messages_p20260104' "
+                "AND indexdef LIKE '%(device_id, ts, id)%'")[0],
+            "1");
+  EXPECT_EQ(sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_device_ts'")[0],
+            "1");
+
+  // A range query across partitions sees everything in order.
+  MessageQuery q;
+  q.deviceId = "pt";
+  q.fromUs = kJan2026Us + kDayUs / 2;
+  q.toUs = kJan2026Us + 4 * kDayUs;
+  q.limit = 1000;
+  auto rows = store_->queryMessages(q);
+  ASSERT_TRUE(rows.ok()) << rows.error().message;
+  EXPECT_EQ(rows->size(), 30u);
+
+  // A partition dropped behind the store's back is created again when needed.
+  sql("DROP TABLE messages_p20260105");
+  EXPECT_FALSE(store_->appendBatch(std::vector<Record>{makeRecord("pt", kJan2026Us + 4 * kDayUs)})
+                   .ok());  // the cache still says it exists; the failure refreshes it
+  const core::Status again =
+      store_->appendBatch(std::vector<Record>{makeRecord("pt", kJan2026Us + 4 * kDayUs)});
+  EXPECT_TRUE(again.ok()) << again.message();
+}
+
+TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
+  ASSERT_TRUE(store_->appendBatch(std::vector<Record>{makeRecord("m", 1)}).ok());
+  store_.reset();
+  store_ = backend_.open();
+  auto second = backend_.open();  // two at once, like two nodes
+  EXPECT_EQ(sql("SELECT string_agg(version::text, ',') FROM tern_schema_version")[0],
+            std::to_string(postgres::postgresSchemaVersion()));
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 1);
+  auto counted = second->countMessages();
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 1);
+
+  sql("INSERT INTO tern_schema_version(version) VALUES (99)");
+  try {
+    backend_.open();
+    FAIL() << "expected a throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(PostgresStoreTest, FailedBatchRollsBackCompletely) {
+  ASSERT_TRUE(store_->appendBatch(std::vector<Record>{makeRecord("old", 1)}).ok());
+  sql("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "IF NEW.topic = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$");
+  sql("CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()");
+  Record bad = makeRecord("new", 3);
+  bad.topic = "boom";
+  const core::Status status = store_->appendBatch(
+      std::vector<Record>{makeRecord("new", 2), makeRecord("old", 2), bad});
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("boom refused"), std::string::npos) << status.message();
+  auto none = store_->getDevice("new");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  auto counted = store_->countMessages();
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 1);
+
+  sql("DROP TRIGGER boom ON messages");
+  ASSERT_TRUE(
+      store_->appendBatch(std::vector<Record>{makeRecord("new", 4), makeRecord("old", 4)}).ok());
+  counted = store_->countMessages();
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 3);
+}
+
+TEST_P(PostgresStoreTest, ReconnectsAfterTheServerRestarts) {
+  test::PostgresServer& server = test::PostgresServer::shared();
+  ASSERT_TRUE(store_->appendBatch(std::vector<Record>{makeRecord("rc", 1)}).ok());
+  ASSERT_TRUE(store_->check().ok());
+
+  server.stop();
+  // While it is down: errors, never a crash.
+  const core::Status down =
+      store_->appendBatch(std::vector<Record>{makeRecord("rc", 2), makeRecord("rc", 3)});
+  EXPECT_FALSE(down.ok());
+  EXPECT_NE(down.message().find("postgres"), std::string::npos) << down.message();
+  EXPECT_FALSE(store_->check().ok());
+  EXPECT_FALSE(store_->countMessages().ok());
+  MessageQuery q;
+  q.deviceId = "rc";
+  EXPECT_FALSE(store_->queryMessages(q).ok());
+  EXPECT_FALSE(store_->listDevices().ok());
+  EXPECT_FALSE(store_->getDevice("rc").ok());
+  SeriesQuery s;
+  s.deviceId = "rc";
+  s.key = "v";
+  EXPECT_FALSE(store_->querySeries(s).ok());
+  EXPECT_FALSE(store_->appendBatch(std::vector<Record>{makeRecord("rc", 2)}).ok());
+
+  server.start();
+  // The writer retries the same batch, as the ingest pipeline does, until it commits; the
+  // backoff after failed attempts is at most 200 ms here.
+  const std::vector<Record> retried{makeRecord("rc", 2), makeRecord("rc", 3)};
+  core::Status status = store_->appendBatch(retried);
+  for (int i = 0; i < 50 && !status.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = store_->appendBatch(retried);
+  }
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_TRUE(store_->check().ok());
+  auto rows = store_->queryMessages(q);
+  ASSERT_TRUE(rows.ok()) << rows.error().message;
+  ASSERT_EQ(rows->size(), 3u);  // everything exactly once
+  EXPECT_EQ((*rows)[0].record.serverTimeUs, 1);
+  EXPECT_EQ((*rows)[1].record.serverTimeUs, 2);
+  EXPECT_EQ((*rows)[2].record.serverTimeUs, 3);
+  auto device = store_->getDevice("rc");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 3);
+
+  // A restart between two batches (a pooled connection and the writer's both dead) is
+  // invisible: the first call after it succeeds.
+  server.stop();
+  server.start();
+  const core::Status next = store_->appendBatch(std::vector<Record>{makeRecord("rc", 4)});
+  EXPECT_TRUE(next.ok()) << next.message();
+  auto counted = store_->countMessages();
+  ASSERT_TRUE(counted.ok()) << counted.error().message;
+  EXPECT_EQ(*counted, 4);
+}
+
+TEST_P(PostgresStoreTest, FailsAtOpenWhenUnreachableOrMisconfigured) {
+  postgres::PostgresOptions options;
+  EXPECT_THROW(postgres::openPostgresStore(options), std::runtime_error);  // no URL
+  // A port nobody listens on: bound but never listening.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  options.url = "host=127.0.0.1 port=" + std::to_string(ntohs(address.sin_port)) +
+                " user=tern dbname=none connect_timeout=2";
+  EXPECT_THROW(postgres::openPostgresStore(options), std::runtime_error);
+  ::close(fd);
+  options.url = test::PostgresServer::shared().url("does_not_exist");
+  EXPECT_THROW(postgres::openPostgresStore(options), std::runtime_error);
+}
+
+INSTANTIATE_TEST_SUITE_P(postgres, PostgresStoreTest, ::testing::Values("postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
+}  // namespace
+}  // namespace tern::storage
