@@ -13,6 +13,7 @@
 #include "ingest/normalizer.h"
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "trackers/osmand_server.h"
 #include "trackers/tracker_server.h"
@@ -22,6 +23,11 @@ namespace tern::app {
 namespace {
 
 std::unique_ptr<storage::Store> openStore(const core::Config& config) {
+  if (config.storage.backend == "postgres") {
+    storage::postgres::PostgresOptions options;
+    options.url = config.storage.url;
+    return storage::postgres::openPostgresStore(options);
+  }
   if (config.storage.backend != "sqlite") {
     throw core::ConfigError("config: storage.backend: unsupported backend '" +
                             config.storage.backend + "'");

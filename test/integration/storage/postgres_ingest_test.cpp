@@ -1,0 +1,160 @@
+// The whole server on PostgreSQL: MQTT QoS 1 publishes are acknowledged only once committed,
+// and read back through the store and the HTTP API. The database is a real private server.
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "storage/store.h"
+#include "support/mqtt_test_client.h"
+#include "support/postgres_fixture.h"
+#include "support/test_server.h"
+
+namespace tern::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+[[maybe_unused]] auto* const kPostgresEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+std::string httpGet(std::uint16_t port, const std::string& target) {
+  std::string out;
+  const int rc =
+      runCommand("curl -s 'http://127.0.0.1:" + std::to_string(port) + target + "'", &out);
+  EXPECT_EQ(rc, 0) << out;
+  return out;
+}
+
+boost::json::object parseObject(const std::string& text) {
+  boost::system::error_code ec;
+  boost::json::value value = boost::json::parse(text, ec);
+  EXPECT_FALSE(ec) << text;
+  if (ec || !value.is_object()) {
+    ADD_FAILURE() << "not a JSON object: " << text;
+    return {};
+  }
+  return value.as_object();
+}
+
+// Parameterised only so that the test names carry "postgres" for `ctest -R postgres`.
+class PostgresIngestTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string url = PostgresServer::shared().createDatabase();
+    server_ = std::make_unique<TestServer>([&](core::Config& c) {
+      c.storage.backend = "postgres";
+      c.storage.url = url;
+    });
+  }
+
+  std::unique_ptr<TestServer> server_;
+};
+
+TEST_P(PostgresIngestTest, QosOnePublishesAreStoredAndServedByTheApi) {
+  MqttTestClient client;
+  ASSERT_TRUE(client.connect(server_->mqttPort(), "pg-sensor"));
+  constexpr int kMessages = 60;
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string payload =
+        "{\"uuid\":\"pg-dev-1\",\"temp\":" + std::to_string(20 + i % 5) + ",\"ok\":true}";
+    ASSERT_TRUE(client.publish("device/pg-dev-1", payload, 1)) << "no PUBACK for " << i;
+  }
+  ASSERT_TRUE(client.publish("device/pg-dev-2", "not json \xff", 1));
+
+  // A PUBACK means committed: everything is readable at once, exactly once.
+  storage::Store& store = server_->server().store();
+  EXPECT_EQ(store.backendName(), "postgres");
+  auto counted = store.countMessages();
+  ASSERT_TRUE(counted.ok()) << counted.error().message;
+  EXPECT_EQ(*counted, kMessages + 1);
+  auto device = store.getDevice("pg-dev-1");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, kMessages);
+  storage::MessageQuery q;
+  q.deviceId = "pg-dev-1";
+  q.limit = 1000;
+  auto rows = store.queryMessages(q);
+  ASSERT_TRUE(rows.ok()) << rows.error().message;
+  ASSERT_EQ(rows->size(), static_cast<std::size_t>(kMessages));
+  EXPECT_EQ((*rows)[0].record.topic, "device/pg-dev-1");
+  EXPECT_EQ((*rows)[0].record.nodeId, "test-node");
+
+  const std::uint16_t http = server_->httpPort();
+  auto health = parseObject(httpGet(http, "/api/v1/health"));
+  ASSERT_TRUE(health.contains("storage")) << boost::json::serialize(health);
+  EXPECT_EQ(health["storage"].as_object()["backend"], "postgres");
+  EXPECT_EQ(health["storage"].as_object()["status"], "ok");
+
+  auto page = parseObject(httpGet(http, "/api/v1/devices/pg-dev-1/messages?from=0&limit=50"));
+  ASSERT_TRUE(page.contains("messages")) << boost::json::serialize(page);
+  EXPECT_EQ(page["messages"].as_array().size(), 50u);
+  ASSERT_TRUE(page["next_cursor"].is_string());
+  const std::string cursor(page["next_cursor"].as_string());
+  auto rest = parseObject(
+      httpGet(http, "/api/v1/devices/pg-dev-1/messages?from=0&limit=50&cursor=" + cursor));
+  EXPECT_EQ(rest["messages"].as_array().size(), static_cast<std::size_t>(kMessages - 50));
+  EXPECT_TRUE(rest["next_cursor"].is_null());
+  const auto& first = page["messages"].as_array()[0].as_object();
+  EXPECT_EQ(first.at("fields").as_object().at("temp"), 20);
+  EXPECT_EQ(first.at("fields").as_object().at("ok"), true);
+
+  auto devices = parseObject(httpGet(http, "/api/v1/devices"));
+  EXPECT_NE(boost::json::serialize(devices).find("pg-dev-2"), std::string::npos);
+  auto one = parseObject(httpGet(http, "/api/v1/devices/pg-dev-1"));
+  EXPECT_NE(boost::json::serialize(one).find(std::to_string(kMessages)), std::string::npos)
+      << boost::json::serialize(one);
+
+  auto series = parseObject(
+      httpGet(http, "/api/v1/devices/pg-dev-1/series/temp?bucket=1d&agg=count&from=0"));
+  ASSERT_TRUE(series.contains("points")) << boost::json::serialize(series);
+  std::int64_t total = 0;
+  for (const auto& point : series["points"].as_array()) {
+    total += point.as_object().at("count").as_int64();
+  }
+  EXPECT_EQ(total, kMessages);
+
+  auto raw = parseObject(httpGet(http, "/api/v1/devices/pg-dev-2/messages?from=0"));
+  ASSERT_EQ(raw["messages"].as_array().size(), 1u) << boost::json::serialize(raw);
+  EXPECT_EQ(raw["messages"].as_array()[0].as_object().at("payload_encoding"), "base64");
+}
+
+TEST_P(PostgresIngestTest, PubackWaitsWhileTheDatabaseIsDown) {
+  MqttTestClient client;
+  ASSERT_TRUE(client.connect(server_->mqttPort(), "pg-sensor"));
+  ASSERT_TRUE(client.publish("device/pg-dev-3", "{\"v\":1}", 1));
+
+  PostgresServer& database = PostgresServer::shared();
+  database.stop();
+  codec::mqtt::Publish publish;
+  publish.topic = "device/pg-dev-3";
+  publish.payload = "{\"v\":2}";
+  publish.qos = 1;
+  publish.packetId = client.nextPacketId();
+  client.send(publish);
+  // Not committed, so not acknowledged; the health endpoint says why.
+  EXPECT_FALSE(client.receiveType(codec::mqtt::PacketType::kPuback, 700ms));
+  auto health = parseObject(httpGet(server_->httpPort(), "/api/v1/health"));
+  ASSERT_TRUE(health.contains("storage")) << boost::json::serialize(health);
+  EXPECT_EQ(health["storage"].as_object()["status"], "error");
+
+  database.start();
+  // The pipeline retries (backoff up to 2 s) and the store reconnects (up to 5 s).
+  auto ack = client.receiveType(codec::mqtt::PacketType::kPuback, 15s);
+  ASSERT_TRUE(ack) << "no PUBACK after the database came back";
+  auto counted = server_->server().store().countMessages();
+  ASSERT_TRUE(counted.ok()) << counted.error().message;
+  EXPECT_EQ(*counted, 2);  // exactly once
+  health = parseObject(httpGet(server_->httpPort(), "/api/v1/health"));
+  EXPECT_EQ(health["storage"].as_object()["status"], "ok");
+}
+
+INSTANTIATE_TEST_SUITE_P(postgres, PostgresIngestTest, ::testing::Values("postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
+}  // namespace
+}  // namespace tern::test
