@@ -944,6 +944,50 @@ TEST_P(PostgresStoreTest, ReconnectsAfterTheServerRestarts) {
   EXPECT_EQ(*counted, 4);
 }
 
+// PostgreSQL text refuses NUL bytes and invalid UTF-8, and its json functions refuse \u0000.
+// Such a record must not block ingest (the pipeline would retry the batch forever): they
+// become U+FFFD, and the payload keeps its exact bytes.
+TEST_P(PostgresStoreTest, HostileTextDoesNotBlockABatch) {
+  Record record = makeRecord(std::string("nul\0dev", 7), 5,
+                             {{std::string("k\0ey", 4), std::string("v\0al", 4)},
+                              {"bad", std::string("a\xff\xfe")},
+                              {"ok", std::int64_t{1}}});
+  record.topic = std::string("device/\xc3(", 9);
+  record.nodeId = std::string("n\0", 2);
+  record.payload = std::string("\0\xff", 2);
+  const core::Status status = store_->appendBatch(std::vector<Record>{record});
+  ASSERT_TRUE(status.ok()) << status.message();
+  MessageQuery q;
+  q.deviceId = "nul\xEF\xBF\xBD" "dev";
+  auto rows = store_->queryMessages(q);
+  ASSERT_TRUE(rows.ok()) << rows.error().message;
+  ASSERT_EQ(rows->size(), 1u);
+  const Record& got = (*rows)[0].record;
+  EXPECT_EQ(got.topic, "device/\xEF\xBF\xBD(");
+  EXPECT_EQ(got.payload, record.payload);
+  ASSERT_EQ(got.fields.size(), 3u);
+  EXPECT_EQ(got.fields[0].key, "k\xEF\xBF\xBD" "ey");
+  EXPECT_EQ(got.fields[0].value, FieldValue(std::string("v\xEF\xBF\xBD" "al")));
+  EXPECT_EQ(got.fields[1].value, FieldValue(std::string("a\xEF\xBF\xBD\xEF\xBF\xBD")));
+  EXPECT_EQ(got.fields[2].value, FieldValue(std::int64_t{1}));
+  SeriesQuery s;
+  s.deviceId = q.deviceId;
+  s.key = "ok";
+  auto buckets = store_->querySeries(s);
+  ASSERT_TRUE(buckets.ok()) << buckets.error().message;
+  EXPECT_EQ(buckets->size(), 1u);
+  auto device = store_->getDevice(q.deviceId);
+  ASSERT_TRUE(device.ok()) << device.error().message;
+  ASSERT_TRUE(device->has_value());
+  EXPECT_EQ((*device)->latest.size(), 3u);
+  // The next batch for the same device merges its latest values without trouble.
+  const core::Status again = store_->appendBatch(std::vector<Record>{record});
+  ASSERT_TRUE(again.ok()) << again.message();
+  auto counted = store_->countMessages();
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 2);
+}
+
 TEST_P(PostgresStoreTest, FailsAtOpenWhenUnreachableOrMisconfigured) {
   postgres::PostgresOptions options;
   EXPECT_THROW(postgres::openPostgresStore(options), std::runtime_error);  // no URL

@@ -1,4 +1,5 @@
-// The flat JSON helpers, copied from the SQLite backend (whose copy is private to it).
+// The flat JSON helpers, copied from the SQLite backend (whose copy is private to it), except
+// that NUL characters are written as U+FFFD.
 #include "storage/postgres/flat_json.h"
 
 #include <charconv>
@@ -26,6 +27,11 @@ void appendJsonString(std::string& out, std::string_view text) {
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
+      case '\0':
+        // PostgreSQL's json functions refuse to unescape \u0000 (it has no text form), and
+        // one such value would make every json_each/->> over the object fail.
+        out += "\xEF\xBF\xBD";
+        break;
       default:
         if (byte < 0x20) {
           out += "\\u00";

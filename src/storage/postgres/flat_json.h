@@ -2,6 +2,8 @@
 // The flat JSON objects the PostgreSQL backend stores fields and latest values in. Same format
 // as the SQLite backend's (a copy of its private helpers: integers without '.', doubles always
 // with '.' or an exponent, shortest round-trip form), so values come back bit-exact and typed.
+// One difference: a NUL character in a key or string becomes U+FFFD, since PostgreSQL's json
+// functions cannot handle \u0000.
 #include <string>
 #include <string_view>
 #include <vector>

@@ -647,6 +647,7 @@ class PostgresStore final : public Store {
   core::Status ensureWriter();
   core::Status ensurePartitions(const std::vector<std::int64_t>& indexes);
   core::Status writeBatch(std::span<const Record> records, bool& commitSent);
+  void keepPartitionAhead();
 
   PostgresOptions options_;
   ConnectGate gate_;
@@ -815,6 +816,7 @@ core::Status PostgresStore::appendBatch(std::span<const Record> records) {
     bool commitSent = false;
     core::Status status = writeBatch(records, commitSent);
     if (status.ok()) {
+      keepPartitionAhead();
       return status;
     }
     if (broken(writer_.get())) {
@@ -838,6 +840,21 @@ core::Status PostgresStore::appendBatch(std::span<const Record> records) {
     return status;
   }
   return core::Error{"postgres: append failed"};
+}
+
+// Tomorrow's partition is made during the day, so the first batch after midnight does not
+// wait for DDL. A failure here is only logged: the batch path creates partitions it needs.
+void PostgresStore::keepPartitionAhead() {
+  if (!partitioned_) {
+    return;
+  }
+  const std::int64_t tomorrow = floorDiv(nowUs(), options_.partitionUs) + 1;
+  if (partitions_.count(tomorrow) != 0) {
+    return;
+  }
+  if (auto status = ensurePartitions({tomorrow}); !status) {
+    spdlog::warn("postgres: creating the next partition: {}", status.message());
+  }
 }
 
 core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& commitSent) {
