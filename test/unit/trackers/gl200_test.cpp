@@ -15,6 +15,8 @@
 namespace tern::codec::trackers {
 namespace {
 
+namespace enc = tools::frames::gl200;
+
 constexpr std::int64_t kServerTime = 1'700'000'000'000'000;
 
 std::unique_ptr<ProtocolCodec> newCodec() {
@@ -290,14 +292,14 @@ TEST(Gl200Split, OversizedInputIsRefused) {
 // 4. Messages with known values.
 
 TEST(Gl200Known, FixedReportWithSeveralBlocks) {
-  tools::frames::gl200::FriReport report;
-  tools::frames::gl200::Fix southWest;
+  enc::FriReport report;
+  enc::Fix southWest;
   southWest.latitude = -33.524718;
   southWest.longitude = -71.596533;
   southWest.speedKmh = 43.4;
   southWest.course = 160;
   southWest.altitude = 592.2;
-  tools::frames::gl200::Fix northEast;
+  enc::Fix northEast;
   northEast.latitude = 51.515600;
   northEast.longitude = 7.615551;
   northEast.speedKmh = 0.0;
@@ -305,14 +307,14 @@ TEST(Gl200Known, FixedReportWithSeveralBlocks) {
   northEast.altitude = -5.4;
   northEast.second = 58;
   northEast.accuracy = 0;  // no fix: the last known position is repeated
-  tools::frames::gl200::Fix northWest;
+  enc::Fix northWest;
   northWest.latitude = 0.000001;
   northWest.longitude = -179.999999;
   northWest.speedKmh = 120.5;
   northWest.course = 359;
   northWest.minute = 4;
   report.fixes = {southWest, northEast, northWest};
-  std::string message = tools::frames::gl200::encodeFri(report);
+  std::string message = enc::encodeFri(report);
 
   auto codec = newCodec();
   FrameResult split = codec->splitFrame(message + "+RESP");
@@ -325,7 +327,7 @@ TEST(Gl200Known, FixedReportWithSeveralBlocks) {
   ASSERT_EQ(r.positions.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) {
     const Position& p = r.positions[i];
-    const tools::frames::gl200::Fix& f = report.fixes[i];
+    const enc::Fix& f = report.fixes[i];
     SCOPED_TRACE(i);
     EXPECT_EQ(p.deviceId, "862894020180553");
     EXPECT_TRUE(p.hasLocation);
@@ -353,15 +355,15 @@ TEST(Gl200Known, FixedReportWithSeveralBlocks) {
 }
 
 TEST(Gl200Known, BufferedReportAndSendTimeWithoutFix) {
-  tools::frames::gl200::FriReport report;
+  enc::FriReport report;
   report.header = "+BUFF";
-  tools::frames::gl200::Fix f;
+  enc::Fix f;
   f.latitude = 22.537178;
   f.longitude = 114.015515;
   report.fixes = {f};
-  std::string message = tools::frames::gl200::encodeFri(report);
+  std::string message = enc::encodeFri(report);
   // Blank the GPS part: the message still yields a position, without location, at the send time.
-  std::string block = tools::frames::gl200::locationBlock(f);
+  std::string block = enc::locationBlock(f);
   std::string noFix = message;
   noFix.replace(noFix.find(block), block.size(), "0,,,,,,,0460,0000,18D8,6141,00");
   auto codec = newCodec();
@@ -379,14 +381,14 @@ TEST(Gl200Known, BufferedReportAndSendTimeWithoutFix) {
 }
 
 TEST(Gl200Known, OutOfRangeCoordinatesAreNotALocation) {
-  tools::frames::gl200::FriReport report;
-  tools::frames::gl200::Fix f;
+  enc::FriReport report;
+  enc::Fix f;
   f.latitude = 95.0;  // fits the field's shape, but is no latitude
   f.longitude = 10.0;
   report.fixes = {f};
   auto codec = newCodec();
   SessionState session;
-  DecodeResult r = codec->decode(tools::frames::gl200::encodeFri(report), session, kServerTime);
+  DecodeResult r = codec->decode(enc::encodeFri(report), session, kServerTime);
   ASSERT_EQ(r.positions.size(), 1u);
   EXPECT_FALSE(r.positions[0].hasLocation);
 }
@@ -394,7 +396,7 @@ TEST(Gl200Known, OutOfRangeCoordinatesAreNotALocation) {
 TEST(Gl200Known, HeartbeatIsAcknowledged) {
   auto codec = newCodec();
   SessionState session;
-  std::string hbd = tools::frames::gl200::encodeHeartbeat("060100", "862894020180553", "0F3C");
+  std::string hbd = enc::encodeHeartbeat("060100", "862894020180553", "0F3C");
   DecodeResult r = codec->decode(hbd, session, kServerTime);
   EXPECT_TRUE(r.positions.empty());
   EXPECT_EQ(r.response, "+SACK:GTHBD,060100,0F3C$");
@@ -404,7 +406,7 @@ TEST(Gl200Known, HeartbeatIsAcknowledged) {
 TEST(Gl200Known, NulTerminatedTextAndLightSensorReport) {
   auto codec = newCodec();
   SessionState session;
-  std::string hbd = tools::frames::gl200::encodeHeartbeat("1A0401", "135790246811220", "11F0");
+  std::string hbd = enc::encodeHeartbeat("1A0401", "135790246811220", "11F0");
   hbd.back() = '\0';  // some firmware ends messages with NUL instead of '$'
   FrameResult split = codec->splitFrame(hbd + "+RESP");
   ASSERT_EQ(split.status, FrameStatus::kOk);
@@ -429,13 +431,13 @@ TEST(Gl200Known, BlanketAcknowledgementWhenConfigured) {
   auto codec = newCodec();
   SessionState session;
   session.setExtra("ack", "true");
-  tools::frames::gl200::FriReport report;
-  report.fixes = {tools::frames::gl200::Fix{}};
+  enc::FriReport report;
+  report.fixes = {enc::Fix{}};
   report.count = "00AB";
-  DecodeResult r = codec->decode(tools::frames::gl200::encodeFri(report), session, kServerTime);
+  DecodeResult r = codec->decode(enc::encodeFri(report), session, kServerTime);
   EXPECT_EQ(r.positions.size(), 1u);
   EXPECT_EQ(r.response, "+SACK:00AB$");
-  r = codec->decode(tools::frames::gl200::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
+  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
   EXPECT_EQ(r.response, "+SACK:GTHBD,060100,0F3C$+SACK:0F3C$");
 }
 
@@ -443,24 +445,24 @@ TEST(Gl200Known, RejectedDeviceGetsNothing) {
   auto codec = newCodec();
   SessionState session;
   session.accept = [](const std::string&) { return false; };
-  tools::frames::gl200::FriReport report;
-  report.fixes = {tools::frames::gl200::Fix{}};
-  DecodeResult r = codec->decode(tools::frames::gl200::encodeFri(report), session, kServerTime);
+  enc::FriReport report;
+  report.fixes = {enc::Fix{}};
+  DecodeResult r = codec->decode(enc::encodeFri(report), session, kServerTime);
   EXPECT_TRUE(r.positions.empty());
   EXPECT_TRUE(r.response.empty());
   EXPECT_NE(r.note, nullptr);
-  r = codec->decode(tools::frames::gl200::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
+  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
   EXPECT_TRUE(r.response.empty());
 }
 
 TEST(Gl200Known, LegacyBinaryReport) {
-  tools::frames::gl200::Fix a;
+  enc::Fix a;
   a.latitude = -34.084002;
   a.longitude = 18.821100;
   a.speedKmh = 22.1;
   a.course = 242;
   a.altitude = 126;
-  tools::frames::gl200::Fix b;
+  enc::Fix b;
   b.latitude = 39.611162;
   b.longitude = -9.068048;
   b.speedKmh = 0;
@@ -468,7 +470,7 @@ TEST(Gl200Known, LegacyBinaryReport) {
   b.altitude = -12;
   b.accuracy = 0;
   b.second = 59;
-  std::string message = tools::frames::gl200::encodeBinaryReport("865084030003675", {a, b}, 77, 12586, 9);
+  std::string message = enc::encodeBinaryReport("865084030003675", {a, b}, 77, 12586, 9);
   auto codec = newCodec();
   FrameResult split = codec->splitFrame(message + "+RSP");
   ASSERT_EQ(split.status, FrameStatus::kOk);
@@ -479,7 +481,7 @@ TEST(Gl200Known, LegacyBinaryReport) {
   ASSERT_EQ(r.positions.size(), 2u);
   for (std::size_t i = 0; i < 2; ++i) {
     const Position& p = r.positions[i];
-    const tools::frames::gl200::Fix& f = i == 0 ? a : b;
+    const enc::Fix& f = i == 0 ? a : b;
     SCOPED_TRACE(i);
     EXPECT_EQ(p.deviceId, "865084030003675");
     EXPECT_NEAR(p.latitude, f.latitude, 1e-9);
@@ -496,7 +498,7 @@ TEST(Gl200Known, LegacyBinaryReport) {
 }
 
 TEST(Gl200Known, TaggedBinaryReport) {
-  tools::frames::gl200::Fix f;
+  enc::Fix f;
   f.latitude = -44.833422;
   f.longitude = -91.543308;
   f.speedKmh = 87.3;
@@ -504,7 +506,7 @@ TEST(Gl200Known, TaggedBinaryReport) {
   f.altitude = 434.1;
   f.accuracy = 2;
   std::uint32_t unixTime = 1782503153;
-  std::string message = tools::frames::gl200::encodeTagged("865134050947226", f, 11, unixTime);
+  std::string message = enc::encodeTagged("865134050947226", f, 11, unixTime);
   auto codec = newCodec();
   FrameResult split = codec->splitFrame(message + std::string("+\0", 2));
   ASSERT_EQ(split.status, FrameStatus::kOk);
@@ -529,17 +531,17 @@ TEST(Gl200Known, TaggedBinaryReport) {
 TEST(Gl200Known, TruncatedAndCorruptMessagesDoNotDecodeGarbage) {
   auto codec = newCodec();
   SessionState session;
-  tools::frames::gl200::Fix f;
+  enc::Fix f;
   f.latitude = 10;
   f.longitude = 20;
-  std::string binary = tools::frames::gl200::encodeBinaryReport("865084030003675", {f}, 50, 12000, 5);
+  std::string binary = enc::encodeBinaryReport("865084030003675", {f}, 50, 12000, 5);
   for (std::size_t cut = 0; cut < binary.size(); ++cut) {
     DecodeResult r = codec->decode(binary.substr(0, cut), session, kServerTime);
     for (const Position& p : r.positions) EXPECT_TRUE(!p.hasLocation || std::fabs(p.latitude - 10) < 1e-9);
   }
-  tools::frames::gl200::FriReport report;
+  enc::FriReport report;
   report.fixes = {f};
-  std::string text = tools::frames::gl200::encodeFri(report);
+  std::string text = enc::encodeFri(report);
   for (std::size_t cut = 0; cut < text.size(); ++cut) {
     DecodeResult r = codec->decode(text.substr(0, cut), session, kServerTime);
     for (const Position& p : r.positions) {
@@ -578,7 +580,7 @@ TEST(Gl200Commands, EncodedBytes) {
 TEST(Gl200Commands, AnswersDecodeIntoCommandAnswer) {
   auto codec = newCodec();
   SessionState session;
-  std::string ack = tools::frames::gl200::encodeCommandAck("OUT", "862894020180553", "0001");
+  std::string ack = enc::encodeCommandAck("OUT", "862894020180553", "0001");
   ASSERT_EQ(codec->splitFrame(ack).size, ack.size());
   DecodeResult r = codec->decode(ack, session, kServerTime);
   ASSERT_TRUE(r.commandAnswer.has_value());
@@ -589,7 +591,7 @@ TEST(Gl200Commands, AnswersDecodeIntoCommandAnswer) {
   EXPECT_EQ(r.positions[0].deviceTimeUs, *civilToMicros(2023, 9, 26, 20, 3, 40));
   EXPECT_TRUE(r.response.empty());
   // The position request is answered by an ack, then a GTRTL position.
-  r = codec->decode(tools::frames::gl200::encodeCommandAck("RTO", "862894020180553", "0002"), session, kServerTime);
+  r = codec->decode(enc::encodeCommandAck("RTO", "862894020180553", "0002"), session, kServerTime);
   ASSERT_TRUE(r.commandAnswer.has_value());
   std::string rtl = "+RESP:GTRTL,060100,862894020180553,,,00,1,1,4.3,92,70.0,121.354335,31.222073,"
                     "20090214013254,0460,0000,18d8,6141,00,2000.0,20090214093254,11F0$";

@@ -15,6 +15,8 @@
 namespace tern::codec::trackers {
 namespace {
 
+namespace enc = tools::frames::h02;
+
 // 2023-11-14 22:13:20 UTC.
 constexpr std::int64_t kNow = 1'700'000'000'000'000;
 constexpr const char* kNowLong = "20231114221320";  // yyyyMMddHHmmss
@@ -390,7 +392,7 @@ TEST(H02Split, TooLargeAndResync) {
 
 // ---- 4. known values -------------------------------------------------------------------------
 
-void expectFix(const Position& p, const tools::frames::h02::Fix& f, double tolerance) {
+void expectFix(const Position& p, const enc::Fix& f, double tolerance) {
   EXPECT_TRUE(p.hasLocation);
   EXPECT_EQ(p.valid, f.valid);
   EXPECT_NEAR(p.latitude, f.latitude, tolerance);
@@ -402,8 +404,8 @@ void expectFix(const Position& p, const tools::frames::h02::Fix& f, double toler
   EXPECT_EQ(p.deviceId, f.id);
 }
 
-std::vector<tools::frames::h02::Fix> knownFixes() {
-  std::vector<tools::frames::h02::Fix> fixes(4);
+std::vector<enc::Fix> knownFixes() {
+  std::vector<enc::Fix> fixes(4);
   fixes[0].latitude = -33.868820;  // south, east
   fixes[0].longitude = 151.209296;
   fixes[0].speedKnots = 12.5;
@@ -433,7 +435,7 @@ std::vector<tools::frames::h02::Fix> knownFixes() {
 
 TEST(H02Known, TextV1RoundTripAndAck) {
   for (const auto& f : knownFixes()) {
-    std::string frame = tools::frames::h02::textV1(f);
+    std::string frame = enc::textV1(f);
     auto codec = makeCodec();
     SessionState session;
     FrameResult split = codec->splitFrame(frame + "\r\n");
@@ -452,14 +454,14 @@ TEST(H02Known, TextV1RoundTripAndAck) {
   // Power cut from status bit 19.
   auto codec = makeCodec();
   SessionState session;
-  DecodeResult r = codec->decode(tools::frames::h02::textV1(knownFixes()[3]), session, kNow);
+  DecodeResult r = codec->decode(enc::textV1(knownFixes()[3]), session, kNow);
   EXPECT_EQ(std::get<std::string>(*r.positions[0].get(attr::kAlarm)), "powerCut");
 }
 
 TEST(H02Known, BinaryRoundTripWithoutAck) {
   for (std::size_t size : {std::size_t{32}, std::size_t{45}}) {
     for (const auto& f : knownFixes()) {
-      std::string frame = tools::frames::h02::binary(f, size);
+      std::string frame = enc::binary(f, size);
       ASSERT_EQ(frame.size(), size);
       auto codec = makeCodec();
       SessionState session;
@@ -487,13 +489,13 @@ TEST(H02Known, HeartbeatAndOptionalAck) {
   EXPECT_TRUE(r.positions.empty());
   // h02.ack: other position types get "*HQ,<id>,R12,<HHmmss>#".
   session.setExtra("ack", "true");
-  tools::frames::h02::Fix f;
+  enc::Fix f;
   f.latitude = 1;
   f.longitude = 2;
-  r = codec->decode(tools::frames::h02::textV1(f, "V5"), session, kNow);
+  r = codec->decode(enc::textV1(f, "V5"), session, kNow);
   ASSERT_EQ(r.positions.size(), 1u);
   EXPECT_EQ(r.response, "*HQ," + f.id + ",R12," + kNowShort + "#");
-  r = codec->decode(tools::frames::h02::textV1(f, "V1"), session, kNow);
+  r = codec->decode(enc::textV1(f, "V1"), session, kNow);
   EXPECT_EQ(r.response, "*HQ," + f.id + ",V4,V1," + kNowLong + "#");
 }
 
@@ -502,26 +504,26 @@ TEST(H02Known, SessionRules) {
   SessionState session;
   session.accept = [](const std::string& id) { return id == "4210051415"; };
   // A frame without id before any identified frame: dropped, no answer.
-  tools::frames::h02::Fix f;
+  enc::Fix f;
   f.latitude = 10;
   f.longitude = 20;
   f.id = "";
-  DecodeResult r = codec->decode(tools::frames::h02::textV1(f), session, kNow);
+  DecodeResult r = codec->decode(enc::textV1(f), session, kNow);
   EXPECT_TRUE(r.positions.empty());
   EXPECT_TRUE(r.response.empty());
   // A rejected device: nothing either.
   f.id = "1111111111";
-  r = codec->decode(tools::frames::h02::textV1(f), session, kNow);
+  r = codec->decode(enc::textV1(f), session, kNow);
   EXPECT_TRUE(r.positions.empty());
   EXPECT_TRUE(r.response.empty());
-  r = codec->decode(tools::frames::h02::binary(f), session, kNow);
+  r = codec->decode(enc::binary(f), session, kNow);
   EXPECT_TRUE(r.positions.empty());
   // Accepted, then an id-less frame reuses the session.
   f.id = "4210051415";
-  r = codec->decode(tools::frames::h02::textV1(f), session, kNow);
+  r = codec->decode(enc::textV1(f), session, kNow);
   ASSERT_EQ(r.positions.size(), 1u);
   f.id = "";
-  r = codec->decode(tools::frames::h02::textV1(f), session, kNow);
+  r = codec->decode(enc::textV1(f), session, kNow);
   ASSERT_EQ(r.positions.size(), 1u);
   EXPECT_EQ(r.positions[0].deviceId, "4210051415");
 }

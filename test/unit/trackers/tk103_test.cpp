@@ -15,6 +15,8 @@
 namespace tern::codec::trackers {
 namespace {
 
+namespace enc = tools::frames::tk103;
+
 constexpr std::int64_t kNow = 1'700'000'000'000'000;  // 2023-11-14 22:13:20 UTC
 
 std::unique_ptr<ProtocolCodec> makeCodec() { return findProtocol("tk103")->create(); }
@@ -277,8 +279,8 @@ TEST(Tk103Split, TooLargeAndResync) {
 
 // ---- 4. known values -------------------------------------------------------------------------
 
-std::vector<tools::frames::tk103::Fix> knownFixes() {
-  std::vector<tools::frames::tk103::Fix> fixes(4);
+std::vector<enc::Fix> knownFixes() {
+  std::vector<enc::Fix> fixes(4);
   fixes[0].latitude = -33.868820;
   fixes[0].longitude = 151.209296;
   fixes[0].speedKmh = 60.5;
@@ -307,7 +309,7 @@ std::vector<tools::frames::tk103::Fix> knownFixes() {
   return fixes;
 }
 
-void expectFix(const Position& p, const tools::frames::tk103::Fix& f) {
+void expectFix(const Position& p, const enc::Fix& f) {
   const double tolerance = 1.0 / 600000;  // minutes with four decimals
   EXPECT_TRUE(p.hasLocation);
   EXPECT_EQ(p.valid, f.valid);
@@ -324,7 +326,7 @@ TEST(Tk103Known, CompactPositionAndLogin) {
   for (const auto& f : knownFixes()) {
     auto codec = makeCodec();
     SessionState session;
-    std::string frame = tools::frames::tk103::br00(f);
+    std::string frame = enc::br00(f);
     FrameResult split = codec->splitFrame(frame + "(");
     ASSERT_EQ(split.status, FrameStatus::kOk);
     ASSERT_EQ(split.size, frame.size());
@@ -334,7 +336,7 @@ TEST(Tk103Known, CompactPositionAndLogin) {
     EXPECT_EQ(std::get<std::int64_t>(*r.positions[0].get(attr::kOdometer)), f.odometer);
     EXPECT_TRUE(r.response.empty());  // periodic positions are not acknowledged
 
-    r = codec->decode(tools::frames::tk103::bp05(f), session, kNow);
+    r = codec->decode(enc::bp05(f), session, kNow);
     EXPECT_EQ(r.response, "(" + f.id + "AP05)");
     ASSERT_EQ(r.positions.size(), 1u);
     expectFix(r.positions[0], f);
@@ -342,7 +344,7 @@ TEST(Tk103Known, CompactPositionAndLogin) {
   // The I/O block.
   auto codec = makeCodec();
   SessionState session;
-  DecodeResult r = codec->decode(tools::frames::tk103::br00(knownFixes()[1]), session, kNow);
+  DecodeResult r = codec->decode(enc::br00(knownFixes()[1]), session, kNow);
   const Position& p = r.positions[0];
   EXPECT_EQ(std::get<bool>(*p.get(attr::kCharge)), false);
   EXPECT_EQ(std::get<bool>(*p.get(attr::kIgnition)), false);
@@ -358,8 +360,8 @@ TEST(Tk103Known, CommaFormPosition) {
     f.id = "864768010869060";
     auto codec = makeCodec();
     SessionState session;
-    DecodeResult r = codec->decode(tools::frames::tk103::commaForm(f, "ZC11"), session, kNow);
-    ASSERT_EQ(r.positions.size(), 1u) << tools::frames::tk103::commaForm(f, "ZC11");
+    DecodeResult r = codec->decode(enc::commaForm(f, "ZC11"), session, kNow);
+    ASSERT_EQ(r.positions.size(), 1u) << enc::commaForm(f, "ZC11");
     expectFix(r.positions[0], f);
     EXPECT_EQ(std::get<std::string>(*r.positions[0].get(attr::kAlarm)), "movement");
     EXPECT_TRUE(r.response.empty());
@@ -377,9 +379,9 @@ TEST(Tk103Known, HandshakeAndSessionRules) {
   // A rejected device gets no answer and stores nothing.
   r = codec->decode("(111111111111BP00HSO)", session, kNow);
   EXPECT_TRUE(r.response.empty());
-  tools::frames::tk103::Fix f;
+  enc::Fix f;
   f.id = "111111111111";
-  r = codec->decode(tools::frames::tk103::bp05(f), session, kNow);
+  r = codec->decode(enc::bp05(f), session, kNow);
   EXPECT_TRUE(r.response.empty());
   EXPECT_TRUE(r.positions.empty());
   // Frames the decoder does not know yield nothing, but never crash.
