@@ -12,6 +12,8 @@
 #include "core/config.h"
 #include "core/logging.h"
 #include "tools/sim_mqtt.h"
+#include "tools/sim_tracker.h"
+#include "tools/tracker_frames/tracker_frames.h"
 
 namespace {
 
@@ -81,6 +83,35 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 64u));
   simMqtt->add_option("--topic-prefix", simOptions.topicPrefix, "Topic prefix")->capture_default_str();
 
+  tern::tools::SimTrackerOptions trackerOptions;
+  trackerOptions.rateSeconds = 5;
+  std::string trackerServer;
+  std::vector<std::string> protocolNames;
+  for (auto name : tern::tools::simTrackerProtocols()) protocolNames.emplace_back(name);
+  CLI::App* simTracker =
+      sim->add_subcommand("tracker", "GPS trackers in a vendor protocol, answers checked");
+  simTracker->add_option("--protocol", trackerOptions.protocol, "Tracker protocol")
+      ->capture_default_str()->check(CLI::IsMember(protocolNames));
+  simTracker->add_option("--server", trackerServer,
+                         "Server HOST:PORT [127.0.0.1 and the protocol's usual port]");
+  simTracker->add_option("--devices", trackerOptions.devices, "Number of devices")
+      ->capture_default_str()->check(CLI::Range(1u, 1000000u));
+  simTracker->add_option("--rate", trackerOptions.rateSeconds,
+                         "Seconds between one device's positions; 0 = as fast as answered")
+      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+  auto* trackerDuration =
+      simTracker->add_option("--duration", trackerOptions.durationSeconds, "Seconds to run")
+          ->check(CLI::Range(0.0, 31536000.0));
+  auto* trackerCount = simTracker->add_option("--count", trackerOptions.count, "Positions per device");
+  trackerDuration->excludes(trackerCount);
+  simTracker->add_option("--threads", trackerOptions.threads, "Event loops")->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  simTracker->add_option("--imei-base", trackerOptions.imeiBase,
+                         "IMEI of the first device; the others count up from it")
+      ->capture_default_str()->check(CLI::Range(100000000000000ULL, 999999999999999ULL));
+  simTracker->add_option("--heartbeat-every", trackerOptions.heartbeatEvery,
+                         "A heartbeat after every N positions (0 = none)")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -112,6 +143,24 @@ int main(int argc, char** argv) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       std::cout << tern::tools::formatSimSummary(result, elapsed) << std::endl;
       return result.errors == 0 && result.acked == result.sent ? 0 : 1;
+    }
+    if (simTracker->parsed()) {
+      tern::core::initLogging(tern::core::LogFormat::kText, "info");
+      if (!trackerServer.empty()) {
+        auto hostPort = tern::core::parseHostPort("--server", trackerServer);
+        trackerOptions.host = hostPort.host;
+        trackerOptions.port = hostPort.port;
+      }
+      if (trackerOptions.durationSeconds <= 0 && trackerOptions.count == 0) {
+        std::cerr << "tern sim tracker: give --duration or --count\n";
+        return kUsageError;
+      }
+      auto started = std::chrono::steady_clock::now();
+      auto result = tern::tools::runSimTracker(trackerOptions);
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::cout << tern::tools::formatSimTrackerSummary(result, elapsed) << std::endl;
+      return tern::tools::simTrackerSucceeded(result) ? 0 : 1;
     }
   } catch (const tern::core::ConfigError& e) {
     std::cerr << "tern: " << e.what() << "\n";
