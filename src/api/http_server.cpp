@@ -118,7 +118,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // timeout or a network error: nothing to answer, the destructor closes
     }
     const auto& request = parser_->get();
-    ApiResponse response = shared_.router.handle(request.method_string(), request.target(), request.body());
+    ApiResponse response = shared_.router.handle(request.method_string(), request.target(),
+                                                  request.body(), request[http::field::accept]);
     spdlog::debug("http api: {} {} -> {}", std::string_view(request.method_string()),
                   std::string_view(request.target()), response.status);
     const bool keepAlive = request.keep_alive() && !response.close;
@@ -135,6 +136,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Answers reflect live data; caches along the way must not replay them.
     response_.set(http::field::cache_control, "no-store");
     if (!response.allow.empty()) response_.set(http::field::allow, response.allow);
+    for (const auto& [name, value] : response.headers) response_.set(name, value);
     response_.keep_alive(keepAlive);
     if (head) {
       // HEAD (answered with 405) gets the headers a GET would, but never a body: the client

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <exception>
 
+#include "api/csv_out.h"
 #include "api/encoding.h"
 #include "api/json_out.h"
 #include "core/time.h"
@@ -100,6 +101,25 @@ std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& o
   return badParam("agg", "one of avg, min, max, sum, count", *text);
 }
 
+struct CsvChoice {
+  bool csv = false;
+  std::optional<Problem> problem;
+};
+
+// ?format=csv|json wins; otherwise an Accept header that names text/csv (and not JSON before it)
+// selects CSV. Anything else gets JSON, the API's default.
+CsvChoice wantsCsv(const QueryParams& params, std::string_view accept) {
+  if (const auto format = params.get("format")) {
+    if (*format == "csv") return {true, std::nullopt};
+    if (*format == "json") return {false, std::nullopt};
+    return {false, badParam("format", "csv or json", *format)};
+  }
+  const auto csvAt = accept.find("text/csv");
+  if (csvAt == std::string_view::npos) return {};
+  const auto jsonAt = accept.find("application/json");
+  return {jsonAt == std::string_view::npos || csvAt < jsonAt, std::nullopt};
+}
+
 std::string notFoundDevice(const std::string& deviceId) {
   return "no device with id " + quoteInput(deviceId, 256);
 }
@@ -110,11 +130,11 @@ Router::Router(storage::Store& store, ApiOptions options)
     : store_(store), options_(std::move(options)), startedMonotonicUs_(core::monotonicMicros()) {}
 
 ApiResponse Router::handle(std::string_view method, std::string_view target,
-                           std::string_view body) const noexcept {
+                           std::string_view body, std::string_view accept) const noexcept {
   // The one place exceptions stop: a throwing handler (Boost.JSON allocation, a store that
   // throws despite its contract, a healthInfo callback) costs one 500, not the server.
   try {
-    return route(method, target, body);
+    return route(method, target, body, accept);
   } catch (const std::exception& e) {
     spdlog::error("http api: {} {} failed: {}", method, quoteInput(target, 200), e.what());
   } catch (...) {
@@ -133,7 +153,7 @@ ApiResponse Router::handle(std::string_view method, std::string_view target,
 }
 
 ApiResponse Router::route(std::string_view method, std::string_view target,
-                          std::string_view body) const {
+                          std::string_view body, std::string_view accept) const {
   RequestTarget parsed;
   if (auto problem = parseRequestTarget(target, parsed)) return problemResponse(*problem);
   const auto& s = parsed.segments;
@@ -193,12 +213,22 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
       problem = QueryParams::make(parsed.params, {}, params);
       return problem ? problemResponse(*problem) : getDevice(s[3], params);
     case Endpoint::kMessages:
-      problem =
-          QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
-      return problem ? problemResponse(*problem) : messages(s[3], params);
+      problem = QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor", "format"},
+                                  params);
+      if (problem) return problemResponse(*problem);
+      if (auto csv = wantsCsv(params, accept); csv.problem) {
+        return problemResponse(*csv.problem);
+      } else {
+        return messages(s[3], params, csv.csv);
+      }
     case Endpoint::kSeries:
-      problem = QueryParams::make(parsed.params, {"from", "to", "bucket", "agg"}, params);
-      return problem ? problemResponse(*problem) : series(s[3], s[5], params);
+      problem = QueryParams::make(parsed.params, {"from", "to", "bucket", "agg", "format"}, params);
+      if (problem) return problemResponse(*problem);
+      if (auto csv = wantsCsv(params, accept); csv.problem) {
+        return problemResponse(*csv.problem);
+      } else {
+        return series(s[3], s[5], params, csv.csv);
+      }
     case Endpoint::kPositions:
       problem = QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
       return problem ? problemResponse(*problem) : positions(s[3], params);
@@ -279,7 +309,8 @@ std::optional<ApiResponse> Router::unknownDevice(const std::string& deviceId) co
   return std::nullopt;
 }
 
-ApiResponse Router::messages(const std::string& deviceId, const QueryParams& params) const {
+ApiResponse Router::messages(const std::string& deviceId, const QueryParams& params,
+                             bool csv) const {
   storage::MessageQuery query;
   query.deviceId = deviceId;
   query.fromUs = 0;
@@ -318,6 +349,17 @@ ApiResponse Router::messages(const std::string& deviceId, const QueryParams& par
     if (auto notFound = unknownDevice(deviceId)) return std::move(*notFound);
   }
 
+  if (csv) {
+    ApiResponse response;
+    response.contentType = kCsvContentType;
+    response.body = messagesToCsv(records);
+    if (more) {
+      const auto& last = records.back();
+      response.headers.emplace_back("X-Next-Cursor",
+                                    encodeCursor({last.record.serverTimeUs, last.id}));
+    }
+    return response;
+  }
   boost::json::array list;
   list.reserve(records.size());
   for (const auto& record : records) list.push_back(messageToJson(record));
@@ -334,7 +376,7 @@ ApiResponse Router::messages(const std::string& deviceId, const QueryParams& par
 }
 
 ApiResponse Router::series(const std::string& deviceId, const std::string& key,
-                           const QueryParams& params) const {
+                           const QueryParams& params, bool csv) const {
   storage::SeriesQuery query;
   query.deviceId = deviceId;
   query.key = key;
@@ -370,6 +412,12 @@ ApiResponse Router::series(const std::string& deviceId, const std::string& key,
     if (auto notFound = unknownDevice(deviceId)) return std::move(*notFound);
   }
 
+  if (csv) {
+    ApiResponse response;
+    response.contentType = kCsvContentType;
+    response.body = seriesToCsv(*result);
+    return response;
+  }
   boost::json::array points;
   points.reserve(result->size());
   for (const auto& bucket : *result) {

@@ -18,17 +18,19 @@ class Router {
   Router(storage::Store& store, ApiOptions options);
 
   // Never throws: anything escaping a handler becomes a 500 problem.
-  ApiResponse handle(std::string_view method, std::string_view target,
-                     std::string_view body = {}) const noexcept;
+  // `accept` is the request's Accept header (text/csv selects CSV where offered).
+  ApiResponse handle(std::string_view method, std::string_view target, std::string_view body = {},
+                     std::string_view accept = {}) const noexcept;
 
  private:
-  ApiResponse route(std::string_view method, std::string_view target, std::string_view body) const;
+  ApiResponse route(std::string_view method, std::string_view target, std::string_view body,
+                    std::string_view accept) const;
   ApiResponse health(const QueryParams& params) const;
   ApiResponse listDevices(const QueryParams& params) const;
   ApiResponse getDevice(const std::string& deviceId, const QueryParams& params) const;
-  ApiResponse messages(const std::string& deviceId, const QueryParams& params) const;
+  ApiResponse messages(const std::string& deviceId, const QueryParams& params, bool csv) const;
   ApiResponse series(const std::string& deviceId, const std::string& key,
-                     const QueryParams& params) const;
+                     const QueryParams& params, bool csv) const;
   ApiResponse positions(const std::string& deviceId, const QueryParams& params) const;
   ApiResponse latestPositions(const QueryParams& params) const;
   ApiResponse submitCommand(const std::string& deviceId, std::string_view body) const;

@@ -22,7 +22,8 @@ struct Record {
   std::string nodeId;  // the gateway node it came through
   std::string topic;
   std::string payload;  // raw bytes, always kept
-  bool payloadIsJson = false;  // false: payload stored raw and flagged, no fields
+  // false: the payload is stored raw and flagged; fields, if any, come from a decoder (trackers).
+  bool payloadIsJson = false;
   std::vector<Field> fields;
 };
 

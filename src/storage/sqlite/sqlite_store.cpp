@@ -896,7 +896,8 @@ core::Status SqliteStore::writeMessages(std::span<const Record> records,
     // data() is never null, so an empty payload is stored as an empty blob, not NULL.
     sqlite3_bind_blob64(stmt, 6, record.payload.data(), record.payload.size(), SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 7, record.payloadIsJson ? kFlagPayloadJson : 0);
-    if (record.payloadIsJson) {
+    // Fields come from a JSON payload or from a decoder (a tracker's binary frame): keep both.
+    if (record.payloadIsJson || !record.fields.empty()) {
       scratch_.clear();
       bool first = true;
       for (const Field& field : record.fields) {

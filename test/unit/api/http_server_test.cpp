@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "api/encoding.h"
+#include "api/csv_out.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "unit/api/http_test_client.h"
 
@@ -556,6 +557,97 @@ TEST_F(HttpServerTest, SeriesRejectBadParameters) {
 }
 
 // --- routing and HTTP --------------------------------------------------------------------------
+
+// --- CSV ---------------------------------------------------------------------------------------
+
+std::vector<std::string> csvLines(const std::string& body) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    const std::size_t end = body.find("\r\n", start);
+    EXPECT_NE(end, std::string::npos) << "every CSV line ends with CRLF";
+    if (end == std::string::npos) break;
+    lines.push_back(body.substr(start, end - start));
+    start = end + 2;
+  }
+  return lines;
+}
+
+TEST_F(HttpServerTest, MessagesAsCsvWithAColumnPerFieldAndACursorHeader) {
+  const auto asJson = get(messagesUrl("sensor-1", "limit=2"));
+  ASSERT_EQ(asJson.status, 200u);
+  const auto jsonDoc = asJson.json();
+  const auto& messages = jsonDoc.at("messages").as_array();
+  ASSERT_EQ(messages.size(), 2u);
+
+  const auto r = get(messagesUrl("sensor-1", "limit=2&format=csv"));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.header("content-type"), "text/csv; charset=utf-8");
+  const auto lines = csvLines(r.body);
+  ASSERT_EQ(lines.size(), 3u) << r.body;
+  EXPECT_EQ(lines[0], "id,ts,device_ts,node,topic,temp,count,ok,name,nested.a,payload,payload_encoding");
+  EXPECT_EQ(lines[1], std::to_string(messages[0].at("id").as_int64()) +
+                          ",2026-01-01T00:00:00.000Z,2025-12-31T23:59:59.500Z,node-a,"
+                          "device/sensor-1,0.5,0,true,s-0,1,\"{\"\"temp\"\":0.5}\",utf8");
+  EXPECT_EQ(lines[2], std::to_string(messages[1].at("id").as_int64()) +
+                          ",2026-01-01T00:00:00.000Z,,node-a,device/sensor-1,1.5,1,false,s-1,1,"
+                          "\"{\"\"temp\"\":1.5}\",utf8");
+  // The JSON page's next_cursor travels in a header, and continues the CSV the same way.
+  EXPECT_EQ(r.header("x-next-cursor"), std::string(jsonDoc.at("next_cursor").as_string()));
+  const auto next =
+      get(messagesUrl("sensor-1", "limit=2&format=csv&cursor=" + r.header("x-next-cursor")));
+  ASSERT_EQ(next.status, 200u) << next.body;
+  const auto nextLines = csvLines(next.body);
+  ASSERT_EQ(nextLines.size(), 3u);
+  EXPECT_NE(nextLines[1].find(",s-2,"), std::string::npos) << nextLines[1];
+
+  // Binary payloads are base64, as in JSON; a device without fields has no field columns.
+  const auto bin = get("/api/v1/devices/bin%2Fdev/messages?format=csv");
+  ASSERT_EQ(bin.status, 200u) << bin.body;
+  const auto binLines = csvLines(bin.body);
+  ASSERT_EQ(binLines.size(), 4u);
+  EXPECT_EQ(binLines[0], "id,ts,device_ts,node,topic,payload,payload_encoding");
+  EXPECT_TRUE(binLines[1].ends_with(",node-b,raw/bin,AAH//mE=,base64")) << binLines[1];
+  EXPECT_EQ(bin.header("x-next-cursor"), "");
+}
+
+TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
+  HttpTestClient client(server_->port());
+  const std::string url = "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&"
+                          "to=2026-01-01T00:02:00Z&bucket=1m&agg=max";
+  auto raw = [&](const std::string& target, const std::string& accept) {
+    return client.sendRaw("GET " + target + " HTTP/1.1\r\nHost: t\r\nAccept: " + accept +
+                          "\r\n\r\n");
+  };
+  const auto csv = raw(url, "text/csv");
+  ASSERT_EQ(csv.status, 200u) << csv.body;
+  EXPECT_EQ(csv.header("content-type"), "text/csv; charset=utf-8");
+  EXPECT_EQ(csv.body,
+            "ts,value,count\r\n2026-01-01T00:00:00.000Z,119.5,120\r\n"
+            "2026-01-01T00:01:00.000Z,239.5,120\r\n");
+  EXPECT_EQ(raw(url, "application/json, text/csv;q=0.5").header("content-type"),
+            "application/json");
+  EXPECT_EQ(raw(url + "&format=json", "text/csv").header("content-type"), "application/json");
+  EXPECT_EQ(raw(messagesUrl("sensor-1", "limit=1"), "text/csv, */*").header("content-type"),
+            "text/csv; charset=utf-8");
+  // Problems stay JSON whatever was asked for.
+  expectProblem(raw(url + "&format=xml", "text/csv"), 400, "format");
+  expectProblem(get(messagesUrl("sensor-1", "format=")), 400, "format");
+}
+
+TEST(CsvTest, FieldsAreQuotedOnlyWhenNeeded) {
+  auto field = [](std::string_view v) {
+    std::string out;
+    appendCsvField(out, v);
+    return out;
+  };
+  EXPECT_EQ(field("plain"), "plain");
+  EXPECT_EQ(field(""), "");
+  EXPECT_EQ(field("a,b"), "\"a,b\"");
+  EXPECT_EQ(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+  EXPECT_EQ(field("two\nlines"), "\"two\nlines\"");
+  EXPECT_EQ(field("cr\r"), "\"cr\r\"");
+}
 
 TEST_F(HttpServerTest, UnknownPathsAre404) {
   for (const char* path :
