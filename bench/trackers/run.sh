@@ -111,8 +111,8 @@ wait_port "$P_TELTONIKA" 5 "$TERN_PID" || { cat "$TMP/tern.log" >&2; die "tern d
 BEFORE="$(stored)"
 CPU_BEFORE="$(cpu_ticks "$TERN_PID")"
 START="$(date +%s.%N)"
-sim() {  # protocol devices port imei-base
-  "$TERN" sim tracker --protocol "$1" --devices "$2" --server "127.0.0.1:$3" --rate "$RATE" \
+sim() {  # protocol devices port imei-base (exec: $! is the simulator itself)
+  exec "$TERN" sim tracker --protocol "$1" --devices "$2" --server "127.0.0.1:$3" --rate "$RATE" \
     --duration "$SECS" --threads "$SIM_THREADS" --imei-base "$4" \
     --heartbeat-every "$HEARTBEAT_EVERY" >"$TMP/sim-$1.out" 2>"$TMP/sim-$1.log"
 }
@@ -125,7 +125,9 @@ PIDS+=("$SIM_GT06" "$SIM_TELTONIKA")
 WINDOW=$(( SECS > 12 ? SECS - 10 : 0 ))
 if (( WINDOW > 0 )); then
   sleep 5; MID_A="$(stored)"; T_A="$(date +%s.%N)"
+  CPU_A="$(cpu_ticks "$TERN_PID") $(cpu_ticks "$SIM_GT06") $(cpu_ticks "$SIM_TELTONIKA") $(awk '{print $2 + $3 + $4 + $7 + $8}' /proc/stat | head -1)"
   sleep "$WINDOW"; MID_B="$(stored)"; T_B="$(date +%s.%N)"
+  CPU_B="$(cpu_ticks "$TERN_PID") $(cpu_ticks "$SIM_GT06") $(cpu_ticks "$SIM_TELTONIKA") $(awk '{print $2 + $3 + $4 + $7 + $8}' /proc/stat | head -1)"
 fi
 RC_GT06=0; wait "$SIM_GT06" || RC_GT06=$?
 RC_TELTONIKA=0; wait "$SIM_TELTONIKA" || RC_TELTONIKA=$?
@@ -141,6 +143,14 @@ echo "teltonika: exit $RC_TELTONIKA: $(tail -1 "$TMP/sim-teltonika.out" 2>/dev/n
 echo "stored:    $((AFTER - BEFORE)) records in ${ELAPSED}s (simulators' whole run incl. connect and drain): $(awk -v n=$((AFTER - BEFORE)) -v t="$ELAPSED" 'BEGIN {printf "%.0f", n / t}')/s"
 if (( WINDOW > 0 )); then
   echo "steady:    $(awk -v a="$MID_A" -v b="$MID_B" -v ta="$T_A" -v tb="$T_B" 'BEGIN {printf "%.0f positions stored/s (%d in %.1fs, from 5 s in to 5 s before the end)", (b - a) / (tb - ta), b - a, tb - ta}')"
+fi
+if (( WINDOW > 0 )); then
+  # Who used the two cores in the steady window; "other" is everything else on the machine.
+  echo "cpu:       $(awk -v a="$CPU_A" -v b="$CPU_B" -v h="$CLK_TCK" -v ta="$T_A" -v tb="$T_B" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); t = tb - ta
+    tern = (y[1] - x[1]) / h / t; g = (y[2] - x[2]) / h / t; te = (y[3] - x[3]) / h / t
+    all = (y[4] - x[4]) / h / t
+    printf "steady window, in cores of %d: tern %.2f, sim gt06 %.2f, sim teltonika %.2f, other %.2f (machine busy %.0f%%)", n, tern, g, te, all - tern - g - te, 100 * all / n }')"
 fi
 echo "tern cpu:  $(awk -v t=$((CPU_AFTER - CPU_BEFORE)) -v h="$CLK_TCK" -v e="$ELAPSED" 'BEGIN {printf "%.1f s CPU in %.1f s (%.0f%% of one core)", t / h, e, 100 * t / h / e}')"
 if [[ -s "$TMP/tern.log" ]]; then
