@@ -321,6 +321,29 @@ TEST_P(StoreContractTest, NonJsonPayloadKeepsExactBytes) {
   EXPECT_TRUE((*device)->latest.empty());
 }
 
+TEST_P(StoreContractTest, DecodedFieldsOfNonJsonPayloadsAreKept) {
+  // A tracker's binary frame: raw payload, fields from the protocol decoder.
+  Record position = makeRecord("trk", kJan2026Us, {{"lat", 52.52}, {"lon", 13.4},
+                                                   {"speed", std::int64_t{12}}, {"valid", true}});
+  position.payloadIsJson = false;
+  position.payload = std::string("\x78\x78\x0d\x01\x00", 5);
+  append({position});
+  MessageQuery q;
+  q.deviceId = "trk";
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_FALSE(rows[0].record.payloadIsJson);
+  EXPECT_EQ(rows[0].record.payload, position.payload);
+  ASSERT_EQ(rows[0].record.fields.size(), 4u);
+  EXPECT_EQ(rows[0].record.fields[0].value, FieldValue(52.52));
+  const auto buckets = series("speed", Aggregate::kMax, kDayUs, 0, "trk");
+  ASSERT_EQ(buckets.size(), 1u);
+  EXPECT_DOUBLE_EQ(buckets[0].value, 12);
+  auto device = store_->getDevice("trk");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->latest.size(), 4u);
+}
+
 TEST_P(StoreContractTest, UnicodeDeviceIdsTopicsAndNodes) {
   Record record = makeRecord("gerät-ü-😀", 5, {{"t", std::int64_t{1}}});
   record.topic = "device/gerät-ü-😀";

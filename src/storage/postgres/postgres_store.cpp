@@ -935,7 +935,8 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
     copy_.text(record.topic);
     copy_.bytes(record.payload);
     copy_.int16(record.payloadIsJson ? static_cast<std::int16_t>(kFlagPayloadJson) : 0);
-    if (record.payloadIsJson) {
+    // Fields come from a JSON payload or from a decoder (a tracker's binary frame): keep both.
+    if (record.payloadIsJson || !record.fields.empty()) {
       scratch_.clear();
       appendJsonObject(scratch_, record.fields);
       copy_.json(scratch_);
