@@ -13,6 +13,7 @@
 #include "ingest/normalizer.h"
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
+#include "scheduler/job_runner.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "trackers/osmand_server.h"
@@ -103,6 +104,9 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                                        config_.trackers.proxyProtocol);
   }
 
+  jobs_ = std::make_unique<scheduler::JobRunner>();
+  addRetentionJob();
+
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
   apiOptions.nodeId = config_.server.nodeId;
@@ -129,6 +133,17 @@ Server::Server(core::Config config) : config_(std::move(config)) {
           {"refused_devices", t.refusedDevices}, {"closed_oversize", t.closedOversize},
       };
     }
+    boost::json::array jobs;
+    for (const auto& job : jobs_->status()) {
+      boost::json::object j{{"name", job.name}, {"schedule", job.schedule},
+                            {"runs", job.runs},  {"failures", job.failures}};
+      j["next_run"] = job.nextRunUs ? boost::json::value(core::formatRfc3339Millis(job.nextRunUs))
+                                    : boost::json::value(nullptr);
+      if (job.lastRunUs) j["last_run"] = core::formatRfc3339Millis(job.lastRunUs);
+      if (!job.lastError.empty()) j["last_error"] = job.lastError;
+      jobs.push_back(std::move(j));
+    }
+    out["jobs"] = std::move(jobs);
     out["ingest"] = boost::json::object{
         {"submitted", p.submitted},       {"committed", p.committed},
         {"queued", p.queued},             {"batches", p.batches},
@@ -153,6 +168,30 @@ Server::Server(core::Config config) : config_(std::move(config)) {
 
 Server::~Server() { stop(); }
 
+void Server::addRetentionJob() {
+  const auto& storage = config_.storage;
+  if (storage.retentionUs == 0 && storage.retentionKeys.empty()) return;
+  auto schedule = scheduler::Schedule::parse(storage.retentionSchedule);
+  if (!schedule) {
+    throw core::ConfigError("config: storage.retention_schedule: " + schedule.error().message);
+  }
+  jobs_->add("retention", std::move(*schedule), [this]() -> core::Status {
+    const auto& s = config_.storage;
+    const std::int64_t now = core::nowMicros();
+    if (s.retentionUs > 0) {
+      auto deleted = store_->deleteBefore(now - s.retentionUs);
+      if (!deleted) return deleted.error();
+      if (*deleted > 0) spdlog::info("retention: deleted {} messages", *deleted);
+    }
+    for (const auto& [key, us] : s.retentionKeys) {
+      auto changed = store_->dropKeyBefore(key, now - us);
+      if (!changed) return changed.error();
+      if (*changed > 0) spdlog::info("retention: removed '{}' from {} messages", key, *changed);
+    }
+    return {};
+  });
+}
+
 void Server::start() {
   pipeline_->start();
   pool_->start();
@@ -166,6 +205,7 @@ void Server::start() {
     osmand_->start(core::HostPort{config_.trackers.host, port});
   }
   http_->start();
+  jobs_->start();
   started_ = true;
   spdlog::info("tern {} serving: node '{}', data in {}, mqtt port {}, http port {}", TERN_VERSION,
                config_.server.nodeId, config_.server.dataDir, mqttPort(), httpPort());
@@ -174,6 +214,7 @@ void Server::start() {
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
+  jobs_->stop();  // a running retention pass finishes its chunk first
   if (started_) {
     broker_->stopAccepting();
     if (trackers_) trackers_->stopAccepting();
@@ -191,6 +232,7 @@ void Server::stop() {
   trackers_.reset();
   osmand_.reset();
   http_.reset();
+  jobs_.reset();
   pool_.reset();
   pipeline_.reset();
   store_.reset();  // closes the database

@@ -24,6 +24,9 @@ class EventLoopPool;
 namespace tern::api {
 class HttpServer;
 }
+namespace tern::scheduler {
+class JobRunner;
+}
 namespace tern::trackers {
 class TrackerServer;
 class OsmandServer;
@@ -55,8 +58,12 @@ class Server {
   trackers::TrackerServer* trackers() { return trackers_.get(); }
   // protocol → bound port, "osmand" included.
   std::map<std::string, std::uint16_t> trackerPorts() const;
+  // Periodic jobs (retention); tests drive it with runDue().
+  scheduler::JobRunner& jobs() { return *jobs_; }
 
  private:
+  void addRetentionJob();
+
   core::Config config_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ingest::Normalizer> normalizer_;
@@ -66,6 +73,7 @@ class Server {
   std::unique_ptr<trackers::TrackerServer> trackers_;
   std::unique_ptr<trackers::OsmandServer> osmand_;
   std::unique_ptr<api::HttpServer> http_;
+  std::unique_ptr<scheduler::JobRunner> jobs_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -11,6 +11,7 @@
 
 #include "core/ids.h"
 #include "core/logging.h"
+#include "core/time.h"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in a header
 
@@ -249,6 +250,52 @@ const std::vector<KeyDescriptor>& keyTable() {
                                   "a postgresql:// URL or a libpq keyword=value string", text);
                    }
                    c.storage.url = text;
+                 }});
+    t.push_back({"storage.retention", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   if (text == "0" || text == "forever") {
+                     c.storage.retentionUs = 0;
+                     return;
+                   }
+                   // A unit is required: "90" could mean seconds or days.
+                   const auto us = text.empty() || std::isdigit(static_cast<unsigned char>(text.back()))
+                                       ? std::nullopt
+                                       : parseDuration(text);
+                   if (!us || *us <= 0) {
+                     failExpected(key.name, "a duration such as 90d, 12h or 0 (keep forever)", text);
+                   }
+                   c.storage.retentionUs = *us;
+                 }});
+    t.push_back({"storage.retention_keys", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   std::vector<std::pair<std::string, std::int64_t>> keys;
+                   std::size_t start = 0;
+                   while (start <= text.size()) {
+                     std::size_t comma = text.find(',', start);
+                     std::string item = text.substr(
+                         start, comma == std::string::npos ? std::string::npos : comma - start);
+                     start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+                     if (item.empty()) continue;
+                     const std::size_t eq = item.rfind('=');
+                     const auto us =
+                         eq == std::string::npos || eq + 1 == item.size() ||
+                                 std::isdigit(static_cast<unsigned char>(item.back()))
+                             ? std::nullopt
+                             : parseDuration(item.substr(eq + 1));
+                     if (eq == 0 || !us || *us <= 0 ||
+                         item.find('"') != std::string::npos) {
+                       failExpected(key.name, "KEY=DURATION entries separated by ',' (rpm=7d)",
+                                    item);
+                     }
+                     keys.emplace_back(item.substr(0, eq), *us);
+                   }
+                   c.storage.retentionKeys = std::move(keys);
+                 }});
+    t.push_back({"storage.retention_schedule", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   // The full cron check is the scheduler's, at start; catch the obvious here.
+                   if (text.empty()) failExpected(key.name, "a cron expression or @every DURATION", text);
+                   c.storage.retentionSchedule = text;
                  }});
     t.push_back({"ingest.routes", Kind::kRoutes, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {

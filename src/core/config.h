@@ -52,6 +52,10 @@ struct StorageConfig {
   std::string sync = "normal";  // normal | full (sqlite)
   // postgres: a postgresql:// URL or a libpq keyword string; required for that backend.
   std::string url;
+  std::int64_t retentionUs = 0;  // messages older than this are deleted; 0 keeps them forever
+  // Per key: the key is removed from messages older than its duration (e.g. rpm=7d).
+  std::vector<std::pair<std::string, std::int64_t>> retentionKeys;
+  std::string retentionSchedule = "*/10 * * * *";  // when retention runs (cron, UTC)
 };
 
 // Where the device id of a routed message comes from.

@@ -62,6 +62,22 @@ class Store {
   virtual core::Result<std::optional<DeviceSummary>> getDevice(const std::string& deviceId) = 0;
   virtual core::Result<std::int64_t> countMessages() = 0;
 
+  // Retention. Deletes messages whose server time is before `cutoffUs`; device summaries follow
+  // (count, first seen; latest values stay). Works in short transactions so ingest is never
+  // blocked for long, and may run on any thread concurrently with appendBatch. Returns the number
+  // of messages deleted.
+  virtual core::Result<std::int64_t> deleteBefore(std::int64_t cutoffUs) {
+    (void)cutoffUs;
+    return core::Error{backendName() + ": retention is not supported"};
+  }
+  // Per-key retention: removes `key` from the fields of messages before `cutoffUs` (the message
+  // and its other fields stay). Returns the number of messages changed.
+  virtual core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) {
+    (void)key;
+    (void)cutoffUs;
+    return core::Error{backendName() + ": per-key retention is not supported"};
+  }
+
   // A short backend name and whether it is usable right now, for health checks.
   virtual std::string backendName() const = 0;
   virtual core::Status check() = 0;

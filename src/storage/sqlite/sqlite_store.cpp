@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -119,6 +120,26 @@ constexpr const char* kSqlGetDevice =
 // a count(*) scan over 100M rows.
 constexpr const char* kSqlCountMessages = "SELECT coalesce(sum(message_count), 0) FROM devices";
 constexpr const char* kSqlCheck = "SELECT 1";
+// Retention works device by device through the (device, ts) index, in chunks: each chunk is one
+// short write transaction, so the ingest writer waits at most one chunk for the lock.
+constexpr std::int64_t kRetentionChunk = 5000;
+constexpr const char* kSqlDeviceRowIds = "SELECT id FROM devices ORDER BY id";
+constexpr const char* kSqlDeleteChunk =
+    "DELETE FROM messages WHERE id IN "
+    "(SELECT id FROM messages WHERE device = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)";
+constexpr const char* kSqlAfterDelete =
+    "UPDATE devices SET message_count = message_count - ?2, "
+    "first_seen = coalesce((SELECT min(ts) FROM messages WHERE device = ?1), first_seen) "
+    "WHERE id = ?1";
+constexpr const char* kSqlDropKeyChunk =
+    "UPDATE messages SET fields = json_remove(fields, ?3) WHERE id IN "
+    "(SELECT id FROM messages WHERE device = ?1 AND ts >= ?4 AND ts < ?2 "
+    "AND json_type(fields, ?3) IS NOT NULL ORDER BY ts LIMIT ?5)";
+// Per-key retention remembers how far it got, so each run reads only rows it has not seen.
+constexpr const char* kSqlGetMeta = "SELECT value FROM meta WHERE key = ?1";
+constexpr const char* kSqlSetMeta =
+    "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
 
 // --- helpers -----------------------------------------------------------------------------------
 
@@ -649,7 +670,7 @@ struct DeviceBatch {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(const SqliteOptions& options) : readers_(options.path) {
+  explicit SqliteStore(const SqliteOptions& options) : readers_(options.path), path_(options.path) {
     if (options.path.empty()) {
       throw std::runtime_error("sqlite: no database path given");
     }
@@ -693,6 +714,8 @@ class SqliteStore final : public Store {
   core::Result<std::int64_t> countMessages() override;
   std::string backendName() const override { return "sqlite"; }
   core::Status check() override;
+  core::Result<std::int64_t> deleteBefore(std::int64_t cutoffUs) override;
+  core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override;
 
   core::Result<std::string> explainMessages(bool descending);
 
@@ -704,6 +727,13 @@ class SqliteStore final : public Store {
                              const std::vector<std::size_t>& recordDevice,
                              const std::vector<DeviceBatch>& devices);
   static core::Result<DeviceSummary> readDevice(sqlite3_stmt* stmt);
+  // The maintenance connection (retention), opened on first use; call with maintenanceMutex_.
+  core::Result<Connection*> maintenanceLocked();
+  core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
+  // Runs `chunk` (which returns the rows it changed) in its own transaction until it changes
+  // fewer than kRetentionChunk rows. `after` runs in the same transaction as each chunk.
+  core::Result<std::int64_t> chunked(Connection& conn, const std::function<core::Result<std::int64_t>()>& chunk,
+                                     const std::function<core::Status(std::int64_t)>& after);
 
   // Declared first so it is destroyed last: the last connection to close checkpoints the WAL.
   std::unique_ptr<Connection> writer_;
@@ -711,6 +741,9 @@ class SqliteStore final : public Store {
   // Writer thread only: device text id → devices.id, for ids known to be committed.
   std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> deviceIds_;
   std::string scratch_;  // writer thread only: reused JSON buffer
+  std::string path_;
+  std::mutex maintenanceMutex_;
+  std::unique_ptr<Connection> maintenance_;
 };
 
 void SqliteStore::migrate() {
@@ -1127,6 +1160,186 @@ core::Status SqliteStore::check() {
     return lease.error();
   }
   return lease->conn().run(kSqlCheck, "check");
+}
+
+core::Result<Connection*> SqliteStore::maintenanceLocked() {
+  if (!maintenance_) {
+    auto conn = Connection::tryOpen(path_, SQLITE_OPEN_READWRITE);
+    if (!conn) {
+      return conn.error();
+    }
+    maintenance_ = std::move(*conn);
+  }
+  return maintenance_.get();
+}
+
+core::Result<std::vector<std::int64_t>> SqliteStore::deviceRowIdsLocked(Connection& conn) {
+  auto prepared = conn.statement(kSqlDeviceRowIds);
+  if (!prepared) {
+    return prepared.error();
+  }
+  ResetGuard reset(*prepared);
+  std::vector<std::int64_t> ids;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(*prepared)) == SQLITE_ROW) {
+    ids.push_back(sqlite3_column_int64(*prepared, 0));
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(conn.db(), "list devices for retention");
+  }
+  return ids;
+}
+
+core::Result<std::int64_t> SqliteStore::chunked(
+    Connection& conn, const std::function<core::Result<std::int64_t>()>& chunk,
+    const std::function<core::Status(std::int64_t)>& after) {
+  std::int64_t total = 0;
+  while (true) {
+    if (auto begun = conn.run(kSqlBegin, "begin retention"); !begun.ok()) {
+      return core::Error{begun.message()};
+    }
+    auto changed = chunk();
+    core::Status status = changed ? after(*changed) : core::Status(changed.error());
+    if (status.ok()) {
+      status = conn.run(kSqlCommit, "commit retention");
+    }
+    if (!status.ok()) {
+      conn.run(kSqlRollback, "rollback retention");
+      return core::Error{status.message()};
+    }
+    total += *changed;
+    if (*changed < kRetentionChunk) {
+      return total;
+    }
+  }
+}
+
+core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
+  std::lock_guard lock(maintenanceMutex_);
+  auto conn = maintenanceLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  auto devices = deviceRowIdsLocked(**conn);
+  if (!devices) {
+    return devices.error();
+  }
+  std::int64_t total = 0;
+  for (const std::int64_t device : *devices) {
+    auto deleted = chunked(
+        **conn,
+        [&]() -> core::Result<std::int64_t> {
+          auto stmt = (*conn)->statement(kSqlDeleteChunk);
+          if (!stmt) {
+            return stmt.error();
+          }
+          ResetGuard reset(*stmt);
+          sqlite3_bind_int64(*stmt, 1, device);
+          sqlite3_bind_int64(*stmt, 2, cutoffUs);
+          sqlite3_bind_int64(*stmt, 3, kRetentionChunk);
+          if (sqlite3_step(*stmt) != SQLITE_DONE) {
+            return sqlError((*conn)->db(), "delete old messages");
+          }
+          return static_cast<std::int64_t>(sqlite3_changes64((*conn)->db()));
+        },
+        [&](std::int64_t changed) -> core::Status {
+          if (changed == 0) {
+            return {};
+          }
+          auto stmt = (*conn)->statement(kSqlAfterDelete);
+          if (!stmt) {
+            return stmt.error();
+          }
+          ResetGuard reset(*stmt);
+          sqlite3_bind_int64(*stmt, 1, device);
+          sqlite3_bind_int64(*stmt, 2, changed);
+          if (sqlite3_step(*stmt) != SQLITE_DONE) {
+            return sqlError((*conn)->db(), "update device after retention");
+          }
+          return {};
+        });
+    if (!deleted) {
+      return deleted.error();
+    }
+    total += *deleted;
+  }
+  return total;
+}
+
+core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
+                                                       std::int64_t cutoffUs) {
+  if (key.empty() || key.find('"') != std::string::npos) {
+    return core::Error{"sqlite: per-key retention needs a key without '\"'"};
+  }
+  std::string path = "$.\"";
+  path += key;
+  path += '"';
+  std::string metaKey = "retention_key:";
+  metaKey += key;
+  std::lock_guard lock(maintenanceMutex_);
+  auto conn = maintenanceLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  // Rows before the previous run's cutoff were already done.
+  std::int64_t from = std::numeric_limits<std::int64_t>::min();
+  {
+    auto stmt = (*conn)->statement(kSqlGetMeta);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    bindText(*stmt, 1, metaKey);
+    if (sqlite3_step(*stmt) == SQLITE_ROW) {
+      const std::string_view text = columnText(*stmt, 0);
+      std::from_chars(text.data(), text.data() + text.size(), from);
+    }
+  }
+  if (from >= cutoffUs) {
+    return std::int64_t{0};
+  }
+  auto devices = deviceRowIdsLocked(**conn);
+  if (!devices) {
+    return devices.error();
+  }
+  std::int64_t total = 0;
+  for (const std::int64_t device : *devices) {
+    auto changed = chunked(
+        **conn,
+        [&]() -> core::Result<std::int64_t> {
+          auto stmt = (*conn)->statement(kSqlDropKeyChunk);
+          if (!stmt) {
+            return stmt.error();
+          }
+          ResetGuard reset(*stmt);
+          sqlite3_bind_int64(*stmt, 1, device);
+          sqlite3_bind_int64(*stmt, 2, cutoffUs);
+          bindText(*stmt, 3, path);
+          sqlite3_bind_int64(*stmt, 4, from);
+          sqlite3_bind_int64(*stmt, 5, kRetentionChunk);
+          if (sqlite3_step(*stmt) != SQLITE_DONE) {
+            return sqlError((*conn)->db(), "drop an expired key");
+          }
+          return static_cast<std::int64_t>(sqlite3_changes64((*conn)->db()));
+        },
+        [](std::int64_t) { return core::Status{}; });
+    if (!changed) {
+      return changed.error();
+    }
+    total += *changed;
+  }
+  auto stmt = (*conn)->statement(kSqlSetMeta);
+  if (!stmt) {
+    return stmt.error();
+  }
+  ResetGuard reset(*stmt);
+  bindText(*stmt, 1, metaKey);
+  const std::string value = std::to_string(cutoffUs);
+  bindText(*stmt, 2, value);
+  if (sqlite3_step(*stmt) != SQLITE_DONE) {
+    return sqlError((*conn)->db(), "record per-key retention progress");
+  }
+  return total;
 }
 
 core::Result<std::string> SqliteStore::explainMessages(bool descending) {

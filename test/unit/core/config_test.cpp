@@ -48,7 +48,7 @@ TEST(ConfigTest, ListsAllKeys) {
       "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
       "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "mqtt.proxy_protocol",
       "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
-      "ingest.routes",
+      "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "trackers.enabled",
       "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
       "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
@@ -74,6 +74,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "storage.backend", "sqlite");
   applyConfigValue(c, "storage.sync", "full");
   applyConfigValue(c, "storage.url", "postgresql://tern@db:5432/tern");
+  applyConfigValue(c, "storage.retention", "90d");
+  applyConfigValue(c, "storage.retention_keys", "rpm=7d,can.dtcs=12h");
+  applyConfigValue(c, "storage.retention_schedule", "@hourly");
   applyConfigValue(c, "ingest.routes", "a/+=topic:2;b/#=json:meta.id");
   applyConfigValue(c, "ingest.batch_size", "1");
   applyConfigValue(c, "ingest.batch_ms", "10000");
@@ -94,6 +97,11 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
   EXPECT_EQ(c.storage.sync, "full");
   EXPECT_EQ(c.storage.url, "postgresql://tern@db:5432/tern");
+  EXPECT_EQ(c.storage.retentionUs, 90LL * 86'400'000'000);
+  ASSERT_EQ(c.storage.retentionKeys.size(), 2u);
+  EXPECT_EQ(c.storage.retentionKeys[1].first, "can.dtcs");
+  EXPECT_EQ(c.storage.retentionKeys[1].second, 12LL * 3'600'000'000);
+  EXPECT_EQ(c.storage.retentionSchedule, "@hourly");
   ASSERT_EQ(c.ingest.routes.size(), 2u);
   EXPECT_EQ(c.ingest.routes[1].filter, "b/#");
   EXPECT_EQ(c.ingest.routes[1].deviceId, "json:meta.id");
@@ -120,6 +128,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
       {"storage.url", {"", "localhost", "mysql://db/tern", "host=db\ndbname=x"}},
+      {"storage.retention", {"", "90", "-1d", "soon", "0s"}},
+      {"storage.retention_keys", {"rpm", "rpm=", "=7d", "rpm=7", "rpm=7d,x=y", "a\"b=1d"}},
+      {"storage.retention_schedule", {""}},
       {"ingest.routes", {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
                          "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
       {"ingest.batch_size", {"0", "1000001"}},
