@@ -35,6 +35,8 @@ core::Config testConfig(const std::filesystem::path& dataDir) {
   // Tracker listeners are opt-in per test: their usual ports would collide between tests.
   config.trackers.enabled.clear();
   config.trackers.host = "127.0.0.1";
+  // Tests that enable one get an ephemeral port (trackerPorts() tells which), never the fixed one.
+  for (const auto& name : core::trackerProtocolNames()) config.trackers.ports[name] = 0;
   return config;
 }
 
