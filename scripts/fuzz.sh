@@ -14,7 +14,7 @@ all_targets=(mqtt_decoder_fuzz)
 for p in gt06 teltonika h02 tk103 gps103 gl200 meitrack ruptela; do
   all_targets+=("tracker_${p}_fuzz")
 done
-all_targets+=(proxy_protocol_fuzz)
+all_targets+=(proxy_protocol_fuzz osmand_fuzz)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
