@@ -782,6 +782,177 @@ TEST_P(StoreContractTest, ReadersRunConcurrentlyWithTheWriter) {
   EXPECT_EQ(count(), kBatches * kPerBatch);
 }
 
+// --- retention ---------------------------------------------------------------------------------
+
+TEST_P(StoreContractTest, RetentionDeletesOldMessagesAndKeepsSummariesTrue) {
+  // 12,000 messages for "a" (more than one retention chunk) and 3 for "b", at ts 0..N-1.
+  std::vector<Record> records;
+  for (std::int64_t i = 0; i < 12'000; ++i) {
+    records.push_back(makeRecord("a", i, {{"v", i}}));
+  }
+  for (std::int64_t i = 0; i < 3; ++i) {
+    records.push_back(makeRecord("b", 5'000 + i, {{"w", i}}));
+  }
+  append(records);
+  auto deleted = store_->deleteBefore(11'000);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 11'000 + 3);
+  EXPECT_EQ(count(), 1'000);
+
+  auto a = store_->getDevice("a");
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->messageCount, 1'000);
+  EXPECT_EQ((*a)->firstSeenUs, 11'000);
+  EXPECT_EQ((*a)->lastSeenUs, 11'999);
+  // A device with nothing left keeps its summary (and latest values) with a zero count.
+  auto b = store_->getDevice("b");
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->messageCount, 0);
+  ASSERT_NE(findField((*b)->latest, "w"), nullptr);
+  EXPECT_EQ(std::get<std::int64_t>(*findField((*b)->latest, "w")), 2);
+
+  MessageQuery q;
+  q.deviceId = "a";
+  q.limit = 1;
+  EXPECT_EQ(query(q).at(0).record.serverTimeUs, 11'000);
+  // Again: nothing more to delete; new data after retention is unaffected.
+  deleted = store_->deleteBefore(11'000);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 0);
+  append({makeRecord("a", 20'000, {{"v", std::int64_t{1}}})});
+  EXPECT_EQ(count(), 1'001);
+}
+
+TEST_P(StoreContractTest, RetentionAcrossDaysKeepsCountsAndFirstSeenExact) {
+  // Six days, two devices; "late" starts on day 3. The cutoff is in the middle of day 4, so
+  // whole days go at once (partitions, where the backend has them) and part of day 4 row by row.
+  std::vector<Record> records;
+  for (std::int64_t day = 0; day < 6; ++day) {
+    for (std::int64_t i = 0; i < 10; ++i) {
+      const std::int64_t ts = kJan2026Us + day * kDayUs + i * (kDayUs / 10);
+      records.push_back(makeRecord("early", ts, {{"v", day}}));
+      if (day >= 3) {
+        records.push_back(makeRecord("late", ts + 1, {{"v", day}}));
+      }
+    }
+  }
+  append(records);
+  ASSERT_EQ(count(), 90);
+  const std::int64_t cutoff = kJan2026Us + 4 * kDayUs + kDayUs / 2;  // day 4, after i = 4
+  auto deleted = store_->deleteBefore(cutoff);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 45 + 15);
+  EXPECT_EQ(count(), 30);
+  auto early = store_->getDevice("early");
+  ASSERT_TRUE(early.ok() && early->has_value());
+  EXPECT_EQ((*early)->messageCount, 15);
+  EXPECT_EQ((*early)->firstSeenUs, cutoff);
+  auto late = store_->getDevice("late");
+  ASSERT_TRUE(late.ok() && late->has_value());
+  EXPECT_EQ((*late)->messageCount, 15);
+  EXPECT_EQ((*late)->firstSeenUs, cutoff + 1);
+  MessageQuery q;
+  q.deviceId = "early";
+  q.fromUs = std::numeric_limits<std::int64_t>::min();
+  q.limit = 1000;
+  const auto rows = query(q);
+  ASSERT_EQ(rows.size(), 15u);
+  EXPECT_EQ(rows.front().record.serverTimeUs, cutoff);
+
+  // Appending into an expired day again works (its partition is made anew where needed), and
+  // the next run removes it again.
+  append({makeRecord("early", kJan2026Us + kDayUs, {{"v", std::int64_t{9}}})});
+  EXPECT_EQ(count(), 31);
+  early = store_->getDevice("early");
+  ASSERT_TRUE(early.ok() && early->has_value());
+  EXPECT_EQ((*early)->firstSeenUs, kJan2026Us + kDayUs);
+  deleted = store_->deleteBefore(cutoff);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 1);
+  early = store_->getDevice("early");
+  ASSERT_TRUE(early.ok() && early->has_value());
+  EXPECT_EQ((*early)->messageCount, 15);
+  EXPECT_EQ((*early)->firstSeenUs, cutoff);
+  EXPECT_EQ(count(), 30);
+}
+
+TEST_P(StoreContractTest, RetentionRunsWhileTheWriterAppends) {
+  std::vector<Record> old;
+  const std::vector<std::string> devices{"d0", "d1", "d2", "d3", "d4", "d5", "d6"};
+  for (std::int64_t i = 0; i < 20'000; ++i) {
+    old.push_back(makeRecord(devices[static_cast<std::size_t>(i % 7)], i));
+  }
+  append(old);
+  std::atomic<bool> failed{false};
+  std::thread retention([&] {
+    auto deleted = store_->deleteBefore(20'000);
+    if (!deleted.ok() || *deleted != 20'000) failed = true;
+  });
+  for (std::int64_t batch = 0; batch < 50; ++batch) {
+    std::vector<Record> fresh;
+    for (std::int64_t i = 0; i < 100; ++i) {
+      fresh.push_back(makeRecord("d1", 100'000 + batch * 100 + i));
+    }
+    append(fresh);
+  }
+  retention.join();
+  EXPECT_FALSE(failed.load());
+  EXPECT_EQ(count(), 5'000);
+  auto d1 = store_->getDevice("d1");
+  ASSERT_TRUE(d1.ok() && d1->has_value());
+  EXPECT_EQ((*d1)->messageCount, 5'000);
+  EXPECT_EQ((*d1)->firstSeenUs, 100'000);
+}
+
+TEST_P(StoreContractTest, PerKeyRetentionDropsOnlyThatKeyFromOldMessages) {
+  std::vector<Record> records;
+  for (std::int64_t i = 0; i < 10; ++i) {
+    records.push_back(makeRecord("k", i * 100, {{"rpm", i}, {"temp", 20.5 + static_cast<double>(i)},
+                                                {"name", std::string("x\"y")}}));
+  }
+  append(records);
+  auto changed = store_->dropKeyBefore("rpm", 500);
+  ASSERT_TRUE(changed.ok()) << changed.error().message;
+  EXPECT_EQ(*changed, 5);
+  MessageQuery q;
+  q.deviceId = "k";
+  const auto all = query(q);
+  ASSERT_EQ(all.size(), 10u);
+  for (const auto& stored : all) {
+    const bool old = stored.record.serverTimeUs < 500;
+    EXPECT_EQ(findField(stored.record.fields, "rpm") == nullptr, old) << stored.record.serverTimeUs;
+    // The other fields survive bit-exact, types and order included.
+    ASSERT_EQ(stored.record.fields.size(), old ? 2u : 3u);
+    EXPECT_EQ(stored.record.fields[old ? 0 : 1].key, "temp");
+    ASSERT_NE(findField(stored.record.fields, "temp"), nullptr);
+    EXPECT_EQ(std::get<double>(*findField(stored.record.fields, "temp")),
+              20.5 + static_cast<double>(stored.record.serverTimeUs / 100));
+    EXPECT_EQ(std::get<std::string>(*findField(stored.record.fields, "name")), "x\"y");
+  }
+  // The series of the dropped key starts at the cutoff; the latest value is untouched.
+  SeriesQuery sq;
+  sq.deviceId = "k";
+  sq.key = "rpm";
+  sq.bucketUs = 1000;
+  sq.aggregate = Aggregate::kCount;
+  auto buckets = store_->querySeries(sq);
+  ASSERT_TRUE(buckets.ok() && buckets->size() == 1u);
+  EXPECT_EQ(buckets->at(0).value, 5.0);
+  auto device = store_->getDevice("k");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ(std::get<std::int64_t>(*findField((*device)->latest, "rpm")), 9);
+  // A later run only reads what is new since the last cutoff, and the result is the same.
+  EXPECT_EQ(*store_->dropKeyBefore("rpm", 500), 0);
+  EXPECT_EQ(*store_->dropKeyBefore("rpm", 700), 2);
+  // Other keys have their own progress.
+  EXPECT_EQ(*store_->dropKeyBefore("temp", 300), 3);
+  // The progress survives a reopen.
+  store_.reset();
+  store_ = backend_->open();
+  EXPECT_EQ(*store_->dropKeyBefore("rpm", 700), 0);
+  EXPECT_EQ(*store_->dropKeyBefore("rpm", 800), 1);
+}
+
 // The "contract" prefix lets `ctest -R contract` pick the whole suite.
 INSTANTIATE_TEST_SUITE_P(contract, StoreContractTest, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
@@ -864,17 +1035,66 @@ TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
   EXPECT_TRUE(again.ok()) << again.message();
 }
 
+TEST_P(PostgresStoreTest, RetentionDropsWholePartitionsAndFinishesInterruptedRuns) {
+  std::vector<Record> records;
+  for (int day = 0; day < 4; ++day) {
+    for (int i = 0; i < 5; ++i) {
+      records.push_back(makeRecord(day % 2 == 0 ? "even" : "odd",
+                                   kJan2026Us + day * kDayUs + i * 1'000'000));
+    }
+  }
+  ASSERT_TRUE(store_->appendBatch(records).ok());
+  const auto exists = [&](const std::string& name) {
+    return sql("SELECT count(*) FROM pg_class WHERE relname = '" + name + "'")[0] == "1";
+  };
+  // An earlier run that stopped after detaching day 0: its table is counted and dropped first.
+  const std::string oid = sql("SELECT 'messages_p20260101'::regclass::oid::text")[0];
+  sql("ALTER TABLE messages DETACH PARTITION messages_p20260101");
+  sql("ALTER TABLE messages_p20260101 RENAME TO tern_expired_" + oid);
+
+  // The cutoff is exactly the start of day 2: days 0 and 1 go whole, no row is deleted singly.
+  auto deleted = store_->deleteBefore(kJan2026Us + 2 * kDayUs);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 10);
+  EXPECT_FALSE(exists("tern_expired_" + oid));
+  EXPECT_FALSE(exists("messages_p20260102"));
+  EXPECT_TRUE(exists("messages_p20260103"));
+  EXPECT_EQ(sql("SELECT count(*) FROM pg_class WHERE relname LIKE 'tern_expired%'")[0], "0");
+  auto even = store_->getDevice("even");
+  ASSERT_TRUE(even.ok() && even->has_value());
+  EXPECT_EQ((*even)->messageCount, 5);
+  EXPECT_EQ((*even)->firstSeenUs, kJan2026Us + 2 * kDayUs);
+  auto odd = store_->getDevice("odd");
+  ASSERT_TRUE(odd.ok() && odd->has_value());
+  EXPECT_EQ((*odd)->messageCount, 5);
+  EXPECT_EQ((*odd)->firstSeenUs, kJan2026Us + 3 * kDayUs);
+  EXPECT_EQ(sql("SELECT sum(message_count) FROM devices")[0],
+            sql("SELECT count(*) FROM messages")[0]);
+  // Progress of per-key retention lives in its own table (schema version 2).
+  ASSERT_TRUE(store_->dropKeyBefore("v", kJan2026Us + 3 * kDayUs).ok());
+  EXPECT_EQ(sql("SELECT done_before FROM tern_retention_progress WHERE key = 'key:v'")[0],
+            std::to_string(kJan2026Us + 3 * kDayUs));
+}
+
 TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   ASSERT_TRUE(store_->appendBatch(std::vector<Record>{makeRecord("m", 1)}).ok());
   store_.reset();
   store_ = backend_.open();
   auto second = backend_.open();  // two at once, like two nodes
-  EXPECT_EQ(sql("SELECT string_agg(version::text, ',') FROM tern_schema_version")[0],
-            std::to_string(postgres::postgresSchemaVersion()));
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 1);
+  EXPECT_EQ(sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
+            "1,2");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 2);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
+
+  // A database of schema version 1 (an older build) is upgraded in place.
+  sql("DROP TABLE tern_retention_progress");
+  sql("DELETE FROM tern_schema_version WHERE version > 1");
+  second = backend_.open();
+  EXPECT_EQ(sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
+            "1,2");
+  EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
 
   sql("INSERT INTO tern_schema_version(version) VALUES (99)");
   try {

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <charconv>
 #include <cstring>
@@ -25,7 +26,7 @@
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
 constexpr std::size_t kMaxIdleReaders = 8;
 constexpr std::int64_t kUsPerDay = 86'400'000'000;
@@ -75,6 +76,11 @@ CREATE TABLE messages(
 
 constexpr const char* kMigration1Index =
     "CREATE INDEX messages_device_ts ON messages(device_id, ts, id)";
+
+// Per-key retention remembers how far it got (messages before done_before are done), so each
+// run reads only rows it has not seen.
+constexpr const char* kMigration2 =
+    "CREATE TABLE tern_retention_progress(key text PRIMARY KEY, done_before bigint NOT NULL)";
 
 // --- SQL ---------------------------------------------------------------------------------------
 
@@ -133,6 +139,49 @@ constexpr const char* kSqlLayout =
     "WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') "
     "THEN 'timescaledb' ELSE 'plain' END "
     "FROM pg_class c WHERE c.oid = to_regclass('messages')";
+// Retention. Whole partitions that end at or before the cutoff are detached and renamed
+// tern_expired_<oid> in one short transaction (the only moment that needs a lock on messages),
+// then counted per device and dropped in a second one. A run interrupted between the two
+// leaves a tern_expired_ table, which the next run finishes first, so counts stay exact.
+// The upper bound comes from the partition's bound expression, so partitions of any name count.
+constexpr const char* kSqlPartitionsBefore =
+    "SELECT c.oid::int8, c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = to_regclass('messages') AND "
+    "substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''?(-?[0-9]+)''?\\)')::int8 "
+    "<= $1::int8 ORDER BY 1";
+constexpr const char* kSqlExpiredTables =
+    "SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'r' "
+    "AND c.relname LIKE 'tern\\_expired\\_%' "
+    "AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('messages')) "
+    "ORDER BY 1";
+constexpr const char* kSqlDevicesBefore =
+    "SELECT device_id FROM devices WHERE first_seen < $1::int8 AND message_count > 0 "
+    "ORDER BY device_id";
+// Chunks go through the (device_id, ts, id) index; each is its own short transaction.
+constexpr std::int64_t kRetentionChunk = 5000;
+constexpr const char* kSqlDeleteChunk =
+    "WITH d AS (DELETE FROM messages WHERE device_id = $1 AND ts < $2::int8 AND (ts, id) IN "
+    "(SELECT ts, id FROM messages WHERE device_id = $1 AND ts < $2::int8 ORDER BY ts, id "
+    "LIMIT $3::int8) RETURNING 1) SELECT count(*)::int8 FROM d";
+// Also run when nothing was deleted row by row: a dropped partition may have held the
+// device's oldest messages. Writes only when something changes.
+constexpr const char* kSqlAfterDelete =
+    "UPDATE devices SET message_count = message_count - $2::int8, "
+    "first_seen = coalesce((SELECT min(ts) FROM messages WHERE device_id = $1), first_seen) "
+    "WHERE device_id = $1 AND ($2::int8 > 0 OR first_seen IS DISTINCT FROM "
+    "coalesce((SELECT min(ts) FROM messages WHERE device_id = $1), first_seen))";
+constexpr const char* kSqlDropKeyChunk =
+    "UPDATE messages SET fields = (SELECT coalesce(json_object_agg(e.key, e.value ORDER BY e.n), "
+    "'{}'::json) FROM json_each(messages.fields) WITH ORDINALITY AS e(key, value, n) "
+    "WHERE e.key <> $3::text) "
+    "WHERE device_id = $1 AND ts >= $4::int8 AND ts < $2::int8 AND (ts, id) IN "
+    "(SELECT ts, id FROM messages WHERE device_id = $1 AND ts >= $4::int8 AND ts < $2::int8 "
+    "AND fields->$3::text IS NOT NULL ORDER BY ts, id LIMIT $5::int8)";
+constexpr const char* kSqlGetProgress =
+    "SELECT done_before FROM tern_retention_progress WHERE key = $1";
+constexpr const char* kSqlSetProgress =
+    "INSERT INTO tern_retention_progress(key, done_before) VALUES ($1, $2::int8) "
+    "ON CONFLICT(key) DO UPDATE SET done_before = excluded.done_before";
 constexpr const char* kSqlPartitions =
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "WHERE i.inhparent = to_regclass('messages')";
@@ -636,6 +685,8 @@ class PostgresStore final : public Store {
   core::Result<std::int64_t> countMessages() override;
   std::string backendName() const override { return "postgres"; }
   core::Status check() override;
+  core::Result<std::int64_t> deleteBefore(std::int64_t cutoffUs) override;
+  core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override;
 
   core::Result<std::string> layout();
 
@@ -644,10 +695,16 @@ class PostgresStore final : public Store {
   void execOrThrow(const std::string& sql, std::string_view what);
   std::string queryTextOrThrow(const char* sql, std::string_view what);
   core::Status prepareWriter();
+  core::Status loadPartitions();
   core::Status ensureWriter();
   core::Status ensurePartitions(const std::vector<std::int64_t>& indexes);
   core::Status writeBatch(std::span<const Record> records, bool& commitSent);
   void keepPartitionAhead();
+  // The maintenance connection (retention), opened on demand; call with maintenanceMutex_.
+  core::Result<PGconn*> maintenanceLocked();
+  core::Result<std::int64_t> dropExpiredPartitions(PGconn* conn, std::int64_t cutoffUs);
+  core::Result<std::int64_t> dropExpiredTable(PGconn* conn, const std::string& name);
+  core::Result<std::vector<std::string>> devicesBefore(PGconn* conn, std::int64_t cutoffUs);
 
   PostgresOptions options_;
   ConnectGate gate_;
@@ -657,6 +714,11 @@ class PostgresStore final : public Store {
   std::set<std::int64_t> partitions_;  // known to exist; the writer thread's only
   CopyBuffer copy_;
   std::string scratch_;
+  // Bumped when retention detaches partitions; the writer reloads its partition set then.
+  std::atomic<std::uint64_t> partitionsEpoch_{0};
+  std::uint64_t writerEpoch_ = 0;  // the writer thread's only
+  std::mutex maintenanceMutex_;
+  ConnPtr maintenance_;
 };
 
 void PostgresStore::execOrThrow(const std::string& sql, std::string_view what) {
@@ -720,6 +782,9 @@ void PostgresStore::migrate() {
         }
         sql += kMigration1Index;
         sql += ";\n";
+      } else if (next == 2) {
+        sql = kMigration2;
+        sql += ";\n";
       }
       sql += "INSERT INTO tern_schema_version(version) VALUES (";
       sql += std::to_string(next);
@@ -748,6 +813,11 @@ core::Status PostgresStore::prepareWriter() {
   if (auto status = command(writer_.get(), kSqlBatchTable, "create batch table"); !status) {
     return status;
   }
+  return loadPartitions();
+}
+
+core::Status PostgresStore::loadPartitions() {
+  writerEpoch_ = partitionsEpoch_.load();
   partitions_.clear();
   if (!partitioned_) {
     return {};
@@ -812,6 +882,11 @@ core::Status PostgresStore::appendBatch(std::span<const Record> records) {
     const bool reused = !broken(writer_.get());
     if (auto status = ensureWriter(); !status) {
       return status;
+    }
+    if (partitionsEpoch_.load() != writerEpoch_) {
+      if (auto status = loadPartitions(); !status) {
+        return status;
+      }
     }
     bool commitSent = false;
     core::Status status = writeBatch(records, commitSent);
@@ -1090,6 +1165,246 @@ core::Status PostgresStore::check() {
     return result.error();
   }
   return {};
+}
+
+// --- retention ---------------------------------------------------------------------------------
+
+std::string quoteIdent(std::string_view name) {
+  std::string out = "\"";
+  for (const char c : name) {
+    out += c;
+    if (c == '"') {
+      out += '"';
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// After a failed statement inside BEGIN … COMMIT: leave the connection usable again.
+void rollback(PGconn* conn) {
+  if (!broken(conn) && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+    ResultPtr(PQexec(conn, "ROLLBACK"));
+  }
+}
+
+core::Result<PGconn*> PostgresStore::maintenanceLocked() {
+  if (broken(maintenance_.get())) {
+    maintenance_.reset();
+    auto conn = gate_.connect();
+    if (!conn) {
+      return conn.error();
+    }
+    maintenance_ = std::move(*conn);
+  }
+  return maintenance_.get();
+}
+
+// Counts a detached partition's messages per device into devices.message_count and drops it,
+// in one transaction. Returns the number of messages it held.
+core::Result<std::int64_t> PostgresStore::dropExpiredTable(PGconn* conn, const std::string& name) {
+  const std::string table = quoteIdent(name);
+  std::string count = "WITH c AS (SELECT device_id, count(*) AS n FROM ";
+  count += table;
+  count += " GROUP BY device_id), u AS (UPDATE devices d SET message_count = d.message_count - c.n "
+           "FROM c WHERE d.device_id = c.device_id) SELECT coalesce(sum(n), 0)::int8 FROM c";
+  std::string drop = "DROP TABLE ";
+  drop += table;
+  if (auto status = command(conn, "BEGIN", "begin retention"); !status) {
+    return core::Error{status.message()};
+  }
+  auto counted = exec(conn, count.c_str(), "count an expired partition");
+  if (!counted) {
+    rollback(conn);
+    return counted.error();
+  }
+  const std::int64_t n = cellInt64(counted->get(), 0, 0);
+  if (auto status = command(conn, drop.c_str(), "drop an expired partition"); !status) {
+    rollback(conn);
+    return core::Error{status.message()};
+  }
+  if (auto status = command(conn, "COMMIT", "commit retention"); !status) {
+    return core::Error{status.message()};
+  }
+  return n;
+}
+
+core::Result<std::int64_t> PostgresStore::dropExpiredPartitions(PGconn* conn,
+                                                                std::int64_t cutoffUs) {
+  std::int64_t total = 0;
+  // Leftovers of an interrupted run first.
+  auto leftovers = exec(conn, kSqlExpiredTables, "list expired partitions");
+  if (!leftovers) {
+    return leftovers.error();
+  }
+  for (int row = 0; row < PQntuples(leftovers->get()); ++row) {
+    auto n = dropExpiredTable(conn, std::string(cell(leftovers->get(), row, 0)));
+    if (!n) {
+      return n.error();
+    }
+    total += *n;
+  }
+  auto expired = exec(conn, kSqlPartitionsBefore, "list expired partitions", {toText(cutoffUs)});
+  if (!expired) {
+    return expired.error();
+  }
+  for (int row = 0; row < PQntuples(expired->get()); ++row) {
+    std::string detached = "tern_expired_";
+    detached += toText(cellInt64(expired->get(), row, 0));
+    // DETACH needs an exclusive lock on messages: wait for it only so long, rather than
+    // queue every reader and the writer behind a long-running query.
+    std::string sql = "ALTER TABLE messages DETACH PARTITION ";
+    sql += quoteIdent(cell(expired->get(), row, 1));
+    std::string rename = "ALTER TABLE ";
+    rename += quoteIdent(cell(expired->get(), row, 1));
+    rename += " RENAME TO ";
+    rename += quoteIdent(detached);
+    core::Status status = command(conn, "BEGIN", "begin retention");
+    if (status) {
+      status = command(conn, "SET LOCAL lock_timeout = '10s'", "set lock timeout");
+    }
+    if (status) {
+      status = command(conn, sql.c_str(), "detach an expired partition");
+    }
+    if (status) {
+      status = command(conn, rename.c_str(), "rename an expired partition");
+    }
+    if (status) {
+      status = command(conn, "COMMIT", "commit retention");
+    }
+    if (!status) {
+      rollback(conn);
+      return core::Error{status.message()};
+    }
+    partitionsEpoch_.fetch_add(1);
+    auto n = dropExpiredTable(conn, detached);
+    if (!n) {
+      return n.error();
+    }
+    total += *n;
+  }
+  return total;
+}
+
+core::Result<std::vector<std::string>> PostgresStore::devicesBefore(PGconn* conn,
+                                                                    std::int64_t cutoffUs) {
+  auto result = exec(conn, kSqlDevicesBefore, "list devices for retention", {toText(cutoffUs)});
+  if (!result) {
+    return result.error();
+  }
+  std::vector<std::string> devices;
+  devices.reserve(static_cast<std::size_t>(PQntuples(result->get())));
+  for (int row = 0; row < PQntuples(result->get()); ++row) {
+    devices.emplace_back(cell(result->get(), row, 0));
+  }
+  return devices;
+}
+
+core::Result<std::int64_t> PostgresStore::deleteBefore(std::int64_t cutoffUs) {
+  std::lock_guard lock(maintenanceMutex_);
+  auto conn = maintenanceLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  std::int64_t total = 0;
+  if (partitioned_) {
+    auto dropped = dropExpiredPartitions(*conn, cutoffUs);
+    if (!dropped) {
+      return dropped.error();
+    }
+    total += *dropped;
+  }
+  // What is left before the cutoff lies in the boundary partition (or anywhere, without
+  // partitions): deleted device by device. This also fixes first_seen after dropped partitions.
+  auto devices = devicesBefore(*conn, cutoffUs);
+  if (!devices) {
+    return devices.error();
+  }
+  const std::string cutoff = toText(cutoffUs);
+  const std::string chunk = toText(kRetentionChunk);
+  for (const std::string& device : *devices) {
+    while (true) {
+      if (auto status = command(*conn, "BEGIN", "begin retention"); !status) {
+        return core::Error{status.message()};
+      }
+      auto deleted = exec(*conn, kSqlDeleteChunk, "delete old messages", {device, cutoff, chunk});
+      if (!deleted) {
+        rollback(*conn);
+        return deleted.error();
+      }
+      const std::int64_t n = cellInt64(deleted->get(), 0, 0);
+      auto updated = exec(*conn, kSqlAfterDelete, "update device after retention",
+                          {device, toText(n)}, PGRES_COMMAND_OK);
+      if (!updated) {
+        rollback(*conn);
+        return updated.error();
+      }
+      if (auto status = command(*conn, "COMMIT", "commit retention"); !status) {
+        return core::Error{status.message()};
+      }
+      total += n;
+      if (n < kRetentionChunk) {
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+core::Result<std::int64_t> PostgresStore::dropKeyBefore(const std::string& key,
+                                                        std::int64_t cutoffUs) {
+  std::string scratch;
+  const std::string storedKey(validText(key, scratch));  // as keys are stored
+  std::string progressKey = "key:";
+  progressKey += storedKey;
+  std::lock_guard lock(maintenanceMutex_);
+  auto conn = maintenanceLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  // Rows before the previous run's cutoff were already done.
+  std::int64_t from = std::numeric_limits<std::int64_t>::min();
+  auto progress = exec(*conn, kSqlGetProgress, "read per-key retention progress", {progressKey});
+  if (!progress) {
+    return progress.error();
+  }
+  if (PQntuples(progress->get()) > 0) {
+    from = cellInt64(progress->get(), 0, 0);
+  }
+  if (from >= cutoffUs) {
+    return std::int64_t{0};
+  }
+  auto devices = devicesBefore(*conn, cutoffUs);
+  if (!devices) {
+    return devices.error();
+  }
+  const std::vector<std::string> base{toText(cutoffUs), storedKey, toText(from),
+                                      toText(kRetentionChunk)};
+  std::int64_t total = 0;
+  for (const std::string& device : *devices) {
+    const std::vector<std::string> params{device, base[0], base[1], base[2], base[3]};
+    while (true) {
+      // One statement, so one short transaction per chunk.
+      auto changed = exec(*conn, kSqlDropKeyChunk, "drop an expired key", params,
+                          PGRES_COMMAND_OK);
+      if (!changed) {
+        return changed.error();
+      }
+      std::int64_t n = 0;
+      const char* tuples = PQcmdTuples(changed->get());
+      std::from_chars(tuples, tuples + std::strlen(tuples), n);
+      total += n;
+      if (n < kRetentionChunk) {
+        break;
+      }
+    }
+  }
+  auto saved = exec(*conn, kSqlSetProgress, "record per-key retention progress",
+                    {progressKey, toText(cutoffUs)}, PGRES_COMMAND_OK);
+  if (!saved) {
+    return saved.error();
+  }
+  return total;
 }
 
 core::Result<std::string> PostgresStore::layout() {

@@ -559,103 +559,12 @@ TEST_F(SqliteStoreTest, FailedBatchRollsBackCompletely) {
   EXPECT_EQ(*count, 3);
 }
 
-TEST_F(SqliteStoreTest, RetentionDeletesOldMessagesAndKeepsSummariesTrue) {
-  // 12,000 messages for "a" (more than one retention chunk) and 3 for "b", at ts 0..N-1.
-  std::vector<Record> records;
-  for (std::int64_t i = 0; i < 12'000; ++i) {
-    records.push_back(makeRecord("a", i, {{"v", i}}));
-  }
-  for (std::int64_t i = 0; i < 3; ++i) {
-    records.push_back(makeRecord("b", 5'000 + i, {{"w", i}}));
-  }
-  append(records);
-  auto deleted = store_->deleteBefore(11'000);
-  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
-  EXPECT_EQ(*deleted, 11'000 + 3);
-  EXPECT_EQ(*store_->countMessages(), 1'000);
-
-  auto a = store_->getDevice("a");
-  ASSERT_TRUE(a.ok() && a->has_value());
-  EXPECT_EQ((*a)->messageCount, 1'000);
-  EXPECT_EQ((*a)->firstSeenUs, 11'000);
-  EXPECT_EQ((*a)->lastSeenUs, 11'999);
-  // A device with nothing left keeps its summary (and latest values) with a zero count.
-  auto b = store_->getDevice("b");
-  ASSERT_TRUE(b.ok() && b->has_value());
-  EXPECT_EQ((*b)->messageCount, 0);
-  ASSERT_NE(findField((*b)->latest, "w"), nullptr);
-  EXPECT_EQ(std::get<std::int64_t>(*findField((*b)->latest, "w")), 2);
-
-  MessageQuery q;
-  q.deviceId = "a";
-  q.limit = 1;
-  EXPECT_EQ(query(q).at(0).record.serverTimeUs, 11'000);
-  // Again: nothing more to delete; new data after retention is unaffected.
-  EXPECT_EQ(*store_->deleteBefore(11'000), 0);
-  append({makeRecord("a", 20'000, {{"v", std::int64_t{1}}})});
-  EXPECT_EQ(*store_->countMessages(), 1'001);
-}
-
-TEST_F(SqliteStoreTest, RetentionRunsWhileTheWriterAppends) {
-  std::vector<Record> old;
-  const std::vector<std::string> devices{"d0", "d1", "d2", "d3", "d4", "d5", "d6"};
-  for (std::int64_t i = 0; i < 20'000; ++i) {
-    old.push_back(makeRecord(devices[static_cast<std::size_t>(i % 7)], i));
-  }
-  append(old);
-  std::atomic<bool> failed{false};
-  std::thread retention([&] {
-    auto deleted = store_->deleteBefore(20'000);
-    if (!deleted.ok() || *deleted != 20'000) failed = true;
-  });
-  for (std::int64_t batch = 0; batch < 50; ++batch) {
-    std::vector<Record> fresh;
-    for (std::int64_t i = 0; i < 100; ++i) fresh.push_back(makeRecord("d1", 100'000 + batch * 100 + i));
-    append(fresh);
-  }
-  retention.join();
-  EXPECT_FALSE(failed.load());
-  EXPECT_EQ(*store_->countMessages(), 5'000);
-}
-
-TEST_F(SqliteStoreTest, PerKeyRetentionDropsOnlyThatKeyFromOldMessages) {
-  std::vector<Record> records;
-  for (std::int64_t i = 0; i < 10; ++i) {
-    records.push_back(makeRecord("k", i * 100, {{"rpm", i}, {"temp", 20.5 + static_cast<double>(i)},
-                                                {"name", std::string("x\"y")}}));
-  }
-  append(records);
-  auto changed = store_->dropKeyBefore("rpm", 500);
-  ASSERT_TRUE(changed.ok()) << changed.error().message;
-  EXPECT_EQ(*changed, 5);
-  MessageQuery q;
-  q.deviceId = "k";
-  const auto all = query(q);
-  ASSERT_EQ(all.size(), 10u);
-  for (const auto& stored : all) {
-    const bool old = stored.record.serverTimeUs < 500;
-    EXPECT_EQ(findField(stored.record.fields, "rpm") == nullptr, old) << stored.record.serverTimeUs;
-    // The other fields survive bit-exact, types included.
-    ASSERT_NE(findField(stored.record.fields, "temp"), nullptr);
-    EXPECT_EQ(std::get<double>(*findField(stored.record.fields, "temp")),
-              20.5 + static_cast<double>(stored.record.serverTimeUs / 100));
-    EXPECT_EQ(std::get<std::string>(*findField(stored.record.fields, "name")), "x\"y");
-  }
-  // The series of the dropped key starts at the cutoff; the latest value is untouched.
-  SeriesQuery sq;
-  sq.deviceId = "k";
-  sq.key = "rpm";
-  sq.bucketUs = 1000;
-  sq.aggregate = Aggregate::kCount;
-  auto buckets = store_->querySeries(sq);
-  ASSERT_TRUE(buckets.ok() && buckets->size() == 1u);
-  EXPECT_EQ(buckets->at(0).value, 5.0);
-  auto device = store_->getDevice("k");
-  EXPECT_EQ(std::get<std::int64_t>(*findField((*device)->latest, "rpm")), 9);
-  // A later run only reads what is new since the last cutoff, and the result is the same.
-  EXPECT_EQ(*store_->dropKeyBefore("rpm", 500), 0);
-  EXPECT_EQ(*store_->dropKeyBefore("rpm", 700), 2);
+// Retention itself is in the store contract (test/contract); this is the SQLite limit: its JSON
+// paths cannot quote a '"', so such keys are refused rather than matched wrongly.
+TEST_F(SqliteStoreTest, PerKeyRetentionRefusesKeysWithAQuote) {
+  append({makeRecord("k", 1, {{"a\"b", std::int64_t{1}}})});
   EXPECT_FALSE(store_->dropKeyBefore("a\"b", 700).ok());
+  EXPECT_FALSE(store_->dropKeyBefore("", 700).ok());
 }
 
 TEST(SqliteStoreOpenTest, FailsAtOpenOnUnusablePaths) {
