@@ -72,9 +72,16 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   config_.finalize();
   store_ = openStore(config_);
   normalizer_ = std::make_unique<ingest::Normalizer>(config_.ingest.routes, config_.server.nodeId);
-  pipeline_ = std::make_unique<ingest::Pipeline>(
-      *store_, ingest::PipelineOptions{config_.ingest.batchSize, config_.ingest.batchMs,
-                                       config_.ingest.queueCapacity});
+  ingest::PipelineOptions pipelineOptions;
+  pipelineOptions.batchSize = config_.ingest.batchSize;
+  pipelineOptions.batchMs = config_.ingest.batchMs;
+  pipelineOptions.queueCapacity = config_.ingest.queueCapacity;
+  if (config_.ingest.spool) {
+    pipelineOptions.spoolDir = (std::filesystem::path(config_.server.dataDir) / "spool").string();
+    pipelineOptions.syncFull = config_.storage.sync == "full";
+    pipelineOptions.spoolMaxBytes = config_.ingest.spoolMaxBytes;
+  }
+  pipeline_ = std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions));
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
   broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
 
@@ -148,6 +155,8 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         {"submitted", p.submitted},       {"committed", p.committed},
         {"queued", p.queued},             {"batches", p.batches},
         {"commit_failures", p.commitFailures}, {"read_pauses", b.readPauses},
+        {"spooled", p.spooled},           {"replayed", p.replayed},
+        {"spool_bytes", p.spoolBytes},
     };
     return out;
   };
@@ -193,7 +202,7 @@ void Server::addRetentionJob() {
 }
 
 void Server::start() {
-  pipeline_->start();
+  if (auto status = pipeline_->start(); !status.ok()) throw std::runtime_error(status.message());
   pool_->start();
   broker_->start();
   if (trackers_) trackers_->start();

@@ -306,6 +306,13 @@ const std::vector<KeyDescriptor>& keyTable() {
     t.push_back(integerKey("ingest.batch_ms", 0, 10'000, &Config::ingest, &IngestConfig::batchMs));
     t.push_back(integerKey("ingest.queue_capacity", 100, 100'000'000, &Config::ingest,
                            &IngestConfig::queueCapacity));
+    t.push_back({"ingest.spool", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.ingest.spool = parseBool(key, text);
+                 }});
+    // At least 1 MiB: a quota below one batch would only ever refuse.
+    t.push_back(integerKey("ingest.spool_max_bytes", 1'048'576, 1'000'000'000'000'000,
+                           &Config::ingest, &IngestConfig::spoolMaxBytes));
     t.push_back({"trackers.enabled", Kind::kList, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    std::vector<std::string> names;

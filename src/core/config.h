@@ -70,6 +70,10 @@ struct IngestConfig {
   std::uint32_t batchSize = 5000;  // commit when this many records are waiting...
   std::uint32_t batchMs = 2;  // ...or this long after the first one arrived
   std::uint32_t queueCapacity = 100000;  // records waiting for the writer before back-pressure
+  // While the store refuses writes, records go to a durable spool in the data dir (and are
+  // acknowledged from there), up to this many bytes on disk; then back-pressure.
+  bool spool = true;
+  std::uint64_t spoolMaxBytes = 1024ull * 1024 * 1024;
 };
 
 // Vehicle trackers over raw TCP, one listener per enabled protocol (plus OsmAnd over HTTP).

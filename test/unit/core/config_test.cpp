@@ -38,6 +38,8 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.http.listen.toString(), "127.0.0.1:8080");
   ASSERT_EQ(c.ingest.routes.size(), 1u);
   EXPECT_EQ(c.ingest.routes[0].filter, "device/+");
+  EXPECT_TRUE(c.ingest.spool);
+  EXPECT_EQ(c.ingest.spoolMaxBytes, 1024ull * 1024 * 1024);
   EXPECT_NO_THROW(c.finalize());
   EXPECT_EQ(c.server.nodeId, hostName());
 }
@@ -49,7 +51,8 @@ TEST(ConfigTest, ListsAllKeys) {
       "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "mqtt.proxy_protocol",
       "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
       "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
-      "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "trackers.enabled",
+      "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
+      "ingest.spool_max_bytes", "trackers.enabled",
       "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
       "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
       "trackers.gps103_port", "trackers.gl200_port", "trackers.meitrack_port",
@@ -81,6 +84,8 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "ingest.batch_size", "1");
   applyConfigValue(c, "ingest.batch_ms", "10000");
   applyConfigValue(c, "ingest.queue_capacity", "100");
+  applyConfigValue(c, "ingest.spool", "false");
+  applyConfigValue(c, "ingest.spool_max_bytes", "1048576");
   EXPECT_EQ(c.server.dataDir, "/var/lib/tern");
   EXPECT_EQ(c.server.nodeId, "node-1");
   EXPECT_EQ(c.server.threads, 4u);
@@ -108,6 +113,8 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.ingest.batchSize, 1u);
   EXPECT_EQ(c.ingest.batchMs, 10'000u);
   EXPECT_EQ(c.ingest.queueCapacity, 100u);
+  EXPECT_FALSE(c.ingest.spool);
+  EXPECT_EQ(c.ingest.spoolMaxBytes, 1'048'576u);
   EXPECT_NO_THROW(c.finalize());
 }
 
@@ -136,6 +143,8 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"ingest.batch_size", {"0", "1000001"}},
       {"ingest.batch_ms", {"10001"}},
       {"ingest.queue_capacity", {"99", "100000001", "99999999999999999999999"}},
+      {"ingest.spool", {"maybe", ""}},
+      {"ingest.spool_max_bytes", {"1048575", "1GiB", "-1", "1000000000000000001"}},
       {"mqtt.proxy_protocol", {"maybe", "2", ""}},
       {"trackers.enabled", {"gt06,unknown", "GT06"}},
       {"trackers.host", {""}},
