@@ -445,6 +445,116 @@ std::vector<IngestRoute> routesFromToml(const KeyDescriptor& key, const toml::no
   return routes;
 }
 
+// A [[sources]] entry: the checks that apply however it was built (file or code).
+void validateSource(const std::string& key, const SourceConfig& source) {
+  const auto printable = [](const std::string& text) {
+    return !text.empty() && std::none_of(text.begin(), text.end(), [](char c) {
+      return static_cast<unsigned char>(c) <= ' ';
+    });
+  };
+  if (!printable(source.name)) failExpected(key + ".name", "a name without whitespace", source.name);
+  if (!printable(source.host)) failExpected(key + ".host", "a host name or address", source.host);
+  if (source.port == 0) failExpected(key + ".port", "an integer between 1 and 65535", "0");
+  if (source.password && !source.username) {
+    fail(key + ".password", "needs a username (MQTT 3.1.1 has no password without one)");
+  }
+  if (source.topics.empty()) fail(key + ".topics", "expected at least one topic filter");
+  for (const auto& filter : source.topics) {
+    if (!validFilter(filter)) failExpected(key + ".topics", "MQTT topic filters", filter);
+  }
+  if (source.qos > 1) {
+    // Max QoS 1 keeps the ack after commit simple; QoS 2 publishes are downgraded by the broker.
+    failExpected(key + ".qos", "0 or 1", std::to_string(source.qos));
+  }
+  if (source.tls) {
+    fail(key + ".tls", "TLS to a source is not supported yet; use a plain TCP listener");
+  }
+}
+
+std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    fail("sources", "expected an array of tables ([[sources]]), got " + describeTomlValue(node));
+  }
+  std::vector<SourceConfig> sources;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const std::string itemKey = "sources[" + std::to_string(i) + "]";
+    const toml::table* table = (*array)[i].as_table();
+    if (table == nullptr) {
+      fail(itemKey, "expected a table, got " + describeTomlValue((*array)[i]));
+    }
+    SourceConfig source;
+    bool haveName = false;
+    bool haveHost = false;
+    bool haveTopics = false;
+    for (const auto& [k, v] : *table) {
+      const std::string field(k.str());
+      const std::string fieldKey = itemKey + "." + field;
+      const auto text = [&]() -> std::string {
+        if (!v.is_string()) fail(fieldKey, "expected a string, got " + describeTomlValue(v));
+        return v.as_string()->get();
+      };
+      const auto integer = [&](std::int64_t lo, std::int64_t hi) -> std::int64_t {
+        const std::string expected =
+            "an integer between " + std::to_string(lo) + " and " + std::to_string(hi);
+        if (!v.is_integer()) fail(fieldKey, "expected " + expected + ", got " + describeTomlValue(v));
+        const std::int64_t value = v.as_integer()->get();
+        if (value < lo || value > hi) failExpected(fieldKey, expected, std::to_string(value));
+        return value;
+      };
+      const auto boolean = [&]() -> bool {
+        if (!v.is_boolean()) fail(fieldKey, "expected true or false, got " + describeTomlValue(v));
+        return v.as_boolean()->get();
+      };
+      if (field == "name") {
+        source.name = text();
+        haveName = true;
+      } else if (field == "host") {
+        source.host = text();
+        haveHost = true;
+      } else if (field == "port") {
+        source.port = static_cast<std::uint16_t>(integer(1, 65535));
+      } else if (field == "username") {
+        source.username = text();
+      } else if (field == "password") {
+        source.password = text();
+      } else if (field == "client_id") {
+        source.clientId = text();
+        if (source.clientId.empty() || source.clientId.size() > 65535) {
+          failExpected(fieldKey, "a non-empty client id", source.clientId);
+        }
+      } else if (field == "topics") {
+        const toml::array* topics = v.as_array();
+        if (topics == nullptr) fail(fieldKey, "expected an array of strings, got " + describeTomlValue(v));
+        for (std::size_t j = 0; j < topics->size(); ++j) {
+          if (!(*topics)[j].is_string()) {
+            fail(fieldKey, "expected an array of strings, got " + describeTomlValue((*topics)[j]));
+          }
+          source.topics.push_back((*topics)[j].as_string()->get());
+        }
+        haveTopics = true;
+      } else if (field == "qos") {
+        source.qos = static_cast<std::uint8_t>(integer(0, 1));
+      } else if (field == "clean_session") {
+        source.cleanSession = boolean();
+      } else if (field == "keep_alive") {
+        source.keepAlive = static_cast<std::uint16_t>(integer(0, 65535));
+      } else if (field == "tls") {
+        source.tls = boolean();
+      } else {
+        fail(fieldKey, "unknown key (expected name, host, port, username, password, client_id, "
+                       "topics, qos, clean_session, keep_alive, tls)");
+      }
+    }
+    if (!haveName || !haveHost || !haveTopics) {
+      fail(itemKey, std::string("missing ") + (!haveName ? "name" : !haveHost ? "host" : "topics"));
+    }
+    validateSource(itemKey, source);
+    sources.push_back(std::move(source));
+  }
+  return sources;
+}
+
 void applyTomlValue(Config& config, const KeyDescriptor& key, const toml::node& node) {
   switch (key.kind) {
     case Kind::kRoutes:
@@ -561,6 +671,20 @@ void Config::finalize() {
       }
     }
   }
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    SourceConfig& source = sources[i];
+    const std::string key = "sources[" + std::to_string(i) + "]";
+    validateSource(key, source);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (sources[j].name == source.name) fail(key + ".name", "duplicate source name " + quoted(source.name));
+    }
+    if (source.clientId.empty()) {
+      source.clientId = "tern-";
+      source.clientId += server.nodeId;
+      source.clientId += "-";
+      source.clientId += source.name;
+    }
+  }
   if (storage.backend == "postgres" && storage.url.empty()) {
     fail("storage.url", "required when storage.backend is postgres");
   }
@@ -603,6 +727,10 @@ void applyConfigFile(Config& config, const std::string& path) {
   Config updated = config;
   for (const auto& [sectionName, sectionNode] : root) {
     const std::string section(sectionName.str());
+    if (section == "sources") {
+      updated.sources = sourcesFromToml(sectionNode);
+      continue;
+    }
     const toml::table* table = sectionNode.as_table();
     if (table == nullptr) {
       throw ConfigError("config: " + path + ": unknown key " + quoted(section) +

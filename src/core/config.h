@@ -90,6 +90,23 @@ struct TrackersConfig {
 // The protocols that have a trackers.<name>_port key (their usual ports are in the registry).
 const std::vector<std::string>& trackerProtocolNames();
 
+// An external MQTT broker Tern subscribes to as a client ([[sources]] in the TOML file only).
+struct SourceConfig {
+  std::string name;  // for logs and health; unique
+  std::string host;
+  std::uint16_t port = 1883;
+  std::optional<std::string> username;
+  std::optional<std::string> password;  // only with a username (MQTT 3.1.1)
+  std::string clientId;  // empty → "tern-<node id>-<name>"
+  std::vector<std::string> topics;  // filters to subscribe to, at least one
+  std::uint8_t qos = 1;  // 0 or 1: the maximum QoS asked for
+  // false keeps the session at the external broker, so QoS 1 messages queue there while Tern
+  // is down.
+  bool cleanSession = false;
+  std::uint16_t keepAlive = 60;  // seconds
+  bool tls = false;  // not supported yet: true is a config error
+};
+
 struct Config {
   ServerConfig server;
   MqttConfig mqtt;
@@ -97,6 +114,7 @@ struct Config {
   StorageConfig storage;
   IngestConfig ingest;
   TrackersConfig trackers;
+  std::vector<SourceConfig> sources;
 
   // Fills in derived defaults (node id) and checks cross-field rules. Throws ConfigError.
   void finalize();

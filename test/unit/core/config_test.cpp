@@ -380,5 +380,93 @@ TEST(ConfigTest, FinalizeChecksCrossFieldRules) {
   }
 }
 
+TEST(ConfigTest, LoadsSources) {
+  const std::string path = writeTemp("sources", R"(
+[server]
+node_id = "gw-1"
+
+[[sources]]
+name = "plant"
+host = "broker.example"
+port = 8883
+username = "tern"
+password = "secret"
+client_id = "tern-plant"
+topics = ["device/+", "sensors/#"]
+qos = 1
+clean_session = true
+keep_alive = 30
+
+[[sources]]
+name = "lab"
+host = "10.0.0.2"
+topics = ["lab/#"]
+)");
+  Config c;
+  applyConfigFile(c, path);
+  c.finalize();
+  ASSERT_EQ(c.sources.size(), 2u);
+  const SourceConfig& plant = c.sources[0];
+  EXPECT_EQ(plant.name, "plant");
+  EXPECT_EQ(plant.host, "broker.example");
+  EXPECT_EQ(plant.port, 8883);
+  EXPECT_EQ(plant.username, "tern");
+  EXPECT_EQ(plant.password, "secret");
+  EXPECT_EQ(plant.clientId, "tern-plant");
+  EXPECT_EQ(plant.topics, (std::vector<std::string>{"device/+", "sensors/#"}));
+  EXPECT_TRUE(plant.cleanSession);
+  EXPECT_EQ(plant.keepAlive, 30);
+  const SourceConfig& lab = c.sources[1];
+  EXPECT_EQ(lab.port, 1883);
+  EXPECT_EQ(lab.qos, 1);
+  EXPECT_FALSE(lab.cleanSession);  // QoS 1 messages queue at the source while Tern is down
+  EXPECT_FALSE(lab.username.has_value());
+  EXPECT_EQ(lab.clientId, "tern-gw-1-lab");
+}
+
+TEST(ConfigTest, SourceErrorsNameTheKey) {
+  // One valid entry plus `extra` (appended: GCC 12 warns falsely on "literal" + std::string).
+  const auto entry = [](const char* extra) {
+    std::string text = "[[sources]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"t/#\"]\n";
+    text += extra;
+    return text;
+  };
+  struct Case {
+    std::string toml;
+    const char* expectedPrefix;
+  };
+  const Case cases[] = {
+      {entry("port = 70000\n"),
+       "config: sources[0].port: expected an integer between 1 and 65535, got \"70000\""},
+      {entry("port = \"1883\"\n"), "config: sources[0].port: expected an integer"},
+      {entry("qos = 2\n"), "config: sources[0].qos: expected an integer between 0 and 1"},
+      {entry("tls = true\n"), "config: sources[0].tls: TLS to a source is not supported yet"},
+      {entry("password = \"p\"\n"), "config: sources[0].password: needs a username"},
+      {entry("topic = \"x\"\n"), "config: sources[0].topic: unknown key"},
+      {"[[sources]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"a/#/b\"]\n",
+       "config: sources[0].topics: expected MQTT topic filters, got \"a/#/b\""},
+      {"[[sources]]\nname = \"a\"\nhost = \"h\"\ntopics = []\n",
+       "config: sources[0].topics: expected at least one topic filter"},
+      {"[[sources]]\nname = \"a\"\ntopics = [\"t\"]\n", "config: sources[0]: missing host"},
+      {entry("[[sources]]\nname = \"b\"\nhost = \"\"\ntopics = [\"t\"]\n"),
+       "config: sources[1].host: expected a host name or address"},
+      {"sources = 3\n", "config: sources: expected an array of tables"},
+  };
+  for (const auto& tc : cases) {
+    Config c;
+    const std::string path = writeTemp("bad_source", tc.toml);
+    const std::string msg = errorOf([&] { applyConfigFile(c, path); });
+    EXPECT_EQ(msg.rfind(tc.expectedPrefix, 0), 0u) << tc.toml << " → " << msg;
+    EXPECT_TRUE(c.sources.empty());
+  }
+  Config c;
+  SourceConfig same;
+  same.name = std::string(4, 's');  // built, not assigned from literals: GCC 12 -Wrestrict
+  same.host = std::string(1, 'h');
+  same.topics.emplace_back(1, 't');
+  c.sources = {same, same};
+  EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: sources[1].name: duplicate", 0), 0u);
+}
+
 }  // namespace
 }  // namespace tern::core
