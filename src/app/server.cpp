@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "api/http_server.h"
+#include "bridge/source_client.h"
 #include "broker/broker.h"
 #include "core/time.h"
 #include "ingest/normalizer.h"
@@ -84,6 +85,10 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   pipeline_ = std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions));
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
   broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
+  for (const auto& source : config_.sources) {
+    sources_.push_back(std::make_shared<bridge::SourceClient>(
+        pool_->next(), source, *pipeline_, *normalizer_, broker_.get(), config_.mqtt.maxPacketSize));
+  }
 
   trackers::TrackerOptions trackerOptions;
   trackerOptions.host = config_.trackers.host;
@@ -151,6 +156,13 @@ Server::Server(core::Config config) : config_(std::move(config)) {
       jobs.push_back(std::move(j));
     }
     out["jobs"] = std::move(jobs);
+    boost::json::array sources;
+    for (const auto& s : sourceStats()) {
+      sources.push_back(boost::json::object{{"name", s.name},         {"connected", s.connected},
+                                            {"received", s.received}, {"acked", s.acked},
+                                            {"reconnects", s.reconnects}});
+    }
+    out["sources"] = std::move(sources);
     out["ingest"] = boost::json::object{
         {"submitted", p.submitted},       {"committed", p.committed},
         {"queued", p.queued},             {"batches", p.batches},
@@ -205,6 +217,7 @@ void Server::start() {
   if (auto status = pipeline_->start(); !status.ok()) throw std::runtime_error(status.message());
   pool_->start();
   broker_->start();
+  for (auto& source : sources_) source->start();
   if (trackers_) trackers_->start();
   if (osmand_) {
     std::uint16_t port = 5055;
@@ -228,8 +241,10 @@ void Server::stop() {
     broker_->stopAccepting();
     if (trackers_) trackers_->stopAccepting();
     if (osmand_) osmand_->stopAccepting();
+    for (auto& source : sources_) source->stopReading(std::chrono::milliseconds(1000));
     // Commit what is queued while the loops still run, so its acknowledgements go out.
     pipeline_->stop();
+    for (auto& source : sources_) source->shutdown(std::chrono::milliseconds(1000));
     broker_->shutdown(std::chrono::milliseconds(2000));
     if (trackers_) trackers_->shutdown(std::chrono::milliseconds(1000));
     http_->stop();
@@ -237,6 +252,7 @@ void Server::stop() {
   } else {
     pipeline_->stop();
   }
+  sources_.clear();  // before the loops their sockets belong to
   broker_.reset();
   trackers_.reset();
   osmand_.reset();
@@ -253,6 +269,12 @@ std::map<std::string, std::uint16_t> Server::trackerPorts() const {
   if (trackers_) ports = trackers_->ports();
   if (osmand_) ports["osmand"] = osmand_->port();
   return ports;
+}
+
+std::vector<bridge::SourceStats> Server::sourceStats() const {
+  std::vector<bridge::SourceStats> out;
+  for (const auto& source : sources_) out.push_back(source->stats());
+  return out;
 }
 
 std::uint16_t Server::mqttPort() const { return broker_->port(); }

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 
@@ -31,6 +32,10 @@ namespace tern::trackers {
 class TrackerServer;
 class OsmandServer;
 }  // namespace tern::trackers
+namespace tern::bridge {
+class SourceClient;
+struct SourceStats;
+}  // namespace tern::bridge
 
 namespace tern::app {
 
@@ -58,6 +63,8 @@ class Server {
   trackers::TrackerServer* trackers() { return trackers_.get(); }
   // protocol → bound port, "osmand" included.
   std::map<std::string, std::uint16_t> trackerPorts() const;
+  // One entry per [[sources]] broker, in config order.
+  std::vector<bridge::SourceStats> sourceStats() const;
   // Periodic jobs (retention); tests drive it with runDue().
   scheduler::JobRunner& jobs() { return *jobs_; }
 
@@ -72,6 +79,7 @@ class Server {
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<trackers::TrackerServer> trackers_;
   std::unique_ptr<trackers::OsmandServer> osmand_;
+  std::vector<std::shared_ptr<bridge::SourceClient>> sources_;
   std::unique_ptr<api::HttpServer> http_;
   std::unique_ptr<scheduler::JobRunner> jobs_;
   bool started_ = false;

@@ -1,0 +1,290 @@
+// [[sources]]: Tern as a client of a real external broker (Debian's mosquitto, started per test
+// on a free loopback port). Messages published there are stored per ingest route, reach local
+// subscribers, survive a restart of the source, and queue at the source while Tern is down.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "app/server.h"
+#include "bridge/source_client.h"
+#include "core/config.h"
+#include "storage/store.h"
+#include "support/mqtt_test_client.h"
+#include "support/test_server.h"
+
+extern char** environ;
+
+namespace tern::test {
+namespace {
+
+constexpr const char* kMosquitto = "/usr/sbin/mosquitto";
+constexpr auto kWait = std::chrono::seconds(30);
+
+// Polls `done` until it holds or `kWait` passes: a bound against hanging, not a timing check.
+bool waitFor(const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + kWait;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+class MosquittoProcess {
+ public:
+  ~MosquittoProcess() { stop(SIGTERM); }
+
+  // Starts mosquitto on 127.0.0.1:port (persistence off) and waits until it accepts clients.
+  bool start(std::uint16_t port) {
+    const std::string base = ::testing::TempDir() + "tern_bridge_mosquitto_" + std::to_string(port);
+    configPath_ = base + ".conf";
+    logPath_ = base + ".log";
+    {
+      std::ofstream conf(configPath_, std::ios::trunc);
+      conf << "listener " << port << " 127.0.0.1\nallow_anonymous true\npersistence false\n";
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::string program = kMosquitto;
+    std::string flag = "-c";
+    char* argv[] = {program.data(), flag.data(), configPath_.data(), nullptr};
+    const int rc = posix_spawn(&pid_, kMosquitto, &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      pid_ = -1;
+      return false;
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      MqttTestClient probe;
+      if (probe.open(port)) return true;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  void stop(int signal) {
+    if (pid_ > 0) {
+      ::kill(pid_, signal);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+
+  std::string log() const {
+    std::ifstream in(logPath_);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string configPath_;
+  std::string logPath_;
+};
+
+class BridgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(kMosquitto, X_OK) != 0) GTEST_SKIP() << kMosquitto << " is not installed";
+    port_ = freePort();
+    ASSERT_TRUE(mosquitto_.start(port_)) << mosquitto_.log();
+  }
+
+  core::SourceConfig source(const std::string& clientId) const {
+    core::SourceConfig s;
+    s.name = "ext";
+    s.host = "127.0.0.1";
+    s.port = port_;
+    s.clientId = clientId;
+    s.topics = {"device/+", "plant/#"};
+    s.qos = 1;
+    return s;
+  }
+
+  // Publishes at QoS 1 to mosquitto; true once mosquitto acknowledged every message.
+  bool publishToSource(const std::string& topic, int count, const std::string& field) {
+    MqttTestClient client;
+    if (!client.connect(port_, "publisher-" + std::to_string(++publishers_))) return false;
+    for (int i = 0; i < count; ++i) {
+      if (!client.publish(topic, "{\"" + field + "\":" + std::to_string(i) + "}", 1)) return false;
+    }
+    client.disconnect();
+    return true;
+  }
+
+  static bridge::SourceStats stats(app::Server& server) {
+    auto all = server.sourceStats();
+    return all.empty() ? bridge::SourceStats{} : all.front();
+  }
+
+  static std::int64_t count(app::Server& server) {
+    auto n = server.store().countMessages();
+    return n.ok() ? *n : -1;
+  }
+
+  static std::vector<storage::StoredRecord> messagesOf(app::Server& server, const std::string& id) {
+    storage::MessageQuery query;
+    query.deviceId = id;
+    query.limit = 1000;
+    auto records = server.store().queryMessages(query);
+    return records.ok() ? *records : std::vector<storage::StoredRecord>{};
+  }
+
+  std::uint16_t port_ = 0;
+  int publishers_ = 0;
+  MosquittoProcess mosquitto_;
+};
+
+TEST_F(BridgeTest, IngestsRoutesAndSurvivesASourceRestart) {
+  TestServer server([&](core::Config& c) {
+    c.ingest.routes = {{"device/+", "topic:2"}, {"plant/#", "json:uuid"}};
+    c.sources.push_back(source("tern-bridge-test-restart"));
+  });
+  app::Server& s = server.server();
+  ASSERT_TRUE(waitFor([&] { return stats(s).connected; })) << mosquitto_.log();
+
+  MqttTestClient local;  // a subscriber on Tern's own broker sees what the source sends
+  ASSERT_TRUE(local.connect(server.mqttPort(), "local-subscriber"));
+  ASSERT_EQ(local.subscribe("device/#", 1), 1);
+
+  ASSERT_TRUE(publishToSource("device/abc", 5, "value"));
+  MqttTestClient plant;
+  ASSERT_TRUE(plant.connect(port_, "plant-publisher"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(plant.publish("plant/line1/temp", "{\"uuid\":\"p-7\",\"t\":" + std::to_string(i) + "}", 1));
+  }
+  plant.disconnect();
+
+  ASSERT_TRUE(waitFor([&] { return count(s) == 8; })) << count(s);
+  const auto abc = messagesOf(s, "abc");
+  ASSERT_EQ(abc.size(), 5u);
+  for (std::size_t i = 0; i < abc.size(); ++i) {
+    EXPECT_EQ(abc[i].record.topic, "device/abc");
+    EXPECT_EQ(abc[i].record.payload, "{\"value\":" + std::to_string(i) + "}");  // in order
+    EXPECT_EQ(abc[i].record.nodeId, "test-node");
+  }
+  const auto p7 = messagesOf(s, "p-7");
+  ASSERT_EQ(p7.size(), 3u);
+  EXPECT_EQ(p7[0].record.topic, "plant/line1/temp");
+
+  auto delivered = local.receivePublish(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(delivered);
+  EXPECT_EQ(delivered->topic, "device/abc");
+  EXPECT_EQ(delivered->payload, "{\"value\":0}");
+
+  // Every QoS 1 message is acknowledged to the source (after its commit).
+  ASSERT_TRUE(waitFor([&] { return stats(s).acked == 8; })) << stats(s).acked;
+  EXPECT_EQ(stats(s).received, 8u);
+  EXPECT_EQ(stats(s).reconnects, 0u);
+
+  // The source dies and comes back (without its sessions: persistence is off).
+  mosquitto_.stop(SIGKILL);
+  ASSERT_TRUE(waitFor([&] { return !stats(s).connected; }));
+  ASSERT_TRUE(mosquitto_.start(port_)) << mosquitto_.log();
+  ASSERT_TRUE(waitFor([&] { return stats(s).connected; })) << mosquitto_.log();
+  EXPECT_GE(stats(s).reconnects, 1u);
+
+  ASSERT_TRUE(publishToSource("device/def", 4, "n"));
+  ASSERT_TRUE(waitFor([&] { return count(s) == 12; })) << count(s);
+  EXPECT_EQ(messagesOf(s, "def").size(), 4u);
+  EXPECT_EQ(messagesOf(s, "abc").size(), 5u);  // nothing stored twice
+  ASSERT_TRUE(waitFor([&] { return stats(s).acked == 12; })) << stats(s).acked;
+}
+
+TEST_F(BridgeTest, MessagesQueuedAtTheSourceWhileTernIsDownArriveAfterRestart) {
+  TempDir dir;
+  core::Config config = testConfig(dir.path());
+  config.sources.push_back(source("tern-bridge-test-persistent"));  // clean_session false
+
+  {
+    app::Server first(config);
+    first.start();
+    ASSERT_TRUE(waitFor([&] { return stats(first).connected; })) << mosquitto_.log();
+    ASSERT_TRUE(publishToSource("device/d1", 3, "before"));
+    ASSERT_TRUE(waitFor([&] { return count(first) == 3; })) << count(first);
+    ASSERT_TRUE(waitFor([&] { return stats(first).acked == 3; }));
+    first.stop();
+  }
+
+  // Tern is down: mosquitto keeps the session and queues QoS 1 messages for it.
+  ASSERT_TRUE(publishToSource("device/d1", 5, "while_down"));
+  ASSERT_TRUE(publishToSource("device/d2", 2, "while_down"));
+
+  app::Server second(config);
+  second.start();
+  ASSERT_TRUE(waitFor([&] { return count(second) == 10; })) << count(second);
+  EXPECT_EQ(messagesOf(second, "d1").size(), 8u);
+  EXPECT_EQ(messagesOf(second, "d2").size(), 2u);
+  ASSERT_TRUE(waitFor([&] { return stats(second).acked == 7; })) << stats(second).acked;
+  EXPECT_EQ(stats(second).received, 7u);  // the first run's messages were acked, not resent
+  EXPECT_TRUE(stats(second).connected);
+  second.stop();
+}
+
+TEST_F(BridgeTest, SourcesAppearInHealth) {
+  TestServer server([&](core::Config& c) { c.sources.push_back(source("tern-bridge-test-health")); });
+  ASSERT_TRUE(waitFor([&] { return stats(server.server()).connected; }));
+  std::string body;
+  ASSERT_EQ(runCommand("curl -sf http://127.0.0.1:" + std::to_string(server.httpPort()) +
+                           "/api/v1/health",
+                       &body),
+            0);
+  EXPECT_NE(body.find("\"sources\":[{\"name\":\"ext\",\"connected\":true,\"received\":0,"
+                      "\"acked\":0,\"reconnects\":0}]"),
+            std::string::npos)
+      << body;
+}
+
+TEST(BridgeConfigTest, BadSourceStopsTheServerWithExitStatus2) {
+  TempDir dir;
+  core::Config config = testConfig(dir.path());
+  core::SourceConfig bad;
+  bad.name = "tls";
+  bad.host = "127.0.0.1";
+  bad.topics = {"#"};
+  bad.tls = true;
+  config.sources.push_back(bad);
+  try {
+    app::Server server(config);
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const core::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("config: sources[0].tls:", 0), 0u) << e.what();
+  }
+
+  const std::string path = (dir.path() / "bad.toml").string();
+  {
+    std::ofstream out(path);
+    out << "[server]\ndata_dir = \"" << (dir.path() / "data").string()
+        << "\"\n\n[[sources]]\nname = \"ext\"\nhost = \"127.0.0.1\"\nport = 0\ntopics = [\"#\"]\n";
+  }
+  std::string output;
+  const int status = runCommand(std::string(TERN_BINARY_DIR) + "/tern serve --config " + path, &output);
+  EXPECT_EQ(status, 2) << output;
+  EXPECT_NE(output.find("config: sources[0].port: expected an integer between 1 and 65535"),
+            std::string::npos)
+      << output;
+}
+
+}  // namespace
+}  // namespace tern::test
