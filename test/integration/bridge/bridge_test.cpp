@@ -46,13 +46,14 @@ class MosquittoProcess {
   ~MosquittoProcess() { stop(SIGTERM); }
 
   // Starts mosquitto on 127.0.0.1:port (persistence off) and waits until it accepts clients.
-  bool start(std::uint16_t port) {
+  // `settings` replaces the default `allow_anonymous true`.
+  bool start(std::uint16_t port, const std::string& settings = "allow_anonymous true\n") {
     const std::string base = ::testing::TempDir() + "tern_bridge_mosquitto_" + std::to_string(port);
     configPath_ = base + ".conf";
     logPath_ = base + ".log";
     {
       std::ofstream conf(configPath_, std::ios::trunc);
-      conf << "listener " << port << " 127.0.0.1\nallow_anonymous true\npersistence false\n";
+      conf << "listener " << port << " 127.0.0.1\npersistence false\n" << settings;
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -254,6 +255,47 @@ TEST_F(BridgeTest, SourcesAppearInHealth) {
                       "\"acked\":0,\"reconnects\":0}]"),
             std::string::npos)
       << body;
+}
+
+TEST_F(BridgeTest, CredentialsAreSentAndARefusalIsRetried) {
+  TempDir dir;
+  const std::string passwords = (dir.path() / "passwords").string();
+  ASSERT_EQ(runCommand("mosquitto_passwd -b -c " + passwords + " tern secret"), 0);
+  mosquitto_.stop(SIGTERM);
+  ASSERT_TRUE(mosquitto_.start(port_, "allow_anonymous false\npassword_file " + passwords + "\n"))
+      << mosquitto_.log();
+
+  {
+    TestServer refused([&](core::Config& c) {
+      core::SourceConfig s = source("tern-bridge-test-refused");
+      s.username = "tern";
+      s.password = "wrong";
+      c.sources.push_back(s);
+    });
+    // CONNACK "bad username or password": not connected, retried with backoff.
+    ASSERT_TRUE(waitFor([&] { return stats(refused.server()).reconnects >= 2; }));
+    EXPECT_FALSE(stats(refused.server()).connected);
+  }
+
+  TestServer server([&](core::Config& c) {
+    core::SourceConfig s = source("tern-bridge-test-credentials");
+    s.username = "tern";
+    s.password = "secret";
+    c.sources.push_back(s);
+  });
+  ASSERT_TRUE(waitFor([&] { return stats(server.server()).connected; })) << mosquitto_.log();
+  MqttTestClient publisher;
+  codec::mqtt::Connect connect;
+  connect.protocolName = "MQTT";
+  connect.clientId = "authenticated-publisher";
+  connect.username = "tern";
+  connect.password = "secret";
+  auto connack = publisher.connect(port_, connect);
+  ASSERT_TRUE(connack);
+  ASSERT_EQ(connack->returnCode, codec::mqtt::ConnackCode::kAccepted);
+  ASSERT_TRUE(publisher.publish("device/secure", "{\"v\":1}", 1));
+  ASSERT_TRUE(waitFor([&] { return count(server.server()) == 1; }));
+  EXPECT_EQ(messagesOf(server.server(), "secure").size(), 1u);
 }
 
 TEST(BridgeConfigTest, BadSourceStopsTheServerWithExitStatus2) {
