@@ -111,6 +111,7 @@ SourceStats SourceClient::stats() const {
   out.received = received_.load(std::memory_order_relaxed);
   out.acked = acked_.load(std::memory_order_relaxed);
   out.reconnects = reconnects_.load(std::memory_order_relaxed);
+  out.readPauses = readPauses_.load(std::memory_order_relaxed);
   return out;
 }
 
@@ -202,6 +203,8 @@ void SourceClient::onRead(const boost::system::error_code& ec, std::size_t bytes
   if (pipeline_.overloaded()) {
     // Back-pressure, as for a local connection: TCP flow control slows the source down.
     paused_ = true;
+    readPauses_.fetch_add(1, std::memory_order_relaxed);
+    if (broker_ != nullptr) broker_->countReadPause();  // health: ingest.read_pauses
     pipeline_.onDrain([weak = weak_from_this(), gen] {
       if (auto self = weak.lock()) {
         asio::post(self->io_, [self, gen] { self->resumeReading(gen); });

@@ -35,6 +35,7 @@ struct SourceStats {
   std::uint64_t received = 0;  // PUBLISH packets from the source
   std::uint64_t acked = 0;  // PUBACKs sent back (each after its record was committed)
   std::uint64_t reconnects = 0;  // connection attempts after the first
+  std::uint64_t readPauses = 0;  // times reading stopped for back-pressure
 };
 
 // Lives on one event loop: every handler runs there, so the protocol state needs no lock. Only
@@ -144,6 +145,7 @@ class SourceClient : public std::enable_shared_from_this<SourceClient> {
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> acked_{0};
   std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> readPauses_{0};
 };
 
 }  // namespace tern::bridge

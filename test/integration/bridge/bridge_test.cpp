@@ -9,8 +9,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -19,6 +24,9 @@
 #include "app/server.h"
 #include "bridge/source_client.h"
 #include "core/config.h"
+#include "ingest/normalizer.h"
+#include "ingest/pipeline.h"
+#include "storage/sqlite/sqlite_store.h"
 #include "storage/store.h"
 #include "support/mqtt_test_client.h"
 #include "support/test_server.h"
@@ -40,6 +48,47 @@ bool waitFor(const std::function<bool()>& done) {
   }
   return done();
 }
+
+// A store whose commits wait while the gate is closed: the pipeline backs up deterministically.
+class GatedStore : public storage::Store {
+ public:
+  explicit GatedStore(std::unique_ptr<storage::Store> inner) : inner_(std::move(inner)) {}
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    changed_.notify_all();
+  }
+  core::Status appendBatch(std::span<const storage::Record> records) override {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return open_; });
+    lock.unlock();
+    return inner_->appendBatch(records);
+  }
+  core::Result<std::vector<storage::StoredRecord>> queryMessages(
+      const storage::MessageQuery& query) override {
+    return inner_->queryMessages(query);
+  }
+  core::Result<std::vector<storage::Bucket>> querySeries(const storage::SeriesQuery& query) override {
+    return inner_->querySeries(query);
+  }
+  core::Result<std::vector<storage::DeviceSummary>> listDevices() override {
+    return inner_->listDevices();
+  }
+  core::Result<std::optional<storage::DeviceSummary>> getDevice(const std::string& id) override {
+    return inner_->getDevice(id);
+  }
+  core::Result<std::int64_t> countMessages() override { return inner_->countMessages(); }
+  std::string backendName() const override { return inner_->backendName(); }
+  core::Status check() override { return inner_->check(); }
+
+ private:
+  std::unique_ptr<storage::Store> inner_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool open_ = false;
+};
 
 class MosquittoProcess {
  public:
@@ -296,6 +345,57 @@ TEST_F(BridgeTest, CredentialsAreSentAndARefusalIsRetried) {
   ASSERT_TRUE(publisher.publish("device/secure", "{\"v\":1}", 1));
   ASSERT_TRUE(waitFor([&] { return count(server.server()) == 1; }));
   EXPECT_EQ(messagesOf(server.server(), "secure").size(), 1u);
+}
+
+// The pipeline is overloaded (its store blocks): the source stops being read, nothing is
+// acknowledged; once the store commits again, reading resumes and every message is stored and
+// acknowledged, in order.
+TEST_F(BridgeTest, BackPressureStopsReadingUntilThePipelineDrains) {
+  TempDir dir;
+  GatedStore store(storage::sqlite::openSqliteStore({(dir.path() / "tern.db").string()}));
+  ingest::PipelineOptions options;
+  options.batchSize = 4;
+  options.queueCapacity = 5;  // below mosquitto's 20 in-flight messages per client
+  ingest::Pipeline pipeline(store, options);
+  ASSERT_TRUE(pipeline.start().ok());
+  const ingest::Normalizer normalizer({{"device/+", "topic:2"}}, "test-node");
+  boost::asio::io_context io(1);
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread loop([&io] { io.run(); });
+  auto client = std::make_shared<bridge::SourceClient>(io, source("tern-bridge-test-pressure"),
+                                                       pipeline, normalizer, nullptr, 1024 * 1024);
+  // Runs however the test ends (an ASSERT returns early): the loop thread must be joined.
+  struct Finally {
+    std::function<void()> run;
+    ~Finally() { run(); }
+  } finally{[&] {
+    store.open();
+    client->stopReading(std::chrono::milliseconds(1000));
+    pipeline.stop();
+    client->shutdown(std::chrono::milliseconds(1000));
+    guard.reset();
+    loop.join();
+  }};
+  client->start();
+  ASSERT_TRUE(waitFor([&] { return client->stats().connected; })) << mosquitto_.log();
+
+  constexpr int kMessages = 60;
+  ASSERT_TRUE(publishToSource("device/bp", kMessages, "n"));
+  ASSERT_TRUE(waitFor([&] { return client->stats().readPauses >= 1; }));
+  EXPECT_EQ(client->stats().acked, 0u);  // nothing is committed yet
+  EXPECT_LT(client->stats().received, static_cast<std::uint64_t>(kMessages));
+
+  store.open();
+  ASSERT_TRUE(waitFor([&] { return client->stats().acked == kMessages; })) << client->stats().acked;
+  storage::MessageQuery query;
+  query.deviceId = "bp";
+  query.limit = 1000;
+  auto stored = store.queryMessages(query);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), static_cast<std::size_t>(kMessages));
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ((*stored)[static_cast<std::size_t>(i)].record.payload, "{\"n\":" + std::to_string(i) + "}");
+  }
 }
 
 TEST(BridgeConfigTest, BadSourceStopsTheServerWithExitStatus2) {
