@@ -98,7 +98,7 @@ if has postgres; then
     || { cat "$TMP/pg/server.log" >&2; die "postgres did not start"; }
   URL="host=127.0.0.1 port=$PORT user=tern connect_timeout=5"
   PSQL=("$PG_BIN/psql" -X -q -A -t)
-  echo "postgres:  $("${PSQL[@]}" "$URL dbname=postgres" -c 'SHOW server_version') at 127.0.0.1:$PORT; $("${PSQL[@]}" "$URL dbname=postgres" -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers','max_wal_size','wal_level','work_mem')")${PG_OPTS:+ (BENCH_PG_OPTS: $PG_OPTS)}"
+  echo "postgres:  $("${PSQL[@]}" "$URL dbname=postgres" -c 'SHOW server_version') at 127.0.0.1:$PORT; $("${PSQL[@]}" "$URL dbname=postgres" -F ' ' -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers','max_wal_size','wal_level','work_mem')")${PG_OPTS:+ (BENCH_PG_OPTS: $PG_OPTS)}"
   "${PSQL[@]}" "$URL dbname=postgres" -c 'CREATE DATABASE tern' -c 'CREATE DATABASE plain'
 
   log "postgres (Tern's store): writing $RECORDS records"
