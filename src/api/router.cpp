@@ -90,7 +90,9 @@ std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& o
       {"min", storage::Aggregate::kMin},
       {"max", storage::Aggregate::kMax},
       {"sum", storage::Aggregate::kSum},
-      {"count", storage::Aggregate::kCount}};
+      {"count", storage::Aggregate::kCount},
+      {"first", storage::Aggregate::kFirst},
+      {"last", storage::Aggregate::kLast}};
   for (const auto& [aggName, aggregate] : kAggregates) {
     if (*text == aggName) {
       out = aggregate;
@@ -98,7 +100,7 @@ std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& o
       return std::nullopt;
     }
   }
-  return badParam("agg", "one of avg, min, max, sum, count", *text);
+  return badParam("agg", "one of avg, min, max, sum, count, first, last", *text);
 }
 
 struct CsvChoice {

@@ -22,7 +22,9 @@ struct MessageQuery {
   std::optional<std::int64_t> afterId;
 };
 
-enum class Aggregate { kAvg, kMin, kMax, kSum, kCount };
+// kFirst/kLast: the value of the earliest/latest record in the bucket (by server time, then
+// store id) that has a numeric value of the key.
+enum class Aggregate { kAvg, kMin, kMax, kSum, kCount, kFirst, kLast };
 
 struct SeriesQuery {
   std::string deviceId;

@@ -546,6 +546,8 @@ TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
   const Expect expectations[] = {
       {Aggregate::kAvg, 7.5 / 3, 3.5},  {Aggregate::kMin, 1, -3}, {Aggregate::kMax, 4, 10},
       {Aggregate::kSum, 7.5, 7},        {Aggregate::kCount, 3, 2},
+      // The earliest/latest numeric value: the bool and string at 60 and 70 do not count.
+      {Aggregate::kFirst, 1, -3},       {Aggregate::kLast, 4, 10},
   };
   for (const auto& e : expectations) {
     const auto buckets = series("a.x", e.aggregate);
@@ -578,6 +580,42 @@ TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
   EXPECT_FALSE(store_->querySeries(q).ok());
   q.bucketUs = -5;
   EXPECT_FALSE(store_->querySeries(q).ok());
+}
+
+TEST_P(StoreContractTest, SeriesFirstAndLastFollowServerTimeThenArrival) {
+  // Arrival order differs from time order; two records share a timestamp (the one stored first
+  // is the earlier), and a later non-numeric value does not make "last" go away.
+  append({makeRecord("s1", 50, {{"v", std::int64_t{5}}}),
+          makeRecord("s1", 10, {{"v", 1.5}}),
+          makeRecord("s1", 90, {{"v", std::int64_t{9}}}),
+          makeRecord("s1", 90, {{"v", std::int64_t{8}}})});
+  append({makeRecord("s1", 95, {{"v", std::string("nine")}}),
+          makeRecord("s1", 97, {{"w", std::int64_t{1}}}),
+          makeRecord("s1", 5, {{"v", false}}),
+          makeRecord("s1", 150, {{"v", std::int64_t{-7}}})});
+  auto first = series("v", Aggregate::kFirst);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_DOUBLE_EQ(first[0].value, 1.5);
+  EXPECT_EQ(first[0].count, 4);
+  EXPECT_DOUBLE_EQ(first[1].value, -7);
+  auto last = series("v", Aggregate::kLast);
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_DOUBLE_EQ(last[0].value, 8);
+  EXPECT_EQ(last[0].count, 4);
+  EXPECT_DOUBLE_EQ(last[1].value, -7);
+  // One bucket over everything, and keys that need quoting.
+  last = series("v", Aggregate::kLast, 1000);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_DOUBLE_EQ(last[0].value, -7);
+  append({makeRecord("s1", 20, {{"q\"k", std::int64_t{3}}}),
+          makeRecord("s1", 30, {{"q\"k", std::int64_t{4}}})});
+  first = series("q\"k", Aggregate::kFirst, 1000);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_DOUBLE_EQ(first[0].value, 3);
+  last = series("q\"k", Aggregate::kLast, 1000);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_DOUBLE_EQ(last[0].value, 4);
+  EXPECT_TRUE(series("missing", Aggregate::kFirst).empty());
 }
 
 TEST_P(StoreContractTest, SeriesEmptyRangesKeysAndDevices) {

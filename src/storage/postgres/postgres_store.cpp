@@ -119,7 +119,7 @@ constexpr const char* kSqlMessagesDescAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_
 // json_typeof keeps booleans and strings out.
 constexpr const char* kSqlSeriesHead = "SELECT b, count(*)::int8, ";
 constexpr const char* kSqlSeriesTail =
-    "::float8 FROM (SELECT ts - (((ts % $4::int8) + $4::int8) % $4::int8) AS b, "
+    "::float8 FROM (SELECT ts - (((ts % $4::int8) + $4::int8) % $4::int8) AS b, ts, id, "
     "(fields->>$5::text)::float8 AS v FROM messages "
     "WHERE device_id = $1 AND ts >= $2::int8 AND ts < $3::int8 "
     "AND json_typeof(fields->$5::text) = 'number') AS s GROUP BY b ORDER BY b";
@@ -1085,6 +1085,9 @@ core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& 
     case Aggregate::kMax: sql += "max(v)"; break;
     case Aggregate::kSum: sql += "sum(v)"; break;
     case Aggregate::kCount: sql += "count(*)"; break;
+    // The value of the bucket's earliest/latest record; ties broken by id, as in SQLite.
+    case Aggregate::kFirst: sql += "(array_agg(v ORDER BY ts, id))[1]"; break;
+    case Aggregate::kLast: sql += "(array_agg(v ORDER BY ts DESC, id DESC))[1]"; break;
   }
   sql += kSqlSeriesTail;
   const std::vector<std::string> params{query.deviceId, toText(query.fromUs), toText(query.toUs),

@@ -97,17 +97,18 @@ constexpr const char* kSqlMessagesAscAfter =
     TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "AND (ts, id) > (?4, ?5) ORDER BY ts, id LIMIT ?6";
 constexpr const char* kSqlMessagesDescAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE
     "AND (ts, id) < (?4, ?5) ORDER BY ts DESC, id DESC LIMIT ?6";
-// Series rows come in index order and are bucketed here, which avoids a GROUP BY sort.
+// Series rows come in index order, (ts, id), and are bucketed here, which avoids a GROUP BY
+// sort; first/last rely on that order.
 // json_type tells booleans (which json_extract turns into 0/1) from numbers.
 constexpr const char* kSqlSeriesByPath =
     "SELECT ts, json_extract(fields, ?4) " TERN_MESSAGE_RANGE
-    "AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts";
+    "AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts, id";
 // SQLite's JSON paths cannot quote a '"', so such keys are matched through json_each instead.
 constexpr const char* kSqlSeriesByKey =
     "SELECT m.ts, j.value FROM messages AS m, json_each(m.fields) AS j "
     "WHERE m.device = (SELECT id FROM devices WHERE device_id = ?1) "
     "AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 AND j.type IN ('integer', 'real') "
-    "ORDER BY m.ts";
+    "ORDER BY m.ts, m.id";
 #undef TERN_MESSAGE_COLUMNS
 #undef TERN_MESSAGE_RANGE
 constexpr const char* kSqlListDevices =
@@ -1038,7 +1039,9 @@ core::Result<std::vector<Bucket>> SqliteStore::querySeries(const SeriesQuery& qu
         case Aggregate::kSum: bucket.value = sum; break;
         case Aggregate::kCount: bucket.value = static_cast<double>(bucket.count); break;
         case Aggregate::kMin:
-        case Aggregate::kMax: break;  // kept up to date per row
+        case Aggregate::kMax:
+        case Aggregate::kFirst:
+        case Aggregate::kLast: break;  // kept up to date per row
       }
     }
   };
@@ -1063,7 +1066,9 @@ core::Result<std::vector<Bucket>> SqliteStore::querySeries(const SeriesQuery& qu
       bucket.value = std::min(bucket.value, value);
     } else if (query.aggregate == Aggregate::kMax) {
       bucket.value = std::max(bucket.value, value);
-    }
+    } else if (query.aggregate == Aggregate::kLast) {
+      bucket.value = value;
+    }  // kFirst: the value the bucket was opened with
   }
   if (rc != SQLITE_DONE) {
     return sqlError(lease->conn().db(), "query series");

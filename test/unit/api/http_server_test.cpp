@@ -487,6 +487,8 @@ TEST_F(HttpServerTest, SeriesAggregatesPerBucket) {
   const std::vector<Expect> expectations = {
       {"avg", 60.0, 120.0},     {"min", 0.5, 120.0},   {"max", 119.5, 120.0},
       {"sum", 7200.0, 14400.0}, {"count", 120.0, 0.0},
+      // Records share timestamps in pairs: the later-stored one of the last pair is "last".
+      {"first", 0.5, 120.0},    {"last", 119.5, 120.0},
   };
   for (const auto& e : expectations) {
     SCOPED_TRACE(e.agg);
@@ -625,6 +627,14 @@ TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
   EXPECT_EQ(csv.body,
             "ts,value,count\r\n2026-01-01T00:00:00.000Z,119.5,120\r\n"
             "2026-01-01T00:01:00.000Z,239.5,120\r\n");
+  const auto firstCsv = raw(
+      "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&to=2026-01-01T00:02:00Z&"
+      "bucket=1m&agg=first&format=csv",
+      "application/json");
+  ASSERT_EQ(firstCsv.status, 200u) << firstCsv.body;
+  EXPECT_EQ(firstCsv.body,
+            "ts,value,count\r\n2026-01-01T00:00:00.000Z,0.5,120\r\n"
+            "2026-01-01T00:01:00.000Z,120.5,120\r\n");
   EXPECT_EQ(raw(url, "application/json, text/csv;q=0.5").header("content-type"),
             "application/json");
   EXPECT_EQ(raw(url + "&format=json", "text/csv").header("content-type"), "application/json");
