@@ -487,7 +487,10 @@ std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
     bool haveName = false;
     bool haveHost = false;
     bool haveTopics = false;
-    for (const auto& [k, v] : *table) {
+    // Not a structured binding: the lambdas below capture `v`, which clang before 16 refuses.
+    for (const auto& entry : *table) {
+      const auto& k = entry.first;
+      const auto& v = entry.second;
       const std::string field(k.str());
       const std::string fieldKey = itemKey + "." + field;
       const auto text = [&]() -> std::string {
