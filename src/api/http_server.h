@@ -24,6 +24,15 @@ struct CommandHooks {
   std::function<boost::json::array(const std::string& deviceId)> list;
 };
 
+// Device summaries (GET /devices, /devices/{id}, /positions/latest and the 404 checks) come
+// through these hooks when set — the app points them at the ingest module's latest-state cache,
+// so they never read history — and from the store otherwise. Same contract as the Store methods.
+struct DeviceHooks {
+  std::function<core::Result<std::vector<storage::DeviceSummary>>()> list;
+  std::function<core::Result<std::optional<storage::DeviceSummary>>(const std::string& deviceId)>
+      get;
+};
+
 struct ApiOptions {
   core::HostPort listen{"127.0.0.1", 8080};
   std::string nodeId;
@@ -38,6 +47,7 @@ struct ApiOptions {
   // keep-alive requests.
   std::chrono::milliseconds requestTimeout{30'000};
   CommandHooks commands;
+  DeviceHooks devices;
 };
 
 class HttpServer {

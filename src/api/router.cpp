@@ -286,8 +286,17 @@ ApiResponse Router::health(const QueryParams& /*params*/) const {
   return jsonResponse(healthy ? 200 : 503, body);
 }
 
+core::Result<std::vector<storage::DeviceSummary>> Router::readDevices() const {
+  return options_.devices.list ? options_.devices.list() : store_.listDevices();
+}
+
+core::Result<std::optional<storage::DeviceSummary>> Router::readDevice(
+    const std::string& deviceId) const {
+  return options_.devices.get ? options_.devices.get(deviceId) : store_.getDevice(deviceId);
+}
+
 ApiResponse Router::listDevices(const QueryParams& /*params*/) const {
-  auto devices = store_.listDevices();
+  auto devices = readDevices();
   if (!devices) return storeError("listing devices", devices.error());
   boost::json::array list;
   list.reserve(devices->size());
@@ -298,14 +307,14 @@ ApiResponse Router::listDevices(const QueryParams& /*params*/) const {
 }
 
 ApiResponse Router::getDevice(const std::string& deviceId, const QueryParams& /*params*/) const {
-  auto device = store_.getDevice(deviceId);
+  auto device = readDevice(deviceId);
   if (!device) return storeError("reading a device", device.error());
   if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
   return jsonResponse(200, deviceToJson(**device));
 }
 
 std::optional<ApiResponse> Router::unknownDevice(const std::string& deviceId) const {
-  auto device = store_.getDevice(deviceId);
+  auto device = readDevice(deviceId);
   if (!device) return storeError("reading a device", device.error());
   if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
   return std::nullopt;
@@ -544,8 +553,9 @@ ApiResponse Router::positions(const std::string& deviceId, const QueryParams& pa
 }
 
 ApiResponse Router::latestPositions(const QueryParams& /*params*/) const {
-  // From the per-device latest values: no history scan, however long the tracks are.
-  auto devices = store_.listDevices();
+  // From the per-device latest values (the latest-state cache when the app wires it): no history
+  // scan, however long the tracks are.
+  auto devices = readDevices();
   if (!devices) return storeError("listing devices", devices.error());
   boost::json::array list;
   for (const auto& device : *devices) {

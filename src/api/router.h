@@ -35,6 +35,9 @@ class Router {
   ApiResponse latestPositions(const QueryParams& params) const;
   ApiResponse submitCommand(const std::string& deviceId, std::string_view body) const;
   ApiResponse listCommands(const std::string& deviceId) const;
+  // Device summaries through ApiOptions::devices, or the store.
+  core::Result<std::vector<storage::DeviceSummary>> readDevices() const;
+  core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
   // For an empty result: 404 when the device does not exist, else nullopt.
   std::optional<ApiResponse> unknownDevice(const std::string& deviceId) const;
 

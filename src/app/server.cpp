@@ -11,6 +11,7 @@
 #include "bridge/source_client.h"
 #include "broker/broker.h"
 #include "core/time.h"
+#include "ingest/latest_cache.h"
 #include "ingest/normalizer.h"
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
@@ -82,7 +83,18 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     pipelineOptions.syncFull = config_.storage.sync == "full";
     pipelineOptions.spoolMaxBytes = config_.ingest.spoolMaxBytes;
   }
-  pipeline_ = std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions));
+  latest_ = std::make_unique<ingest::LatestCache>(
+      *store_, static_cast<std::size_t>(config_.ingest.latestCacheDevices));
+  // Before the writer starts (it replays a leftover spool first), so no batch is missed.
+  if (auto status = latest_->load(); !status.ok()) throw std::runtime_error(status.message());
+  if (!latest_->stats().complete) {
+    spdlog::warn(
+        "latest cache: the store has more than {} devices (ingest.latest_cache_devices); "
+        "the rest are read from the store",
+        config_.ingest.latestCacheDevices);
+  }
+  pipeline_ =
+      std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions), latest_.get());
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
   broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
   for (const auto& source : config_.sources) {
@@ -107,7 +119,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   if (!trackerOptions.enabled.empty()) {
     trackers_ = std::make_unique<trackers::TrackerServer>(
         *pool_, *pipeline_, trackerOptions, [this](const std::string& id) {
-          auto device = store_->getDevice(id);
+          auto device = latest_->getDevice(id);
           return device.ok() && device->has_value();
         });
   }
@@ -163,6 +175,11 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                             {"reconnects", s.reconnects}});
     }
     out["sources"] = std::move(sources);
+    ingest::LatestCacheStats l = latest_->stats();
+    out["latest_cache"] = boost::json::object{{"devices", l.devices},
+                                              {"complete", l.complete},
+                                              {"store_reads", l.storeReads},
+                                              {"refreshes", l.refreshes}};
     out["ingest"] = boost::json::object{
         {"submitted", p.submitted},       {"committed", p.committed},
         {"queued", p.queued},             {"batches", p.batches},
@@ -184,6 +201,8 @@ Server::Server(core::Config config) : config_(std::move(config)) {
       return list;
     };
   }
+  apiOptions.devices.list = [this] { return latest_->listDevices(); };
+  apiOptions.devices.get = [this](const std::string& id) { return latest_->getDevice(id); };
   http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
 }
 
@@ -196,13 +215,26 @@ void Server::addRetentionJob() {
   if (!schedule) {
     throw core::ConfigError("config: storage.retention_schedule: " + schedule.error().message);
   }
-  jobs_->add("retention", std::move(*schedule), [this]() -> core::Status {
+  // A failed run may have deleted some messages: the next run refreshes the cache regardless.
+  jobs_->add("retention", std::move(*schedule),
+             [this, refreshDue = false]() mutable -> core::Status {
     const auto& s = config_.storage;
     const std::int64_t now = core::nowMicros();
     if (s.retentionUs > 0) {
       auto deleted = store_->deleteBefore(now - s.retentionUs);
-      if (!deleted) return deleted.error();
+      if (!deleted) {
+        refreshDue = true;
+        return deleted.error();
+      }
       if (*deleted > 0) spdlog::info("retention: deleted {} messages", *deleted);
+      if (*deleted > 0 || refreshDue) {
+        // Counts and first-seen times changed in the store; the cache takes them over.
+        refreshDue = true;
+        if (auto status = latest_->refreshAfterRetention(now - s.retentionUs); !status.ok()) {
+          return status;
+        }
+        refreshDue = false;
+      }
     }
     for (const auto& [key, us] : s.retentionKeys) {
       auto changed = store_->dropKeyBefore(key, now - us);
@@ -260,6 +292,7 @@ void Server::stop() {
   jobs_.reset();
   pool_.reset();
   pipeline_.reset();
+  latest_.reset();
   store_.reset();  // closes the database
   spdlog::info("tern stopped");
 }

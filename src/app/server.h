@@ -15,6 +15,7 @@ class Store;
 namespace tern::ingest {
 class Pipeline;
 class Normalizer;
+class LatestCache;
 }  // namespace tern::ingest
 namespace tern::broker {
 class Broker;
@@ -59,6 +60,7 @@ class Server {
   storage::Store& store() { return *store_; }
   broker::Broker& broker() { return *broker_; }
   ingest::Pipeline& pipeline() { return *pipeline_; }
+  ingest::LatestCache& latest() { return *latest_; }
   // Null when no TCP tracker protocol is enabled.
   trackers::TrackerServer* trackers() { return trackers_.get(); }
   // protocol → bound port, "osmand" included.
@@ -74,6 +76,7 @@ class Server {
   core::Config config_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ingest::Normalizer> normalizer_;
+  std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)
   std::unique_ptr<ingest::Pipeline> pipeline_;
   std::unique_ptr<net::EventLoopPool> pool_;
   std::unique_ptr<broker::Broker> broker_;

@@ -313,6 +313,8 @@ const std::vector<KeyDescriptor>& keyTable() {
     // At least 1 MiB: a quota below one batch would only ever refuse.
     t.push_back(integerKey("ingest.spool_max_bytes", 1'048'576, 1'000'000'000'000'000,
                            &Config::ingest, &IngestConfig::spoolMaxBytes));
+    t.push_back(integerKey("ingest.latest_cache_devices", 0, 100'000'000, &Config::ingest,
+                           &IngestConfig::latestCacheDevices));
     t.push_back({"trackers.enabled", Kind::kList, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    std::vector<std::string> names;

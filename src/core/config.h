@@ -74,6 +74,8 @@ struct IngestConfig {
   // acknowledged from there), up to this many bytes on disk; then back-pressure.
   bool spool = true;
   std::uint64_t spoolMaxBytes = 1024ull * 1024 * 1024;
+  // Devices held in the in-memory latest-state cache; beyond it, the store answers for the rest.
+  std::uint64_t latestCacheDevices = 1'000'000;
 };
 
 // Vehicle trackers over raw TCP, one listener per enabled protocol (plus OsmAnd over HTTP).

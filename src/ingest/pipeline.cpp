@@ -1,5 +1,6 @@
 #include "ingest/pipeline.h"
 
+#include "ingest/latest_cache.h"
 #include "ingest/spool.h"
 
 #include <spdlog/spdlog.h>
@@ -10,8 +11,8 @@
 
 namespace tern::ingest {
 
-Pipeline::Pipeline(storage::Store& store, PipelineOptions options)
-    : store_(store), options_(std::move(options)) {
+Pipeline::Pipeline(storage::Store& store, PipelineOptions options, LatestCache* latest)
+    : store_(store), options_(std::move(options)), latest_(latest) {
   options_.batchSize = std::max<std::uint32_t>(1, options_.batchSize);
   options_.queueCapacity = std::max<std::uint32_t>(2, options_.queueCapacity);
   if (!options_.spoolDir.empty()) {
@@ -79,6 +80,20 @@ PipelineStats Pipeline::stats() const {
   PipelineStats s = stats_;
   s.queued = queue_.size();
   return s;
+}
+
+core::Status Pipeline::commit(std::span<const storage::Record> records) {
+  if (latest_ == nullptr) return store_.appendBatch(records);
+  latest_->beginBatch(records);
+  core::Status status;
+  try {
+    status = store_.appendBatch(records);
+  } catch (...) {
+    latest_->endBatch(false);
+    throw;
+  }
+  latest_->endBatch(status.ok());
+  return status;
 }
 
 void Pipeline::finishBatch(std::vector<storage::Record>& records,
@@ -183,7 +198,7 @@ void Pipeline::run() {
                                 std::chrono::milliseconds(options_.spoolAfterMs));
       };
       if (!spoolDue() && Clock::now() >= storeRetryAt) {
-        core::Status status = store_.appendBatch(records);
+        core::Status status = commit(records);
         if (status.ok()) {
           storeSucceeded();
           finishBatch(records, completions, false);
@@ -221,7 +236,7 @@ void Pipeline::run() {
         spdlog::error("ingest: spool replay: {}", status.message());
         storeRetryAt = Clock::now() + std::chrono::milliseconds(1000);
       } else if (!replay.empty()) {
-        status = store_.appendBatch(replay);
+        status = commit(replay);
         if (status.ok()) {
           storeSucceeded();
           // A crash before this checkpoint replays the chunk again (at-least-once).

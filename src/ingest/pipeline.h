@@ -49,6 +49,7 @@ struct PipelineStats {
 };
 
 class Spool;
+class LatestCache;
 
 class Pipeline {
  public:
@@ -57,7 +58,9 @@ class Pipeline {
   // Runs on the writer thread when a full queue has drained below half capacity.
   using DrainCallback = std::function<void()>;
 
-  Pipeline(storage::Store& store, PipelineOptions options);
+  // With `latest`, every batch committed to the store (live or replayed from the spool) is
+  // applied to that cache right after its commit (before its completions run).
+  Pipeline(storage::Store& store, PipelineOptions options, LatestCache* latest = nullptr);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -84,6 +87,8 @@ class Pipeline {
     Completion done;
   };
   void run();
+  // Store::appendBatch, with the latest-state cache told before and after.
+  core::Status commit(std::span<const storage::Record> records);
   // After a batch was committed or spooled: counts it, runs its completions and the drain
   // callbacks when the queue is back below half.
   void finishBatch(std::vector<storage::Record>& records, std::vector<Completion>& completions,
@@ -91,6 +96,7 @@ class Pipeline {
 
   storage::Store& store_;
   PipelineOptions options_;
+  LatestCache* latest_;
   std::unique_ptr<Spool> spool_;  // used by the writer thread only
   mutable std::mutex mutex_;
   std::condition_variable wake_;

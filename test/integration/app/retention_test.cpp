@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/time.h"
+#include "ingest/latest_cache.h"
 #include "scheduler/job_runner.h"
 #include "storage/store.h"
 #include "support/mqtt_test_client.h"
@@ -49,6 +50,12 @@ TEST(RetentionTest, TheRetentionJobDeletesExpiredMessagesAndKeys) {
   auto device = store.getDevice("old");
   ASSERT_TRUE(device.ok() && device->has_value());
   EXPECT_EQ((*device)->messageCount, 3);
+  // The API's latest-state cache took the new count and first-seen time over from the store.
+  auto cached = server.server().latest().getDevice("old");
+  ASSERT_TRUE(cached.ok() && cached->has_value());
+  EXPECT_EQ((*cached)->messageCount, 3);
+  EXPECT_EQ((*cached)->firstSeenUs, (*device)->firstSeenUs);
+  EXPECT_EQ(server.server().latest().stats().refreshes, 1u);
   storage::MessageQuery query;
   query.deviceId = "old";
   auto left = store.queryMessages(query);

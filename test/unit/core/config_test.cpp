@@ -40,6 +40,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.ingest.routes[0].filter, "device/+");
   EXPECT_TRUE(c.ingest.spool);
   EXPECT_EQ(c.ingest.spoolMaxBytes, 1024ull * 1024 * 1024);
+  EXPECT_EQ(c.ingest.latestCacheDevices, 1'000'000u);
   EXPECT_NO_THROW(c.finalize());
   EXPECT_EQ(c.server.nodeId, hostName());
 }
@@ -52,7 +53,7 @@ TEST(ConfigTest, ListsAllKeys) {
       "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
       "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
-      "ingest.spool_max_bytes", "trackers.enabled",
+      "ingest.spool_max_bytes", "ingest.latest_cache_devices", "trackers.enabled",
       "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
       "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
       "trackers.gps103_port", "trackers.gl200_port", "trackers.meitrack_port",
@@ -86,6 +87,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "ingest.queue_capacity", "100");
   applyConfigValue(c, "ingest.spool", "false");
   applyConfigValue(c, "ingest.spool_max_bytes", "1048576");
+  applyConfigValue(c, "ingest.latest_cache_devices", "0");
   EXPECT_EQ(c.server.dataDir, "/var/lib/tern");
   EXPECT_EQ(c.server.nodeId, "node-1");
   EXPECT_EQ(c.server.threads, 4u);
@@ -115,6 +117,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.ingest.queueCapacity, 100u);
   EXPECT_FALSE(c.ingest.spool);
   EXPECT_EQ(c.ingest.spoolMaxBytes, 1'048'576u);
+  EXPECT_EQ(c.ingest.latestCacheDevices, 0u);
   EXPECT_NO_THROW(c.finalize());
 }
 
@@ -145,6 +148,7 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"ingest.queue_capacity", {"99", "100000001", "99999999999999999999999"}},
       {"ingest.spool", {"maybe", ""}},
       {"ingest.spool_max_bytes", {"1048575", "1GiB", "-1", "1000000000000000001"}},
+      {"ingest.latest_cache_devices", {"-1", "100000001", "1e6", ""}},
       {"mqtt.proxy_protocol", {"maybe", "2", ""}},
       {"trackers.enabled", {"gt06,unknown", "GT06"}},
       {"trackers.host", {""}},
