@@ -31,6 +31,9 @@ struct DeviceHooks {
   std::function<core::Result<std::vector<storage::DeviceSummary>>()> list;
   std::function<core::Result<std::optional<storage::DeviceSummary>>(const std::string& deviceId)>
       get;
+  // Called after PUT /api/v1/devices/{id} has changed a device in the store (tags, attributes,
+  // registration), so a cache behind `list`/`get` can take it over.
+  std::function<core::Status(const std::string& deviceId)> updated;
 };
 
 struct ApiOptions {

@@ -1,5 +1,6 @@
 #include "api/json_out.h"
 
+#include <boost/json/parse.hpp>
 #include <charconv>
 #include <cmath>
 #include <type_traits>
@@ -155,10 +156,24 @@ boost::json::object fieldsToJson(const std::vector<storage::Field>& fields) {
 boost::json::object deviceToJson(const storage::DeviceSummary& device) {
   boost::json::object out;
   out["id"] = toValidUtf8(device.deviceId);
-  out["first_seen"] = core::formatRfc3339Millis(device.firstSeenUs);
-  out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+  // A device registered through PUT that has not sent anything yet.
+  if (device.neverSeen()) {
+    out["first_seen"] = nullptr;
+    out["last_seen"] = nullptr;
+  } else {
+    out["first_seen"] = core::formatRfc3339Millis(device.firstSeenUs);
+    out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+  }
   out["message_count"] = device.messageCount;
   out["latest"] = fieldsToJson(device.latest);
+  boost::json::object tags;
+  for (const auto& [key, value] : device.tags) tags[toValidUtf8(key)] = toValidUtf8(value);
+  out["tags"] = std::move(tags);
+  // Written by the API as a JSON object; anything else (edited by hand) shows as empty.
+  boost::system::error_code ec;
+  boost::json::value attributes = boost::json::parse(device.attributes, ec);
+  if (ec || !attributes.is_object()) attributes = boost::json::object();
+  out["attributes"] = std::move(attributes);
   return out;
 }
 

@@ -5,7 +5,9 @@
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <charconv>
+#include <cmath>
 #include <exception>
+#include <map>
 
 #include "api/csv_out.h"
 #include "api/encoding.h"
@@ -161,7 +163,19 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
   const auto& s = parsed.segments;
 
   enum class Endpoint {
-    kNone, kHealth, kDevices, kDevice, kMessages, kSeries, kPositions, kLatestPositions, kCommands
+    kNone,
+    kHealth,
+    kDevices,
+    kDevice,
+    kMessages,
+    kSeries,
+    kPositions,
+    kLatestPositions,
+    kCommands,
+    kFleetLatest,
+    kFleetThreshold,
+    kFleetStationary,
+    kFleetDaily
   };
   Endpoint endpoint = Endpoint::kNone;
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
@@ -169,6 +183,11 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
       endpoint = Endpoint::kHealth;
     } else if (s.size() == 4 && s[2] == "positions" && s[3] == "latest") {
       endpoint = Endpoint::kLatestPositions;
+    } else if (s.size() == 4 && s[2] == "fleet") {
+      if (s[3] == "latest") endpoint = Endpoint::kFleetLatest;
+      if (s[3] == "threshold") endpoint = Endpoint::kFleetThreshold;
+      if (s[3] == "stationary") endpoint = Endpoint::kFleetStationary;
+      if (s[3] == "daily") endpoint = Endpoint::kFleetDaily;
     } else if (s[2] == "devices") {
       if (s.size() == 3) {
         endpoint = Endpoint::kDevices;
@@ -193,8 +212,15 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
   if (endpoint == Endpoint::kCommands && method == "POST") {
     return submitCommand(s[3], body);
   }
+  if (endpoint == Endpoint::kDevice && method == "PUT") {
+    QueryParams none;
+    if (auto problem = QueryParams::make(parsed.params, {}, none)) return problemResponse(*problem);
+    return putDevice(s[3], body);
+  }
   if (method != "GET") {
-    const std::string_view allowed = endpoint == Endpoint::kCommands ? "GET, POST" : kAllowGet;
+    const std::string_view allowed = endpoint == Endpoint::kCommands ? "GET, POST"
+                                     : endpoint == Endpoint::kDevice ? "GET, PUT"
+                                                                     : kAllowGet;
     ApiResponse response = problemResponse(405, "method " + quoteInput(method) +
                                                     " is not allowed here; allowed: " +
                                                     std::string(allowed));
@@ -209,8 +235,9 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
       problem = QueryParams::make(parsed.params, {}, params);
       return problem ? problemResponse(*problem) : health(params);
     case Endpoint::kDevices:
-      problem = QueryParams::make(parsed.params, {}, params);
-      return problem ? problemResponse(*problem) : listDevices(params);
+      problem = QueryParams::make(parsed.params, {"tag"}, params);
+      if (problem) return problemResponse(*problem);
+      return params.get("tag") ? listDevicesWithTag(params) : listDevices(params);
     case Endpoint::kDevice:
       problem = QueryParams::make(parsed.params, {}, params);
       return problem ? problemResponse(*problem) : getDevice(s[3], params);
@@ -240,6 +267,19 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
     case Endpoint::kCommands:
       problem = QueryParams::make(parsed.params, {}, params);
       return problem ? problemResponse(*problem) : listCommands(s[3]);
+    case Endpoint::kFleetLatest:
+      problem = QueryParams::make(parsed.params, {"tag", "keys"}, params);
+      return problem ? problemResponse(*problem) : fleetLatest(params);
+    case Endpoint::kFleetThreshold:
+      problem = QueryParams::make(parsed.params, {"tag", "key", "below", "above"}, params);
+      return problem ? problemResponse(*problem) : fleetThreshold(params);
+    case Endpoint::kFleetStationary:
+      problem = QueryParams::make(parsed.params,
+                                  {"tag", "key", "below", "above", "window", "from", "to"}, params);
+      return problem ? problemResponse(*problem) : fleetStationary(params);
+    case Endpoint::kFleetDaily:
+      problem = QueryParams::make(parsed.params, {"tag", "key", "agg", "from", "to", "by"}, params);
+      return problem ? problemResponse(*problem) : fleetDaily(params);
     case Endpoint::kNone:
       break;
   }
@@ -620,6 +660,371 @@ ApiResponse Router::listCommands(const std::string& deviceId) const {
   boost::json::object body;
   body["device"] = toValidUtf8(deviceId);
   body["commands"] = options_.commands.list(deviceId);
+  return jsonResponse(200, body);
+}
+
+// --- device tags and attributes, fleet queries -------------------------------------------------
+
+namespace {
+
+constexpr std::size_t kMaxTags = 64;
+constexpr std::size_t kMaxTagKeyBytes = 128;
+constexpr std::size_t kMaxTagValueBytes = 256;
+constexpr std::size_t kMaxFleetKeys = 100;
+constexpr std::int64_t kDefaultStationaryWindowUs = 10 * 60 * kSecondUs;
+constexpr std::int64_t kMaxDailyRangeUs = 366 * kDayUs;
+constexpr std::int64_t kDefaultDailyRangeUs = 7 * kDayUs;
+
+// ?tag=key:value (split at the first ':'); absent: every device.
+std::optional<Problem> tagParam(const QueryParams& params, storage::DeviceGroup& group) {
+  const auto text = params.get("tag");
+  if (!text) return std::nullopt;
+  const auto colon = text->find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return badParam("tag", "key:value, e.g. fleet:east", *text);
+  }
+  group.tagKey = std::string(text->substr(0, colon));
+  group.tagValue = std::string(text->substr(colon + 1));
+  return std::nullopt;
+}
+
+std::optional<Problem> keyParam(const QueryParams& params, std::string_view name, std::string& out,
+                                std::optional<std::string_view> fallback) {
+  const auto text = params.get(name);
+  if (!text && !fallback) {
+    return Problem{400, "parameter '" + std::string(name) + "': required (a field key)"};
+  }
+  const std::string_view key = text ? *text : *fallback;
+  if (key.empty()) return badParam(name, "a field key", key);
+  out = std::string(key);
+  return std::nullopt;
+}
+
+std::optional<Problem> numberParam(std::string_view name, std::string_view text, double& out) {
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value)) {
+    return badParam(name, "a number", text);
+  }
+  out = value;
+  return std::nullopt;
+}
+
+// Exactly one of ?below= and ?above=; `fallbackBelow` when neither is given (nullopt: required).
+std::optional<Problem> thresholdParam(const QueryParams& params, double& threshold, bool& below,
+                                      std::optional<double> fallbackBelow) {
+  const auto belowText = params.get("below");
+  const auto aboveText = params.get("above");
+  if (belowText && aboveText) {
+    return Problem{400, "parameter 'above': give either 'below' or 'above', not both"};
+  }
+  if (belowText) {
+    below = true;
+    return numberParam("below", *belowText, threshold);
+  }
+  if (aboveText) {
+    below = false;
+    return numberParam("above", *aboveText, threshold);
+  }
+  if (!fallbackBelow) {
+    return Problem{400, "parameter 'below': required, or 'above' (a number)"};
+  }
+  below = true;
+  threshold = *fallbackBelow;
+  return std::nullopt;
+}
+
+boost::json::value groupJson(const storage::DeviceGroup& group) {
+  if (group.everyDevice()) return nullptr;
+  return boost::json::value(toValidUtf8(group.tagKey + ":" + group.tagValue));
+}
+
+boost::json::object fleetBody(const storage::DeviceGroup& group) {
+  boost::json::object body;
+  body["tag"] = groupJson(group);
+  return body;
+}
+
+std::string_view jsonKindName(const boost::json::value& value) {
+  switch (value.kind()) {
+    case boost::json::kind::null:
+      return "null";
+    case boost::json::kind::bool_:
+      return "a boolean";
+    case boost::json::kind::int64:
+    case boost::json::kind::uint64:
+    case boost::json::kind::double_:
+      return "a number";
+    case boost::json::kind::string:
+      return "a string";
+    case boost::json::kind::array:
+      return "an array";
+    case boost::json::kind::object:
+      return "an object";
+  }
+  return "a value";
+}
+
+}  // namespace
+
+ApiResponse Router::putDevice(const std::string& deviceId, std::string_view body) const {
+  boost::system::error_code ec;
+  boost::json::value parsed = boost::json::parse(body, ec);
+  if (ec || !parsed.is_object()) {
+    return problemResponse(400,
+                           "request body: expected a JSON object like "
+                           "{\"tags\":{\"fleet\":\"east\"},\"attributes\":{}}");
+  }
+  const auto& object = parsed.as_object();
+  storage::DeviceUpdate update;
+  for (const auto& member : object) {
+    const std::string_view name = member.key();
+    const boost::json::value& value = member.value();
+    if (name == "tags") {
+      if (!value.is_object()) {
+        return problemResponse(400, "field 'tags': expected an object of strings, got " +
+                                        std::string(jsonKindName(value)));
+      }
+      std::map<std::string, std::string> tags;
+      for (const auto& tag : value.as_object()) {
+        const std::string_view key = tag.key();
+        if (key.empty() || key.size() > kMaxTagKeyBytes || key.find(':') != std::string::npos) {
+          return problemResponse(400, "field 'tags': tag name " + quoteInput(key) +
+                                          " must be 1 to " + std::to_string(kMaxTagKeyBytes) +
+                                          " bytes without ':'");
+        }
+        if (!tag.value().is_string()) {
+          return problemResponse(400, "field 'tags." + quoteInput(key).substr(1) +
+                                          ": expected a string, got " +
+                                          std::string(jsonKindName(tag.value())));
+        }
+        const std::string_view text = tag.value().as_string();
+        if (text.size() > kMaxTagValueBytes) {
+          return problemResponse(400, "field 'tags." + quoteInput(key).substr(1) + ": at most " +
+                                          std::to_string(kMaxTagValueBytes) + " bytes");
+        }
+        tags.emplace(std::string(key), std::string(text));
+      }
+      if (tags.size() > kMaxTags) {
+        return problemResponse(400, "field 'tags': at most " + std::to_string(kMaxTags) +
+                                        " tags, got " + std::to_string(tags.size()));
+      }
+      update.tags = std::move(tags);
+    } else if (name == "attributes") {
+      if (!value.is_object()) {
+        return problemResponse(
+            400, "field 'attributes': expected an object, got " + std::string(jsonKindName(value)));
+      }
+      // Stored in this canonical form, so both backends give back the same text.
+      update.attributes = toJsonText(value);
+    } else {
+      return problemResponse(
+          400, "field " + quoteInput(name) + ": unknown; expected 'tags' and/or 'attributes'");
+    }
+  }
+  if (!update.tags && !update.attributes) {
+    return problemResponse(400, "request body: expected 'tags' and/or 'attributes'");
+  }
+  auto existing = store_.getDevice(deviceId);
+  if (!existing) return storeError("reading a device", existing.error());
+  auto device = store_.updateDevice(deviceId, update);
+  if (!device) return storeError("updating a device", device.error());
+  if (options_.devices.updated) {
+    // The store has it; a stale cache would only delay it in device reads, so log and go on.
+    if (auto status = options_.devices.updated(deviceId); !status.ok()) {
+      spdlog::warn("http api: device {} updated, but not in the device cache: {}",
+                   quoteInput(deviceId, 200), status.message());
+    }
+  }
+  return jsonResponse(existing->has_value() ? 200 : 201, deviceToJson(*device));
+}
+
+ApiResponse Router::listDevicesWithTag(const QueryParams& params) const {
+  storage::DeviceGroup group;
+  if (auto problem = tagParam(params, group)) return problemResponse(*problem);
+  auto devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+  if (!devices) return storeError("listing devices", devices.error());
+  boost::json::array list;
+  list.reserve(devices->size());
+  for (const auto& device : *devices) list.push_back(deviceToJson(device));
+  boost::json::object body;
+  body["devices"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::fleetLatest(const QueryParams& params) const {
+  storage::FleetLatestQuery query;
+  if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  if (const auto text = params.get("keys")) {
+    std::string_view rest = *text;
+    while (true) {
+      const auto comma = rest.find(',');
+      const std::string_view key = rest.substr(0, comma);
+      if (key.empty())
+        return problemResponse(badParam("keys", "field keys separated by commas", *text));
+      query.keys.emplace_back(key);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    if (query.keys.size() > kMaxFleetKeys) {
+      return problemResponse(400, "parameter 'keys': at most " + std::to_string(kMaxFleetKeys) +
+                                      " keys, got " + std::to_string(query.keys.size()));
+    }
+  }
+  auto devices = store_.fleetLatest(query);
+  if (!devices) return storeError("querying the fleet", devices.error());
+  boost::json::array list;
+  list.reserve(devices->size());
+  for (const auto& device : *devices) {
+    boost::json::object out;
+    out["id"] = toValidUtf8(device.deviceId);
+    out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+    boost::json::object values;
+    // In the order asked for, so every backend answers alike.
+    for (const auto& key : query.keys) {
+      for (const auto& field : device.values) {
+        if (field.key == key) values[toValidUtf8(key)] = fieldValueToJson(field.value);
+      }
+    }
+    if (query.keys.empty()) values = fieldsToJson(device.values);
+    out["values"] = std::move(values);
+    list.push_back(std::move(out));
+  }
+  boost::json::object body = fleetBody(query.group);
+  body["devices"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::fleetThreshold(const QueryParams& params) const {
+  storage::FleetThresholdQuery query;
+  if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  if (auto problem = keyParam(params, "key", query.key, std::nullopt)) {
+    return problemResponse(*problem);
+  }
+  if (auto problem = thresholdParam(params, query.threshold, query.below, std::nullopt)) {
+    return problemResponse(*problem);
+  }
+  auto devices = store_.fleetThreshold(query);
+  if (!devices) return storeError("querying the fleet", devices.error());
+  boost::json::array list;
+  list.reserve(devices->size());
+  for (const auto& device : *devices) {
+    boost::json::object out;
+    out["id"] = toValidUtf8(device.deviceId);
+    out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+    out["value"] = numberToJson(device.value);
+    list.push_back(std::move(out));
+  }
+  boost::json::object body = fleetBody(query.group);
+  body["key"] = toValidUtf8(query.key);
+  body[query.below ? "below" : "above"] = query.threshold;
+  body["devices"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::fleetStationary(const QueryParams& params) const {
+  storage::FleetWindowQuery query;
+  if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  // Tracker positions carry `speed` (km/h): by default, devices averaging under 1 km/h.
+  if (auto problem = keyParam(params, "key", query.key, "speed")) return problemResponse(*problem);
+  if (auto problem = thresholdParam(params, query.threshold, query.below, 1.0)) {
+    return problemResponse(*problem);
+  }
+  const auto window = params.get("window");
+  if (window && (params.get("from") || params.get("to"))) {
+    return problemResponse(400,
+                           "parameter 'window': give either 'window' or 'from'/'to', not both");
+  }
+  if (params.get("from") || params.get("to")) {
+    query.toUs = core::nowMicros();
+    query.fromUs = query.toUs - kDefaultStationaryWindowUs;
+    if (auto problem = timeRange(params, query.fromUs, query.toUs)) {
+      return problemResponse(*problem);
+    }
+  } else {
+    std::int64_t windowUs = kDefaultStationaryWindowUs;
+    if (window) {
+      const auto parsed = core::parseDuration(*window);
+      if (!parsed || *parsed < kSecondUs || *parsed > kMaxDailyRangeUs) {
+        return problemResponse(
+            badParam("window", "a duration between 1s and 366d such as 10m or 1h", *window));
+      }
+      windowUs = *parsed;
+    }
+    query.toUs = core::nowMicros();
+    query.fromUs = query.toUs - windowUs;
+  }
+  auto devices = store_.fleetWindowAverage(query);
+  if (!devices) return storeError("querying the fleet", devices.error());
+  boost::json::array list;
+  list.reserve(devices->size());
+  for (const auto& device : *devices) {
+    boost::json::object out;
+    out["id"] = toValidUtf8(device.deviceId);
+    out["last_seen"] = core::formatRfc3339Millis(device.lastSeenUs);
+    out["average"] = numberToJson(device.value);
+    out["count"] = device.count;
+    list.push_back(std::move(out));
+  }
+  boost::json::object body = fleetBody(query.group);
+  body["key"] = toValidUtf8(query.key);
+  body[query.below ? "below" : "above"] = query.threshold;
+  body["from"] = core::formatRfc3339Millis(query.fromUs);
+  body["to"] = core::formatRfc3339Millis(query.toUs);
+  body["devices"] = std::move(list);
+  return jsonResponse(200, body);
+}
+
+ApiResponse Router::fleetDaily(const QueryParams& params) const {
+  storage::FleetDailyQuery query;
+  if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  if (auto problem = keyParam(params, "key", query.key, std::nullopt)) {
+    return problemResponse(*problem);
+  }
+  std::string aggName = "avg";
+  if (auto problem = aggParam(params, query.aggregate, aggName)) return problemResponse(*problem);
+  if (query.aggregate == storage::Aggregate::kFirst ||
+      query.aggregate == storage::Aggregate::kLast) {
+    return problemResponse(badParam("agg", "one of avg, min, max, sum, count", aggName));
+  }
+  // Whole UTC days: the default range is the last 7 days, today included.
+  const std::int64_t now = core::nowMicros();
+  query.toUs = now - now % kDayUs + kDayUs;
+  query.fromUs = query.toUs - kDefaultDailyRangeUs;
+  if (auto problem = timeRange(params, query.fromUs, query.toUs)) return problemResponse(*problem);
+  if (static_cast<std::uint64_t>(query.toUs) - static_cast<std::uint64_t>(query.fromUs) >
+      static_cast<std::uint64_t>(kMaxDailyRangeUs)) {
+    return problemResponse(400, "parameter 'from': the range may span at most 366 days");
+  }
+  if (const auto by = params.get("by")) {
+    if (by->empty() || by->find(':') != std::string_view::npos) {
+      return problemResponse(badParam("by", "a tag name such as fleet", *by));
+    }
+    query.byTag = std::string(*by);
+  }
+  auto rows = store_.fleetDaily(query);
+  if (!rows) return storeError("querying the fleet", rows.error());
+  boost::json::array list;
+  list.reserve(rows->size());
+  for (const auto& row : *rows) {
+    boost::json::object out;
+    out["day"] = core::formatRfc3339Millis(row.dayUs).substr(0, 10);
+    if (!query.byTag.empty()) {
+      out["group"] =
+          row.group ? boost::json::value(toValidUtf8(*row.group)) : boost::json::value(nullptr);
+    }
+    out["value"] = numberToJson(row.value);
+    out["count"] = row.count;
+    list.push_back(std::move(out));
+  }
+  boost::json::object body = fleetBody(query.group);
+  body["key"] = toValidUtf8(query.key);
+  body["agg"] = aggName;
+  body["by"] = query.byTag.empty() ? boost::json::value(nullptr)
+                                   : boost::json::value(toValidUtf8(query.byTag));
+  body["from"] = core::formatRfc3339Millis(query.fromUs);
+  body["to"] = core::formatRfc3339Millis(query.toUs);
+  body["days"] = std::move(list);
   return jsonResponse(200, body);
 }
 

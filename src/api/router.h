@@ -38,6 +38,13 @@ class Router {
   // Device summaries through ApiOptions::devices, or the store.
   core::Result<std::vector<storage::DeviceSummary>> readDevices() const;
   core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
+  // Device tags and attributes (the API's first write), and fleet queries over a tag group.
+  ApiResponse putDevice(const std::string& deviceId, std::string_view body) const;
+  ApiResponse listDevicesWithTag(const QueryParams& params) const;
+  ApiResponse fleetLatest(const QueryParams& params) const;
+  ApiResponse fleetThreshold(const QueryParams& params) const;
+  ApiResponse fleetStationary(const QueryParams& params) const;
+  ApiResponse fleetDaily(const QueryParams& params) const;
   // For an empty result: 404 when the device does not exist, else nullopt.
   std::optional<ApiResponse> unknownDevice(const std::string& deviceId) const;
 

@@ -203,6 +203,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   }
   apiOptions.devices.list = [this] { return latest_->listDevices(); };
   apiOptions.devices.get = [this](const std::string& id) { return latest_->getDevice(id); };
+  apiOptions.devices.updated = [this](const std::string& id) { return latest_->deviceUpdated(id); };
   http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
 }
 

@@ -71,6 +71,8 @@ storage::DeviceSummary LatestCache::toSummary(const std::string& deviceId, const
   summary.lastSeenUs = entry.lastSeenUs;
   summary.messageCount = entry.messageCount;
   summary.latest = entry.latest;
+  summary.tags = entry.tags;
+  summary.attributes = entry.attributes;
   return summary;
 }
 
@@ -101,7 +103,29 @@ core::Status LatestCache::load() {
     entry->lastSeenUs = device.lastSeenUs;
     entry->messageCount = device.messageCount;
     entry->latest = std::move(device.latest);
+    entry->tags = std::move(device.tags);
+    entry->attributes = std::move(device.attributes);
   }
+  return {};
+}
+
+core::Status LatestCache::deviceUpdated(const std::string& deviceId) {
+  if (!loaded_.load(std::memory_order_acquire)) return {};
+  std::lock_guard gate(commitGate_);
+  auto device = store_.getDevice(deviceId);
+  if (!device) return core::Error{"latest cache: device update: " + device.error().message};
+  if (!device->has_value()) return {};
+  storage::DeviceSummary& summary = **device;
+  Shard& shard = shardFor(deviceId);
+  std::unique_lock lock(shard.mutex);
+  Entry* entry = insertLocked(shard, deviceId);
+  if (entry == nullptr) return {};  // over the bound: the store answers for it
+  entry->firstSeenUs = summary.firstSeenUs;
+  entry->lastSeenUs = summary.lastSeenUs;
+  entry->messageCount = summary.messageCount;
+  entry->latest = std::move(summary.latest);
+  entry->tags = std::move(summary.tags);
+  entry->attributes = std::move(summary.attributes);
   return {};
 }
 

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -59,6 +60,11 @@ class LatestCache {
   core::Result<std::vector<storage::DeviceSummary>> listDevices() const;
   core::Result<std::optional<storage::DeviceSummary>> getDevice(const std::string& deviceId) const;
 
+  // After Store::updateDevice(deviceId) (any thread): takes the device (tags, attributes, and a
+  // device registered before it sent) from the store, under the commit gate so no batch is in
+  // flight and store and cache agree on every other part of it.
+  core::Status deviceUpdated(const std::string& deviceId);
+
   // After Store::deleteBefore(cutoffUs) (any thread, concurrently with the writer): takes message
   // counts and first-seen times of cached devices that had data before the cutoff from the store.
   core::Status refreshAfterRetention(std::int64_t cutoffUs);
@@ -71,6 +77,8 @@ class LatestCache {
     std::int64_t lastSeenUs = 0;
     std::int64_t messageCount = 0;
     std::vector<storage::Field> latest;  // key order: first seen first, as the store keeps it
+    std::map<std::string, std::string> tags;  // set through the API, never by ingest
+    std::string attributes = "{}";
     // The sequence number of the last batch that touched this device (set when it begins).
     std::uint64_t touchedSeq = 0;
   };

@@ -1,6 +1,8 @@
 #pragma once
 // The one storage interface. Backends live in subfolders; only app/ names them.
 #include <cstdint>
+#include <limits>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -41,12 +43,93 @@ struct Bucket {
   std::int64_t count = 0;  // numeric values in the bucket
 };
 
+// A device registered through updateDevice before it sent anything has these first/last seen
+// times (so the ingest path's min/max merge needs no special case) and no messages.
+inline constexpr std::int64_t kNeverSeenFirstUs = std::numeric_limits<std::int64_t>::max();
+inline constexpr std::int64_t kNeverSeenLastUs = std::numeric_limits<std::int64_t>::min();
+
 struct DeviceSummary {
   std::string deviceId;
   std::int64_t firstSeenUs = 0;
   std::int64_t lastSeenUs = 0;
   std::int64_t messageCount = 0;
   std::vector<Field> latest;  // the latest value of every key the device has sent
+  // Set by clients (PUT /api/v1/devices/{id}), never by ingest. Tags group devices for fleet
+  // queries; attributes are a JSON object's text, kept as given.
+  std::map<std::string, std::string> tags;
+  std::string attributes = "{}";
+
+  bool neverSeen() const { return firstSeenUs > lastSeenUs; }
+};
+
+// What updateDevice changes; a member left empty is kept as it is.
+struct DeviceUpdate {
+  std::optional<std::map<std::string, std::string>> tags;  // replaces every tag
+  std::optional<std::string> attributes;  // a JSON object's text; replaces the attributes
+};
+
+// Which devices a fleet query covers: those with tag `tagKey` = `tagValue`, or every device when
+// tagKey is empty.
+struct DeviceGroup {
+  std::string tagKey;
+  std::string tagValue;
+  bool everyDevice() const { return tagKey.empty(); }
+};
+
+// One device's answer to a fleet query.
+struct FleetDevice {
+  std::string deviceId;
+  std::int64_t lastSeenUs = 0;  // the device's last message (of any key)
+  std::vector<Field> values;    // fleetLatest: the requested latest values
+  double value = 0;             // fleetThreshold: the latest value; fleetWindowAverage: the average
+  std::int64_t count = 0;       // numeric values behind `value` (1 for a latest value)
+};
+
+// fleetLatest: the latest values of `keys` (every key when empty) of every device in the group
+// that has at least one of them.
+struct FleetLatestQuery {
+  DeviceGroup group;
+  std::vector<std::string> keys;
+};
+
+// fleetThreshold: devices whose latest value of `key` is numeric and strictly below (or above)
+// `threshold`.
+struct FleetThresholdQuery {
+  DeviceGroup group;
+  std::string key;
+  double threshold = 0;
+  bool below = true;
+};
+
+// fleetWindowAverage: devices whose average of the numeric values of `key` in [fromUs, toUs)
+// (server time) is strictly below (or above) `threshold`. Devices without such values in the
+// window are left out.
+struct FleetWindowQuery {
+  DeviceGroup group;
+  std::string key;
+  std::int64_t fromUs = 0;
+  std::int64_t toUs = 0;
+  double threshold = 0;
+  bool below = true;
+};
+
+// fleetDaily: per UTC day (of server time) in [fromUs, toUs), `aggregate` (avg, min, max, sum or
+// count) over the numeric values of `key` of the group's devices; one row per day, or per day
+// and value of tag `byTag` when that is set (devices without that tag form the group nullopt).
+struct FleetDailyQuery {
+  DeviceGroup group;
+  std::string key;
+  Aggregate aggregate = Aggregate::kAvg;
+  std::int64_t fromUs = 0;
+  std::int64_t toUs = 0;
+  std::string byTag;
+};
+
+struct FleetDailyRow {
+  std::int64_t dayUs = 0;            // UTC midnight
+  std::optional<std::string> group;  // the byTag value; nullopt without byTag or without tag
+  double value = 0;
+  std::int64_t count = 0;  // numeric values in the row
 };
 
 class Store {
@@ -78,6 +161,43 @@ class Store {
     (void)key;
     (void)cutoffUs;
     return core::Error{backendName() + ": per-key retention is not supported"};
+  }
+
+  // Device tags and attributes. Any thread. Creates the device (with no messages, see
+  // kNeverSeenFirstUs) when it does not exist yet, and returns it as it is afterwards. Fails when
+  // `attributes` is not valid JSON.
+  virtual core::Result<DeviceSummary> updateDevice(const std::string& deviceId,
+                                                   const DeviceUpdate& update) {
+    (void)deviceId;
+    (void)update;
+    return core::Error{backendName() + ": device tags are not supported"};
+  }
+  // Devices with tag `key` = `value`, ordered by id, like listDevices.
+  virtual core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
+                                                                      const std::string& value) {
+    (void)key;
+    (void)value;
+    return core::Error{backendName() + ": device tags are not supported"};
+  }
+
+  // Fleet queries over a device group (the TSBS "IoT" questions). Any thread. Each runs as one
+  // statement inside the database; results are ordered by device id (fleetDaily: by day, then
+  // group, no group last).
+  virtual core::Result<std::vector<FleetDevice>> fleetLatest(const FleetLatestQuery& query) {
+    (void)query;
+    return core::Error{backendName() + ": fleet queries are not supported"};
+  }
+  virtual core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) {
+    (void)query;
+    return core::Error{backendName() + ": fleet queries are not supported"};
+  }
+  virtual core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) {
+    (void)query;
+    return core::Error{backendName() + ": fleet queries are not supported"};
+  }
+  virtual core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) {
+    (void)query;
+    return core::Error{backendName() + ": fleet queries are not supported"};
   }
 
   // A short backend name and whether it is usable right now, for health checks.

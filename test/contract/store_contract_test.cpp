@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -18,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "storage/postgres/postgres_store.h"
@@ -785,7 +787,8 @@ TEST_P(StoreContractTest, ReadersRunConcurrentlyWithTheWriter) {
       }
       SeriesQuery s;
       s.deviceId = "c1";
-      s.key = "v";
+      // Move-assigned: GCC 12 at -O3 warns falsely (-Wrestrict) about assigning the literal.
+      s.key = std::string("v");
       s.bucketUs = 1000;
       if (auto buckets = store_->querySeries(s); !buckets.ok()) {
         noteError(buckets.error().message);
@@ -991,6 +994,316 @@ TEST_P(StoreContractTest, PerKeyRetentionDropsOnlyThatKeyFromOldMessages) {
   EXPECT_EQ(*store_->dropKeyBefore("rpm", 800), 1);
 }
 
+// --- device tags, attributes and fleet queries -------------------------------------------------
+
+DeviceUpdate tagsUpdate(std::map<std::string, std::string> tags) {
+  DeviceUpdate update;
+  update.tags = std::move(tags);
+  return update;
+}
+
+TEST_P(StoreContractTest, DeviceTagsAndAttributesAreStoredAndReplaced) {
+  // A device registered before it sends: no messages, "never seen", not counted.
+  DeviceUpdate update = tagsUpdate({{"fleet", "east"}, {"model", "F-150"}, {"ü", "a:b"}});
+  update.attributes = R"({"vin":"1FT","axles":2,"load":{"max":7.5},"ok":[true,null]})";
+  auto created = store_->updateDevice("t1", update);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ(created->deviceId, "t1");
+  EXPECT_EQ(created->messageCount, 0);
+  EXPECT_TRUE(created->neverSeen());
+  EXPECT_TRUE(created->latest.empty());
+  const std::map<std::string, std::string> tags{
+      {"fleet", "east"}, {"model", "F-150"}, {"ü", "a:b"}};
+  EXPECT_EQ(created->tags, tags);
+  EXPECT_EQ(created->attributes, *update.attributes);
+  EXPECT_EQ(count(), 0);
+
+  // Its first messages give it real first/last seen times; tags and attributes stay.
+  append({makeRecord("t1", 500, {{"v", std::int64_t{1}}}), makeRecord("t1", 300, {}),
+          makeRecord("t2", 100, {})});
+  auto t1 = store_->getDevice("t1");
+  ASSERT_TRUE(t1.ok() && t1->has_value());
+  EXPECT_FALSE((*t1)->neverSeen());
+  EXPECT_EQ((*t1)->firstSeenUs, 300);
+  EXPECT_EQ((*t1)->lastSeenUs, 500);
+  EXPECT_EQ((*t1)->messageCount, 2);
+  EXPECT_EQ((*t1)->tags, tags);
+  EXPECT_EQ((*t1)->attributes, *update.attributes);
+  EXPECT_EQ(count(), 3);
+
+  // A member left out is kept; tags are replaced as a whole.
+  DeviceUpdate attributesOnly;
+  attributesOnly.attributes = "{}";
+  auto updated = store_->updateDevice("t1", attributesOnly);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated->tags, tags);
+  EXPECT_EQ(updated->attributes, "{}");
+  EXPECT_EQ(updated->messageCount, 2);
+  updated = store_->updateDevice("t1", tagsUpdate({{"fleet", "west"}}));
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated->tags, (std::map<std::string, std::string>{{"fleet", "west"}}));
+  EXPECT_EQ(updated->attributes, "{}");
+  EXPECT_EQ(updated->lastSeenUs, 500);
+  ASSERT_TRUE(store_->updateDevice("t2", tagsUpdate({{"fleet", "east"}})).ok());
+  ASSERT_TRUE(store_->updateDevice("t3", tagsUpdate({{"fleet", "east"}, {"x", ""}})).ok());
+
+  // Attributes must be a JSON object; a failed update changes nothing.
+  for (const char* bad : {"{", "[1,2]", "3", "\"text\"", ""}) {
+    DeviceUpdate wrong = tagsUpdate({{"fleet", "north"}});
+    wrong.attributes = bad;
+    EXPECT_FALSE(store_->updateDevice("t2", wrong).ok()) << bad;
+    EXPECT_FALSE(store_->updateDevice("t9", wrong).ok()) << bad;
+  }
+  auto t2 = store_->getDevice("t2");
+  ASSERT_TRUE(t2.ok() && t2->has_value());
+  EXPECT_EQ((*t2)->tags, (std::map<std::string, std::string>{{"fleet", "east"}}));
+  auto t9 = store_->getDevice("t9");
+  ASSERT_TRUE(t9.ok());
+  EXPECT_FALSE(t9->has_value());
+
+  // Filtering by tag, in device id order, and every device in the list.
+  auto east = store_->listDevicesWithTag("fleet", "east");
+  ASSERT_TRUE(east.ok()) << east.error().message;
+  ASSERT_EQ(east->size(), 2u);
+  EXPECT_EQ((*east)[0].deviceId, "t2");
+  EXPECT_EQ((*east)[0].messageCount, 1);
+  EXPECT_EQ((*east)[1].deviceId, "t3");
+  EXPECT_TRUE((*east)[1].neverSeen());
+  EXPECT_EQ((*east)[1].tags.at("x"), "");
+  auto empty = store_->listDevicesWithTag("x", "");
+  ASSERT_TRUE(empty.ok());
+  ASSERT_EQ(empty->size(), 1u);
+  EXPECT_EQ(empty->front().deviceId, "t3");
+  auto none = store_->listDevicesWithTag("fleet", "EAST");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  auto all = store_->listDevices();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[2].deviceId, "t3");
+  EXPECT_EQ(count(), 3);
+
+  // Retention leaves registered devices alone; everything survives a reopen.
+  auto deleted = store_->deleteBefore(400);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 2);
+  store_.reset();
+  store_ = backend_->open();
+  auto t3 = store_->getDevice("t3");
+  ASSERT_TRUE(t3.ok() && t3->has_value());
+  EXPECT_TRUE((*t3)->neverSeen());
+  EXPECT_EQ((*t3)->tags.size(), 2u);
+  t1 = store_->getDevice("t1");
+  ASSERT_TRUE(t1.ok() && t1->has_value());
+  EXPECT_EQ((*t1)->messageCount, 1);
+  EXPECT_EQ((*t1)->tags.at("fleet"), "west");
+  EXPECT_EQ(count(), 1);
+}
+
+// A small fleet: a and b in fleet east, c in west, d untagged, e registered in east but silent.
+class FleetTest : public StoreContractTest {
+ protected:
+  static constexpr std::int64_t kDay0 = kJan2026Us;
+  static constexpr std::int64_t kDay1 = kJan2026Us + kDayUs;
+
+  void SetUp() override {
+    StoreContractTest::SetUp();
+    for (const auto& [device, fleet, model] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"a", "east", "x"}, {"b", "east", "y"}, {"c", "west", "x"}, {"e", "east", "y"}}) {
+      auto done = store_->updateDevice(device, tagsUpdate({{"fleet", fleet}, {"model", model}}));
+      ASSERT_TRUE(done.ok()) << done.error().message;
+    }
+    append({makeRecord("a", kDay0 + 10, {{"speed", std::int64_t{0}}, {"fuel", 0.2}}),
+            makeRecord("b", kDay0 + 10, {{"speed", std::int64_t{10}}, {"fuel", std::int64_t{1}}}),
+            makeRecord("c", kDay0 + 15,
+                       {{"speed", std::string("fast")}, {"fuel", std::string("low")}}),
+            makeRecord("d", kDay0 - 100, {{"speed", std::int64_t{0}}, {"fuel", 0.01}}),
+            makeRecord("f", kDay0 + 12, {})});
+    append({makeRecord("a", kDay0 + 20,
+                       {{"speed", std::int64_t{1}}, {"lat", 1.5}, {"lon", 2.0}, {"fuel", 0.05}}),
+            makeRecord("b", kDay0 + 30,
+                       {{"speed", std::int64_t{20}}, {"lat", std::int64_t{3}}, {"lon", -4.25}}),
+            makeRecord("a", kDay1 + 5, {{"speed", std::int64_t{4}}}),
+            makeRecord("c", kDay1 + 7, {{"speed", std::int64_t{8}}})});
+  }
+
+  static DeviceGroup group(const std::string& key = {}, const std::string& value = {}) {
+    return DeviceGroup{key, value};
+  }
+
+  static std::vector<std::string> ids(const std::vector<FleetDevice>& devices) {
+    std::vector<std::string> out;
+    for (const FleetDevice& device : devices) out.push_back(device.deviceId);
+    return out;
+  }
+
+  std::vector<FleetDevice> latest(const DeviceGroup& g, std::vector<std::string> keys) {
+    auto result = store_->fleetLatest(FleetLatestQuery{g, std::move(keys)});
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<FleetDevice>{};
+  }
+  std::vector<FleetDevice> threshold(const DeviceGroup& g, const std::string& key, double value,
+                                     bool below) {
+    auto result = store_->fleetThreshold(FleetThresholdQuery{g, key, value, below});
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<FleetDevice>{};
+  }
+  std::vector<FleetDevice> window(const DeviceGroup& g, std::int64_t from, std::int64_t to,
+                                  double value, bool below, const std::string& key = "speed") {
+    auto result = store_->fleetWindowAverage(FleetWindowQuery{g, key, from, to, value, below});
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<FleetDevice>{};
+  }
+  std::vector<FleetDailyRow> daily(const DeviceGroup& g, Aggregate aggregate, std::int64_t from,
+                                   const std::string& by, const std::string& key = "speed") {
+    auto result = store_->fleetDaily(FleetDailyQuery{g, key, aggregate, from, kDay1 + kDayUs, by});
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : std::vector<FleetDailyRow>{};
+  }
+};
+
+TEST_P(FleetTest, LatestValuesOfAGroup) {
+  // Devices without any of the keys (c, d, f, the silent e) are left out.
+  auto located = latest(group(), {"lat", "lon"});
+  ASSERT_EQ(ids(located), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(located[0].lastSeenUs, kDay1 + 5);
+  ASSERT_EQ(located[0].values.size(), 2u);
+  EXPECT_EQ(*findField(located[0].values, "lat"), FieldValue(1.5));
+  EXPECT_EQ(*findField(located[0].values, "lon"), FieldValue(2.0));
+  EXPECT_EQ(*findField(located[1].values, "lat"), FieldValue(std::int64_t{3}));  // type kept
+  EXPECT_EQ(*findField(located[1].values, "lon"), FieldValue(-4.25));
+
+  // Every key; only the group's devices.
+  auto east = latest(group("fleet", "east"), {});
+  ASSERT_EQ(ids(east), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(east[0].values.size(), 4u);
+  EXPECT_EQ(*findField(east[0].values, "speed"), FieldValue(std::int64_t{4}));
+  EXPECT_EQ(*findField(east[0].values, "fuel"), FieldValue(0.05));
+  EXPECT_EQ(east[1].values.size(), 4u);
+  auto all = latest(group(), {});
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"a", "b", "c", "d"}));
+  // Non-numeric latest values are values too.
+  auto fuel = latest(group("fleet", "west"), {"fuel", "nothing"});
+  ASSERT_EQ(ids(fuel), (std::vector<std::string>{"c"}));
+  EXPECT_EQ(*findField(fuel[0].values, "fuel"), FieldValue(std::string("low")));
+  EXPECT_TRUE(latest(group("fleet", "west"), {"lat"}).empty());
+  EXPECT_TRUE(latest(group("fleet", "nobody"), {}).empty());
+  EXPECT_TRUE(latest(group("nokey", "east"), {"lat"}).empty());
+}
+
+TEST_P(FleetTest, LatestValueBelowOrAboveAThreshold) {
+  // c's latest fuel is a string and e has none: neither qualifies either way.
+  auto low = threshold(group(), "fuel", 0.1, true);
+  ASSERT_EQ(ids(low), (std::vector<std::string>{"a", "d"}));
+  EXPECT_DOUBLE_EQ(low[0].value, 0.05);
+  EXPECT_EQ(low[0].count, 1);
+  EXPECT_EQ(low[0].lastSeenUs, kDay1 + 5);
+  EXPECT_DOUBLE_EQ(low[1].value, 0.01);
+  EXPECT_EQ(ids(threshold(group("fleet", "east"), "fuel", 0.1, true)),
+            (std::vector<std::string>{"a"}));
+  auto high = threshold(group(), "fuel", 0.5, false);
+  ASSERT_EQ(ids(high), (std::vector<std::string>{"b"}));
+  EXPECT_DOUBLE_EQ(high[0].value, 1.0);  // an integer value
+  EXPECT_EQ(ids(threshold(group(), "fuel", 100, true)), (std::vector<std::string>{"a", "b", "d"}));
+  // Strict comparisons.
+  EXPECT_TRUE(threshold(group(), "fuel", 1, false).empty());
+  EXPECT_EQ(ids(threshold(group(), "fuel", 0.05, true)), (std::vector<std::string>{"d"}));
+  EXPECT_TRUE(threshold(group(), "missing", 1e300, true).empty());
+  EXPECT_TRUE(threshold(group("fleet", "nobody"), "fuel", 100, true).empty());
+  // A key SQLite cannot put in a JSON path.
+  append({makeRecord("q", kDay0, {{"odd\"key", -3.5}})});
+  auto odd = threshold(group(), "odd\"key", 0, true);
+  ASSERT_EQ(ids(odd), (std::vector<std::string>{"q"}));
+  EXPECT_DOUBLE_EQ(odd[0].value, -3.5);
+}
+
+TEST_P(FleetTest, AverageOverAWindow) {
+  // In [day0, day0 + 100): a 0, 1 (avg 0.5), b 10, 20 (avg 15), c only a string, d before.
+  auto stationary = window(group(), kDay0, kDay0 + 100, 1, true);
+  ASSERT_EQ(ids(stationary), (std::vector<std::string>{"a"}));
+  EXPECT_DOUBLE_EQ(stationary[0].value, 0.5);
+  EXPECT_EQ(stationary[0].count, 2);
+  EXPECT_EQ(stationary[0].lastSeenUs, kDay1 + 5);
+  auto moving = window(group(), kDay0, kDay0 + 100, 5, false);
+  ASSERT_EQ(ids(moving), (std::vector<std::string>{"b"}));
+  EXPECT_DOUBLE_EQ(moving[0].value, 15);
+  EXPECT_EQ(moving[0].count, 2);
+  // From inclusive, to exclusive.
+  auto edge = window(group(), kDay0 + 10, kDay0 + 20, 100, true);
+  ASSERT_EQ(ids(edge), (std::vector<std::string>{"a", "b"}));
+  EXPECT_DOUBLE_EQ(edge[0].value, 0);
+  EXPECT_DOUBLE_EQ(edge[1].value, 10);
+  EXPECT_EQ(edge[1].count, 1);
+  // A group over two days: a has 0, 1, 4.
+  auto east = window(group("fleet", "east"), kDay0, kDay1 + kDayUs, 100, true);
+  ASSERT_EQ(ids(east), (std::vector<std::string>{"a", "b"}));
+  EXPECT_DOUBLE_EQ(east[0].value, 5.0 / 3);
+  EXPECT_EQ(east[0].count, 3);
+  auto west = window(group("fleet", "west"), kDay0, kDay1 + kDayUs, 100, true);
+  ASSERT_EQ(ids(west), (std::vector<std::string>{"c"}));
+  EXPECT_DOUBLE_EQ(west[0].value, 8);  // the string does not count
+  EXPECT_EQ(west[0].count, 1);
+  EXPECT_TRUE(window(group(), kDay0, kDay0 + 100, 1, true, "missing").empty());
+  EXPECT_TRUE(window(group(), kDay0 + 100, kDay0 + 200, 1e300, true).empty());
+  EXPECT_TRUE(window(group("fleet", "nobody"), kDay0, kDay1 + kDayUs, 100, true).empty());
+}
+
+TEST_P(FleetTest, DailyAggregatesPerGroup) {
+  // Day 0: a 0, 1; b 10, 20 (c's string does not count). Day 1: a 4, c 8.
+  auto fleet = daily(group(), Aggregate::kAvg, kDay0, "");
+  ASSERT_EQ(fleet.size(), 2u);
+  EXPECT_EQ(fleet[0].dayUs, kDay0);
+  EXPECT_FALSE(fleet[0].group.has_value());
+  EXPECT_DOUBLE_EQ(fleet[0].value, 31.0 / 4);
+  EXPECT_EQ(fleet[0].count, 4);
+  EXPECT_EQ(fleet[1].dayUs, kDay1);
+  EXPECT_DOUBLE_EQ(fleet[1].value, 6);
+  EXPECT_EQ(fleet[1].count, 2);
+
+  // Per model, from the day before (d, untagged, forms the no-group row, sorted last).
+  auto models = daily(group(), Aggregate::kSum, kDay0 - kDayUs, "model");
+  ASSERT_EQ(models.size(), 4u);
+  EXPECT_EQ(models[0].dayUs, kDay0 - kDayUs);
+  EXPECT_FALSE(models[0].group.has_value());
+  EXPECT_DOUBLE_EQ(models[0].value, 0);
+  EXPECT_EQ(models[0].count, 1);
+  EXPECT_EQ(models[1].dayUs, kDay0);
+  EXPECT_EQ(models[1].group, std::optional<std::string>("x"));
+  EXPECT_DOUBLE_EQ(models[1].value, 1);
+  EXPECT_EQ(models[2].group, std::optional<std::string>("y"));
+  EXPECT_DOUBLE_EQ(models[2].value, 30);
+  EXPECT_EQ(models[3].dayUs, kDay1);
+  EXPECT_EQ(models[3].group, std::optional<std::string>("x"));
+  EXPECT_DOUBLE_EQ(models[3].value, 12);
+  EXPECT_EQ(models[3].count, 2);
+
+  auto east = daily(group("fleet", "east"), Aggregate::kCount, kDay0, "fleet");
+  ASSERT_EQ(east.size(), 2u);
+  EXPECT_EQ(east[0].group, std::optional<std::string>("east"));
+  EXPECT_DOUBLE_EQ(east[0].value, 4);
+  EXPECT_DOUBLE_EQ(east[1].value, 1);
+  auto maxima = daily(group("model", "x"), Aggregate::kMax, kDay0, "");
+  ASSERT_EQ(maxima.size(), 2u);
+  EXPECT_DOUBLE_EQ(maxima[0].value, 1);
+  EXPECT_DOUBLE_EQ(maxima[1].value, 8);
+  auto minima = daily(group(), Aggregate::kMin, kDay0, "");
+  ASSERT_EQ(minima.size(), 2u);
+  EXPECT_DOUBLE_EQ(minima[1].value, 4);
+
+  EXPECT_TRUE(daily(group("fleet", "nobody"), Aggregate::kAvg, kDay0, "").empty());
+  EXPECT_TRUE(daily(group(), Aggregate::kAvg, kDay0, "", "fuel").size() == 1u);
+  EXPECT_TRUE(daily(group(), Aggregate::kAvg, kDay0, "", "missing").empty());
+  EXPECT_FALSE(
+      store_->fleetDaily(FleetDailyQuery{group(), "speed", Aggregate::kFirst, kDay0, kDay1, ""})
+          .ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(contract, FleetTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
 // The "contract" prefix lets `ctest -R contract` pick the whole suite.
 INSTANTIATE_TEST_SUITE_P(contract, StoreContractTest, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
@@ -1119,20 +1432,35 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   store_.reset();
   store_ = backend_.open();
   auto second = backend_.open();  // two at once, like two nodes
-  EXPECT_EQ(sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-            "1,2");
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 2);
+  EXPECT_EQ(
+      sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
+      "1,2,3");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 3);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
 
   // A database of schema version 1 (an older build) is upgraded in place.
   sql("DROP TABLE tern_retention_progress");
+  sql("DROP TABLE device_tags");
+  sql("ALTER TABLE devices DROP COLUMN attributes");
   sql("DELETE FROM tern_schema_version WHERE version > 1");
   second = backend_.open();
-  EXPECT_EQ(sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-            "1,2");
+  EXPECT_EQ(
+      sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
+      "1,2,3");
   EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
+  // Existing devices get empty attributes and no tags, and can be tagged.
+  auto old = second->getDevice("m");
+  ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->attributes, "{}");
+  EXPECT_TRUE((*old)->tags.empty());
+  DeviceUpdate update;
+  update.tags = std::map<std::string, std::string>{{"fleet", "east"}};
+  auto tagged = second->updateDevice("m", update);
+  ASSERT_TRUE(tagged.ok()) << tagged.error().message;
+  EXPECT_EQ(tagged->messageCount, 1);
+  EXPECT_EQ(tagged->tags.at("fleet"), "east");
 
   sql("INSERT INTO tern_schema_version(version) VALUES (99)");
   try {

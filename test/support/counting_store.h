@@ -73,6 +73,30 @@ class CountingStore : public storage::Store {
   core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override {
     return inner_.dropKeyBefore(key, cutoffUs);
   }
+  core::Result<storage::DeviceSummary> updateDevice(const std::string& deviceId,
+                                                    const storage::DeviceUpdate& update) override {
+    return inner_.updateDevice(deviceId, update);
+  }
+  core::Result<std::vector<storage::DeviceSummary>> listDevicesWithTag(
+      const std::string& key, const std::string& value) override {
+    return inner_.listDevicesWithTag(key, value);
+  }
+  core::Result<std::vector<storage::FleetDevice>> fleetLatest(
+      const storage::FleetLatestQuery& query) override {
+    return inner_.fleetLatest(query);
+  }
+  core::Result<std::vector<storage::FleetDevice>> fleetThreshold(
+      const storage::FleetThresholdQuery& query) override {
+    return inner_.fleetThreshold(query);
+  }
+  core::Result<std::vector<storage::FleetDevice>> fleetWindowAverage(
+      const storage::FleetWindowQuery& query) override {
+    return inner_.fleetWindowAverage(query);
+  }
+  core::Result<std::vector<storage::FleetDailyRow>> fleetDaily(
+      const storage::FleetDailyQuery& query) override {
+    return inner_.fleetDaily(query);
+  }
   std::string backendName() const override { return inner_.backendName(); }
   core::Status check() override { return inner_.check(); }
 

@@ -26,7 +26,7 @@
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
 constexpr std::size_t kMaxIdleReaders = 8;
 constexpr std::int64_t kUsPerDay = 86'400'000'000;
@@ -82,6 +82,18 @@ constexpr const char* kMigration1Index =
 constexpr const char* kMigration2 =
     "CREATE TABLE tern_retention_progress(key text PRIMARY KEY, done_before bigint NOT NULL)";
 
+// Device tags (for fleet queries over a group) and attributes, set through the API.
+constexpr const char* kMigration3 = R"sql(
+ALTER TABLE devices ADD COLUMN attributes json NOT NULL DEFAULT '{}';
+CREATE TABLE device_tags(
+  device_id text NOT NULL,
+  key text NOT NULL,
+  value text NOT NULL,
+  PRIMARY KEY (device_id, key)
+);
+-- A group (key = value) is one range of this index.
+CREATE INDEX device_tags_key_value ON device_tags(key, value, device_id))sql";
+
 // --- SQL ---------------------------------------------------------------------------------------
 
 constexpr const char* kSqlBatchTable =
@@ -124,12 +136,28 @@ constexpr const char* kSqlSeriesTail =
     "WHERE device_id = $1 AND ts >= $2::int8 AND ts < $3::int8 "
     "AND json_typeof(fields->$5::text) = 'number') AS s GROUP BY b ORDER BY b";
 // COLLATE "C": byte order, the same as the SQLite backend whatever the database locale.
+#define TERN_DEVICE_COLUMNS                                                                  \
+  "SELECT d.device_id, d.first_seen, d.last_seen, d.message_count, d.latest, d.attributes, " \
+  "(SELECT coalesce(json_object_agg(t.key, t.value), '{}'::json) FROM device_tags t "        \
+  "WHERE t.device_id = d.device_id) "
 constexpr const char* kSqlListDevices =
-    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
-    "ORDER BY device_id COLLATE \"C\"";
-constexpr const char* kSqlGetDevice =
-    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
-    "WHERE device_id = $1";
+    TERN_DEVICE_COLUMNS "FROM devices d ORDER BY d.device_id COLLATE \"C\"";
+constexpr const char* kSqlGetDevice = TERN_DEVICE_COLUMNS "FROM devices d WHERE d.device_id = $1";
+constexpr const char* kSqlDevicesWithTag = TERN_DEVICE_COLUMNS
+    "FROM device_tags g JOIN devices d ON d.device_id = g.device_id "
+    "WHERE g.key = $1 AND g.value = $2 ORDER BY d.device_id COLLATE \"C\"";
+#undef TERN_DEVICE_COLUMNS
+// Device updates (API writes): a device that does not exist yet is registered with no messages.
+constexpr const char* kSqlCheckObject = "SELECT json_typeof($1::json)";
+constexpr const char* kSqlRegisterDevice =
+    "INSERT INTO devices(device_id, first_seen, last_seen, message_count, latest) "
+    "VALUES ($1, $2::int8, $3::int8, 0, '{}') ON CONFLICT (device_id) DO NOTHING";
+constexpr const char* kSqlSetAttributes =
+    "UPDATE devices SET attributes = $2::json WHERE device_id = $1";
+constexpr const char* kSqlClearTags = "DELETE FROM device_tags WHERE device_id = $1";
+constexpr const char* kSqlInsertTags =
+    "INSERT INTO device_tags(device_id, key, value) SELECT $1, key, value "
+    "FROM json_each_text($2::json)";
 // Every message bumps its device's count in the same transaction, so this is exact without a
 // count(*) over every partition.
 constexpr const char* kSqlCountMessages =
@@ -641,8 +669,21 @@ core::Result<DeviceSummary> readDevice(const PGresult* result, int row) {
     return core::Error{"postgres: latest values of device " + summary.deviceId +
                        " are not valid JSON"};
   }
+  summary.attributes = std::string(cell(result, row, 5));
+  std::vector<Field> tags;
+  if (!parseFields(cell(result, row, 6), tags)) {
+    return core::Error{"postgres: tags of device " + summary.deviceId + " are not valid JSON"};
+  }
+  for (Field& tag : tags) {
+    if (auto* text = std::get_if<std::string>(&tag.value)) {
+      summary.tags.emplace(std::move(tag.key), std::move(*text));
+    }
+  }
   return summary;
 }
+
+core::Result<std::vector<DeviceSummary>> readDevices(ReaderPool& readers, const char* sql,
+                                                     const std::vector<std::string>& params);
 
 class PostgresStore final : public Store {
  public:
@@ -687,6 +728,14 @@ class PostgresStore final : public Store {
   core::Status check() override;
   core::Result<std::int64_t> deleteBefore(std::int64_t cutoffUs) override;
   core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override;
+  core::Result<DeviceSummary> updateDevice(const std::string& deviceId,
+                                           const DeviceUpdate& update) override;
+  core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
+                                                              const std::string& value) override;
+  core::Result<std::vector<FleetDevice>> fleetLatest(const FleetLatestQuery& query) override;
+  core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
+  core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
+  core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) override;
 
   core::Result<std::string> layout();
 
@@ -784,6 +833,9 @@ void PostgresStore::migrate() {
         sql += ";\n";
       } else if (next == 2) {
         sql = kMigration2;
+        sql += ";\n";
+      } else if (next == 3) {
+        sql = kMigration3;
         sql += ";\n";
       }
       sql += "INSERT INTO tern_schema_version(version) VALUES (";
@@ -1110,9 +1162,23 @@ core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& 
 }
 
 core::Result<std::vector<DeviceSummary>> PostgresStore::listDevices() {
-  return readers_.run<std::vector<DeviceSummary>>(
+  return readDevices(readers_, kSqlListDevices, {});
+}
+
+core::Result<std::vector<DeviceSummary>> PostgresStore::listDevicesWithTag(
+    const std::string& key, const std::string& value) {
+  std::string keyScratch;
+  std::string valueScratch;
+  return readDevices(
+      readers_, kSqlDevicesWithTag,
+      {std::string(validText(key, keyScratch)), std::string(validText(value, valueScratch))});
+}
+
+core::Result<std::vector<DeviceSummary>> readDevices(ReaderPool& readers, const char* sql,
+                                                     const std::vector<std::string>& params) {
+  return readers.run<std::vector<DeviceSummary>>(
       [&](PGconn* conn) -> core::Result<std::vector<DeviceSummary>> {
-        auto result = exec(conn, kSqlListDevices, "list devices");
+        auto result = exec(conn, sql, "list devices", params);
         if (!result) {
           return result.error();
         }
@@ -1408,6 +1474,292 @@ core::Result<std::int64_t> PostgresStore::dropKeyBefore(const std::string& key,
     return saved.error();
   }
   return total;
+}
+
+// --- device tags and attributes ----------------------------------------------------------------
+
+core::Result<DeviceSummary> PostgresStore::updateDevice(const std::string& deviceId,
+                                                        const DeviceUpdate& update) {
+  std::string scratch;
+  const std::string id(validText(deviceId, scratch));  // as ingest stores it
+  std::string tagsJson;
+  if (update.tags) {
+    bool first = true;
+    for (const auto& [key, value] : *update.tags) {
+      std::string keyScratch;
+      appendJsonMember(tagsJson, first, validText(key, keyScratch), FieldValue(value));
+    }
+    tagsJson += first ? "{}" : "}";
+  }
+  // Idempotent, so ReaderPool may repeat it on a fresh connection.
+  auto written = readers_.run<bool>([&](PGconn* conn) -> core::Result<bool> {
+    if (update.attributes) {
+      auto type = exec(conn, kSqlCheckObject, "check device attributes", {*update.attributes});
+      if (!type) {
+        return core::Error{"postgres: device attributes are not valid JSON"};
+      }
+      if (cell(type->get(), 0, 0) != "object") {
+        return core::Error{"postgres: device attributes must be a JSON object"};
+      }
+    }
+    if (auto status = command(conn, "BEGIN", "begin device update"); !status) {
+      return core::Error{status.message()};
+    }
+    std::vector<std::pair<const char*, std::vector<std::string>>> steps;
+    steps.push_back(
+        {kSqlRegisterDevice, {id, toText(kNeverSeenFirstUs), toText(kNeverSeenLastUs)}});
+    if (update.attributes) {
+      steps.push_back({kSqlSetAttributes, {id, *update.attributes}});
+    }
+    if (update.tags) {
+      steps.push_back({kSqlClearTags, {id}});
+      steps.push_back({kSqlInsertTags, {id, tagsJson}});
+    }
+    for (const auto& [sql, params] : steps) {
+      auto result = exec(conn, sql, "update device", params, PGRES_COMMAND_OK);
+      if (!result) {
+        rollback(conn);
+        return result.error();
+      }
+    }
+    if (auto status = command(conn, "COMMIT", "commit device update"); !status) {
+      return core::Error{status.message()};
+    }
+    return true;
+  });
+  if (!written) {
+    return written.error();
+  }
+  auto device = getDevice(id);
+  if (!device) {
+    return device.error();
+  }
+  if (!device->has_value()) {
+    return core::Error{"postgres: device " + id + " vanished after its update"};
+  }
+  return std::move(**device);
+}
+
+// --- fleet queries -----------------------------------------------------------------------------
+// Composed from fragments and run as one statement each, with the group's devices as `d`.
+
+// Collects parameters and hands out their $n placeholders.
+class Params {
+ public:
+  std::string add(std::string value) {
+    values_.push_back(std::move(value));
+    return "$" + std::to_string(values_.size());
+  }
+  const std::vector<std::string>& values() const { return values_; }
+
+ private:
+  std::vector<std::string> values_;
+};
+
+struct GroupSql {
+  std::string source;
+  std::string condition;  // ends in "AND " when not empty
+};
+
+GroupSql groupSql(const DeviceGroup& group, Params& params) {
+  if (group.everyDevice()) {
+    return {"devices d", ""};
+  }
+  std::string keyScratch;
+  std::string valueScratch;
+  GroupSql out;
+  out.source = "device_tags g JOIN devices d ON d.device_id = g.device_id";
+  out.condition =
+      "g.key = " + params.add(std::string(validText(group.tagKey, keyScratch))) +
+      " AND g.value = " + params.add(std::string(validText(group.tagValue, valueScratch))) +
+      " AND ";
+  return out;
+}
+
+std::string storedKey(const std::string& key) {
+  std::string scratch;
+  return std::string(validText(key, scratch));
+}
+
+std::string doubleText(double value) {
+  char buffer[64];
+  const auto end = std::to_chars(buffer, buffer + sizeof buffer, value).ptr;
+  return {buffer, end};
+}
+
+core::Result<std::vector<FleetDevice>> fleetRows(ReaderPool& readers, const std::string& sql,
+                                                 const Params& params, std::string_view what,
+                                                 bool withCount) {
+  return readers.run<std::vector<FleetDevice>>(
+      [&](PGconn* conn) -> core::Result<std::vector<FleetDevice>> {
+        auto result = exec(conn, sql.c_str(), what, params.values());
+        if (!result) {
+          return result.error();
+        }
+        const PGresult* rows = result->get();
+        std::vector<FleetDevice> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+        for (int row = 0; row < PQntuples(rows); ++row) {
+          FleetDevice& device = out.emplace_back();
+          device.deviceId = std::string(cell(rows, row, 0));
+          device.lastSeenUs = cellInt64(rows, row, 1);
+          device.value = cellDouble(rows, row, 2);
+          device.count = withCount ? cellInt64(rows, row, 3) : 1;
+        }
+        return out;
+      });
+}
+
+core::Result<std::vector<FleetDevice>> PostgresStore::fleetLatest(const FleetLatestQuery& query) {
+  Params params;
+  const GroupSql group = groupSql(query.group, params);
+  // Only the requested keys leave the database; json_object_agg keeps the value tokens verbatim.
+  std::string values = "d.latest";
+  if (!query.keys.empty()) {
+    // The keys travel as the member names of one JSON object.
+    std::string keys;
+    bool first = true;
+    for (const std::string& key : query.keys) {
+      appendJsonMember(keys, first, storedKey(key), FieldValue(true));
+    }
+    keys += first ? "{}" : "}";
+    values =
+        "(SELECT json_object_agg(e.key, e.value) FROM json_each(d.latest) e "
+        "WHERE e.key IN (SELECT json_object_keys(" +
+        params.add(keys) + "::json)))";
+  }
+  const std::string sql = "SELECT device_id, last_seen, v FROM (SELECT d.device_id, d.last_seen, " +
+                          values + " AS v FROM " + group.source + " WHERE " + group.condition +
+                          "TRUE) s WHERE v IS NOT NULL AND v::text <> '{}' "
+                          "ORDER BY device_id COLLATE \"C\"";
+  return readers_.run<std::vector<FleetDevice>>(
+      [&](PGconn* conn) -> core::Result<std::vector<FleetDevice>> {
+        auto result = exec(conn, sql.c_str(), "fleet latest", params.values());
+        if (!result) {
+          return result.error();
+        }
+        const PGresult* rows = result->get();
+        std::vector<FleetDevice> out;
+        std::vector<Field> latest;
+        for (int row = 0; row < PQntuples(rows); ++row) {
+          latest.clear();
+          if (!parseFields(cell(rows, row, 2), latest)) {
+            return core::Error{"postgres: latest values of a device are not valid JSON"};
+          }
+          FleetDevice device;
+          for (Field& field : latest) {
+            if (query.keys.empty() ||
+                std::find(query.keys.begin(), query.keys.end(), field.key) != query.keys.end()) {
+              device.values.push_back(std::move(field));
+            }
+          }
+          if (device.values.empty()) {
+            continue;
+          }
+          device.deviceId = std::string(cell(rows, row, 0));
+          device.lastSeenUs = cellInt64(rows, row, 1);
+          device.count = static_cast<std::int64_t>(device.values.size());
+          out.push_back(std::move(device));
+        }
+        return out;
+      });
+}
+
+core::Result<std::vector<FleetDevice>> PostgresStore::fleetThreshold(
+    const FleetThresholdQuery& query) {
+  Params params;
+  const GroupSql group = groupSql(query.group, params);
+  const std::string key = params.add(storedKey(query.key));
+  // CASE: the cast must never see a string (WHERE gives no evaluation order).
+  const std::string value = "CASE WHEN json_typeof(d.latest->" + key +
+                            "::text) = 'number' THEN (d.latest->>" + key + "::text)::float8 END";
+  const std::string sql = "SELECT d.device_id, d.last_seen, " + value + " FROM " + group.source +
+                          " WHERE " + group.condition + value + (query.below ? " < " : " > ") +
+                          params.add(doubleText(query.threshold)) +
+                          "::float8 ORDER BY d.device_id COLLATE \"C\"";
+  return fleetRows(readers_, sql, params, "fleet threshold", false);
+}
+
+core::Result<std::vector<FleetDevice>> PostgresStore::fleetWindowAverage(
+    const FleetWindowQuery& query) {
+  Params params;
+  const GroupSql group = groupSql(query.group, params);
+  const std::string key = params.add(storedKey(query.key));
+  // One index range of messages per device; the aggregate only sees numbers (WHERE first).
+  const std::string sql =
+      "SELECT d.device_id, d.last_seen, s.a, s.n FROM " + group.source +
+      " CROSS JOIN LATERAL (SELECT avg((m.fields->>" + key +
+      "::text)::float8) AS a, "
+      "count(*)::int8 AS n FROM messages m WHERE m.device_id = d.device_id AND m.ts >= " +
+      params.add(toText(query.fromUs)) + "::int8 AND m.ts < " + params.add(toText(query.toUs)) +
+      "::int8 AND json_typeof(m.fields->" + key + "::text) = 'number') s WHERE " + group.condition +
+      "s.n > 0 AND s.a" + (query.below ? " < " : " > ") + params.add(doubleText(query.threshold)) +
+      "::float8 ORDER BY d.device_id COLLATE \"C\"";
+  return fleetRows(readers_, sql, params, "fleet window average", true);
+}
+
+core::Result<std::vector<FleetDailyRow>> PostgresStore::fleetDaily(const FleetDailyQuery& query) {
+  Params params;
+  const GroupSql group = groupSql(query.group, params);
+  const std::string key = params.add(storedKey(query.key));
+  const std::string v = "(m.fields->>" + key + "::text)::float8";
+  std::string aggregate;
+  switch (query.aggregate) {
+    case Aggregate::kAvg:
+      aggregate = "avg(" + v + ")";
+      break;
+    case Aggregate::kMin:
+      aggregate = "min(" + v + ")";
+      break;
+    case Aggregate::kMax:
+      aggregate = "max(" + v + ")";
+      break;
+    case Aggregate::kSum:
+      aggregate = "sum(" + v + ")";
+      break;
+    case Aggregate::kCount:
+      aggregate = "count(*)";
+      break;
+    case Aggregate::kFirst:
+    case Aggregate::kLast:
+      return core::Error{"fleet daily: first and last are not offered"};
+  }
+  const bool byTag = !query.byTag.empty();
+  std::string by;
+  if (byTag) {
+    by = " LEFT JOIN device_tags b ON b.device_id = d.device_id AND b.key = " +
+         params.add(storedKey(query.byTag));
+  }
+  // Floored, so days before the epoch are whole days too.
+  const std::string sql =
+      "SELECT m.ts - (((m.ts % 86400000000) + 86400000000) % 86400000000) AS day, " +
+      std::string(byTag ? "b.value" : "NULL::text") + " AS grp, " + aggregate +
+      "::float8, count(*)::int8 FROM " + group.source + by +
+      " JOIN messages m ON m.device_id = d.device_id AND m.ts >= " +
+      params.add(toText(query.fromUs)) + "::int8 AND m.ts < " + params.add(toText(query.toUs)) +
+      "::int8 WHERE " + group.condition + "json_typeof(m.fields->" + key +
+      "::text) = 'number' GROUP BY 1, 2 ORDER BY 1" +
+      (byTag ? ", b.value COLLATE \"C\" NULLS LAST" : "");
+  return readers_.run<std::vector<FleetDailyRow>>(
+      [&](PGconn* conn) -> core::Result<std::vector<FleetDailyRow>> {
+        auto result = exec(conn, sql.c_str(), "fleet daily", params.values());
+        if (!result) {
+          return result.error();
+        }
+        const PGresult* rows = result->get();
+        std::vector<FleetDailyRow> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+        for (int row = 0; row < PQntuples(rows); ++row) {
+          FleetDailyRow& daily = out.emplace_back();
+          daily.dayUs = cellInt64(rows, row, 0);
+          if (!PQgetisnull(rows, row, 1)) {
+            daily.group = std::string(cell(rows, row, 1));
+          }
+          daily.value = cellDouble(rows, row, 2);
+          daily.count = cellInt64(rows, row, 3);
+        }
+        return out;
+      });
 }
 
 core::Result<std::string> PostgresStore::layout() {

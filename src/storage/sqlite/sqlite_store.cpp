@@ -21,7 +21,7 @@
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
 constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
@@ -58,6 +58,18 @@ CREATE TABLE messages(
 );
 -- The implicit trailing rowid makes this (device, ts, id): keyset pages need no sort.
 CREATE INDEX messages_device_ts ON messages(device, ts);
+)sql"},
+    // Device tags (for fleet queries over a group) and attributes, set through the API.
+    {2, R"sql(
+ALTER TABLE devices ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE device_tags(
+  device INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(device, key)
+) WITHOUT ROWID;
+-- A group (key = value) is one range of this index, already in device order.
+CREATE INDEX device_tags_key_value ON device_tags(key, value, device);
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
@@ -111,12 +123,29 @@ constexpr const char* kSqlSeriesByKey =
     "ORDER BY m.ts, m.id";
 #undef TERN_MESSAGE_COLUMNS
 #undef TERN_MESSAGE_RANGE
+// json_group_object over no rows is '{}'.
+#define TERN_DEVICE_COLUMNS                                                        \
+  "SELECT d.device_id, d.first_seen, d.last_seen, d.message_count, d.latest, "     \
+  "d.attributes, (SELECT json_group_object(t.key, t.value) FROM device_tags AS t " \
+  "WHERE t.device = d.id) "
 constexpr const char* kSqlListDevices =
-    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
-    "ORDER BY device_id";
+    TERN_DEVICE_COLUMNS "FROM devices AS d ORDER BY d.device_id";
 constexpr const char* kSqlGetDevice =
-    "SELECT device_id, first_seen, last_seen, message_count, latest FROM devices "
-    "WHERE device_id = ?1";
+    TERN_DEVICE_COLUMNS "FROM devices AS d WHERE d.device_id = ?1";
+constexpr const char* kSqlDevicesWithTag = TERN_DEVICE_COLUMNS
+    "FROM device_tags AS g CROSS JOIN devices AS d ON d.id = g.device "
+    "WHERE g.key = ?1 AND g.value = ?2 ORDER BY d.device_id";
+#undef TERN_DEVICE_COLUMNS
+// Device updates (API writes): a device that does not exist yet is registered with no messages.
+constexpr const char* kSqlCheckObject = "SELECT json_type(?1)";
+constexpr const char* kSqlRegisterDevice =
+    "INSERT INTO devices(device_id, first_seen, last_seen, message_count, latest) "
+    "VALUES(?1, ?2, ?3, 0, '{}') ON CONFLICT(device_id) DO UPDATE SET device_id = device_id "
+    "RETURNING id";
+constexpr const char* kSqlSetAttributes = "UPDATE devices SET attributes = json(?2) WHERE id = ?1";
+constexpr const char* kSqlClearTags = "DELETE FROM device_tags WHERE device = ?1";
+constexpr const char* kSqlInsertTag =
+    "INSERT INTO device_tags(device, key, value) VALUES(?1, ?2, ?3)";
 // Every message bumps its device's count in the same transaction, so this is exact and avoids
 // a count(*) scan over 100M rows.
 constexpr const char* kSqlCountMessages = "SELECT coalesce(sum(message_count), 0) FROM devices";
@@ -205,6 +234,9 @@ class Connection {
     for (auto& [sql, stmt] : statements_) {
       sqlite3_finalize(stmt);
     }
+    for (auto& [sql, stmt] : composed_) {
+      sqlite3_finalize(stmt);
+    }
     sqlite3_close_v2(db_);
   }
   Connection(const Connection&) = delete;
@@ -223,6 +255,21 @@ class Connection {
       return sqlError(db_, "prepare");
     }
     statements_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  // For SQL composed at run time (fleet queries): prepared on first use and kept, keyed by the
+  // text. Callers compose from a fixed set of fragments, so the cache stays small.
+  core::Result<sqlite3_stmt*> composedStatement(const std::string& sql) {
+    if (auto it = composed_.find(sql); it != composed_.end()) {
+      return it->second;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+        SQLITE_OK) {
+      return sqlError(db_, "prepare");
+    }
+    composed_.emplace(sql, stmt);
     return stmt;
   }
 
@@ -279,6 +326,7 @@ class Connection {
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
+  std::unordered_map<std::string, sqlite3_stmt*> composed_;
 };
 
 std::unique_ptr<Connection> openOrThrow(const std::string& path, int flags) {
@@ -717,6 +765,14 @@ class SqliteStore final : public Store {
   core::Status check() override;
   core::Result<std::int64_t> deleteBefore(std::int64_t cutoffUs) override;
   core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override;
+  core::Result<DeviceSummary> updateDevice(const std::string& deviceId,
+                                           const DeviceUpdate& update) override;
+  core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
+                                                              const std::string& value) override;
+  core::Result<std::vector<FleetDevice>> fleetLatest(const FleetLatestQuery& query) override;
+  core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
+  core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
+  core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) override;
 
   core::Result<std::string> explainMessages(bool descending);
 
@@ -728,6 +784,10 @@ class SqliteStore final : public Store {
                              const std::vector<std::size_t>& recordDevice,
                              const std::vector<DeviceBatch>& devices);
   static core::Result<DeviceSummary> readDevice(sqlite3_stmt* stmt);
+  core::Result<std::vector<DeviceSummary>> readDevices(const char* sql, const std::string* key,
+                                                       const std::string* value);
+  core::Status updateDeviceLocked(Connection& conn, const std::string& deviceId,
+                                  const DeviceUpdate& update);
   // The maintenance connection (retention), opened on first use; call with maintenanceMutex_.
   core::Result<Connection*> maintenanceLocked();
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
@@ -745,6 +805,10 @@ class SqliteStore final : public Store {
   std::string path_;
   std::mutex maintenanceMutex_;
   std::unique_ptr<Connection> maintenance_;
+  // Device updates from the API, on their own connection so a long retention run does not hold
+  // them up (SQLite still serialises the write transactions themselves).
+  std::mutex updateMutex_;
+  std::unique_ptr<Connection> updater_;
 };
 
 void SqliteStore::migrate() {
@@ -1087,20 +1151,45 @@ core::Result<DeviceSummary> SqliteStore::readDevice(sqlite3_stmt* stmt) {
     return core::Error{"sqlite: latest values of device " + summary.deviceId +
                        " are not valid JSON"};
   }
+  summary.attributes = std::string(columnText(stmt, 5));
+  std::vector<Field> tags;
+  if (!parseFields(columnText(stmt, 6), tags)) {
+    return core::Error{"sqlite: tags of device " + summary.deviceId + " are not valid JSON"};
+  }
+  for (Field& tag : tags) {
+    if (auto* text = std::get_if<std::string>(&tag.value)) {
+      summary.tags.emplace(std::move(tag.key), std::move(*text));
+    }
+  }
   return summary;
 }
 
 core::Result<std::vector<DeviceSummary>> SqliteStore::listDevices() {
+  return readDevices(kSqlListDevices, nullptr, nullptr);
+}
+
+core::Result<std::vector<DeviceSummary>> SqliteStore::listDevicesWithTag(const std::string& key,
+                                                                         const std::string& value) {
+  return readDevices(kSqlDevicesWithTag, &key, &value);
+}
+
+core::Result<std::vector<DeviceSummary>> SqliteStore::readDevices(const char* sql,
+                                                                  const std::string* key,
+                                                                  const std::string* value) {
   auto lease = readers_.acquire();
   if (!lease) {
     return lease.error();
   }
-  auto prepared = lease->conn().statement(kSqlListDevices);
+  auto prepared = lease->conn().statement(sql);
   if (!prepared) {
     return prepared.error();
   }
   sqlite3_stmt* stmt = *prepared;
   ResetGuard reset(stmt);
+  if (key != nullptr && value != nullptr) {
+    bindText(stmt, 1, *key);
+    bindText(stmt, 2, *value);
+  }
   std::vector<DeviceSummary> out;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -1345,6 +1434,357 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
     return sqlError((*conn)->db(), "record per-key retention progress");
   }
   return total;
+}
+
+// --- device tags and attributes ----------------------------------------------------------------
+
+core::Result<DeviceSummary> SqliteStore::updateDevice(const std::string& deviceId,
+                                                      const DeviceUpdate& update) {
+  {
+    std::lock_guard lock(updateMutex_);
+    if (!updater_) {
+      auto conn = Connection::tryOpen(path_, SQLITE_OPEN_READWRITE);
+      if (!conn) {
+        return conn.error();
+      }
+      updater_ = std::move(*conn);
+    }
+    if (auto begun = updater_->run(kSqlBegin, "begin device update"); !begun.ok()) {
+      return core::Error{begun.message()};
+    }
+    core::Status status = updateDeviceLocked(*updater_, deviceId, update);
+    if (status.ok()) {
+      status = updater_->run(kSqlCommit, "commit device update");
+    }
+    if (!status.ok()) {
+      if (sqlite3_get_autocommit(updater_->db()) == 0) {
+        (void)updater_->run(kSqlRollback, "rollback device update");
+      }
+      return core::Error{status.message()};
+    }
+  }
+  auto device = getDevice(deviceId);
+  if (!device) {
+    return device.error();
+  }
+  if (!device->has_value()) {
+    return core::Error{"sqlite: device " + deviceId + " vanished after its update"};
+  }
+  return std::move(**device);
+}
+
+core::Status SqliteStore::updateDeviceLocked(Connection& conn, const std::string& deviceId,
+                                             const DeviceUpdate& update) {
+  if (update.attributes) {
+    auto check = conn.statement(kSqlCheckObject);
+    if (!check) {
+      return check.error();
+    }
+    ResetGuard reset(*check);
+    bindText(*check, 1, *update.attributes);
+    if (sqlite3_step(*check) != SQLITE_ROW) {
+      return core::Error{"sqlite: device attributes are not valid JSON"};
+    }
+    if (columnText(*check, 0) != "object") {
+      return core::Error{"sqlite: device attributes must be a JSON object"};
+    }
+  }
+  std::int64_t rowId = 0;
+  {
+    auto stmt = conn.statement(kSqlRegisterDevice);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    bindText(*stmt, 1, deviceId);
+    sqlite3_bind_int64(*stmt, 2, kNeverSeenFirstUs);
+    sqlite3_bind_int64(*stmt, 3, kNeverSeenLastUs);
+    if (sqlite3_step(*stmt) != SQLITE_ROW) {
+      return sqlError(conn.db(), "register device");
+    }
+    rowId = sqlite3_column_int64(*stmt, 0);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(conn.db(), "register device");
+    }
+  }
+  if (update.attributes) {
+    auto stmt = conn.statement(kSqlSetAttributes);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, rowId);
+    bindText(*stmt, 2, *update.attributes);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(conn.db(), "set device attributes");
+    }
+  }
+  if (update.tags) {
+    auto clear = conn.statement(kSqlClearTags);
+    if (!clear) {
+      return clear.error();
+    }
+    {
+      ResetGuard reset(*clear);
+      sqlite3_bind_int64(*clear, 1, rowId);
+      if (sqlite3_step(*clear) != SQLITE_DONE) {
+        return sqlError(conn.db(), "clear device tags");
+      }
+    }
+    auto insert = conn.statement(kSqlInsertTag);
+    if (!insert) {
+      return insert.error();
+    }
+    for (const auto& [key, value] : *update.tags) {
+      ResetGuard reset(*insert);
+      sqlite3_bind_int64(*insert, 1, rowId);
+      bindText(*insert, 2, key);
+      bindText(*insert, 3, value);
+      if (sqlite3_step(*insert) != SQLITE_DONE) {
+        return sqlError(conn.db(), "set device tag");
+      }
+    }
+  }
+  return {};
+}
+
+// --- fleet queries -----------------------------------------------------------------------------
+// Composed from fragments and run as one statement each. Devices are the outer loop (CROSS JOIN
+// fixes SQLite's join order): a group is one range of device_tags_key_value, and each device's
+// messages are one range of the (device, ts) index.
+
+// The FROM clause that yields the group's devices as `d`, and the condition that goes with it.
+std::string groupSource(const DeviceGroup& group) {
+  return group.everyDevice() ? "devices AS d"
+                             : "device_tags AS g CROSS JOIN devices AS d ON d.id = g.device";
+}
+std::string groupCondition(const DeviceGroup& group) {
+  return group.everyDevice() ? "" : "g.key = :gkey AND g.value = :gvalue AND ";
+}
+
+// A numeric value of `key` in the flat JSON column `column`: through a JSON path when the key
+// can be quoted in one (no '"'), else through json_each (which then joins as `j`).
+struct NumericValue {
+  std::string join;       // appended to the FROM clause
+  std::string condition;  // keeps numbers only
+  std::string value;
+};
+NumericValue numericValue(const std::string& key, std::string_view column) {
+  NumericValue out;
+  if (key.find('"') == std::string::npos) {
+    const std::string col(column);
+    out.condition = "json_type(" + col + ", :path) IN ('integer', 'real')";
+    out.value = "json_extract(" + col + ", :path)";
+  } else {
+    out.join = ", json_each(" + std::string(column) + ") AS j";
+    out.condition = "j.key = :key AND j.type IN ('integer', 'real')";
+    out.value = "j.value";
+  }
+  return out;
+}
+
+// Copied (SQLITE_TRANSIENT): callers pass temporaries.
+void bindNamed(sqlite3_stmt* stmt, const char* name, std::string_view text) {
+  if (const int index = sqlite3_bind_parameter_index(stmt, name); index > 0) {
+    sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  }
+}
+void bindNamed(sqlite3_stmt* stmt, const char* name, std::int64_t value) {
+  if (const int index = sqlite3_bind_parameter_index(stmt, name); index > 0) {
+    sqlite3_bind_int64(stmt, index, value);
+  }
+}
+void bindNamed(sqlite3_stmt* stmt, const char* name, double value) {
+  if (const int index = sqlite3_bind_parameter_index(stmt, name); index > 0) {
+    sqlite3_bind_double(stmt, index, value);
+  }
+}
+
+void bindFleet(sqlite3_stmt* stmt, const DeviceGroup& group, const std::string& key) {
+  bindNamed(stmt, ":gkey", group.tagKey);
+  bindNamed(stmt, ":gvalue", group.tagValue);
+  bindNamed(stmt, ":key", key);
+  bindNamed(stmt, ":path", "$.\"" + key + "\"");
+}
+
+// Runs a composed statement on a reader and hands each row to `row`.
+template <class Row>
+core::Status runComposed(ReaderPool& readers, const std::string& sql, std::string_view what,
+                         const std::function<void(sqlite3_stmt*)>& bind, Row&& row) {
+  auto lease = readers.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  auto prepared = lease->conn().composedStatement(sql);
+  if (!prepared) {
+    return prepared.error();
+  }
+  sqlite3_stmt* stmt = *prepared;
+  ResetGuard reset(stmt);
+  bind(stmt);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    if (auto status = row(stmt); !status.ok()) {
+      return status;
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(lease->conn().db(), what);
+  }
+  return {};
+}
+
+core::Result<std::vector<FleetDevice>> SqliteStore::fleetLatest(const FleetLatestQuery& query) {
+  const std::string sql = "SELECT d.device_id, d.last_seen, d.latest FROM " +
+                          groupSource(query.group) + " WHERE " + groupCondition(query.group) +
+                          "d.latest <> '{}' ORDER BY d.device_id";
+  std::vector<FleetDevice> out;
+  std::vector<Field> latest;
+  auto status = runComposed(
+      readers_, sql, "fleet latest", [&](sqlite3_stmt* stmt) { bindFleet(stmt, query.group, {}); },
+      [&](sqlite3_stmt* stmt) -> core::Status {
+        latest.clear();
+        if (!parseFields(columnText(stmt, 2), latest)) {
+          return core::Error{"sqlite: latest values of a device are not valid JSON"};
+        }
+        FleetDevice device;
+        for (Field& field : latest) {
+          if (query.keys.empty() ||
+              std::find(query.keys.begin(), query.keys.end(), field.key) != query.keys.end()) {
+            device.values.push_back(std::move(field));
+          }
+        }
+        if (device.values.empty()) {
+          return {};
+        }
+        device.deviceId = std::string(columnText(stmt, 0));
+        device.lastSeenUs = sqlite3_column_int64(stmt, 1);
+        device.count = static_cast<std::int64_t>(device.values.size());
+        out.push_back(std::move(device));
+        return {};
+      });
+  if (!status.ok()) {
+    return core::Error{status.message()};
+  }
+  return out;
+}
+
+core::Result<std::vector<FleetDevice>> SqliteStore::fleetThreshold(
+    const FleetThresholdQuery& query) {
+  const NumericValue v = numericValue(query.key, "d.latest");
+  const std::string sql = "SELECT d.device_id, d.last_seen, " + v.value + " FROM " +
+                          groupSource(query.group) + v.join + " WHERE " +
+                          groupCondition(query.group) + v.condition + " AND " + v.value +
+                          (query.below ? " < " : " > ") + ":threshold ORDER BY d.device_id";
+  std::vector<FleetDevice> out;
+  auto status = runComposed(
+      readers_, sql, "fleet threshold",
+      [&](sqlite3_stmt* stmt) {
+        bindFleet(stmt, query.group, query.key);
+        bindNamed(stmt, ":threshold", query.threshold);
+      },
+      [&](sqlite3_stmt* stmt) -> core::Status {
+        FleetDevice& device = out.emplace_back();
+        device.deviceId = std::string(columnText(stmt, 0));
+        device.lastSeenUs = sqlite3_column_int64(stmt, 1);
+        device.value = sqlite3_column_double(stmt, 2);
+        device.count = 1;
+        return {};
+      });
+  if (!status.ok()) {
+    return core::Error{status.message()};
+  }
+  return out;
+}
+
+core::Result<std::vector<FleetDevice>> SqliteStore::fleetWindowAverage(
+    const FleetWindowQuery& query) {
+  const NumericValue v = numericValue(query.key, "m.fields");
+  const std::string sql =
+      "SELECT d.device_id, d.last_seen, avg(" + v.value + "), count(*) FROM " +
+      groupSource(query.group) +
+      " CROSS JOIN messages AS m ON m.device = d.id AND m.ts >= :from AND m.ts < :to" + v.join +
+      " WHERE " + groupCondition(query.group) + v.condition + " GROUP BY d.id HAVING avg(" +
+      v.value + (query.below ? ") < " : ") > ") + ":threshold ORDER BY d.device_id";
+  std::vector<FleetDevice> out;
+  auto status = runComposed(
+      readers_, sql, "fleet window average",
+      [&](sqlite3_stmt* stmt) {
+        bindFleet(stmt, query.group, query.key);
+        bindNamed(stmt, ":from", query.fromUs);
+        bindNamed(stmt, ":to", query.toUs);
+        bindNamed(stmt, ":threshold", query.threshold);
+      },
+      [&](sqlite3_stmt* stmt) -> core::Status {
+        FleetDevice& device = out.emplace_back();
+        device.deviceId = std::string(columnText(stmt, 0));
+        device.lastSeenUs = sqlite3_column_int64(stmt, 1);
+        device.value = sqlite3_column_double(stmt, 2);
+        device.count = sqlite3_column_int64(stmt, 3);
+        return {};
+      });
+  if (!status.ok()) {
+    return core::Error{status.message()};
+  }
+  return out;
+}
+
+core::Result<std::vector<FleetDailyRow>> SqliteStore::fleetDaily(const FleetDailyQuery& query) {
+  std::string aggregate;
+  const NumericValue v = numericValue(query.key, "m.fields");
+  switch (query.aggregate) {
+    case Aggregate::kAvg:
+      aggregate = "avg(" + v.value + ")";
+      break;
+    case Aggregate::kMin:
+      aggregate = "min(" + v.value + ")";
+      break;
+    case Aggregate::kMax:
+      aggregate = "max(" + v.value + ")";
+      break;
+    case Aggregate::kSum:
+      aggregate = "total(" + v.value + ")";
+      break;
+    case Aggregate::kCount:
+      aggregate = "count(*)";
+      break;
+    case Aggregate::kFirst:
+    case Aggregate::kLast:
+      return core::Error{"fleet daily: first and last are not offered"};
+  }
+  const bool byTag = !query.byTag.empty();
+  // Floored, so days before the epoch are whole days too.
+  const std::string sql =
+      "SELECT m.ts - (((m.ts % 86400000000) + 86400000000) % 86400000000) AS day, " +
+      std::string(byTag ? "b.value" : "NULL") + " AS grp, " + aggregate + ", count(*) FROM " +
+      groupSource(query.group) +
+      (byTag ? " LEFT JOIN device_tags AS b ON b.device = d.id AND b.key = :by" : "") +
+      " CROSS JOIN messages AS m ON m.device = d.id AND m.ts >= :from AND m.ts < :to" + v.join +
+      " WHERE " + groupCondition(query.group) + v.condition +
+      " GROUP BY day, grp ORDER BY day, grp NULLS LAST";
+  std::vector<FleetDailyRow> out;
+  auto status = runComposed(
+      readers_, sql, "fleet daily",
+      [&](sqlite3_stmt* stmt) {
+        bindFleet(stmt, query.group, query.key);
+        bindNamed(stmt, ":from", query.fromUs);
+        bindNamed(stmt, ":to", query.toUs);
+        bindNamed(stmt, ":by", query.byTag);
+      },
+      [&](sqlite3_stmt* stmt) -> core::Status {
+        FleetDailyRow& row = out.emplace_back();
+        row.dayUs = sqlite3_column_int64(stmt, 0);
+        if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
+          row.group = std::string(columnText(stmt, 1));
+        }
+        row.value = sqlite3_column_double(stmt, 2);
+        row.count = sqlite3_column_int64(stmt, 3);
+        return {};
+      });
+  if (!status.ok()) {
+    return core::Error{status.message()};
+  }
+  return out;
 }
 
 core::Result<std::string> SqliteStore::explainMessages(bool descending) {

@@ -16,8 +16,10 @@
 #include <utility>
 #include <vector>
 
-#include "api/encoding.h"
 #include "api/csv_out.h"
+#include "api/encoding.h"
+#include "api/json_out.h"
+#include "core/time.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "unit/api/http_test_client.h"
 
@@ -645,6 +647,334 @@ TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
   expectProblem(get(messagesUrl("sensor-1", "format=")), 400, "format");
 }
 
+// --- device tags and attributes, fleet queries -------------------------------------------------
+
+// Its own store, since these tests write: trucks t1, t2 (fleet east) and t3 (west) report at
+// 2026-01-01T00:00:10Z and :20Z; t4 (untagged) reports a minute ago; t5 is registered only.
+class FleetApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = makeTempDir();
+    store_ = storage::sqlite::openSqliteStore({(dir_ / "tern.db").string()});
+    const auto record = [](std::string device, std::int64_t ts,
+                           std::vector<storage::Field> fields) {
+      storage::Record r;
+      r.deviceId = std::move(device);
+      r.serverTimeUs = ts;
+      r.nodeId = "node-a";
+      r.topic = "device/" + r.deviceId;
+      r.payload = "{}";
+      r.payloadIsJson = true;
+      r.fields = std::move(fields);
+      return r;
+    };
+    const std::int64_t now = core::nowMicros();
+    const std::vector<storage::Record> records{
+        record("t1", kT0 + 10 * kSecond, {{"speed", 0.0}, {"fuel", 0.05}, {"lat", 52.5}}),
+        record("t1", kT0 + 20 * kSecond, {{"speed", 1.0}, {"lon", 13.25}}),
+        record("t2", kT0 + 10 * kSecond, {{"speed", 40.0}, {"fuel", std::int64_t{1}}}),
+        record("t2", kT0 + 86'400 * kSecond, {{"speed", 60.0}}),
+        record("t3", kT0 + 20 * kSecond, {{"speed", std::string("n/a")}, {"fuel", 0.01}}),
+        record("t4", now - 60 * kSecond, {{"speed", 0.5}, {"fuel", 0.5}})};
+    ASSERT_TRUE(store_->appendBatch(records).ok());
+    ApiOptions options;
+    options.listen = {"127.0.0.1", 0};
+    options.nodeId = "node-test";
+    server_ = std::make_unique<HttpServer>(*store_, std::move(options));
+    server_->start();
+    for (const auto& [device, fleet] : std::vector<std::pair<std::string, std::string>>{
+             {"t1", "east"}, {"t2", "east"}, {"t3", "west"}, {"t5", "east"}}) {
+      const auto r = put("/api/v1/devices/" + device,
+                         R"({"tags":{"fleet":")" + fleet + R"(","model":"F-150"}})");
+      ASSERT_TRUE(r.status == 200u || r.status == 201u) << r.body;
+    }
+  }
+  void TearDown() override {
+    server_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  HttpTestResponse get(std::string_view target) {
+    HttpTestClient client(server_->port());
+    return client.get(target);
+  }
+  HttpTestResponse put(std::string_view target, std::string_view body) {
+    HttpTestClient client(server_->port());
+    return client.request("PUT", target, body);
+  }
+  static std::vector<std::string> ids(const json::value& body) {
+    std::vector<std::string> out;
+    for (const auto& d : body.at("devices").as_array()) out.emplace_back(d.at("id").as_string());
+    return out;
+  }
+  static void expectProblem(const HttpTestResponse& r, unsigned status, std::string_view mention) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(r.header("content-type"), "application/problem+json");
+    const json::value body = r.json();
+    if (!body.is_object()) return;
+    const std::string detail(body.at("detail").as_string());
+    EXPECT_NE(detail.find(mention), std::string::npos)
+        << "detail '" << detail << "' should mention " << mention;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(FleetApiTest, PutSetsTagsAndAttributesAndRegistersUnknownDevices) {
+  // t5 was created by the PUT in SetUp: it shows up without having sent anything.
+  auto r = get("/api/v1/devices/t5");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("first_seen"), json::value(nullptr));
+  EXPECT_EQ(r.json().at("last_seen"), json::value(nullptr));
+  EXPECT_EQ(r.json().at("message_count").as_int64(), 0);
+  EXPECT_EQ(r.json().at("tags"), (json::object{{"fleet", "east"}, {"model", "F-150"}}));
+  EXPECT_EQ(r.json().at("attributes"), json::object());
+
+  r = put("/api/v1/devices/new%2F1", R"({"attributes":{"vin":"1FT","axles":2,"max":7.5}})");
+  EXPECT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.json().at("id"), "new/1");
+  r = put("/api/v1/devices/t1", R"({"attributes":{"vin":"X1","limits":{"speed":90.0},"a":[1]}})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto t1 = r.json();
+  EXPECT_EQ(t1.at("first_seen"), "2026-01-01T00:00:10.000Z");
+  EXPECT_EQ(t1.at("message_count").as_int64(), 2);
+  EXPECT_EQ(t1.at("tags").at("fleet"), "east");  // kept: only attributes were given
+  EXPECT_EQ(t1.at("attributes").at("vin"), "X1");
+  EXPECT_DOUBLE_EQ(t1.at("attributes").at("limits").at("speed").as_double(), 90.0);
+  // GET shows the same, and the list does too.
+  r = get("/api/v1/devices/t1");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.json(), t1);
+  r = put("/api/v1/devices/t1", R"({"tags":{}})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(r.json().at("tags").as_object().empty());
+  EXPECT_EQ(r.json().at("attributes").at("vin"), "X1");
+  r = get("/api/v1/devices");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"new/1", "t1", "t2", "t3", "t4", "t5"}));
+}
+
+TEST_F(FleetApiTest, DevicesFilterByTag) {
+  auto r = get("/api/v1/devices?tag=fleet:east");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t1", "t2", "t5"}));
+  EXPECT_EQ(r.json().at("devices").at(0).at("message_count").as_int64(), 2);
+  r = get("/api/v1/devices?tag=fleet%3Awest");
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t3"}));
+  r = get("/api/v1/devices?tag=fleet:nowhere");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_TRUE(ids(r.json()).empty());
+  expectProblem(get("/api/v1/devices?tag=fleet"), 400, "'tag'");
+  expectProblem(get("/api/v1/devices?tag=:east"), 400, "'tag'");
+  expectProblem(get("/api/v1/devices?fleet=east"), 400, "'fleet'");
+}
+
+TEST_F(FleetApiTest, BadBodiesAre400NamingTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "request body"},
+      {"not json", "request body"},
+      {"[1]", "request body"},
+      {"{}", "request body"},
+      {R"({"tag":{}})", "'tag'"},
+      {R"({"tags":[]})", "'tags'"},
+      {R"({"tags":{"fleet":1}})", "'tags.fleet'"},
+      {R"({"tags":{"fleet":null}})", "'tags.fleet'"},
+      {R"({"tags":{"":"x"}})", "'tags'"},
+      {R"({"tags":{"a:b":"x"}})", "'tags'"},
+      {R"({"tags":{"k":")" + std::string(257, 'v') + R"("}})", "'tags.k'"},
+      {R"({"attributes":"x"})", "'attributes'"},
+      {R"({"attributes":[1]})", "'attributes'"},
+      {R"({"tags":{},"attributes":{},"extra":1})", "'extra'"},
+  };
+  for (const auto& [body, mention] : cases) {
+    SCOPED_TRACE(body);
+    expectProblem(put("/api/v1/devices/t1", body), 400, mention);
+  }
+  std::string many = R"({"tags":{)";
+  for (int i = 0; i < 65; ++i) {
+    if (i > 0) many += ',';
+    many += "\"k";
+    many += std::to_string(i);
+    many += "\":\"v\"";
+  }
+  many += "}}";
+  expectProblem(put("/api/v1/devices/t1", many), 400, "'tags'");
+  expectProblem(put("/api/v1/devices/t1?x=1", R"({"tags":{}})"), 400, "'x'");
+  // Nothing changed, and no device was created by a rejected PUT.
+  auto r = get("/api/v1/devices/t1");
+  EXPECT_EQ(r.json().at("tags").at("fleet"), "east");
+  EXPECT_EQ(get("/api/v1/devices/t9").status, 404u);
+  expectProblem(put("/api/v1/devices/t9", "{"), 400, "request body");
+  EXPECT_EQ(get("/api/v1/devices/t9").status, 404u);
+}
+
+TEST_F(FleetApiTest, LatestValuesOfAGroupOrTheWholeFleet) {
+  auto r = get("/api/v1/fleet/latest?tag=fleet:east&keys=lat,lon");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto body = r.json();
+  EXPECT_EQ(body.at("tag"), "fleet:east");
+  ASSERT_EQ(ids(body), (std::vector<std::string>{"t1"}));  // t2 has no position, t5 nothing
+  const auto& t1 = body.at("devices").at(0);
+  EXPECT_EQ(t1.at("last_seen"), "2026-01-01T00:00:20.000Z");
+  EXPECT_EQ(toJsonText(t1.at("values")), R"({"lat":52.5,"lon":13.25})");
+
+  r = get("/api/v1/fleet/latest?keys=fuel");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(body.at("tag"), json::value(nullptr));
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1", "t2", "t3", "t4"}));
+  EXPECT_EQ(body.at("devices").at(1).at("values").at("fuel").as_int64(), 1);
+  r = get("/api/v1/fleet/latest?tag=fleet:west");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("devices").at(0).at("values").at("speed"), "n/a");
+  r = get("/api/v1/fleet/latest?tag=fleet:nobody");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(ids(r.json()).empty());
+
+  expectProblem(get("/api/v1/fleet/latest?keys=lat,,lon"), 400, "'keys'");
+  expectProblem(get("/api/v1/fleet/latest?keys="), 400, "'keys'");
+  expectProblem(get("/api/v1/fleet/latest?tag=east"), 400, "'tag'");
+  expectProblem(get("/api/v1/fleet/latest?key=lat"), 400, "'key'");
+}
+
+TEST_F(FleetApiTest, DevicesBelowOrAboveAThreshold) {
+  auto r = get("/api/v1/fleet/threshold?key=fuel_state&below=0.1");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(ids(r.json()).empty());  // nobody has that key
+  r = get("/api/v1/fleet/threshold?key=fuel&below=0.1");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1", "t3"}));
+  EXPECT_DOUBLE_EQ(body.at("devices").at(0).at("value").as_double(), 0.05);
+  EXPECT_DOUBLE_EQ(body.at("below").as_double(), 0.1);
+  r = get("/api/v1/fleet/threshold?tag=fleet:east&key=fuel&below=0.1");
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t1"}));
+  r = get("/api/v1/fleet/threshold?key=fuel&above=0.4");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t2", "t4"}));
+  EXPECT_DOUBLE_EQ(r.json().at("above").as_double(), 0.4);
+  // t3's latest speed is a string: never below or above anything.
+  r = get("/api/v1/fleet/threshold?key=speed&below=1e9");
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t1", "t2", "t4"}));
+
+  for (const auto& [query, mention] : std::vector<std::pair<std::string, std::string>>{
+           {"below=1", "'key'"},
+           {"key=fuel", "'below'"},
+           {"key=fuel&below=1&above=2", "'above'"},
+           {"key=fuel&below=low", "'below'"},
+           {"key=fuel&above=nan", "'above'"},
+           {"key=fuel&below=1e999", "'below'"},
+           {"key=&below=1", "'key'"},
+           {"key=fuel&below=1&window=1m", "'window'"},
+       }) {
+    SCOPED_TRACE(query);
+    expectProblem(get("/api/v1/fleet/threshold?" + query), 400, mention);
+  }
+}
+
+TEST_F(FleetApiTest, StationaryDevicesOverAWindow) {
+  // The default: `speed` below 1 over the last 10 minutes; only t4 reported recently.
+  auto r = get("/api/v1/fleet/stationary");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto body = r.json();
+  EXPECT_EQ(body.at("key"), "speed");
+  EXPECT_DOUBLE_EQ(body.at("below").as_double(), 1.0);
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t4"}));
+  EXPECT_DOUBLE_EQ(body.at("devices").at(0).at("average").as_double(), 0.5);
+  EXPECT_EQ(body.at("devices").at(0).at("count").as_int64(), 1);
+  r = get("/api/v1/fleet/stationary?tag=fleet:east&window=1h");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(ids(r.json()).empty());
+
+  // An explicit range: t1 averages 0.5, t2 40; t3's speed is not a number.
+  const std::string range = "from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z";
+  r = get("/api/v1/fleet/stationary?key=speed&below=1&" + range);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1"}));
+  EXPECT_DOUBLE_EQ(body.at("devices").at(0).at("average").as_double(), 0.5);
+  EXPECT_EQ(body.at("devices").at(0).at("count").as_int64(), 2);
+  EXPECT_EQ(body.at("from"), "2026-01-01T00:00:00.000Z");
+  r = get("/api/v1/fleet/stationary?tag=fleet:east&above=10&" + range);
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t2"}));
+  r = get("/api/v1/fleet/stationary?tag=fleet:west&below=1000&" + range);
+  EXPECT_TRUE(ids(r.json()).empty());
+
+  for (const auto& [query, mention] : std::vector<std::pair<std::string, std::string>>{
+           {"window=abc", "'window'"},
+           {"window=0s", "'window'"},
+           {"window=400d", "'window'"},
+           {"window=10m&from=2026-01-01", "'window'"},
+           {"from=2026-01-02&to=2026-01-01", "'to'"},
+           {"from=yesterday", "'from'"},
+           {"below=x", "'below'"},
+           {"tag=x", "'tag'"},
+           {"limit=5", "'limit'"},
+       }) {
+    SCOPED_TRACE(query);
+    expectProblem(get("/api/v1/fleet/stationary?" + query), 400, mention);
+  }
+}
+
+TEST_F(FleetApiTest, DailyAggregatesPerGroup) {
+  const std::string range = "&from=2026-01-01&to=2026-01-03";
+  auto r = get("/api/v1/fleet/daily?key=speed&agg=avg" + range);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto body = r.json();
+  EXPECT_EQ(body.at("agg"), "avg");
+  EXPECT_EQ(body.at("by"), json::value(nullptr));
+  const auto& days = body.at("days").as_array();
+  ASSERT_EQ(days.size(), 2u) << r.body;
+  EXPECT_EQ(days[0].at("day"), "2026-01-01");
+  EXPECT_FALSE(days[0].as_object().contains("group"));
+  EXPECT_DOUBLE_EQ(days[0].at("value").as_double(), 41.0 / 3);  // t1 0, 1; t2 40
+  EXPECT_EQ(days[0].at("count").as_int64(), 3);
+  EXPECT_EQ(days[1].at("day"), "2026-01-02");
+  EXPECT_DOUBLE_EQ(days[1].at("value").as_double(), 60);
+
+  r = get("/api/v1/fleet/daily?key=fuel&agg=count&by=fleet" + range);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(body.at("by"), "fleet");
+  ASSERT_EQ(body.at("days").as_array().size(), 2u) << r.body;
+  EXPECT_EQ(body.at("days").at(0).at("group"), "east");
+  EXPECT_EQ(body.at("days").at(0).at("count").as_int64(), 2);
+  EXPECT_EQ(body.at("days").at(1).at("group"), "west");
+  r = get("/api/v1/fleet/daily?key=fuel&by=fleet");  // the last 7 days: t4 only, untagged
+  ASSERT_EQ(r.status, 200u) << r.body;
+  ASSERT_EQ(r.json().at("days").as_array().size(), 1u) << r.body;
+  EXPECT_EQ(r.json().at("days").at(0).at("group"), json::value(nullptr));
+  r = get("/api/v1/fleet/daily?tag=fleet:nobody&key=speed" + range);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(r.json().at("days").as_array().empty());
+
+  for (const auto& [query, mention] : std::vector<std::pair<std::string, std::string>>{
+           {"agg=avg", "'key'"},
+           {"key=speed&agg=first", "'agg'"},
+           {"key=speed&agg=median", "'agg'"},
+           {"key=speed&by=", "'by'"},
+           {"key=speed&by=a:b", "'by'"},
+           {"key=speed&from=2020-01-01&to=2026-01-01", "'from'"},
+           {"key=speed&from=2026-01-02&to=2026-01-01", "'to'"},
+           {"key=speed&bucket=1d", "'bucket'"},
+       }) {
+    SCOPED_TRACE(query);
+    expectProblem(get("/api/v1/fleet/daily?" + query), 400, mention);
+  }
+}
+
+TEST_F(FleetApiTest, FleetEndpointsAreGetOnly) {
+  HttpTestClient client(server_->port());
+  const auto r = client.request("POST", "/api/v1/fleet/latest", "{}");
+  expectProblem(r, 405, "POST");
+  EXPECT_EQ(r.header("allow"), "GET");
+  expectProblem(get("/api/v1/fleet"), 404, "resource");
+  expectProblem(get("/api/v1/fleet/other"), 404, "resource");
+}
+
 TEST(CsvTest, FieldsAreQuotedOnlyWhenNeeded) {
   auto field = [](std::string_view v) {
     std::string out;
@@ -681,14 +1011,17 @@ TEST_F(HttpServerTest, WrongMethodIs405WithAllow) {
         // No body, but the headers a GET would get; the connection stays usable.
         const auto r = client.request(method, path);
         EXPECT_EQ(r.status, 405u);
-        EXPECT_EQ(r.header("allow"), "GET");
+        EXPECT_EQ(r.header("allow"),
+                  std::string_view(path) == "/api/v1/devices/sensor-1" ? "GET, PUT" : "GET");
         EXPECT_TRUE(r.body.empty());
         EXPECT_NE(r.header("content-length"), "0");
         continue;
       }
+      const bool device = std::string_view(path) == "/api/v1/devices/sensor-1";
+      if (device && std::string_view(method) == "PUT") continue;  // tags and attributes
       const auto r = client.request(method, path, "{}");
       expectProblem(r, 405, method);
-      EXPECT_EQ(r.header("allow"), "GET");
+      EXPECT_EQ(r.header("allow"), device ? "GET, PUT" : "GET");
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -423,7 +424,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndRecordsSchemaVersion) {
   store_.reset();
   EXPECT_EQ(rawQueryText(file(), "SELECT value FROM meta WHERE key = 'schema_version'"),
             std::to_string(sqliteSchemaVersion()));
-  EXPECT_EQ(sqliteSchemaVersion(), 1);
+  EXPECT_EQ(sqliteSchemaVersion(), 2);
 
   store_ = open();
   // The new instance has an empty id cache: appending must find the existing device row.
@@ -584,6 +585,35 @@ TEST(SqliteStoreOpenTest, FailsAtOpenOnUnusablePaths) {
   EXPECT_THROW(openSqliteStore(options), std::runtime_error);
 }
 
+TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
+  TempDir dir;
+  const fs::path file = dir.path() / "v1.db";
+  SqliteOptions options;
+  options.path = file.string();
+  {
+    auto store = openSqliteStore(options);
+    const std::vector<Record> records{makeRecord("old", 5, {{"v", std::int64_t{1}}})};
+    ASSERT_TRUE(store->appendBatch(records).ok());
+  }
+  // What an older build left behind: schema version 1, no tags or attributes.
+  rawExec(file,
+          "DROP TABLE device_tags; ALTER TABLE devices DROP COLUMN attributes; "
+          "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+  auto store = openSqliteStore(options);
+  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  auto device = store->getDevice("old");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 1);
+  EXPECT_EQ((*device)->attributes, "{}");
+  EXPECT_TRUE((*device)->tags.empty());
+  DeviceUpdate update;
+  update.tags = std::map<std::string, std::string>{{"fleet", "east"}};
+  auto updated = store->updateDevice("old", update);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated->tags.at("fleet"), "east");
+  EXPECT_EQ(updated->messageCount, 1);
+}
+
 TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
   TempDir dir;
   const fs::path empty = dir.path() / "empty.db";
@@ -594,7 +624,7 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
     auto store = openSqliteStore(options);
     EXPECT_TRUE(store->check().ok());
   }
-  EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "1");
+  EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
 
   rawExec(empty, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
   try {
