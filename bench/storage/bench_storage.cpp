@@ -460,10 +460,15 @@ class StoreTarget : public QueryTarget {
     return static_cast<std::int64_t>(unwrap(store_.querySeries(q), "querySeries").size());
   }
 
+  // The fleet questions are the Store's fleet queries over every device: one statement each
+  // inside the database (latest values from the devices table; the window average through the
+  // (device, ts) index per device).
   std::int64_t lastLocation() override {
+    storage::FleetLatestQuery q;
+    q.keys = {"latitude", "longitude"};
     std::int64_t rows = 0;
-    for (const auto& d : unwrap(store_.listDevices(), "listDevices")) {
-      if (numberOf(findField(d.latest, "latitude")) && numberOf(findField(d.latest, "longitude"))) {
+    for (const auto& d : unwrap(store_.fleetLatest(q), "fleetLatest")) {
+      if (numberOf(findField(d.values, "latitude")) && numberOf(findField(d.values, "longitude"))) {
         ++rows;
       }
     }
@@ -471,34 +476,22 @@ class StoreTarget : public QueryTarget {
   }
 
   std::int64_t lowFuel() override {
-    std::int64_t rows = 0;
-    for (const auto& d : unwrap(store_.listDevices(), "listDevices")) {
-      const auto fuel = numberOf(findField(d.latest, "fuel_state"));
-      if (fuel && *fuel < 0.1) {
-        ++rows;
-      }
-    }
-    return rows;
+    storage::FleetThresholdQuery q;
+    q.key = "fuel_state";
+    q.threshold = 0.1;
+    q.below = true;
+    return static_cast<std::int64_t>(unwrap(store_.fleetThreshold(q), "fleetThreshold").size());
   }
 
-  // No fleet-wide query in the Store interface: list the devices, then one series query per
-  // device (bucket = the window).
   std::int64_t stationary(std::int64_t from, std::int64_t to) override {
-    std::int64_t rows = 0;
-    for (const auto& d : unwrap(store_.listDevices(), "listDevices")) {
-      storage::SeriesQuery q;
-      q.deviceId = d.deviceId;
-      q.key = "velocity";
-      q.fromUs = from;
-      q.toUs = to;
-      q.bucketUs = to - from;
-      q.aggregate = storage::Aggregate::kAvg;
-      const auto buckets = unwrap(store_.querySeries(q), "querySeries");
-      if (!buckets.empty() && buckets.front().count > 0 && buckets.front().value < 1) {
-        ++rows;
-      }
-    }
-    return rows;
+    storage::FleetWindowQuery q;
+    q.key = "velocity";
+    q.fromUs = from;
+    q.toUs = to;
+    q.threshold = 1;
+    q.below = true;
+    return static_cast<std::int64_t>(
+        unwrap(store_.fleetWindowAverage(q), "fleetWindowAverage").size());
   }
 
  private:
@@ -859,8 +852,7 @@ int main(int argc, char** argv) {
   app.add_option("--slice", o.slice, "report the write rate every this many records")
       ->check(CLI::PositiveNumber);
   app.add_option("--reps", o.reps, "repetitions of each query")->check(CLI::PositiveNumber);
-  app.add_option("--fleet-reps", o.fleetReps,
-                 "repetitions of the stationary query (one series query per device on Tern)")
+  app.add_option("--fleet-reps", o.fleetReps, "repetitions of the stationary query")
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "data and query seed");
   app.add_flag("!--no-queries", o.queries, "write only");

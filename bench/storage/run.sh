@@ -12,7 +12,7 @@
 #   BENCH_SLICE=1000000       report the write rate every this many records
 #   BENCH_BACKENDS=sqlite,postgres   Tern's stores to run; plain SQL runs whenever postgres does
 #   BENCH_REPS=50             repetitions of each query (after one untimed warm-up)
-#   BENCH_FLEET_REPS=10       repetitions of the stationary query (10,000 series queries on Tern)
+#   BENCH_FLEET_REPS=10       repetitions of the stationary query
 #   BENCH_PG_OPTS=            extra `postgres` options, e.g. "-c shared_buffers=4GB"
 #   BENCH_KEEP=0              1: keep the temp dir (databases) afterwards
 #   BUILD_DIR=build           where tern-bench-storage is
