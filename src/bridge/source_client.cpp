@@ -45,6 +45,7 @@ const char* connackText(mqtt::ConnackCode code) {
     case mqtt::ConnackCode::kServerUnavailable: return "server unavailable";
     case mqtt::ConnackCode::kBadUsernameOrPassword: return "bad username or password";
     case mqtt::ConnackCode::kNotAuthorized: return "not authorized";
+    default: break;  // MQTT 5 reason codes: this client speaks 3.1.1
   }
   return "unknown code";
 }

@@ -1,12 +1,15 @@
-// libFuzzer target for the MQTT 3.1.1 decoder. Frames and parses the input as a byte stream the
-// way a connection would, and checks that every accepted packet survives encode → parse
-// unchanged and that encoding is canonical. Any violation aborts so libFuzzer records it.
+// libFuzzer target for the MQTT 3.1.1 and 5.0 decoder. Frames and parses the input as a byte
+// stream the way a connection would (3.1.1 until a CONNECT says level 5), parses every frame
+// under both versions so MQTT 5 properties and reason codes are reached from any seed, and checks
+// that every accepted packet survives encode → parse unchanged and that encoding is canonical.
+// Any violation aborts so libFuzzer records it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "codec/mqtt/codec.h"
 
@@ -24,19 +27,19 @@ constexpr std::uint32_t kNoLimit = 0xFFFF'FFFF;
   std::abort();
 }
 
-void checkRoundTrip(const Packet& packet) {
+void checkRoundTrip(const Packet& packet, ProtocolVersion version) {
   std::string bytes;
-  encode(packet, bytes);
+  encode(packet, bytes, version);
   const Frame frame = splitFrame(bytes, kNoLimit);
   if (frame.status != DecodeStatus::kOk) fail("re-encoded packet does not frame", bytes);
   if (frame.size != bytes.size()) fail("re-encoded frame size differs", bytes);
   Packet again;
-  const ParseResult result = parsePacket(frame.header, frame.body, again);
+  const ParseResult result = parsePacket(frame.header, frame.body, again, version);
   if (result.status != DecodeStatus::kOk) fail(result.error, bytes);
   if (!(again == packet)) fail("re-parsed packet differs", bytes);
   if (packetType(again) != packetType(packet)) fail("packet type differs", bytes);
   std::string twice;
-  encode(again, twice);
+  encode(again, twice, version);
   if (twice != bytes) fail("encoding is not canonical", bytes);
 }
 
@@ -44,6 +47,7 @@ void checkRoundTrip(const Packet& packet) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
+  ProtocolVersion current = ProtocolVersion::kV311;
   while (!input.empty()) {
     const Frame frame = splitFrame(input, kMaxPacketSize);
     if (frame.status == DecodeStatus::kNeedMore) break;
@@ -52,15 +56,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;  // a connection would be closed here
     }
     if (frame.size == 0 || frame.size > input.size()) fail("frame size out of range", {});
-    Packet packet;
-    const ParseResult result = parsePacket(frame.header, frame.body, packet);
-    if (result.status == DecodeStatus::kOk) {
-      checkRoundTrip(packet);
-    } else if (result.status != DecodeStatus::kMalformed || result.error == nullptr) {
-      fail("parse failed without kMalformed and an error text", {});
-    } else {
-      break;
+    bool currentOk = false;
+    for (const ProtocolVersion version : {ProtocolVersion::kV311, ProtocolVersion::kV5}) {
+      Packet packet;
+      const ParseResult result = parsePacket(frame.header, frame.body, packet, version);
+      if (result.status == DecodeStatus::kOk) {
+        checkRoundTrip(packet, version);
+        if (version == current) {
+          currentOk = true;
+          if (const auto* connect = std::get_if<Connect>(&packet); connect != nullptr) {
+            if (connect->protocolLevel == 5) current = ProtocolVersion::kV5;
+          }
+        }
+      } else if (result.status != DecodeStatus::kMalformed || result.error == nullptr) {
+        fail("parse failed without kMalformed and an error text", {});
+      } else if (result.reasonCode != 0x81 && result.reasonCode != 0x82) {
+        fail("parse failed with a reason code other than 0x81/0x82", {});
+      }
     }
+    if (!currentOk) break;  // a connection would be closed here
     input.remove_prefix(frame.size);
   }
   return 0;

@@ -11,7 +11,9 @@ namespace mqtt = codec::mqtt;
 using Clock = std::chrono::steady_clock;
 
 MqttTestClient::MqttTestClient() : socket_(io_) {}
-MqttTestClient::~MqttTestClient() { drop(); }
+MqttTestClient::~MqttTestClient() {
+  drop();
+}
 
 bool MqttTestClient::open(std::uint16_t port, const std::string& host) {
   boost::system::error_code ec;
@@ -24,14 +26,16 @@ bool MqttTestClient::open(std::uint16_t port, const std::string& host) {
 
 std::optional<mqtt::Connack> MqttTestClient::connect(std::uint16_t port, mqtt::Connect connect) {
   if (!socket_.is_open() && !open(port)) return std::nullopt;
+  version_ = connect.protocolLevel == 5 ? mqtt::ProtocolVersion::kV5 : mqtt::ProtocolVersion::kV311;
   send(connect);
   auto packet = receiveType(mqtt::PacketType::kConnack);
   if (!packet) return std::nullopt;
   return std::get<mqtt::Connack>(*packet);
 }
 
-std::optional<mqtt::Connack> MqttTestClient::connect(std::uint16_t port, const std::string& clientId,
-                                                     bool cleanSession, std::uint16_t keepAlive) {
+std::optional<mqtt::Connack> MqttTestClient::connect(std::uint16_t port,
+                                                     const std::string& clientId, bool cleanSession,
+                                                     std::uint16_t keepAlive) {
   mqtt::Connect c;
   c.protocolName = "MQTT";
   c.protocolLevel = 4;
@@ -41,9 +45,23 @@ std::optional<mqtt::Connack> MqttTestClient::connect(std::uint16_t port, const s
   return connect(port, std::move(c));
 }
 
+std::optional<mqtt::Connack> MqttTestClient::connect5(std::uint16_t port,
+                                                      const std::string& clientId,
+                                                      mqtt::Properties properties, bool cleanStart,
+                                                      std::uint16_t keepAlive) {
+  mqtt::Connect c;
+  c.protocolName = "MQTT";
+  c.protocolLevel = 5;
+  c.clientId = clientId;
+  c.cleanSession = cleanStart;
+  c.keepAlive = keepAlive;
+  c.properties = std::move(properties);
+  return connect(port, std::move(c));
+}
+
 void MqttTestClient::send(const mqtt::Packet& packet) {
   std::string bytes;
-  mqtt::encode(packet, bytes);
+  mqtt::encode(packet, bytes, version_);
   sendRaw(bytes);
 }
 
@@ -80,7 +98,7 @@ std::optional<mqtt::Packet> MqttTestClient::receive(std::chrono::milliseconds ti
     mqtt::Frame frame = mqtt::splitFrame(buffer_, 268435455);
     if (frame.status == mqtt::DecodeStatus::kOk) {
       mqtt::Packet packet;
-      auto parsed = mqtt::parsePacket(frame.header, frame.body, packet);
+      auto parsed = mqtt::parsePacket(frame.header, frame.body, packet, version_);
       buffer_.erase(0, frame.size);
       if (parsed.status != mqtt::DecodeStatus::kOk) return std::nullopt;
       return packet;
@@ -151,7 +169,7 @@ bool MqttTestClient::unsubscribe(const std::string& filter) {
   u.filters.push_back(filter);
   send(u);
   auto packet = receiveType(mqtt::PacketType::kUnsuback);
-  return packet && std::get<mqtt::Ack>(*packet).packetId == u.packetId;
+  return packet && std::get<mqtt::Unsuback>(*packet).packetId == u.packetId;
 }
 
 bool MqttTestClient::publish(const std::string& topic, const std::string& payload, std::uint8_t qos,
@@ -175,6 +193,29 @@ bool MqttTestClient::publish(const std::string& topic, const std::string& payloa
   return comp && std::get<mqtt::Ack>(*comp).packetId == p.packetId;
 }
 
+std::optional<mqtt::Suback> MqttTestClient::subscribe(mqtt::Subscribe subscribe) {
+  subscribe.packetId = nextPacketId();
+  send(subscribe);
+  auto packet = receiveType(mqtt::PacketType::kSuback);
+  if (!packet) return std::nullopt;
+  auto suback = std::get<mqtt::Suback>(*packet);
+  if (suback.packetId != subscribe.packetId) return std::nullopt;
+  return suback;
+}
+
+std::optional<mqtt::Ack> MqttTestClient::publish(mqtt::Publish p) {
+  if (p.qos > 0) p.packetId = nextPacketId();
+  send(p);
+  if (p.qos == 0) return std::nullopt;
+  auto ack = receiveType(p.qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec);
+  if (!ack || std::get<mqtt::Ack>(*ack).packetId != p.packetId) return std::nullopt;
+  if (p.qos == 2 && std::get<mqtt::Ack>(*ack).reasonCode < 0x80) {
+    send(mqtt::Ack{mqtt::PacketType::kPubrel, p.packetId});
+    if (!receiveType(mqtt::PacketType::kPubcomp)) return std::nullopt;
+  }
+  return std::get<mqtt::Ack>(*ack);
+}
+
 void MqttTestClient::ack(const mqtt::Publish& publish) {
   if (publish.qos == 1) send(mqtt::Ack{mqtt::PacketType::kPuback, publish.packetId});
   if (publish.qos == 2) {
@@ -185,7 +226,7 @@ void MqttTestClient::ack(const mqtt::Publish& publish) {
 }
 
 void MqttTestClient::disconnect() {
-  send(mqtt::Empty{mqtt::PacketType::kDisconnect});
+  send(mqtt::Disconnect{});
   drop();
 }
 

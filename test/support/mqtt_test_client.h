@@ -1,9 +1,9 @@
 #pragma once
-// A blocking MQTT 3.1.1 client for tests, built on the codec. Every wait has a timeout so a
-// broken broker fails a test instead of hanging it.
+// A blocking MQTT 3.1.1 / 5.0 client for tests, built on the codec. Every wait has a timeout so
+// a broken broker fails a test instead of hanging it. The protocol version follows the CONNECT
+// sent (protocolLevel 5: MQTT 5 packets both ways).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -26,6 +26,12 @@ class MqttTestClient {
   std::optional<codec::mqtt::Connack> connect(std::uint16_t port, const std::string& clientId,
                                               bool cleanSession = true,
                                               std::uint16_t keepAlive = 60);
+  // MQTT 5 CONNECT with clean start and the given properties.
+  std::optional<codec::mqtt::Connack> connect5(std::uint16_t port, const std::string& clientId,
+                                               codec::mqtt::Properties properties = {},
+                                               bool cleanStart = true,
+                                               std::uint16_t keepAlive = 60);
+  codec::mqtt::ProtocolVersion version() const { return version_; }
 
   void send(const codec::mqtt::Packet& packet);
   void sendRaw(const std::string& bytes);
@@ -48,6 +54,11 @@ class MqttTestClient {
   // false when the acknowledgement did not come.
   bool publish(const std::string& topic, const std::string& payload, std::uint8_t qos = 0,
                bool retain = false);
+  // SUBSCRIBE (any options/properties; a packet id is filled in) and wait for the SUBACK.
+  std::optional<codec::mqtt::Suback> subscribe(codec::mqtt::Subscribe subscribe);
+  // PUBLISH as given (a packet id is filled in for QoS > 0) and wait for its PUBACK / PUBREC
+  // (QoS 2 then completes the flow). Returns the PUBACK/PUBREC, or nullopt.
+  std::optional<codec::mqtt::Ack> publish(codec::mqtt::Publish publish);
   // Acknowledges a received PUBLISH as the standard requires for its QoS.
   void ack(const codec::mqtt::Publish& publish);
   void disconnect();
@@ -67,6 +78,7 @@ class MqttTestClient {
   std::vector<codec::mqtt::Packet> stash_;
   bool closed_ = false;
   std::uint16_t packetId_ = 0;
+  codec::mqtt::ProtocolVersion version_ = codec::mqtt::ProtocolVersion::kV311;
 };
 
 }  // namespace tern::test

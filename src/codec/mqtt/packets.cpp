@@ -32,6 +32,8 @@ const char* packetTypeName(PacketType type) {
       return "PINGRESP";
     case PacketType::kDisconnect:
       return "DISCONNECT";
+    case PacketType::kAuth:
+      return "AUTH";
   }
   return "UNKNOWN";  // a value outside the enum, e.g. cast from a reserved type nibble
 }
@@ -46,7 +48,10 @@ struct TypeOf {
   PacketType operator()(const Subscribe&) const { return PacketType::kSubscribe; }
   PacketType operator()(const Suback&) const { return PacketType::kSuback; }
   PacketType operator()(const Unsubscribe&) const { return PacketType::kUnsubscribe; }
+  PacketType operator()(const Unsuback&) const { return PacketType::kUnsuback; }
   PacketType operator()(const Empty& empty) const { return empty.type; }
+  PacketType operator()(const Disconnect&) const { return PacketType::kDisconnect; }
+  PacketType operator()(const Auth&) const { return PacketType::kAuth; }
 };
 
 }  // namespace

@@ -46,7 +46,7 @@ TEST_F(BrokerTest, ConnectIsAccepted) {
 TEST_F(BrokerTest, UnsupportedProtocolLevelGetsConnack1AndClose) {
   MqttTestClient client;
   auto c = makeConnect("c1");
-  c.protocolLevel = 5;
+  c.protocolLevel = 6;
   auto connack = client.connect(port(), c);
   ASSERT_TRUE(connack);
   EXPECT_EQ(connack->returnCode, mqtt::ConnackCode::kUnacceptableProtocolVersion);

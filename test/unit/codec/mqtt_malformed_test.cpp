@@ -229,15 +229,15 @@ TEST(MqttParse, ReservedTypeNibblesAreMalformed) {
 }
 
 TEST(MqttParse, ConnectUnknownLevelKeepsOnlyNameAndLevel) {
-  // An MQTT 5 CONNECT: properties follow the keep alive, which a 3.1.1 parser cannot read.
+  // A future level: its layout after the level byte is unknown.
   const std::string bytes =
-      raw(0x10, str("MQTT") + "\x05\x02" + u16(60) + std::string(1, '\0') + str("c5"));
+      raw(0x10, str("MQTT") + "\x06\x02" + u16(60) + std::string(1, '\0') + str("c6"));
   const testing::Decoded d = testing::decodeOne(bytes);
   ASSERT_EQ(d.status, DecodeStatus::kOk) << d.error;
   const auto& connect = std::get<Connect>(d.packet);
   EXPECT_EQ(connect.protocolName, "MQTT");
-  EXPECT_EQ(connect.protocolLevel, 5);
-  EXPECT_TRUE(connect == (Connect{.protocolName = "MQTT", .protocolLevel = 5}));
+  EXPECT_EQ(connect.protocolLevel, 6);
+  EXPECT_TRUE(connect == (Connect{.protocolName = "MQTT", .protocolLevel = 6}));
 }
 
 TEST(MqttParse, ConnectCleanSessionZeroWithEmptyIdIsParsed) {
