@@ -7,7 +7,10 @@
 #include <thread>
 
 #include "broker/connection.h"
+#include "codec/mqtt/packets.h"
 #include "core/time.h"
+#include "ingest/normalizer.h"
+#include "ingest/pipeline.h"
 
 namespace tern::broker {
 
@@ -36,17 +39,21 @@ void Broker::start() {
       scheduleSys();
     });
   }
+  expiryTimer_ = std::make_unique<asio::steady_timer>(pool_.loop(0));
+  asio::post(pool_.loop(0), [this] { scheduleExpiry(); });
 }
 
 void Broker::stopAccepting() {
   stopping_ = true;
   listener_.stop();
-  if (sysTimer_) {
-    std::promise<void> done;
-    auto future = done.get_future();
-    asio::post(pool_.loop(0), [this, &done] {
-      sysTimer_->cancel();
-      done.set_value();
+  if (sysTimer_ || expiryTimer_) {
+    // Shared: if the wait below times out, the posted handler still has a live promise.
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    asio::post(pool_.loop(0), [this, done] {
+      if (sysTimer_) sysTimer_->cancel();
+      if (expiryTimer_) expiryTimer_->cancel();
+      done->set_value();
     });
     future.wait_for(std::chrono::seconds(2));
   }
@@ -62,8 +69,10 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
     }
   }
   for (auto& connection : open) {
-    asio::post(connection->executor(),
-               [connection] { connection->closeFromBroker("server shutting down", false); });
+    asio::post(connection->executor(), [connection] {
+      connection->closeFromBroker("server shutting down", false,
+                                  codec::mqtt::reason::kServerShuttingDown);
+    });
   }
   open.clear();
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -92,9 +101,8 @@ void Broker::onAccept(net::AcceptedConnection accepted) {
   // The socket already belongs to its loop; build and start the connection there.
   auto executor = accepted.socket.get_executor();
   asio::post(executor, [this, a = std::move(accepted)]() mutable {
-    auto connection = std::make_shared<Connection>(*this, std::move(a.socket),
-                                                   std::move(a.remoteAddress),
-                                                   std::move(a.initialBytes));
+    auto connection = std::make_shared<Connection>(
+        *this, std::move(a.socket), std::move(a.remoteAddress), std::move(a.initialBytes));
     {
       std::lock_guard lock(connectionsMutex_);
       connections_[connection.get()] = connection;
@@ -111,17 +119,39 @@ void Broker::connectionClosed(const Connection* connection) {
   openConnections_.fetch_sub(1);
 }
 
-void Broker::route(const MessagePtr& message) {
+std::size_t Broker::route(const MessagePtr& message, const Session* publisher) {
   if (message->retain) retained_.set(message);
-  thread_local std::vector<Match> matches;
-  matches.clear();
-  subscriptions_.match(message->topic, matches);
-  // Subscribers get the message with RETAIN cleared: it is live, not a retained replay.
-  for (const Match& match : matches) match.session->deliver(message, match.qos, false);
-  matches.clear();
+  thread_local std::vector<Delivery> deliveries;
+  deliveries.clear();
+  subscriptions_.match(message->topic, publisher, deliveries);
+  // Subscribers get the message with RETAIN cleared (it is live, not a retained replay) unless
+  // they asked for retain as published (MQTT 5).
+  for (const Delivery& d : deliveries) {
+    d.session->deliver(message, d.qos, d.retainAsPublished && message->retain, d.subscriptionIds);
+  }
+  const std::size_t count = deliveries.size();
+  deliveries.clear();
+  return count;
 }
 
-std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool cleanSession,
+void Broker::publishWill(const MessagePtr& will) {
+  route(will);
+  if (normalizer_ != nullptr && pipeline_ != nullptr) {
+    if (auto record = normalizer_->normalize(will->topic, will->payload, core::nowMicros())) {
+      countIngested();
+      pipeline_->submit(std::move(*record), nullptr);
+    }
+  }
+}
+
+void Broker::dropSubscriptions(const Session& session) {
+  for (const auto& [filter, options] : session.subscriptions()) {
+    subscriptions_.unsubscribe(&session, filter);
+  }
+}
+
+std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool cleanStart,
+                                             std::uint32_t expiryInterval,
                                              const std::shared_ptr<Connection>& connection,
                                              bool& sessionPresent) {
   std::shared_ptr<Session> session;
@@ -136,75 +166,148 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
           spdlog::info("mqtt: client '{}' connected again; closing its previous connection",
                        clientId);
           asio::post(old->executor(), [old] {
-            old->closeFromBroker("taken over by a new connection with the same client id", true);
+            old->closeFromBroker("taken over by a new connection with the same client id", true,
+                                 codec::mqtt::reason::kSessionTakenOver);
           });
         }
         owners_.erase(owner);
       }
-      if (cleanSession || it->second->cleanSession()) {
+      const std::int64_t expiresAt = it->second->expiresAtUs();
+      const bool expired = expiresAt != 0 && core::monotonicMicros() >= expiresAt;
+      if (cleanStart || expired || it->second->expiryInterval() == 0) {
         discarded = std::move(it->second);
         sessions_.erase(it);
+        timed_.erase(discarded.get());
       } else {
         session = it->second;
+        timed_.erase(session.get());
       }
     }
     sessionPresent = session != nullptr;
     if (!session) {
-      session = std::make_shared<Session>(clientId, cleanSession, sessionLimits());
+      session = std::make_shared<Session>(clientId, expiryInterval, sessionLimits());
       sessions_[clientId] = session;
+    } else {
+      session->setExpiryInterval(expiryInterval);
     }
     owners_[session.get()] = connection;
   }
   if (discarded) {
-    for (const auto& [filter, qos] : discarded->subscriptions()) {
-      subscriptions_.unsubscribe(discarded.get(), filter);
-    }
+    dropSubscriptions(*discarded);
+    // The old session ended: a will it was still holding back goes out now.
+    if (MessagePtr will = discarded->takeWill(0, true)) publishWill(will);
   }
   return session;
 }
 
-void Broker::closeSession(const std::shared_ptr<Session>& session, const Connection* connection) {
+void Broker::closeSession(const std::shared_ptr<Session>& session, const Connection* connection,
+                          MessagePtr will, std::uint32_t willDelay) {
   session->detach(connection);
   bool remove = false;
+  bool publishNow = false;
   {
     std::lock_guard lock(sessionsMutex_);
     auto owner = owners_.find(session.get());
     if (owner != owners_.end() && owner->second.lock().get() == connection) owners_.erase(owner);
-    if (session->cleanSession()) {
-      auto it = sessions_.find(session->clientId());
-      if (it != sessions_.end() && it->second == session) {
+    auto it = sessions_.find(session->clientId());
+    const bool current = it != sessions_.end() && it->second == session;
+    const bool resumedElsewhere = current && owners_.contains(session.get());
+    if (current && !resumedElsewhere) {
+      if (session->expiryInterval() == 0) {
         sessions_.erase(it);
         remove = true;
+      } else if (session->expiryInterval() != kSessionNeverExpires || (will && willDelay > 0)) {
+        timed_[session.get()] = session;
+      }
+    }
+    if (will) {
+      if (resumedElsewhere) {
+        // Taken over: the old connection's will goes out unless it was delayed, in which case
+        // the new connection resumed the session in time [MQTT-3.1.3-9].
+        publishNow = willDelay == 0;
+      } else if (willDelay == 0 || remove || !current) {
+        publishNow = true;  // no delay, or the session ends now: whichever comes first
+      } else {
+        // Set under the registry lock so the expiry timer sees it together with timed_.
+        session->setPendingWill(std::move(will),
+                                core::monotonicMicros() + std::int64_t{willDelay} * 1'000'000);
       }
     }
   }
-  if (remove) {
-    for (const auto& [filter, qos] : session->subscriptions()) {
-      subscriptions_.unsubscribe(session.get(), filter);
+  if (remove) dropSubscriptions(*session);
+  if (publishNow) publishWill(will);
+}
+
+void Broker::scheduleExpiry() {
+  if (stopping_ || !expiryTimer_) return;
+  expiryTimer_->expires_after(std::chrono::seconds(1));
+  expiryTimer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    expireSessions();
+    scheduleExpiry();
+  });
+}
+
+void Broker::expireSessions() {
+  const std::int64_t now = core::monotonicMicros();
+  std::vector<std::shared_ptr<Session>> ended;
+  std::vector<MessagePtr> wills;
+  {
+    std::lock_guard lock(sessionsMutex_);
+    for (auto it = timed_.begin(); it != timed_.end();) {
+      const std::shared_ptr<Session>& session = it->second;
+      if (session->attached()) {
+        it = timed_.erase(it);
+        continue;
+      }
+      const std::int64_t expiresAt = session->expiresAtUs();
+      const bool expired = expiresAt != 0 && now >= expiresAt;
+      if (MessagePtr will = session->takeWill(now, expired)) wills.push_back(std::move(will));
+      if (expired) {
+        auto current = sessions_.find(session->clientId());
+        if (current != sessions_.end() && current->second == session) sessions_.erase(current);
+        ended.push_back(session);
+        it = timed_.erase(it);
+      } else if (!session->hasPendingWill() && expiresAt == 0) {
+        it = timed_.erase(it);  // a never-expiring session whose will has gone out
+      } else {
+        ++it;
+      }
     }
+  }
+  for (const MessagePtr& will : wills) publishWill(will);
+  for (const auto& session : ended) {
+    spdlog::debug("mqtt: session '{}' expired", session->clientId());
+    dropSubscriptions(*session);
   }
 }
 
-void Broker::subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
-                       std::uint8_t qos) {
-  session->addSubscription(filter, qos);
-  subscriptions_.subscribe(session, filter, qos);
+bool Broker::subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
+                       const SubscriptionOptions& options) {
+  const bool existed = session->addSubscription(filter, options);
+  subscriptions_.subscribe(session, filter, options);
+  return existed;
 }
 
-void Broker::unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter) {
-  if (session->removeSubscription(filter)) subscriptions_.unsubscribe(session.get(), filter);
+bool Broker::unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter) {
+  if (!session->removeSubscription(filter)) return false;
+  subscriptions_.unsubscribe(session.get(), filter);
+  return true;
 }
 
 void Broker::deliverRetained(const std::shared_ptr<Session>& session, const std::string& filter,
-                             std::uint8_t qos) {
+                             const SubscriptionOptions& options) {
+  std::vector<std::uint32_t> ids;
+  if (options.subscriptionId != 0) ids.push_back(options.subscriptionId);
   for (const MessagePtr& message : retained_.matching(filter)) {
-    session->deliver(message, qos, true);
+    session->deliver(message, options.qos, true, ids);
   }
 }
 
 BrokerStats Broker::stats() const {
   BrokerStats s;
-  s.clientsConnected = static_cast<std::uint64_t>(std::max<std::int64_t>(0, clientsConnected_.load()));
+  s.clientsConnected =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, clientsConnected_.load()));
   s.connectionsTotal = connectionsTotal_.load();
   s.messagesReceived = messagesReceived_.load();
   s.messagesSent = messagesSent_.load();

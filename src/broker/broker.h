@@ -1,15 +1,15 @@
 #pragma once
-// The MQTT 3.1.1 broker: listener, sessions, subscriptions, retained messages, $SYS, and the
-// hand-off of routed messages to ingest.
+// The MQTT 3.1.1 / 5.0 broker: listener, sessions (with MQTT 5 expiry and delayed wills),
+// subscriptions (shared ones included), retained messages, $SYS, and the hand-off of routed
+// messages to ingest.
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include "broker/message.h"
 #include "broker/retained_store.h"
@@ -32,7 +32,7 @@ struct BrokerStats {
   std::uint64_t clientsConnected = 0;
   std::uint64_t connectionsTotal = 0;
   std::uint64_t messagesReceived = 0;  // PUBLISH packets from clients
-  std::uint64_t messagesSent = 0;  // PUBLISH packets to clients
+  std::uint64_t messagesSent = 0;      // PUBLISH packets to clients
   // Deliveries not made: QoS 0 to a slow or offline subscriber, or over a queue limit.
   std::uint64_t messagesDropped = 0;
   std::uint64_t messagesIngested = 0;  // routed to storage
@@ -67,19 +67,30 @@ class Broker {
   ingest::Pipeline* pipeline() const { return pipeline_; }
   const ingest::Normalizer* normalizer() const { return normalizer_; }
   // Fans a message out to subscribers and updates retained state (when message->retain).
-  void route(const MessagePtr& message);
-  // Binds a client id to `connection`: takes over (closes) an existing connection of that id;
-  // reuses the session when cleanSession is false. Sets sessionPresent.
-  std::shared_ptr<Session> openSession(const std::string& clientId, bool cleanSession,
+  // `publisher`: the publishing session, for MQTT 5 no-local subscriptions. Returns how many
+  // sessions it went to.
+  std::size_t route(const MessagePtr& message, const Session* publisher = nullptr);
+  // A will: routed like a publish and handed to ingest (not acknowledged to anyone).
+  void publishWill(const MessagePtr& will);
+  // Binds a client id to `connection`: takes over (closes, MQTT 5: DISCONNECT 0x8E) an existing
+  // connection of that id; reuses the session unless cleanStart is set or it has expired, and
+  // gives it `expiryInterval` (seconds; 0 = ends with the connection, kSessionNeverExpires).
+  // Sets sessionPresent.
+  std::shared_ptr<Session> openSession(const std::string& clientId, bool cleanStart,
+                                       std::uint32_t expiryInterval,
                                        const std::shared_ptr<Connection>& connection,
                                        bool& sessionPresent);
-  // Called once by a connection that had a session when it closes.
-  void closeSession(const std::shared_ptr<Session>& session, const Connection* connection);
-  void subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
-                 std::uint8_t qos);
-  void unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter);
+  // Called once by a connection that had a session when it closes. `will`: published at once,
+  // or after `willDelay` seconds (MQTT 5) unless the session is resumed first or ends sooner.
+  void closeSession(const std::shared_ptr<Session>& session, const Connection* connection,
+                    MessagePtr will = nullptr, std::uint32_t willDelay = 0);
+  // Returns whether the subscription already existed (for retain handling 1).
+  bool subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
+                 const SubscriptionOptions& options);
+  // Returns whether the subscription existed.
+  bool unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter);
   void deliverRetained(const std::shared_ptr<Session>& session, const std::string& filter,
-                       std::uint8_t qos);
+                       const SubscriptionOptions& options);
   void connectionClosed(const Connection* connection);
   void countReceived() { messagesReceived_.fetch_add(1, std::memory_order_relaxed); }
   void countIngested() { messagesIngested_.fetch_add(1, std::memory_order_relaxed); }
@@ -93,6 +104,11 @@ class Broker {
   void onAccept(net::AcceptedConnection accepted);
   void publishSys();
   void scheduleSys();
+  // Once a second: publishes delayed wills that are due and ends expired sessions.
+  void scheduleExpiry();
+  void expireSessions();
+  // Removes an ended session's subscriptions from the tree.
+  void dropSubscriptions(const Session& session);
 
   net::EventLoopPool& pool_;
   const core::MqttConfig config_;
@@ -105,6 +121,8 @@ class Broker {
   std::mutex sessionsMutex_;  // connect/disconnect only, never per message
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
   std::unordered_map<const Session*, std::weak_ptr<Connection>> owners_;
+  // Detached sessions that will expire or have a delayed will: checked by the expiry timer.
+  std::unordered_map<const Session*, std::shared_ptr<Session>> timed_;
 
   std::mutex connectionsMutex_;
   std::unordered_map<const Connection*, std::weak_ptr<Connection>> connections_;
@@ -120,6 +138,7 @@ class Broker {
   std::atomic<std::size_t> openConnections_{0};
   std::int64_t startedUs_ = 0;
   std::unique_ptr<boost::asio::steady_timer> sysTimer_;
+  std::unique_ptr<boost::asio::steady_timer> expiryTimer_;
   std::atomic<bool> stopping_{false};
 };
 

@@ -116,13 +116,15 @@ void Connection::processInput() {
     mqtt::Frame frame = mqtt::splitFrame(available, maxPacket);
     if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
     if (frame.status != mqtt::DecodeStatus::kOk) {
-      close(frame.error != nullptr ? frame.error : "malformed packet", true, true);
+      close(frame.error != nullptr ? frame.error : "malformed packet", true, true,
+            frame.reasonCode);
       return;
     }
     mqtt::Packet packet;
-    mqtt::ParseResult parsed = mqtt::parsePacket(frame.header, frame.body, packet);
+    mqtt::ParseResult parsed = mqtt::parsePacket(frame.header, frame.body, packet, version_);
     if (parsed.status != mqtt::DecodeStatus::kOk) {
-      close(parsed.error != nullptr ? parsed.error : "malformed packet", true, true);
+      close(parsed.error != nullptr ? parsed.error : "malformed packet", true, true,
+            parsed.reasonCode);
       return;
     }
     offset += frame.size;
@@ -164,22 +166,27 @@ bool Connection::handlePacket(mqtt::Packet& packet) {
       mqtt::encodeEmpty(mqtt::PacketType::kPingresp, outbox_);
       return true;
     case mqtt::PacketType::kDisconnect:
-      will_.reset();  // a clean DISCONNECT discards the will
-      close("client disconnected", false, false);
+      return handleDisconnect(std::get<mqtt::Disconnect>(packet));
+    case mqtt::PacketType::kAuth:
+      // No authentication method was accepted at CONNECT (any is refused there), so there is no
+      // exchange an AUTH could belong to.
+      close("AUTH without an authentication exchange", true, true,
+            mqtt::reason::kProtocolError);
       return false;
     default:
       close(std::string("client sent a server-only packet: ") + mqtt::packetTypeName(type), true,
-            true);
+            true, mqtt::reason::kProtocolError);
       return false;
   }
 }
 
 bool Connection::handleConnect(mqtt::Connect& connect) {
   if (state_ != State::kAwaitConnect) {
-    close("second CONNECT on one connection", true, true);
+    close("second CONNECT on one connection", true, true, mqtt::reason::kProtocolError);
     return false;
   }
   bool known = (connect.protocolLevel == 4 && connect.protocolName == "MQTT") ||
+               (connect.protocolLevel == 5 && connect.protocolName == "MQTT") ||
                (connect.protocolLevel == 3 && connect.protocolName == "MQIsdp");
   if (!known) {
     if (connect.protocolName == "MQTT" || connect.protocolName == "MQIsdp") {
@@ -190,6 +197,19 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
       close("unknown protocol name '" + connect.protocolName + "'", true, false);
     }
     return false;
+  }
+  if (connect.protocolLevel == 5) version_ = mqtt::ProtocolVersion::kV5;
+  const mqtt::Properties& props = connect.properties;
+  if (v5() && props.authenticationMethod) {
+    // Enhanced authentication is not offered; the standard's answer to any method is 0x8C.
+    return refuseConnect(mqtt::ConnackCode::kBadAuthenticationMethod,
+                         "unsupported authentication method '" + *props.authenticationMethod + "'");
+  }
+  bool assignedId = false;
+  if (connect.clientId.empty() && v5()) {
+    // MQTT 5 assigns an identifier whatever clean start says, and tells the client.
+    connect.clientId = "auto-" + core::randomUuid();
+    assignedId = true;
   }
   if (connect.clientId.empty()) {
     if (!connect.cleanSession) {
@@ -202,25 +222,113 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   }
   clientId_ = connect.clientId;
   keepAlive_ = connect.keepAlive;
+  const core::MqttConfig& config = broker_.config();
+  if (v5() && config.serverKeepAlive > 0) keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
   will_ = std::move(connect.will);
   state_ = State::kConnected;
   counted_ = true;
   broker_.countConnected(1);
 
+  // 3.1.1: clean_session=false keeps the session forever; MQTT 5: as the client asks.
+  std::uint32_t expiry = connect.cleanSession ? 0 : kSessionNeverExpires;
+  if (v5()) expiry = props.sessionExpiryInterval.value_or(0);
+  sessionExpiry_ = expiry;
   bool sessionPresent = false;
-  session_ = broker_.openSession(clientId_, connect.cleanSession, shared_from_this(), sessionPresent);
-  mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
-  session_->attach(shared_from_this());
-  spdlog::debug("mqtt: client '{}' connected from {} (clean={}, keepalive={}s)", clientId_, peer_,
-                connect.cleanSession, keepAlive_);
+  session_ = broker_.openSession(clientId_, connect.cleanSession, expiry, shared_from_this(),
+                                 sessionPresent);
+  ClientParams params;
+  params.version = version_;
+  if (v5()) {
+    mqtt::Connack connack{.sessionPresent = sessionPresent};
+    mqtt::Properties& out = connack.properties;
+    if (assignedId) out.assignedClientIdentifier = clientId_;
+    if (config.serverKeepAlive > 0) out.serverKeepAlive = keepAlive_;
+    out.receiveMaximum = static_cast<std::uint16_t>(config.receiveMaximum);
+    out.maximumPacketSize = config.maxPacketSize;
+    out.topicAliasMaximum = static_cast<std::uint16_t>(config.topicAliasMaximum);
+    out.retainAvailable = 1;
+    out.wildcardSubscriptionAvailable = 1;
+    out.subscriptionIdentifierAvailable = 1;
+    out.sharedSubscriptionAvailable = 1;
+    mqtt::encodeConnack5(connack, outbox_);
+    params.receiveMaximum = props.receiveMaximum.value_or(65535);
+    params.maximumPacketSize = props.maximumPacketSize.value_or(0);
+    params.topicAliasMaximum = props.topicAliasMaximum.value_or(0);
+  } else {
+    mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
+  }
+  session_->attach(shared_from_this(), params);
+  spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)",
+                clientId_, peer_, v5() ? "5.0" : "3.1.1", connect.cleanSession, keepAlive_);
   armKeepalive();
   return true;
+}
+
+bool Connection::refuseConnect(mqtt::ConnackCode code, std::string_view reason) {
+  mqtt::Connack connack{.returnCode = code};
+  mqtt::encodeConnack5(connack, outbox_);
+  close(reason, true, false);
+  return false;
+}
+
+bool Connection::resolveTopicAlias(mqtt::Publish& publish) {
+  if (!publish.properties.topicAlias) return true;
+  const std::uint16_t alias = *publish.properties.topicAlias;
+  if (alias > broker_.config().topicAliasMaximum) {
+    close("topic alias " + std::to_string(alias) + " above the maximum", true, true,
+          mqtt::reason::kTopicAliasInvalid);
+    return false;
+  }
+  const std::size_t index = alias - 1u;  // the parser refuses alias 0
+  if (publish.topic.empty()) {
+    if (index >= topicAliasesIn_.size() || topicAliasesIn_[index].empty()) {
+      close("PUBLISH with an unknown topic alias", true, true, mqtt::reason::kProtocolError);
+      return false;
+    }
+    publish.topic = topicAliasesIn_[index];
+  } else {
+    if (index >= topicAliasesIn_.size()) topicAliasesIn_.resize(index + 1);
+    topicAliasesIn_[index] = publish.topic;
+  }
+  publish.properties.topicAlias.reset();
+  return true;
+}
+
+bool Connection::handleDisconnect(const mqtt::Disconnect& disconnect) {
+  if (v5()) {
+    if (const auto& expiry = disconnect.properties.sessionExpiryInterval) {
+      // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be extended here.
+      if (sessionExpiry_ == 0 && *expiry != 0) {
+        close("DISCONNECT sets a session expiry after CONNECT set 0", true, true,
+              mqtt::reason::kProtocolError);
+        return false;
+      }
+      sessionExpiry_ = *expiry;
+      session_->setExpiryInterval(*expiry);
+    }
+    if (disconnect.reasonCode == mqtt::reason::kDisconnectWithWill) {
+      close("client disconnected with will message", false, true);
+      return false;
+    }
+  }
+  will_.reset();  // a normal DISCONNECT discards the will
+  close("client disconnected", false, false);
+  return false;
 }
 
 bool Connection::handlePublish(mqtt::Publish& publish) {
   broker_.countReceived();
   const std::uint8_t qos = publish.qos;
   const std::uint16_t packetId = publish.packetId;
+  if (v5()) {
+    if (!publish.properties.subscriptionIdentifiers.empty()) {
+      // [MQTT-3.3.4-6]: only the server puts subscription identifiers in a PUBLISH.
+      close("PUBLISH from a client carries a subscription identifier", true, true,
+            mqtt::reason::kProtocolError);
+      return false;
+    }
+    if (!resolveTopicAlias(publish)) return false;
+  }
   if (qos == 2 && !session_->beginIncomingQos2(packetId)) {
     // A resend of a QoS 2 message we already have: do not route it twice. Answer PUBREC once
     // the first copy is committed; until then the first copy's PUBREC is still coming.
@@ -228,6 +336,11 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
       queueAck(mqtt::PacketType::kPubrec, packetId, true);
     }
     return true;
+  }
+  if (qos > 0 && v5() && ++inboundInflight_ > broker_.config().receiveMaximum) {
+    // [MQTT-3.3.4-9]: more unacknowledged QoS 1/2 publishes than the CONNACK allowed.
+    close("receive maximum exceeded", true, true, mqtt::reason::kReceiveMaximumExceeded);
+    return false;
   }
 
   // Clients may not inject $SYS data; the message is acknowledged and dropped.
@@ -237,10 +350,21 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
   if (routable && normalizer != nullptr && broker_.pipeline() != nullptr) {
     record = normalizer->normalize(publish.topic, publish.payload, core::nowMicros());
   }
+  std::size_t delivered = 0;
   if (routable) {
     auto message = std::make_shared<Message>();
     message->qos = qos;
     message->retain = publish.retain;
+    if (v5()) {
+      mqtt::Properties& p = publish.properties;
+      if (p.messageExpiryInterval) {
+        message->expiresAtUs =
+            core::monotonicMicros() + std::int64_t{*p.messageExpiryInterval} * 1'000'000;
+        p.messageExpiryInterval.reset();  // re-computed per delivery
+      }
+      // What is left is passed through as-is to MQTT 5 subscribers.
+      if (!p.empty()) message->properties = std::make_shared<mqtt::Properties>(std::move(p));
+    }
     if (record) {
       message->topic = publish.topic;
       message->payload = publish.payload;
@@ -248,13 +372,16 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
       message->topic = std::move(publish.topic);
       message->payload = std::move(publish.payload);
     }
-    broker_.route(message);
+    delivered = broker_.route(message, session_.get());
   }
 
   mqtt::PacketType ackType = qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
   if (!record) {
     if (qos == 2) session_->markIncomingQos2Committed(packetId);
-    if (qos > 0) queueAck(ackType, packetId, true);
+    // MQTT 5 tells the publisher when nobody received it (0x10 is still a success).
+    const std::uint8_t code =
+        routable && delivered == 0 ? mqtt::reason::kNoMatchingSubscribers : mqtt::reason::kSuccess;
+    if (qos > 0) queueAck(ackType, packetId, true, code);
     return true;
   }
 
@@ -281,15 +408,22 @@ bool Connection::handleAck(const mqtt::Ack& ack) {
       }
       break;
     case mqtt::PacketType::kPubrec:
-      if (!session_->onPubrec(ack.packetId)) {
+      if (v5() && ack.reasonCode >= 0x80) {
+        // MQTT 5: the client refused the message; the QoS 2 flow ends here, without PUBREL.
+        session_->onPubrecError(ack.packetId);
+      } else if (!session_->onPubrec(ack.packetId)) {
         // Still answer, so a confused client can finish its flow.
-        mqtt::encodeAck(mqtt::PacketType::kPubrel, ack.packetId, outbox_);
+        encodeAck(mqtt::PacketType::kPubrel, ack.packetId,
+                  mqtt::reason::kPacketIdentifierNotFound);
       }
       break;
-    case mqtt::PacketType::kPubrel:
-      session_->releaseIncomingQos2(ack.packetId);
-      queueAck(mqtt::PacketType::kPubcomp, ack.packetId, true);
+    case mqtt::PacketType::kPubrel: {
+      const bool known = session_->releaseIncomingQos2(ack.packetId);
+      if (known && inboundInflight_ > 0) --inboundInflight_;
+      queueAck(mqtt::PacketType::kPubcomp, ack.packetId, true,
+               known ? mqtt::reason::kSuccess : mqtt::reason::kPacketIdentifierNotFound);
       break;
+    }
     case mqtt::PacketType::kPubcomp:
       session_->onPubcomp(ack.packetId);
       break;
@@ -302,27 +436,71 @@ bool Connection::handleAck(const mqtt::Ack& ack) {
 bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
   std::vector<std::uint8_t> codes;
   codes.reserve(subscribe.subscriptions.size());
+  std::vector<std::pair<const mqtt::Subscription*, SubscriptionOptions>> retained;
+  const std::uint32_t subscriptionId =
+      subscribe.properties.subscriptionIdentifiers.empty()
+          ? 0
+          : subscribe.properties.subscriptionIdentifiers.front();
   for (const auto& subscription : subscribe.subscriptions) {
-    broker_.subscribe(session_, subscription.filter, subscription.qos);
+    const std::optional<SharedFilter> shared = parseSharedFilter(subscription.filter);
+    if (shared && !shared->valid) {
+      codes.push_back(v5() ? mqtt::reason::kTopicFilterInvalid : mqtt::kSubackFailure);
+      continue;
+    }
+    SubscriptionOptions options{.qos = subscription.qos,
+                                .noLocal = subscription.noLocal,
+                                .retainAsPublished = subscription.retainAsPublished,
+                                .retainHandling = subscription.retainHandling,
+                                .subscriptionId = subscriptionId};
+    const bool existed = broker_.subscribe(session_, subscription.filter, options);
     codes.push_back(subscription.qos);
+    // Retain handling (MQTT 5): 0 always, 1 only for a new subscription, 2 never; a shared
+    // subscription never gets retained messages (§4.8.2).
+    const bool sendRetained = !shared && (subscription.retainHandling == 0 ||
+                                          (subscription.retainHandling == 1 && !existed));
+    if (sendRetained) retained.emplace_back(&subscription, options);
   }
-  mqtt::encodeSuback(subscribe.packetId, codes, outbox_);
+  if (v5()) {
+    mqtt::Suback suback{.packetId = subscribe.packetId, .returnCodes = std::move(codes)};
+    mqtt::encodeSuback5(suback, outbox_);
+  } else {
+    mqtt::encodeSuback(subscribe.packetId, codes, outbox_);
+  }
   // Retained messages follow the SUBACK (session bytes are written after this loop's own).
-  for (const auto& subscription : subscribe.subscriptions) {
-    broker_.deliverRetained(session_, subscription.filter, subscription.qos);
+  for (const auto& [subscription, options] : retained) {
+    broker_.deliverRetained(session_, subscription->filter, options);
   }
   return true;
 }
 
 bool Connection::handleUnsubscribe(const mqtt::Unsubscribe& unsubscribe) {
-  for (const auto& filter : unsubscribe.filters) broker_.unsubscribe(session_, filter);
-  mqtt::encodeAck(mqtt::PacketType::kUnsuback, unsubscribe.packetId, outbox_);
+  mqtt::Unsuback unsuback{.packetId = unsubscribe.packetId};
+  for (const auto& filter : unsubscribe.filters) {
+    const bool existed = broker_.unsubscribe(session_, filter);
+    unsuback.reasonCodes.push_back(existed ? mqtt::reason::kSuccess
+                                           : mqtt::reason::kNoSubscriptionExisted);
+  }
+  if (v5()) {
+    mqtt::encodeUnsuback5(unsuback, outbox_);
+  } else {
+    mqtt::encodeAck(mqtt::PacketType::kUnsuback, unsubscribe.packetId, outbox_);
+  }
   return true;
 }
 
-std::uint64_t Connection::queueAck(mqtt::PacketType type, std::uint16_t packetId, bool ready) {
+void Connection::encodeAck(mqtt::PacketType type, std::uint16_t packetId,
+                           std::uint8_t reasonCode) {
+  if (v5()) {
+    mqtt::encodeAck5(type, packetId, reasonCode, nullptr, outbox_);
+  } else {
+    mqtt::encodeAck(type, packetId, outbox_);
+  }
+}
+
+std::uint64_t Connection::queueAck(mqtt::PacketType type, std::uint16_t packetId, bool ready,
+                                   std::uint8_t reasonCode) {
   std::uint64_t sequence = nextAckSequence_++;
-  acks_.push_back(PendingAck{sequence, type, packetId, ready});
+  acks_.push_back(PendingAck{sequence, type, packetId, ready, reasonCode});
   if (ready) flushAcks();
   return sequence;
 }
@@ -339,7 +517,10 @@ void Connection::onAckReady(std::uint64_t sequence) {
 void Connection::flushAcks() {
   // Acknowledgements leave in the order the publishes arrived (MQTT 3.1.1 §4.6).
   while (!acks_.empty() && acks_.front().ready) {
-    mqtt::encodeAck(acks_.front().type, acks_.front().packetId, outbox_);
+    const PendingAck& ack = acks_.front();
+    encodeAck(ack.type, ack.packetId, ack.reasonCode);
+    // A QoS 1 exchange is complete once its PUBACK leaves (QoS 2 at PUBREL, see handleAck).
+    if (ack.type == mqtt::PacketType::kPuback && inboundInflight_ > 0) --inboundInflight_;
     acks_.pop_front();
   }
 }
@@ -390,21 +571,28 @@ void Connection::armKeepalive() {
   timer_.async_wait([self = shared_from_this(), limitUs](const boost::system::error_code& ec) {
     if (ec || self->state_ != State::kConnected) return;
     if (core::monotonicMicros() - self->lastActivityUs_ >= limitUs) {
-      self->close("keepalive timeout", false, true);
+      self->close("keepalive timeout", false, true, mqtt::reason::kKeepAliveTimeout);
     } else {
       self->armKeepalive();
     }
   });
 }
 
-void Connection::closeFromBroker(std::string_view reason, bool sendWill) {
-  close(reason, false, sendWill);
+void Connection::closeFromBroker(std::string_view reason, bool sendWill,
+                                 std::uint8_t reasonCode) {
+  close(reason, false, sendWill, reasonCode);
 }
 
-void Connection::close(std::string_view reason, bool protocolError, bool sendWill) {
+void Connection::close(std::string_view reason, bool protocolError, bool sendWill,
+                       std::uint8_t disconnectReason) {
   if (state_ == State::kClosed) return;
   bool wasConnected = state_ == State::kConnected;
   state_ = State::kClosed;
+  if (wasConnected && v5() && (disconnectReason != 0 || protocolError)) {
+    // MQTT 5 tells the client why (§4.13); 3.1.1 can only close.
+    mqtt::encodeDisconnect5(
+        disconnectReason != 0 ? disconnectReason : mqtt::reason::kProtocolError, nullptr, outbox_);
+  }
   if (protocolError) {
     broker_.countProtocolError();
     spdlog::warn("mqtt: closing client '{}' ({}): {}", clientId_.empty() ? "?" : clientId_, peer_,
@@ -415,24 +603,32 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   timer_.cancel();
   acks_.clear();  // unacknowledged publishes will be resent by the client
 
+  MessagePtr will;
+  std::uint32_t willDelay = 0;
   if (sendWill && will_ && wasConnected) {
     auto message = std::make_shared<Message>();
-    message->topic = will_->topic;
-    message->payload = will_->payload;
+    message->topic = std::move(will_->topic);
+    message->payload = std::move(will_->payload);
     message->qos = will_->qos;
     message->retain = will_->retain;
-    broker_.route(message);
-    const ingest::Normalizer* normalizer = broker_.normalizer();
-    if (normalizer != nullptr && broker_.pipeline() != nullptr) {
-      if (auto record = normalizer->normalize(message->topic, message->payload, core::nowMicros())) {
-        broker_.pipeline()->submit(std::move(*record), nullptr);
-      }
+    mqtt::Properties& p = will_->properties;
+    willDelay = p.willDelayInterval.value_or(0);
+    p.willDelayInterval.reset();
+    if (p.messageExpiryInterval) {
+      // The will's lifetime starts when it is published; a delayed will adds its delay.
+      message->expiresAtUs = core::monotonicMicros() +
+                             (std::int64_t{*p.messageExpiryInterval} + willDelay) * 1'000'000;
+      p.messageExpiryInterval.reset();
     }
+    if (!p.empty()) message->properties = std::make_shared<mqtt::Properties>(std::move(p));
+    will = std::move(message);
   }
   will_.reset();
   if (session_) {
-    broker_.closeSession(session_, this);
+    broker_.closeSession(session_, this, std::move(will), willDelay);
     session_.reset();
+  } else if (will) {
+    broker_.publishWill(will);
   }
   if (counted_) broker_.countConnected(-1);
   broker_.connectionClosed(this);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/message.h"
 #include "codec/mqtt/packets.h"
@@ -35,8 +36,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void onSessionWake();
   void onAckReady(std::uint64_t sequence);
   void resumeReading();
-  // Another connection took this client id over, or the server is shutting down.
-  void closeFromBroker(std::string_view reason, bool sendWill);
+  // Another connection took this client id over, or the server is shutting down. An MQTT 5
+  // client is told why with a DISCONNECT carrying `reasonCode`.
+  void closeFromBroker(std::string_view reason, bool sendWill, std::uint8_t reasonCode);
 
  private:
   enum class State { kAwaitConnect, kConnected, kClosed };
@@ -48,6 +50,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     codec::mqtt::PacketType type = codec::mqtt::PacketType::kPuback;
     std::uint16_t packetId = 0;
     bool ready = false;
+    std::uint8_t reasonCode = 0;  // MQTT 5
   };
 
   void readMore();
@@ -60,14 +63,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool handleAck(const codec::mqtt::Ack& ack);
   bool handleSubscribe(const codec::mqtt::Subscribe& subscribe);
   bool handleUnsubscribe(const codec::mqtt::Unsubscribe& unsubscribe);
+  bool handleDisconnect(const codec::mqtt::Disconnect& disconnect);
+  // MQTT 5: refuses a CONNECT with a CONNACK reason code, then closes.
+  bool refuseConnect(codec::mqtt::ConnackCode code, std::string_view reason);
+  // MQTT 5: resolves/records an incoming topic alias. False when the connection was closed.
+  bool resolveTopicAlias(codec::mqtt::Publish& publish);
+  bool v5() const { return version_ == codec::mqtt::ProtocolVersion::kV5; }
+  void encodeAck(codec::mqtt::PacketType type, std::uint16_t packetId, std::uint8_t reasonCode);
 
-  std::uint64_t queueAck(codec::mqtt::PacketType type, std::uint16_t packetId, bool ready);
+  std::uint64_t queueAck(codec::mqtt::PacketType type, std::uint16_t packetId, bool ready,
+                         std::uint8_t reasonCode = 0);
   void flushAcks();
   void flush();
   void onWritten(const boost::system::error_code& ec);
   void armKeepalive();
   // The one place a connection ends. A protocol violation is logged with the client and reason.
-  void close(std::string_view reason, bool protocolError, bool sendWill);
+  // An MQTT 5 client that got its CONNACK is sent DISCONNECT `disconnectReason` first (none
+  // when it is 0 and this is not a protocol error).
+  void close(std::string_view reason, bool protocolError, bool sendWill,
+             std::uint8_t disconnectReason = 0);
 
   Broker& broker_;
   boost::asio::ip::tcp::socket socket_;
@@ -78,6 +92,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Session> session_;
   std::optional<codec::mqtt::Will> will_;
   std::uint16_t keepAlive_ = 0;
+  codec::mqtt::ProtocolVersion version_ = codec::mqtt::ProtocolVersion::kV311;
+  std::uint32_t sessionExpiry_ = 0;  // MQTT 5, as set by CONNECT (DISCONNECT may change it)
+  std::uint32_t inboundInflight_ = 0;  // QoS 1/2 publishes from the client not yet completed
+  std::vector<std::string> topicAliasesIn_;  // MQTT 5 alias - 1 → topic, grown on demand
   std::int64_t lastActivityUs_ = 0;
 
   std::string input_;

@@ -1,6 +1,7 @@
 #include "broker/retained_store.h"
 
 #include "codec/mqtt/topic.h"
+#include "core/time.h"
 
 namespace tern::broker {
 
@@ -15,9 +16,13 @@ void RetainedStore::set(const MessagePtr& message) {
 
 std::vector<MessagePtr> RetainedStore::matching(std::string_view filter) const {
   std::vector<MessagePtr> out;
+  const std::int64_t now = core::monotonicMicros();
   std::lock_guard lock(mutex_);
   for (const auto& [topic, message] : messages_) {
-    if (codec::mqtt::topicMatches(filter, topic)) out.push_back(message);
+    // An expired retained message (MQTT 5 message expiry) is no longer handed out.
+    if (codec::mqtt::topicMatches(filter, topic) && !message->expired(now)) {
+      out.push_back(message);
+    }
   }
   return out;
 }

@@ -6,15 +6,32 @@
 
 #include "broker/connection.h"
 #include "codec/mqtt/codec.h"
+#include "core/time.h"
 
 namespace tern::broker {
 
 namespace mqtt = codec::mqtt;
 
-Session::Session(std::string clientId, bool cleanSession, SessionLimits limits)
-    : clientId_(std::move(clientId)), cleanSession_(cleanSession), limits_(limits) {}
+Session::Session(std::string clientId, std::uint32_t expiryInterval, SessionLimits limits)
+    : clientId_(std::move(clientId)), limits_(limits), expiryInterval_(expiryInterval) {}
 
-void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag) {
+std::uint32_t Session::expiryInterval() const {
+  std::lock_guard lock(mutex_);
+  return expiryInterval_;
+}
+
+void Session::setExpiryInterval(std::uint32_t seconds) {
+  std::lock_guard lock(mutex_);
+  expiryInterval_ = seconds;
+}
+
+std::int64_t Session::expiresAtUs() const {
+  std::lock_guard lock(mutex_);
+  return expiresAtUs_;
+}
+
+void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
+                      const std::vector<std::uint32_t>& subscriptionIds) {
   std::uint8_t qos = std::min(message->qos, grantedQos);
   std::lock_guard lock(mutex_);
   bool online = connectionRaw_ != nullptr;
@@ -24,15 +41,16 @@ void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool r
       countDropLocked();
       return;
     }
-    sendLocked(message, 0, retainFlag);
+    sendLocked(message, 0, retainFlag, subscriptionIds);
     return;
   }
-  if (online && queue_.empty() && inflight_.size() < limits_.maxInflight) {
-    sendLocked(message, qos, retainFlag);
+  if (online && queue_.empty() && inflight_.size() < windowLocked()) {
+    sendLocked(message, qos, retainFlag, subscriptionIds);
     return;
   }
   if (queue_.size() >= limits_.maxQueued) {
-    auto qos0 = std::find_if(queue_.begin(), queue_.end(), [](const Queued& q) { return q.qos == 0; });
+    auto qos0 =
+        std::find_if(queue_.begin(), queue_.end(), [](const Queued& q) { return q.qos == 0; });
     if (qos0 == queue_.end()) {
       countDropLocked();
       return;
@@ -40,7 +58,12 @@ void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool r
     queue_.erase(qos0);
     countDropLocked();
   }
-  queue_.push_back(Queued{message, qos, retainFlag});
+  queue_.push_back(Queued{message, qos, retainFlag, subscriptionIds});
+}
+
+std::uint32_t Session::windowLocked() const {
+  // MQTT 5 receive maximum: never more unacknowledged QoS 1/2 messages than the client allows.
+  return std::min<std::uint32_t>(limits_.maxInflight, params_.receiveMaximum);
 }
 
 void Session::countDropLocked() {
@@ -51,20 +74,67 @@ void Session::countDropLocked() {
   }
 }
 
-void Session::sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain) {
-  // Never send a client a packet larger than it can have agreed to receive from us.
-  if (message->topic.size() + message->payload.size() + 9 > limits_.maxPacketSize) {
+bool Session::encodePublishLocked(const Message& message, std::uint8_t qos, bool retain, bool dup,
+                                  std::uint16_t packetId, const std::vector<std::uint32_t>& ids) {
+  const std::size_t before = outbox_.size();
+  if (params_.version != mqtt::ProtocolVersion::kV5) {
+    mqtt::encodePublish(message.topic, message.payload, qos, retain, dup, packetId, outbox_);
+    if (outbox_.size() - before > limits_.maxPacketSize) {
+      outbox_.resize(before);
+      return false;
+    }
+    return true;
+  }
+  mqtt::PublishOverrides overrides;
+  overrides.messageExpiryInterval = message.remainingExpiry(core::monotonicMicros());
+  overrides.subscriptionIdentifiers = ids.empty() ? nullptr : &ids;
+  std::string_view topic = message.topic;
+  bool newAlias = false;
+  if (params_.topicAliasMaximum > 0) {
+    // Aliases are handed out first come, first served, and never reassigned: later messages on
+    // a topic that has one go out with an empty topic name.
+    if (auto it = topicAliases_.find(message.topic); it != topicAliases_.end()) {
+      overrides.topicAlias = it->second;
+      topic = {};
+    } else if (topicAliases_.size() < params_.topicAliasMaximum) {
+      const auto alias = static_cast<std::uint16_t>(topicAliases_.size() + 1);
+      topicAliases_.emplace(message.topic, alias);
+      overrides.topicAlias = alias;
+      newAlias = true;
+    }
+  }
+  mqtt::encodePublish5(topic, message.payload, qos, retain, dup, packetId, message.properties.get(),
+                       &overrides, outbox_);
+  std::uint32_t limit = limits_.maxPacketSize;
+  if (params_.maximumPacketSize != 0) limit = std::min(limit, params_.maximumPacketSize);
+  if (outbox_.size() - before > limit) {
+    // [MQTT-3.1.2-25]: a packet above the client's maximum is not sent; the message is dropped
+    // as if it had been delivered.
+    outbox_.resize(before);
+    if (newAlias) topicAliases_.erase(message.topic);
+    return false;
+  }
+  return true;
+}
+
+void Session::sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
+                         std::vector<std::uint32_t> subscriptionIds) {
+  // An expired message is not delivered (MQTT 5 message expiry).
+  if (message->expired(core::monotonicMicros())) {
     countDropLocked();
     return;
   }
-  std::uint16_t packetId = 0;
+  std::uint16_t packetId = qos > 0 ? nextPacketIdLocked() : 0;
+  if (!encodePublishLocked(*message, qos, retain, false, packetId, subscriptionIds)) {
+    countDropLocked();
+    return;
+  }
   if (qos > 0) {
-    packetId = nextPacketIdLocked();
-    inflight_.push_back(Outgoing{packetId, message, qos, retain, false});
+    inflight_.push_back(
+        Outgoing{packetId, message, qos, retain, false, std::move(subscriptionIds)});
   } else {
     ++outboxQos0_;
   }
-  mqtt::encodePublish(message->topic, message->payload, qos, retain, false, packetId, outbox_);
   ++counters_.sent;
   if (limits_.sentCounter != nullptr) limits_.sentCounter->fetch_add(1, std::memory_order_relaxed);
   wakeConnectionLocked();
@@ -90,28 +160,42 @@ void Session::wakeConnectionLocked() {
 
 void Session::fillWindowLocked() {
   if (connectionRaw_ == nullptr) return;
-  while (!queue_.empty() && inflight_.size() < limits_.maxInflight) {
+  while (!queue_.empty() && inflight_.size() < windowLocked()) {
     Queued next = std::move(queue_.front());
     queue_.pop_front();
-    sendLocked(next.message, next.qos, next.retain);
+    sendLocked(next.message, next.qos, next.retain, std::move(next.subscriptionIds));
   }
 }
 
-void Session::attach(const std::shared_ptr<Connection>& connection) {
+void Session::attach(const std::shared_ptr<Connection>& connection, const ClientParams& params) {
   std::lock_guard lock(mutex_);
   connection_ = connection;
   connectionRaw_ = connection.get();
+  params_ = params;
+  topicAliases_.clear();  // aliases live as long as one network connection
+  expiresAtUs_ = 0;
+  pendingWill_.reset();  // resumed before the will delay passed: the will is not sent
   wakePosted_ = false;
   outbox_.clear();
   outboxQos0_ = 0;
-  for (const Outgoing& o : inflight_) {
-    if (o.released) {
-      mqtt::encodeAck(mqtt::PacketType::kPubrel, o.packetId, outbox_);
+  for (auto it = inflight_.begin(); it != inflight_.end();) {
+    if (it->released) {
+      if (params_.version == mqtt::ProtocolVersion::kV5) {
+        mqtt::encodeAck5(mqtt::PacketType::kPubrel, it->packetId, mqtt::reason::kSuccess, nullptr,
+                         outbox_);
+      } else {
+        mqtt::encodeAck(mqtt::PacketType::kPubrel, it->packetId, outbox_);
+      }
+    } else if (!encodePublishLocked(*it->message, it->qos, it->retain, true, it->packetId,
+                                    it->subscriptionIds)) {
+      // The new connection accepts smaller packets than the old one did.
+      countDropLocked();
+      it = inflight_.erase(it);
+      continue;
     } else {
-      mqtt::encodePublish(o.message->topic, o.message->payload, o.qos, o.retain, true, o.packetId,
-                          outbox_);
       ++counters_.sent;
     }
+    ++it;
   }
   fillWindowLocked();
   if (!outbox_.empty()) wakeConnectionLocked();
@@ -126,11 +210,20 @@ void Session::detach(const Connection* connection) {
   outbox_.clear();
   outboxQos0_ = 0;
   wakePosted_ = false;
+  topicAliases_.clear();
+  if (expiryInterval_ != 0 && expiryInterval_ != kSessionNeverExpires) {
+    expiresAtUs_ = core::monotonicMicros() + std::int64_t{expiryInterval_} * 1'000'000;
+  }
 }
 
 bool Session::attachedTo(const Connection* connection) const {
   std::lock_guard lock(mutex_);
   return connectionRaw_ == connection;
+}
+
+bool Session::attached() const {
+  std::lock_guard lock(mutex_);
+  return connectionRaw_ != nullptr;
 }
 
 bool Session::eraseInflightLocked(std::uint16_t packetId, bool wantReleased, std::uint8_t qos) {
@@ -154,9 +247,18 @@ bool Session::onPubrec(std::uint16_t packetId) {
   if (it == inflight_.end() || it->qos != 2) return false;
   it->released = true;
   it->message.reset();  // the payload is no longer needed once the receiver has it
-  mqtt::encodeAck(mqtt::PacketType::kPubrel, packetId, outbox_);
+  if (params_.version == mqtt::ProtocolVersion::kV5) {
+    mqtt::encodeAck5(mqtt::PacketType::kPubrel, packetId, mqtt::reason::kSuccess, nullptr, outbox_);
+  } else {
+    mqtt::encodeAck(mqtt::PacketType::kPubrel, packetId, outbox_);
+  }
   wakeConnectionLocked();
   return true;
+}
+
+bool Session::onPubrecError(std::uint16_t packetId) {
+  std::lock_guard lock(mutex_);
+  return eraseInflightLocked(packetId, false, 2);
 }
 
 bool Session::onPubcomp(std::uint16_t packetId) {
@@ -181,9 +283,9 @@ void Session::markIncomingQos2Committed(std::uint16_t packetId) {
   if (it != incomingQos2_.end()) it->second = true;
 }
 
-void Session::releaseIncomingQos2(std::uint16_t packetId) {
+bool Session::releaseIncomingQos2(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  incomingQos2_.erase(packetId);
+  return incomingQos2_.erase(packetId) > 0;
 }
 
 void Session::takeOutbox(std::string& out) {
@@ -194,9 +296,9 @@ void Session::takeOutbox(std::string& out) {
   outboxQos0_ = 0;
 }
 
-void Session::addSubscription(const std::string& filter, std::uint8_t qos) {
+bool Session::addSubscription(const std::string& filter, const SubscriptionOptions& options) {
   std::lock_guard lock(mutex_);
-  subscriptions_[filter] = qos;
+  return !subscriptions_.insert_or_assign(filter, options).second;
 }
 
 bool Session::removeSubscription(const std::string& filter) {
@@ -204,9 +306,26 @@ bool Session::removeSubscription(const std::string& filter) {
   return subscriptions_.erase(filter) > 0;
 }
 
-std::map<std::string, std::uint8_t> Session::subscriptions() const {
+std::map<std::string, SubscriptionOptions> Session::subscriptions() const {
   std::lock_guard lock(mutex_);
   return subscriptions_;
+}
+
+void Session::setPendingWill(MessagePtr will, std::int64_t dueUs) {
+  std::lock_guard lock(mutex_);
+  pendingWill_ = std::move(will);
+  willDueUs_ = dueUs;
+}
+
+MessagePtr Session::takeWill(std::int64_t nowUs, bool force) {
+  std::lock_guard lock(mutex_);
+  if (!pendingWill_ || (!force && nowUs < willDueUs_)) return nullptr;
+  return std::move(pendingWill_);
+}
+
+bool Session::hasPendingWill() const {
+  std::lock_guard lock(mutex_);
+  return pendingWill_ != nullptr;
 }
 
 DeliveryCounters Session::counters() const {

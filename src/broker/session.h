@@ -1,8 +1,9 @@
 #pragma once
 // What the broker keeps for one client id across connections: subscriptions, outgoing QoS 1/2
-// messages in flight and queued, incoming QoS 2 packet ids. Deliveries come from any loop, so
-// the state sits behind one per-session mutex (uncontended unless two loops deliver to the same
-// client at once); the socket itself is only touched on the connection's own loop.
+// messages in flight and queued, incoming QoS 2 packet ids, and (MQTT 5) its expiry and a
+// delayed will. Deliveries come from any loop, so the state sits behind one per-session mutex
+// (uncontended unless two loops deliver to the same client at once); the socket itself is only
+// touched on the connection's own loop.
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -11,8 +12,10 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "broker/message.h"
+#include "codec/mqtt/packets.h"
 
 namespace tern::broker {
 
@@ -22,51 +25,79 @@ struct SessionLimits {
   std::uint32_t maxInflight = 64;
   std::uint32_t maxQueued = 1000;
   std::uint32_t maxPacketSize = 1024 * 1024;
-  std::atomic<std::uint64_t>* sentCounter = nullptr;  // the broker's $SYS messages/sent
+  std::atomic<std::uint64_t>* sentCounter = nullptr;     // the broker's $SYS messages/sent
   std::atomic<std::uint64_t>* droppedCounter = nullptr;  // the broker's $SYS messages/dropped
 };
 
-struct DeliveryCounters {
-  std::uint64_t sent = 0;  // PUBLISH packets encoded for the wire
-  std::uint64_t dropped = 0;  // over the queue limit
+// What the attached connection negotiated (MQTT 5 CONNECT properties; 3.1.1 keeps defaults).
+struct ClientParams {
+  codec::mqtt::ProtocolVersion version = codec::mqtt::ProtocolVersion::kV311;
+  std::uint16_t receiveMaximum = 65535;  // the client's in-flight window for our QoS 1/2
+  std::uint32_t maximumPacketSize = 0;   // 0 = none announced
+  std::uint16_t topicAliasMaximum = 0;   // aliases we may use towards the client
 };
+
+struct DeliveryCounters {
+  std::uint64_t sent = 0;     // PUBLISH packets encoded for the wire
+  std::uint64_t dropped = 0;  // over the queue limit, too large for the client, or expired
+};
+
+inline constexpr std::uint32_t kSessionNeverExpires = 0xFFFFFFFF;
 
 class Session {
  public:
-  Session(std::string clientId, bool cleanSession, SessionLimits limits);
+  // `expiryInterval`: seconds the session outlives its connection (0: it ends with it;
+  // kSessionNeverExpires: 3.1.1 clean_session=false).
+  Session(std::string clientId, std::uint32_t expiryInterval, SessionLimits limits);
 
   const std::string& clientId() const { return clientId_; }
-  bool cleanSession() const { return cleanSession_; }
+  std::uint32_t expiryInterval() const;
+  void setExpiryInterval(std::uint32_t seconds);
+  // Monotonic µs when a detached session ends (0: attached, or never).
+  std::int64_t expiresAtUs() const;
 
-  // From any thread: queue or send one message at min(message QoS, granted QoS).
-  void deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag);
+  // From any thread: queue or send one message at min(message QoS, granted QoS), with the
+  // identifiers of the subscriptions it matched (MQTT 5).
+  void deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
+               const std::vector<std::uint32_t>& subscriptionIds = {});
 
   // On the connection's loop. attach() re-sends in-flight messages (DUP set) and PUBRELs, then
   // moves queued messages into the window.
-  void attach(const std::shared_ptr<Connection>& connection);
+  void attach(const std::shared_ptr<Connection>& connection, const ClientParams& params);
   // Detaches only if `connection` is the attached one (a takeover may have replaced it).
   void detach(const Connection* connection);
   bool attachedTo(const Connection* connection) const;
+  bool attached() const;
 
   // Acknowledgements from the client for our outgoing messages. False: unknown packet id.
   bool onPuback(std::uint16_t packetId);
   bool onPubrec(std::uint16_t packetId);  // encodes the PUBREL
   bool onPubcomp(std::uint16_t packetId);
+  // MQTT 5: a PUBREC with an error reason code ends that QoS 2 flow without PUBREL.
+  bool onPubrecError(std::uint16_t packetId);
 
   // Incoming QoS 2: returns false if the id is already known (a resend of a message we routed).
   bool beginIncomingQos2(std::uint16_t packetId);
   // Whether the first copy was committed (so a duplicate can get PUBREC at once).
   bool incomingQos2Committed(std::uint16_t packetId) const;
   void markIncomingQos2Committed(std::uint16_t packetId);
-  void releaseIncomingQos2(std::uint16_t packetId);
+  // False when the id was not known.
+  bool releaseIncomingQos2(std::uint16_t packetId);
 
   // Bytes waiting for the socket; called by the connection when it can write.
   void takeOutbox(std::string& out);
 
-  // Subscriptions of this session (filter → granted QoS), to clean the tree up when it ends.
-  void addSubscription(const std::string& filter, std::uint8_t qos);
+  // Subscriptions of this session (filter → options), to clean the tree up when it ends.
+  // Returns whether the filter was already subscribed.
+  bool addSubscription(const std::string& filter, const SubscriptionOptions& options);
   bool removeSubscription(const std::string& filter);
-  std::map<std::string, std::uint8_t> subscriptions() const;
+  std::map<std::string, SubscriptionOptions> subscriptions() const;
+
+  // MQTT 5 will delay: a will waiting to be published at `dueUs` (monotonic) unless the session
+  // is resumed first. takeWill() returns it (and forgets it) when due or when `force` is set.
+  void setPendingWill(MessagePtr will, std::int64_t dueUs);
+  MessagePtr takeWill(std::int64_t nowUs, bool force);
+  bool hasPendingWill() const;
 
   DeliveryCounters counters() const;
   std::size_t queued() const;
@@ -79,28 +110,39 @@ class Session {
     std::uint8_t qos = 1;
     bool retain = false;
     bool released = false;  // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+    std::vector<std::uint32_t> subscriptionIds;
   };
   struct Queued {
     MessagePtr message;
     std::uint8_t qos = 0;
     bool retain = false;
+    std::vector<std::uint32_t> subscriptionIds;
   };
 
   // All of these run with mutex_ held.
   void countDropLocked();
-  void sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain);
+  void sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
+                  std::vector<std::uint32_t> subscriptionIds);
+  // Encodes one PUBLISH for the attached client; false (nothing appended) when it is larger
+  // than the client accepts.
+  bool encodePublishLocked(const Message& message, std::uint8_t qos, bool retain, bool dup,
+                           std::uint16_t packetId, const std::vector<std::uint32_t>& ids);
   void fillWindowLocked();
   std::uint16_t nextPacketIdLocked();
   void wakeConnectionLocked();
   bool eraseInflightLocked(std::uint16_t packetId, bool wantReleased, std::uint8_t qos);
+  std::uint32_t windowLocked() const;
 
   const std::string clientId_;
-  const bool cleanSession_;
   const SessionLimits limits_;
 
   mutable std::mutex mutex_;
+  std::uint32_t expiryInterval_;
+  std::int64_t expiresAtUs_ = 0;
   std::weak_ptr<Connection> connection_;
   const Connection* connectionRaw_ = nullptr;
+  ClientParams params_;
+  std::unordered_map<std::string, std::uint16_t> topicAliases_;  // outgoing, this connection
   std::string outbox_;
   std::uint32_t outboxQos0_ = 0;  // QoS 0 messages in outbox_, bounded by maxQueued
   bool wakePosted_ = false;
@@ -108,7 +150,9 @@ class Session {
   std::deque<Queued> queue_;
   std::uint16_t lastPacketId_ = 0;
   std::unordered_map<std::uint16_t, bool> incomingQos2_;  // id → committed
-  std::map<std::string, std::uint8_t> subscriptions_;
+  std::map<std::string, SubscriptionOptions> subscriptions_;
+  MessagePtr pendingWill_;
+  std::int64_t willDueUs_ = 0;
   DeliveryCounters counters_;
 };
 

@@ -229,6 +229,12 @@ const std::vector<KeyDescriptor>& keyTable() {
                            &MqttConfig::maxConnections));
     t.push_back(
         integerKey("mqtt.sys_interval", 0, 86'400, &Config::mqtt, &MqttConfig::sysInterval));
+    t.push_back(integerKey("mqtt.server_keep_alive", 0, 65535, &Config::mqtt,
+                           &MqttConfig::serverKeepAlive));
+    t.push_back(integerKey("mqtt.receive_maximum", 1, 65535, &Config::mqtt,
+                           &MqttConfig::receiveMaximum));
+    t.push_back(integerKey("mqtt.topic_alias_maximum", 0, 65535, &Config::mqtt,
+                           &MqttConfig::topicAliasMaximum));
     t.push_back({"mqtt.proxy_protocol", Kind::kBool, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    c.mqtt.proxyProtocol = parseBool(key, text);

@@ -41,6 +41,10 @@ struct MqttConfig {
   std::uint32_t maxConnections = 10000;
   std::uint32_t sysInterval = 10;  // seconds between $SYS updates; 0 disables
   bool proxyProtocol = false;  // expect a PROXY protocol v1/v2 header first (behind HAProxy)
+  // MQTT 5 (announced in CONNACK):
+  std::uint32_t serverKeepAlive = 0;  // seconds imposed on MQTT 5 clients; 0 = the client's own
+  std::uint32_t receiveMaximum = 65535;  // QoS 1/2 publishes a client may have unacknowledged
+  std::uint32_t topicAliasMaximum = 10;  // topic aliases a client may use towards us
 };
 
 struct HttpConfig {

@@ -49,7 +49,9 @@ TEST(ConfigTest, ListsAllKeys) {
   const std::vector<std::string> expected{
       "server.data_dir",   "server.node_id",     "server.threads",        "server.log_format",
       "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
-      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",   "mqtt.proxy_protocol",
+      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",
+      "mqtt.server_keep_alive", "mqtt.receive_maximum", "mqtt.topic_alias_maximum",
+      "mqtt.proxy_protocol",
       "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
       "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
@@ -74,6 +76,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "mqtt.max_queued", "10000000");
   applyConfigValue(c, "mqtt.max_connections", "1000000");
   applyConfigValue(c, "mqtt.sys_interval", "0");
+  applyConfigValue(c, "mqtt.server_keep_alive", "30");
+  applyConfigValue(c, "mqtt.receive_maximum", "100");
+  applyConfigValue(c, "mqtt.topic_alias_maximum", "0");
   applyConfigValue(c, "http.listen", "localhost:0");
   applyConfigValue(c, "storage.backend", "sqlite");
   applyConfigValue(c, "storage.sync", "full");
@@ -101,6 +106,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.mqtt.maxQueued, 10'000'000u);
   EXPECT_EQ(c.mqtt.maxConnections, 1'000'000u);
   EXPECT_EQ(c.mqtt.sysInterval, 0u);
+  EXPECT_EQ(c.mqtt.serverKeepAlive, 30u);
+  EXPECT_EQ(c.mqtt.receiveMaximum, 100u);
+  EXPECT_EQ(c.mqtt.topicAliasMaximum, 0u);
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
   EXPECT_EQ(c.storage.sync, "full");
   EXPECT_EQ(c.storage.url, "postgresql://tern@db:5432/tern");
@@ -134,6 +142,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.max_queued", {"0", "10000001"}},
       {"mqtt.max_connections", {"0", "1000001"}},
       {"mqtt.sys_interval", {"86401", "1.5"}},
+      {"mqtt.server_keep_alive", {"65536", "x"}},
+      {"mqtt.receive_maximum", {"0", "65536"}},
+      {"mqtt.topic_alias_maximum", {"65536", "-1"}},
       {"http.listen", {"foo", "localhost:99999"}},
       {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
