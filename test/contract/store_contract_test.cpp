@@ -945,6 +945,21 @@ TEST_P(StoreContractTest, RetentionRunsWhileTheWriterAppends) {
   EXPECT_EQ((*d1)->firstSeenUs, 100'000);
 }
 
+// A device whose messages all expired starts its first-seen time afresh with its next message,
+// whichever of retention and the writer gets there first.
+TEST_P(StoreContractTest, DeviceEmptiedByRetentionTakesTheNextFirstSeen) {
+  append({makeRecord("gone", 10), makeRecord("gone", 20)});
+  auto deleted = store_->deleteBefore(1'000);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 2);
+  append({makeRecord("gone", 5'000), makeRecord("gone", 6'000)});
+  auto device = store_->getDevice("gone");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 2);
+  EXPECT_EQ((*device)->firstSeenUs, 5'000);
+  EXPECT_EQ((*device)->lastSeenUs, 6'000);
+}
+
 TEST_P(StoreContractTest, PerKeyRetentionDropsOnlyThatKeyFromOldMessages) {
   std::vector<Record> records;
   for (std::int64_t i = 0; i < 10; ++i) {

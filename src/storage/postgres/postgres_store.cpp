@@ -106,7 +106,8 @@ constexpr const char* kSqlUpsertDevices =
     "INSERT INTO devices AS d(device_id, first_seen, last_seen, message_count, latest) "
     "SELECT device_id, first_seen, last_seen, message_count, latest FROM tern_batch_devices "
     "ON CONFLICT(device_id) DO UPDATE SET "
-    "first_seen = least(d.first_seen, excluded.first_seen), "
+    "first_seen = CASE WHEN d.message_count = 0 THEN excluded.first_seen "
+    "ELSE least(d.first_seen, excluded.first_seen) END, "
     "last_seen = greatest(d.last_seen, excluded.last_seen), "
     "message_count = d.message_count + excluded.message_count, "
     "latest = tern_merge_latest(d.latest, excluded.latest)";

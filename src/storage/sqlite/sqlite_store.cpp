@@ -84,13 +84,17 @@ constexpr const char* kSqlInsertMessage =
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 // The latest values are a flat JSON object, so an RFC 7396 merge patch is exactly "newer keys
 // win"; json_patch keeps number tokens verbatim, so int/double types survive.
+// A device whose messages retention removed (count 0) starts its first-seen time afresh; a
+// min() would keep the expired time.
 constexpr const char* kSqlUpdateDevice =
-    "UPDATE devices SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3), "
+    "UPDATE devices SET first_seen = CASE WHEN message_count = 0 THEN ?2 "
+    "ELSE min(first_seen, ?2) END, last_seen = max(last_seen, ?3), "
     "message_count = message_count + ?4, latest = json_patch(latest, ?5) WHERE id = ?1";
 constexpr const char* kSqlUpsertDevice =
     "INSERT INTO devices(device_id, first_seen, last_seen, message_count, latest) "
     "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(device_id) DO UPDATE SET "
-    "first_seen = min(first_seen, excluded.first_seen), "
+    "first_seen = CASE WHEN message_count = 0 THEN excluded.first_seen "
+    "ELSE min(first_seen, excluded.first_seen) END, "
     "last_seen = max(last_seen, excluded.last_seen), "
     "message_count = message_count + excluded.message_count, "
     "latest = json_patch(latest, excluded.latest) RETURNING id";
