@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build ccache pkg-config clang
-  libboost1.81-dev libboost-json1.81-dev libssl-dev libsqlite3-dev
+  libboost1.81-dev libboost-json1.81-dev libssl-dev libsqlite3-dev libsodium-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients python3-paho-mqtt curl sqlite3

@@ -118,8 +118,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // timeout or a network error: nothing to answer, the destructor closes
     }
     const auto& request = parser_->get();
-    ApiResponse response = shared_.router.handle(request.method_string(), request.target(),
-                                                  request.body(), request[http::field::accept]);
+    ApiRequest apiRequest;
+    apiRequest.method = request.method_string();
+    apiRequest.target = request.target();
+    apiRequest.body = request.body();
+    apiRequest.accept = request[http::field::accept];
+    apiRequest.authorization = request[http::field::authorization];
+    apiRequest.apiKey = request["X-API-Key"];
+    apiRequest.clientAddress = clientAddress();
+    ApiResponse response = shared_.router.handle(apiRequest);
     spdlog::debug("http api: {} {} -> {}", std::string_view(request.method_string()),
                   std::string_view(request.target()), response.status);
     const bool keepAlive = request.keep_alive() && !response.close;
@@ -127,12 +134,20 @@ class Session : public std::enable_shared_from_this<Session> {
             request.method() == http::verb::head);
   }
 
+  // The peer's IP address (no port): the key for login rate limits.
+  std::string clientAddress() {
+    beast::error_code ec;
+    const auto endpoint = stream_.socket().remote_endpoint(ec);
+    return ec ? std::string("unknown") : endpoint.address().to_string();
+  }
+
   void respond(ApiResponse response, unsigned version, bool keepAlive, bool head = false) {
     response_ = {};
     response_.version(version);
     response_.result(response.status);
     response_.set(http::field::server, kServerHeader);
-    response_.set(http::field::content_type, response.contentType);
+    // 204 carries no body, hence no media type either.
+    if (response.status != 204) response_.set(http::field::content_type, response.contentType);
     // Answers reflect live data; caches along the way must not replay them.
     response_.set(http::field::cache_control, "no-store");
     if (!response.allow.empty()) response_.set(http::field::allow, response.allow);

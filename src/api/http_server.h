@@ -1,6 +1,7 @@
 #pragma once
-// HTTP API v1 (read only for now): health, devices, messages, series. Runs on its own thread(s)
-// because store reads block.
+// HTTP API v1: health, devices, messages, series, positions, commands, login and API keys. Runs on
+// its own thread(s) because store reads block. Every request but health/login/refresh needs a
+// token or API key.
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <cstddef>
@@ -11,6 +12,10 @@
 
 #include "core/config.h"
 #include "storage/store.h"
+
+namespace tern::auth {
+class AuthService;
+}
 
 namespace tern::api {
 
@@ -51,6 +56,9 @@ struct ApiOptions {
   std::chrono::milliseconds requestTimeout{30'000};
   CommandHooks commands;
   DeviceHooks devices;
+  // Checks every request except the public ones (health, login, refresh). Without it every
+  // other request is refused with 401: the API never runs open by accident.
+  auth::AuthService* auth = nullptr;
 };
 
 class HttpServer {

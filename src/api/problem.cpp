@@ -13,6 +13,12 @@ std::string_view statusTitle(unsigned status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 201:
+      return "Created";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
@@ -21,6 +27,8 @@ std::string_view statusTitle(unsigned status) {
       return "Request Timeout";
     case 413:
       return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

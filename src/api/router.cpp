@@ -133,17 +133,17 @@ std::string notFoundDevice(const std::string& deviceId) {
 Router::Router(storage::Store& store, ApiOptions options)
     : store_(store), options_(std::move(options)), startedMonotonicUs_(core::monotonicMicros()) {}
 
-ApiResponse Router::handle(std::string_view method, std::string_view target,
-                           std::string_view body, std::string_view accept) const noexcept {
+ApiResponse Router::handle(const ApiRequest& request) const noexcept {
   // The one place exceptions stop: a throwing handler (Boost.JSON allocation, a store that
   // throws despite its contract, a healthInfo callback) costs one 500, not the server.
   try {
-    return route(method, target, body, accept);
+    return authenticated(request);
   } catch (const std::exception& e) {
-    spdlog::error("http api: {} {} failed: {}", method, quoteInput(target, 200), e.what());
+    spdlog::error("http api: {} {} failed: {}", request.method, quoteInput(request.target, 200),
+                  e.what());
   } catch (...) {
-    spdlog::error("http api: {} {} failed with a non-standard exception", method,
-                  quoteInput(target, 200));
+    spdlog::error("http api: {} {} failed with a non-standard exception", request.method,
+                  quoteInput(request.target, 200));
   }
   try {
     return problemResponse(500, "internal error; the server log has the details");

@@ -9,20 +9,43 @@
 #include "api/http_server.h"
 #include "api/problem.h"
 #include "api/request_target.h"
+#include "auth/auth_service.h"
 #include "storage/store.h"
 
 namespace tern::api {
+
+// One request as the router sees it: what handlers and the authentication check need.
+struct ApiRequest {
+  std::string_view method;
+  std::string_view target;
+  std::string_view body;
+  std::string_view accept;  // the Accept header (text/csv selects CSV where offered)
+  std::string_view authorization;  // the Authorization header
+  std::string_view apiKey;  // the X-API-Key header
+  std::string clientAddress;  // the peer's IP address, for login rate limits and logs
+};
 
 class Router {
  public:
   Router(storage::Store& store, ApiOptions options);
 
-  // Never throws: anything escaping a handler becomes a 500 problem.
-  // `accept` is the request's Accept header (text/csv selects CSV where offered).
-  ApiResponse handle(std::string_view method, std::string_view target, std::string_view body = {},
-                     std::string_view accept = {}) const noexcept;
+  // Never throws: anything escaping a handler becomes a 500 problem. Authentication and role
+  // checks happen here, before any handler, for every route (see authorize in router.cpp).
+  ApiResponse handle(const ApiRequest& request) const noexcept;
 
  private:
+  ApiResponse authenticated(const ApiRequest& request) const;
+  // /api/v1/auth/..., /api/v1/api-keys...; nullopt when the path is not one of them.
+  std::optional<ApiResponse> authRoute(const ApiRequest& request, const RequestTarget& target,
+                                       const auth::Principal* principal) const;
+  ApiResponse login(const ApiRequest& request) const;
+  ApiResponse refresh(std::string_view body) const;
+  ApiResponse logout(const auth::Principal& principal, std::string_view body) const;
+  ApiResponse me(const auth::Principal& principal) const;
+  ApiResponse createApiKey(const auth::Principal& principal, std::string_view body) const;
+  ApiResponse listApiKeys() const;
+  ApiResponse revokeApiKey(const std::string& id) const;
+
   ApiResponse route(std::string_view method, std::string_view target, std::string_view body,
                     std::string_view accept) const;
   ApiResponse health(const QueryParams& params) const;

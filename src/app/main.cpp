@@ -1,14 +1,22 @@
-// The `tern` command: serve, sim. Start-up code, so exceptions are fine here; a bad value is one
+// The `tern` command: serve, user, sim. Start-up code, so exceptions are fine here; a bad value is one
 // clear line naming the key, and exit status 2.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+
+#include <termios.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <string>
 
 #include "app/server.h"
+#include "auth/auth_service.h"
+#include "auth/crypto.h"
+#include "core/time.h"
+#include "storage/auth_store.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "tools/sim_mqtt.h"
@@ -41,6 +49,95 @@ tern::core::Config buildConfig(const ServeFlags& flags) {
   return config;
 }
 
+// Reads one line from the terminal without echo.
+std::string readHidden(const char* prompt) {
+  std::cerr << prompt << std::flush;
+  termios old{};
+  const bool tty = ::tcgetattr(STDIN_FILENO, &old) == 0;
+  if (tty) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string line;
+  std::getline(std::cin, line);
+  if (tty) ::tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  std::cerr << "\n";
+  return line;
+}
+
+struct UserFlags {
+  ServeFlags store;  // --config, --data-dir: which database
+  std::string name;
+  std::string role = "viewer";
+  bool passwordStdin = false;
+};
+
+// `tern user add|list|remove`: works on the configured store directly (a running server sees
+// the change at once: the users live in the database).
+int runUserCommand(const std::string& action, const UserFlags& flags) {
+  tern::core::Config config = buildConfig(flags.store);
+  auto store = tern::app::openAuthStore(config);
+  tern::auth::AuthService service(*store, tern::app::authOptions(config));
+  if (action == "add") {
+    const auto role = tern::auth::parseRole(flags.role);
+    if (!role) {
+      std::cerr << "tern user add: --role: expected one of " << tern::auth::roleNames()
+                << ", got '" << flags.role << "'\n";
+      return kUsageError;
+    }
+    std::string password;
+    bool generated = false;
+    if (flags.passwordStdin) {
+      std::getline(std::cin, password);
+      if (!password.empty() && password.back() == '\r') password.pop_back();
+    } else if (::isatty(STDIN_FILENO) != 0) {
+      password = readHidden("Password (empty: generate one): ");
+      if (!password.empty() && readHidden("Repeat: ") != password) {
+        std::cerr << "tern user add: the passwords differ\n";
+        return 1;
+      }
+    }
+    if (password.empty()) {
+      password = tern::auth::generatePassword();
+      generated = true;
+    }
+    auto id = service.addUser(flags.name, *role, password);
+    if (!id) {
+      std::cerr << "tern user add: " << id.error().message << "\n";
+      return 1;
+    }
+    std::cout << "created user '" << flags.name << "' (role " << tern::auth::roleName(*role) << ")";
+    if (generated) std::cout << " with password " << password;
+    std::cout << std::endl;
+    return 0;
+  }
+  if (action == "remove") {
+    auto removed = service.removeUser(flags.name);
+    if (!removed) {
+      std::cerr << "tern user remove: " << removed.error().message << "\n";
+      return 1;
+    }
+    if (!*removed) {
+      std::cerr << "tern user remove: no user named '" << flags.name << "'\n";
+      return 1;
+    }
+    std::cout << "removed user '" << flags.name << "' and signed out its sessions" << std::endl;
+    return 0;
+  }
+  auto users = service.listUsers();
+  if (!users) {
+    std::cerr << "tern user list: " << users.error().message << "\n";
+    return 1;
+  }
+  std::printf("%-32s %-9s %s\n", "NAME", "ROLE", "CREATED");
+  for (const auto& user : *users) {
+    std::printf("%-32s %-9s %s\n", user.name.c_str(), user.role.c_str(),
+                tern::core::formatRfc3339Millis(user.createdUs).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +159,28 @@ int main(int argc, char** argv) {
   serve->footer(
       "Every setting can also come from the TOML file or a TERN_<SECTION>_<KEY> environment\n"
       "variable (e.g. TERN_MQTT_MAX_INFLIGHT=32); flags > environment > file > defaults.");
+
+  UserFlags userFlags;
+  CLI::App* user = app.add_subcommand("user", "Manage API users (in the configured database)");
+  user->require_subcommand(1);
+  const auto storeFlags = [&](CLI::App* command) {
+    command->add_option("--config", userFlags.store.configFile, "TOML configuration file")
+        ->check(CLI::ExistingFile);
+    addValueFlag(command, userFlags.store, "--data-dir", "server.data_dir", "Data directory [./data]");
+  };
+  CLI::App* userAdd = user->add_subcommand("add", "Add a user");
+  userAdd->add_option("name", userFlags.name, "User name")->required();
+  userAdd->add_option("--role", userFlags.role, "admin, operator, viewer or service")
+      ->capture_default_str();
+  userAdd->add_flag("--password-stdin", userFlags.passwordStdin,
+                    "Read the password from the first line of stdin (else: prompt on a terminal, "
+                    "or generate and print one)");
+  storeFlags(userAdd);
+  CLI::App* userList = user->add_subcommand("list", "List users");
+  storeFlags(userList);
+  CLI::App* userRemove = user->add_subcommand("remove", "Remove a user and end its sessions");
+  userRemove->add_option("name", userFlags.name, "User name")->required();
+  storeFlags(userRemove);
 
   CLI::App* sim = app.add_subcommand("sim", "Emulate fleets of devices");
   sim->require_subcommand(1);
@@ -126,6 +245,11 @@ int main(int argc, char** argv) {
                                                                 : tern::core::LogFormat::kText,
                               config.server.logLevel);
       return tern::app::runServe(config);
+    }
+    if (user->parsed()) {
+      tern::core::initLogging(tern::core::LogFormat::kText, "warn");
+      const std::string action = userAdd->parsed() ? "add" : userRemove->parsed() ? "remove" : "list";
+      return runUserCommand(action, userFlags);
     }
     if (simMqtt->parsed()) {
       tern::core::initLogging(tern::core::LogFormat::kText, "info");

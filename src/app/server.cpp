@@ -4,10 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <pthread.h>
 
 #include "api/http_server.h"
+#include "auth/auth_service.h"
 #include "bridge/source_client.h"
 #include "broker/broker.h"
 #include "core/time.h"
@@ -16,7 +18,9 @@
 #include "ingest/pipeline.h"
 #include "net/event_loop_pool.h"
 #include "scheduler/job_runner.h"
+#include "storage/postgres/postgres_auth_store.h"
 #include "storage/postgres/postgres_store.h"
+#include "storage/sqlite/sqlite_auth_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "trackers/osmand_server.h"
 #include "trackers/tracker_server.h"
@@ -40,6 +44,20 @@ std::unique_ptr<storage::Store> openStore(const core::Config& config) {
   options.path = (std::filesystem::path(config.server.dataDir) / "tern.db").string();
   options.syncFull = config.storage.sync == "full";
   return storage::sqlite::openSqliteStore(options);
+}
+
+// Shows the generated admin password exactly once: as a log line (on stderr) when warnings are
+// logged, else as a plain stderr line, so a quiet log level cannot swallow it.
+void announceAdminPassword(const std::string& password) {
+  const std::string text =
+      "first start: created user 'admin' (role admin) with password " + password +
+      " (shown only this once; log in with POST /api/v1/auth/login, add users with "
+      "'tern user add')";
+  if (spdlog::default_logger()->should_log(spdlog::level::warn)) {
+    spdlog::warn("{}", text);
+  } else {
+    std::fprintf(stderr, "tern: %s\n", text.c_str());
+  }
 }
 
 boost::json::object commandToJson(const trackers::CommandRecord& record) {
@@ -70,9 +88,33 @@ codec::trackers::CommandType commandType(const std::string& name) {
 
 }  // namespace
 
+std::unique_ptr<storage::AuthStore> openAuthStore(const core::Config& config) {
+  if (config.storage.backend == "postgres") {
+    return storage::postgres::openPostgresAuthStore(config.storage.url);
+  }
+  std::filesystem::create_directories(config.server.dataDir);
+  return storage::sqlite::openSqliteAuthStore(
+      (std::filesystem::path(config.server.dataDir) / "tern.db").string());
+}
+
+auth::AuthOptions authOptions(const core::Config& config) {
+  auth::AuthOptions options;
+  options.tokenTtlUs = config.api.tokenTtlUs;
+  options.refreshTtlUs = config.api.refreshTtlUs;
+  options.loginMaxFailures = config.api.loginMaxFailures;
+  return options;
+}
+
 Server::Server(core::Config config) : config_(std::move(config)) {
   config_.finalize();
   store_ = openStore(config_);
+  authStore_ = openAuthStore(config_);
+  auth_ = std::make_unique<auth::AuthService>(*authStore_, authOptions(config_));
+  if (auto password = auth_->bootstrapAdmin(); !password) {
+    throw std::runtime_error("auth: cannot create the first user: " + password.error().message);
+  } else if (password->has_value()) {
+    announceAdminPassword(**password);
+  }
   normalizer_ = std::make_unique<ingest::Normalizer>(config_.ingest.routes, config_.server.nodeId);
   ingest::PipelineOptions pipelineOptions;
   pipelineOptions.batchSize = config_.ingest.batchSize;
@@ -134,6 +176,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
   apiOptions.nodeId = config_.server.nodeId;
+  apiOptions.auth = auth_.get();
   apiOptions.healthInfo = [this] {
     broker::BrokerStats b = broker_->stats();
     ingest::PipelineStats p = pipeline_->stats();
@@ -294,6 +337,8 @@ void Server::stop() {
   pool_.reset();
   pipeline_.reset();
   latest_.reset();
+  auth_.reset();
+  authStore_.reset();
   store_.reset();  // closes the database
   spdlog::info("tern stopped");
 }

@@ -11,7 +11,12 @@
 
 namespace tern::storage {
 class Store;
-}
+class AuthStore;
+}  // namespace tern::storage
+namespace tern::auth {
+class AuthService;
+struct AuthOptions;
+}  // namespace tern::auth
 namespace tern::ingest {
 class Pipeline;
 class Normalizer;
@@ -58,6 +63,7 @@ class Server {
   std::uint16_t httpPort() const;
   const core::Config& config() const { return config_; }
   storage::Store& store() { return *store_; }
+  auth::AuthService& auth() { return *auth_; }
   broker::Broker& broker() { return *broker_; }
   ingest::Pipeline& pipeline() { return *pipeline_; }
   ingest::LatestCache& latest() { return *latest_; }
@@ -75,6 +81,8 @@ class Server {
 
   core::Config config_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::AuthStore> authStore_;
+  std::unique_ptr<auth::AuthService> auth_;
   std::unique_ptr<ingest::Normalizer> normalizer_;
   std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)
   std::unique_ptr<ingest::Pipeline> pipeline_;
@@ -88,6 +96,12 @@ class Server {
   bool started_ = false;
   bool stopped_ = false;
 };
+
+// The users/keys store of the configured backend (the same database as the messages). Throws on
+// start-up failure. Used by the server and by `tern user ...`.
+std::unique_ptr<storage::AuthStore> openAuthStore(const core::Config& config);
+// The auth settings from the config (token lifetimes, login rate limit).
+auth::AuthOptions authOptions(const core::Config& config);
 
 // `tern serve`: starts a Server and runs it until SIGINT or SIGTERM. Returns the exit status.
 int runServe(const core::Config& config);

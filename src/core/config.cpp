@@ -109,6 +109,23 @@ auto hostPortKey(const char* name, Section Config::*section, HostPort Section::*
                        }};
 }
 
+// A duration with a unit ("15m", "30d"; "90" alone is ambiguous), between min and max.
+template <class Section>
+auto durationKey(const char* name, std::int64_t minUs, std::int64_t maxUs, const char* range,
+                 Section Config::*section, std::int64_t Section::*field) {
+  return KeyDescriptor{
+      name, Kind::kString, 0, 0,
+      [=](Config& c, const KeyDescriptor& key, const std::string& text) {
+        const auto us = text.empty() || std::isdigit(static_cast<unsigned char>(text.back()))
+                            ? std::nullopt
+                            : parseDuration(text);
+        if (!us || *us < minUs || *us > maxUs) {
+          failExpected(key.name, std::string("a duration between ") + range, text);
+        }
+        (c.*section).*field = *us;
+      }};
+}
+
 // MQTT filter rules, checked here so a bad route fails at startup rather than matching nothing:
 // '#' only as the whole last level, '+' only as a whole level.
 bool validFilter(const std::string& filter) {
@@ -240,6 +257,12 @@ const std::vector<KeyDescriptor>& keyTable() {
                    c.mqtt.proxyProtocol = parseBool(key, text);
                  }});
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
+    t.push_back(durationKey("api.token_ttl", 1'000'000, 86'400'000'000LL, "1s and 1d (15m)",
+                            &Config::api, &ApiConfig::tokenTtlUs));
+    t.push_back(durationKey("api.refresh_ttl", 1'000'000, 366LL * 86'400'000'000LL,
+                            "1s and 366d (30d)", &Config::api, &ApiConfig::refreshTtlUs));
+    t.push_back(integerKey("api.login_max_failures", 0, 1'000'000, &Config::api,
+                           &ApiConfig::loginMaxFailures));
     t.push_back(
         choiceKey("storage.backend", {"sqlite", "postgres"}, &Config::storage,
                   &StorageConfig::backend));

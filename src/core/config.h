@@ -51,6 +51,13 @@ struct HttpConfig {
   HostPort listen{"127.0.0.1", 8080};
 };
 
+// Authentication of the HTTP API.
+struct ApiConfig {
+  std::int64_t tokenTtlUs = 15LL * 60 * 1'000'000;  // access token (JWT) lifetime
+  std::int64_t refreshTtlUs = 30LL * 86'400 * 1'000'000;  // refresh token lifetime
+  std::uint32_t loginMaxFailures = 5;  // failed logins per client address per minute; 0 = off
+};
+
 struct StorageConfig {
   std::string backend = "sqlite";  // sqlite | postgres
   std::string sync = "normal";  // normal | full (sqlite)
@@ -117,6 +124,7 @@ struct Config {
   ServerConfig server;
   MqttConfig mqtt;
   HttpConfig http;
+  ApiConfig api;
   StorageConfig storage;
   IngestConfig ingest;
   TrackersConfig trackers;

@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -112,9 +113,28 @@ def parse_rfc3339(text):
 # HTTP
 
 
-def http_get(url, timeout=10.0):
+def http_request(url, method="GET", body=None, headers=None, timeout=10.0):
+    """Any method → (status, body bytes, headers). `body` (a dict) is sent as JSON. HTTP errors
+    are returned, not raised."""
+    all_headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        all_headers["Content-Type"] = "application/json"
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+def http_get(url, timeout=10.0, headers=None):
     """GET → (status, body bytes, headers). HTTP errors are returned, not raised."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    all_headers = {"Accept": "application/json"}
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, headers=all_headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read(), response.headers
@@ -123,8 +143,8 @@ def http_get(url, timeout=10.0):
         return e.code, body, e.headers
 
 
-def http_get_json(url, expect_status=200, timeout=10.0):
-    status, body, _ = http_get(url, timeout=timeout)
+def http_get_json(url, expect_status=200, timeout=10.0, headers=None):
+    status, body, _ = http_get(url, timeout=timeout, headers=headers)
     if expect_status is not None and status != expect_status:
         raise TestFailure("GET %s: expected status %d, got %d: %s" %
                           (url, expect_status, status, body[:500].decode("utf-8", "replace")))
@@ -136,6 +156,11 @@ def http_get_json(url, expect_status=200, timeout=10.0):
 
 # ---------------------------------------------------------------------------------------------
 # The server
+
+# data dir → "Bearer <admin API key>", so every TernServer on the same data dir (restarts,
+# reopen after a crash) reuses the key made for it.
+_API_AUTH = {}
+FIRST_ADMIN_PASSWORD = re.compile(r"created user 'admin' \(role admin\) with password (\S+)")
 
 
 class TernServer:
@@ -209,6 +234,46 @@ class TernServer:
                     raise
                 log("%s: ports were taken, retrying: %s" % (self.name, stderr.strip()[-300:]))
         raise last_error
+
+    def admin_password(self):
+        """The password Tern printed when it created the first admin, or None."""
+        match = FIRST_ADMIN_PASSWORD.search(self.stderr())
+        return match.group(1) if match else None
+
+    def login(self, name, password, expect_status=200):
+        """POST /api/v1/auth/login → the response body (token pair)."""
+        status, body, _ = http_request(self.url("/api/v1/auth/login"), "POST",
+                                       {"name": name, "password": password})
+        check(status == expect_status, "login as %r: expected status %d, got %d: %s" %
+              (name, expect_status, status, body[:300]))
+        return json.loads(body)
+
+    def auth_header(self):
+        """{"Authorization": "Bearer <admin API key>"} for this data dir, made on first use:
+        log in as the admin Tern created on first start (else add one with `tern user add`),
+        and create an API key, which outlives restarts."""
+        key = os.path.abspath(self.data_dir)
+        if key not in _API_AUTH:
+            password = self.admin_password()
+            name = "admin"
+            if password is None:
+                name = "bb-admin-%d" % os.getpid()
+                password = "bb-password-%d" % os.getpid()
+                cmd = [self.tern, "user", "add", name, "--role", "admin", "--password-stdin",
+                       "--data-dir", self.data_dir]
+                if "--config" in self.extra_args:
+                    cmd += ["--config", self.extra_args[self.extra_args.index("--config") + 1]]
+                result = subprocess.run(cmd, input=(password + "\n").encode(), capture_output=True,
+                                        env=self.env if self.env is not None else clean_env(),
+                                        timeout=DEFAULT_TIMEOUT)
+                check(result.returncode == 0, "tern user add failed: %s" % result.stderr[-500:])
+            token = self.login(name, password)["access_token"]
+            status, body, _ = http_request(self.url("/api/v1/api-keys"), "POST",
+                                           {"name": "blackbox", "role": "admin"},
+                                           headers={"Authorization": "Bearer " + token})
+            check(status == 201, "creating an API key: status %d: %s" % (status, body[:300]))
+            _API_AUTH[key] = "Bearer " + json.loads(body)["key"]
+        return {"Authorization": _API_AUTH[key]}
 
     def wait_ready(self, timeout=DEFAULT_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -288,7 +353,20 @@ class TernServer:
         return "http://127.0.0.1:%d%s" % (self.http_port, path)
 
     def get_json(self, path, expect_status=200):
-        return http_get_json(self.url(path), expect_status=expect_status)
+        """GET with the admin API key (health needs none, but gets it too)."""
+        return http_get_json(self.url(path), expect_status=expect_status,
+                             headers=self.auth_header())
+
+    def request(self, method, path, body=None, auth=True):
+        """(status, parsed JSON body or None, headers), with the admin API key unless
+        auth=False."""
+        headers = self.auth_header() if auth else {}
+        status, raw, response_headers = http_request(self.url(path), method, body, headers)
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        return status, parsed, response_headers
 
     def health(self):
         return self.get_json(HEALTH_PATH)

@@ -3,9 +3,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "auth/auth_service.h"
+
 #include <atomic>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +51,14 @@ TestServer::TestServer(std::function<void(core::Config&)> adjust) {
 }
 
 TestServer::~TestServer() { server_->stop(); }
+
+std::string TestServer::authHeader(const std::string& role) {
+  const auto parsed = auth::parseRole(role);
+  if (!parsed) throw std::invalid_argument("TestServer::authHeader: unknown role " + role);
+  auto key = server_->auth().createApiKey("test-" + role, *parsed, "test");
+  if (!key) throw std::runtime_error("TestServer::authHeader: " + key.error().message);
+  return "Bearer " + key->key;
+}
 
 std::uint16_t freePort() {
   boost::asio::io_context io;

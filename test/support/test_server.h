@@ -37,6 +37,13 @@ class TestServer {
   app::Server& server() { return *server_; }
   const std::filesystem::path& dataDir() const { return dir_.path(); }
   void stop() { server_->stop(); }
+  // A header value for API requests: "Bearer <API key>" for a fresh key with `role` (admin,
+  // operator, viewer or service). Every API endpoint but health and login needs one.
+  std::string authHeader(const std::string& role = "admin");
+  // The same as a curl argument: -H 'Authorization: Bearer ...'.
+  std::string curlAuth(const std::string& role = "admin") {
+    return "-H 'Authorization: " + authHeader(role) + "'";
+  }
 
  private:
   TempDir dir_;

@@ -19,7 +19,7 @@ using api::testing::HttpTestClient;
 
 TEST(FleetApiIntegrationTest, TagsSetOverHttpGroupDevicesThatSendOverMqtt) {
   test::TestServer server;
-  HttpTestClient http(server.httpPort());
+  HttpTestClient http(server.httpPort(), server.authHeader("operator"));
   // Registered and tagged before they send anything.
   for (const char* id : {"truck-1", "truck-2"}) {
     const auto r = http.request("PUT", std::string("/api/v1/devices/") + id,

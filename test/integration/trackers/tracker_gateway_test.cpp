@@ -177,8 +177,9 @@ TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
   TestServer server([](core::Config& c) { c.trackers.enabled = {"gt06"}; });
   const std::string api = "http://127.0.0.1:" + std::to_string(server.httpPort()) +
                           "/api/v1/devices/864717003283581/commands";
+  const std::string auth = server.curlAuth("operator");
   std::string out;
-  ASSERT_EQ(runCommand("curl -s -X POST -H 'Content-Type: application/json' -d "
+  ASSERT_EQ(runCommand("curl -s -X POST " + auth + " -H 'Content-Type: application/json' -d "
                        "'{\"type\":\"custom\",\"text\":\"DYD,000000#\"}' '" +
                            api + "'",
                        &out),
@@ -201,7 +202,7 @@ TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
       "000000000000000000000000010009e82b0d0a");
   for (int i = 0; i < 200; ++i) {
     out.clear();
-    runCommand("curl -s '" + api + "'", &out);
+    runCommand("curl -s " + auth + " '" + api + "'", &out);
     if (out.find("\"answered\"") != std::string::npos) break;
     std::this_thread::sleep_for(10ms);
   }

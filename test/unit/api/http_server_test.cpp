@@ -20,6 +20,8 @@
 #include "api/encoding.h"
 #include "api/json_out.h"
 #include "core/time.h"
+#include "auth/auth_service.h"
+#include "storage/sqlite/sqlite_auth_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "unit/api/http_test_client.h"
 
@@ -129,8 +131,18 @@ class HttpServerTest : public ::testing::Test {
     const auto records = testRecords();
     const auto status = store_->appendBatch(records);
     ASSERT_TRUE(status.ok()) << status.message();
+    authStore_ = storage::sqlite::openSqliteAuthStore((*dir_ / "tern.db").string()).release();
+    auth_ = new auth::AuthService(*authStore_, {});
+    // These tests are about the data endpoints: they all go with an admin API key (the
+    // authentication itself is tested in auth_api_test.cpp).
+    auto key = auth_->createApiKey("api-test", auth::Role::kAdmin, "test");
+    ASSERT_TRUE(key.ok()) << key.error().message;
+    token_ = new std::string("Bearer " + key->key);
   }
   static void TearDownTestSuite() {
+    delete token_;
+    delete auth_;
+    delete authStore_;
     delete store_;
     store_ = nullptr;
     std::filesystem::remove_all(*dir_);
@@ -150,6 +162,7 @@ class HttpServerTest : public ::testing::Test {
     options.listen = {"127.0.0.1", 0};
     options.nodeId = "node-test";
     options.threads = 2;
+    options.auth = auth_;
     if (!options.healthInfo) {
       options.healthInfo = [] {
         return json::object{{"broker", json::object{{"clients_connected", 3}}},
@@ -162,7 +175,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   HttpTestResponse get(std::string_view target) {
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), *token_);
     return client.get(target);
   }
 
@@ -187,6 +200,9 @@ class HttpServerTest : public ::testing::Test {
 
   static inline std::filesystem::path* dir_ = nullptr;
   static inline storage::Store* store_ = nullptr;
+  static inline storage::AuthStore* authStore_ = nullptr;
+  static inline auth::AuthService* auth_ = nullptr;
+  static inline std::string* token_ = nullptr;
   std::unique_ptr<FaultyStore> faulty_;
   std::unique_ptr<HttpServer> server_;
 };
@@ -419,7 +435,7 @@ std::vector<std::int64_t> walkPages(HttpTestClient& client, const std::string& b
 }
 
 TEST_F(HttpServerTest, CursorsPageThroughEveryRecordExactlyOnce) {
-  HttpTestClient client(server_->port());  // one keep-alive connection for all pages
+  HttpTestClient client(server_->port(), *token_);  // one keep-alive connection for all pages
   const std::string base = messagesUrl("sensor-1", "from=2026-01-01T00:00:00Z&to=2026-01-02");
   std::size_t pages = 0;
 
@@ -616,12 +632,12 @@ TEST_F(HttpServerTest, MessagesAsCsvWithAColumnPerFieldAndACursorHeader) {
 }
 
 TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), *token_);
   const std::string url = "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&"
                           "to=2026-01-01T00:02:00Z&bucket=1m&agg=max";
   auto raw = [&](const std::string& target, const std::string& accept) {
-    return client.sendRaw("GET " + target + " HTTP/1.1\r\nHost: t\r\nAccept: " + accept +
-                          "\r\n\r\n");
+    return client.sendRaw("GET " + target + " HTTP/1.1\r\nHost: t\r\nAuthorization: " +
+                          *token_ + "\r\nAccept: " + accept + "\r\n\r\n");
   };
   const auto csv = raw(url, "text/csv");
   ASSERT_EQ(csv.status, 200u) << csv.body;
@@ -677,9 +693,15 @@ class FleetApiTest : public ::testing::Test {
         record("t3", kT0 + 20 * kSecond, {{"speed", std::string("n/a")}, {"fuel", 0.01}}),
         record("t4", now - 60 * kSecond, {{"speed", 0.5}, {"fuel", 0.5}})};
     ASSERT_TRUE(store_->appendBatch(records).ok());
+    authStore_ = storage::sqlite::openSqliteAuthStore((dir_ / "tern.db").string());
+    auth_ = std::make_unique<auth::AuthService>(*authStore_, auth::AuthOptions{});
+    auto key = auth_->createApiKey("fleet-test", auth::Role::kOperator, "test");  // PUT needs it
+    ASSERT_TRUE(key.ok()) << key.error().message;
+    token_ = "Bearer " + key->key;
     ApiOptions options;
     options.listen = {"127.0.0.1", 0};
     options.nodeId = "node-test";
+    options.auth = auth_.get();
     server_ = std::make_unique<HttpServer>(*store_, std::move(options));
     server_->start();
     for (const auto& [device, fleet] : std::vector<std::pair<std::string, std::string>>{
@@ -691,16 +713,18 @@ class FleetApiTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    auth_.reset();
+    authStore_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
 
   HttpTestResponse get(std::string_view target) {
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), token_);
     return client.get(target);
   }
   HttpTestResponse put(std::string_view target, std::string_view body) {
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), token_);
     return client.request("PUT", target, body);
   }
   static std::vector<std::string> ids(const json::value& body) {
@@ -720,6 +744,9 @@ class FleetApiTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::AuthStore> authStore_;
+  std::unique_ptr<auth::AuthService> auth_;
+  std::string token_;
   std::unique_ptr<HttpServer> server_;
 };
 
@@ -967,7 +994,7 @@ TEST_F(FleetApiTest, DailyAggregatesPerGroup) {
 }
 
 TEST_F(FleetApiTest, FleetEndpointsAreGetOnly) {
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), token_);
   const auto r = client.request("POST", "/api/v1/fleet/latest", "{}");
   expectProblem(r, 405, "POST");
   EXPECT_EQ(r.header("allow"), "GET");
@@ -1001,7 +1028,7 @@ TEST_F(HttpServerTest, UnknownPathsAre404) {
 }
 
 TEST_F(HttpServerTest, WrongMethodIs405WithAllow) {
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), *token_);
   for (const char* method : {"POST", "DELETE", "PUT", "HEAD"}) {
     for (const char* path :
          {"/api/v1/health", "/api/v1/devices", "/api/v1/devices/sensor-1",
@@ -1027,7 +1054,7 @@ TEST_F(HttpServerTest, WrongMethodIs405WithAllow) {
 }
 
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), *token_);
   for (int i = 0; i < 20; ++i) {
     const auto r = client.get(i % 2 == 0 ? "/api/v1/health" : "/api/v1/nope");
     EXPECT_EQ(r.status, i % 2 == 0 ? 200u : 404u);
@@ -1039,32 +1066,32 @@ TEST_F(HttpServerTest, MalformedRequestsGet400AndTheConnectionCloses) {
   for (const char* raw : {"GARBAGE\r\n\r\n", "GET /api/v1/health HTTP/9.9\r\n\r\n",
                           "GET /api/v1/health HTTP/1.1\r\nno colon here\r\n\r\n"}) {
     SCOPED_TRACE(raw);
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), *token_);
     const auto r = client.sendRaw(raw);
     expectProblem(r, 400, "malformed");
     EXPECT_FALSE(r.keepAlive);
     EXPECT_TRUE(client.waitForClose());
   }
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), *token_);
   const auto r = client.sendRaw("GET *  HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(r.status, 400u);
 }
 
 TEST_F(HttpServerTest, OversizedBodiesAndHeadersAreRejected) {
   {
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), *token_);
     const auto r = client.request("GET", "/api/v1/health", std::string(70 * 1024, 'x'));
     expectProblem(r, 413, "body");
     EXPECT_TRUE(client.waitForClose());
   }
   {
-    HttpTestClient client(server_->port());
+    HttpTestClient client(server_->port(), *token_);
     const auto r = client.sendRaw(
         "GET /api/v1/health HTTP/1.1\r\nX-Big: " + std::string(20 * 1024, 'y') + "\r\n\r\n");
     expectProblem(r, 431, "header");
   }
   // A body within the limit is read and ignored.
-  HttpTestClient client(server_->port());
+  HttpTestClient client(server_->port(), *token_);
   EXPECT_EQ(client.request("GET", "/api/v1/health", std::string(1000, 'x')).status, 200u);
 }
 
@@ -1072,10 +1099,10 @@ TEST_F(HttpServerTest, IdleConnectionsTimeOut) {
   ApiOptions options;
   options.requestTimeout = std::chrono::milliseconds(200);
   server_ = startServer(std::move(options));
-  HttpTestClient idle(server_->port());
+  HttpTestClient idle(server_->port(), *token_);
   EXPECT_TRUE(idle.waitForClose());
 
-  HttpTestClient slow(server_->port());
+  HttpTestClient slow(server_->port(), *token_);
   EXPECT_EQ(slow.get("/api/v1/health").status, 200u);
   EXPECT_TRUE(slow.waitForClose());  // idle after a response: closed as well
 }
@@ -1084,10 +1111,10 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
   ApiOptions options;
   options.maxConnections = 1;
   server_ = startServer(std::move(options));
-  auto first = std::make_unique<HttpTestClient>(server_->port());
+  auto first = std::make_unique<HttpTestClient>(server_->port(), *token_);
   ASSERT_EQ(first->get("/api/v1/health").status, 200u);
 
-  HttpTestClient second(server_->port());
+  HttpTestClient second(server_->port(), *token_);
   const auto r = second.get("/api/v1/health");
   expectProblem(r, 503, "connections");
   EXPECT_TRUE(second.waitForClose());
@@ -1097,7 +1124,7 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
   unsigned status = 0;
   for (int attempt = 0; attempt < 50 && status != 200; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    HttpTestClient third(server_->port());
+    HttpTestClient third(server_->port(), *token_);
     status = third.get("/api/v1/health").status;
   }
   EXPECT_EQ(status, 200u);
@@ -1108,7 +1135,7 @@ TEST_F(HttpServerTest, ConcurrentClientsAllGetAnswers) {
   std::atomic<int> ok{0};
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
-      HttpTestClient client(server_->port());
+      HttpTestClient client(server_->port(), *token_);
       for (int i = 0; i < 25; ++i) {
         if (client.get(messagesUrl("sensor-1", "limit=50&order=desc")).status == 200) ++ok;
       }

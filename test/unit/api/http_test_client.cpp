@@ -30,7 +30,8 @@ boost::json::value HttpTestResponse::json() const {
   return ec ? boost::json::value() : value;
 }
 
-HttpTestClient::HttpTestClient(std::uint16_t port) : socket_(ioc_) {
+HttpTestClient::HttpTestClient(std::uint16_t port, std::string authorization)
+    : socket_(ioc_), authorization_(std::move(authorization)) {
   socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
 }
 
@@ -40,13 +41,16 @@ HttpTestClient::~HttpTestClient() {
 }
 
 HttpTestResponse HttpTestClient::request(std::string_view method, std::string_view target,
-                                         std::string_view body) {
+                                         std::string_view body,
+                                         const std::map<std::string, std::string>& headers) {
   http::request<http::string_body> request;
   request.method_string(method);
   request.target(target);
   request.version(11);
   request.set(http::field::host, "127.0.0.1");
   request.keep_alive(true);
+  if (!authorization_.empty()) request.set(http::field::authorization, authorization_);
+  for (const auto& [name, value] : headers) request.set(name, value);
   if (!body.empty()) request.body() = std::string(body);
   request.prepare_payload();
   http::write(socket_, request);

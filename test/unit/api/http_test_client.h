@@ -25,14 +25,17 @@ struct HttpTestResponse {
 
 class HttpTestClient {
  public:
-  explicit HttpTestClient(std::uint16_t port);
+  // `authorization`, when given, goes out as the Authorization header of every request() (not
+  // of sendRaw, whose bytes are sent as they are).
+  explicit HttpTestClient(std::uint16_t port, std::string authorization = {});
   ~HttpTestClient();
   HttpTestClient(const HttpTestClient&) = delete;
   HttpTestClient& operator=(const HttpTestClient&) = delete;
 
   HttpTestResponse get(std::string_view target) { return request("GET", target); }
   HttpTestResponse request(std::string_view method, std::string_view target,
-                           std::string_view body = {});
+                           std::string_view body = {},
+                           const std::map<std::string, std::string>& headers = {});
   // Sends bytes as they are and reads one response.
   HttpTestResponse sendRaw(std::string_view bytes);
   // True when the server closes the connection within `wait` (reads nothing else).
@@ -44,6 +47,7 @@ class HttpTestClient {
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::socket socket_;
   boost::beast::flat_buffer buffer_;
+  std::string authorization_;
 };
 
 }  // namespace tern::api::testing

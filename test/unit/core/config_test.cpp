@@ -41,6 +41,9 @@ TEST(ConfigTest, Defaults) {
   EXPECT_TRUE(c.ingest.spool);
   EXPECT_EQ(c.ingest.spoolMaxBytes, 1024ull * 1024 * 1024);
   EXPECT_EQ(c.ingest.latestCacheDevices, 1'000'000u);
+  EXPECT_EQ(c.api.tokenTtlUs, 15LL * 60 * 1'000'000);
+  EXPECT_EQ(c.api.refreshTtlUs, 30LL * 86'400 * 1'000'000);
+  EXPECT_EQ(c.api.loginMaxFailures, 5u);
   EXPECT_NO_THROW(c.finalize());
   EXPECT_EQ(c.server.nodeId, hostName());
 }
@@ -52,7 +55,8 @@ TEST(ConfigTest, ListsAllKeys) {
       "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",
       "mqtt.server_keep_alive", "mqtt.receive_maximum", "mqtt.topic_alias_maximum",
       "mqtt.proxy_protocol",
-      "http.listen",       "storage.backend",    "storage.sync",          "storage.url",
+      "http.listen",       "api.token_ttl",      "api.refresh_ttl",       "api.login_max_failures",
+      "storage.backend",    "storage.sync",          "storage.url",
       "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
       "ingest.spool_max_bytes", "ingest.latest_cache_devices", "trackers.enabled",
@@ -80,6 +84,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "mqtt.receive_maximum", "100");
   applyConfigValue(c, "mqtt.topic_alias_maximum", "0");
   applyConfigValue(c, "http.listen", "localhost:0");
+  applyConfigValue(c, "api.token_ttl", "1s");
+  applyConfigValue(c, "api.refresh_ttl", "7d");
+  applyConfigValue(c, "api.login_max_failures", "0");
   applyConfigValue(c, "storage.backend", "sqlite");
   applyConfigValue(c, "storage.sync", "full");
   applyConfigValue(c, "storage.url", "postgresql://tern@db:5432/tern");
@@ -110,6 +117,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.mqtt.receiveMaximum, 100u);
   EXPECT_EQ(c.mqtt.topicAliasMaximum, 0u);
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
+  EXPECT_EQ(c.api.tokenTtlUs, 1'000'000);
+  EXPECT_EQ(c.api.refreshTtlUs, 7LL * 86'400'000'000);
+  EXPECT_EQ(c.api.loginMaxFailures, 0u);
   EXPECT_EQ(c.storage.sync, "full");
   EXPECT_EQ(c.storage.url, "postgresql://tern@db:5432/tern");
   EXPECT_EQ(c.storage.retentionUs, 90LL * 86'400'000'000);
@@ -146,6 +156,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.receive_maximum", {"0", "65536"}},
       {"mqtt.topic_alias_maximum", {"65536", "-1"}},
       {"http.listen", {"foo", "localhost:99999"}},
+      {"api.token_ttl", {"", "15", "0s", "2d", "soon", "-1m"}},
+      {"api.refresh_ttl", {"", "30", "500ms", "367d"}},
+      {"api.login_max_failures", {"-1", "x", "1000001"}},
       {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
       {"storage.url", {"", "localhost", "mysql://db/tern", "host=db\ndbname=x"}},

@@ -1,0 +1,106 @@
+#pragma once
+// Users, login sessions (refresh-token families), API keys and server secrets: a small interface
+// of its own next to Store, with a SQLite and a PostgreSQL implementation in the backend folders
+// (same database as the messages, own tables and own schema version). Only app/ names a backend.
+// Every method may be called from any thread; implementations serialise internally.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace tern::storage {
+
+struct UserRecord {
+  std::int64_t id = 0;
+  std::string name;
+  std::string role;  // admin | operator | viewer | service (checked by auth, stored as text)
+  std::string passwordHash;  // argon2id PHC string
+  std::int64_t createdUs = 0;
+};
+
+struct ApiKeyRecord {
+  std::int64_t id = 0;
+  std::string name;
+  std::string role;
+  std::string prefix;     // the first characters of the key, shown in lists to tell keys apart
+  std::string hash;       // SHA-256 hex of the whole key
+  std::string createdBy;  // user name (or "cli")
+  std::int64_t createdUs = 0;
+  std::int64_t revokedUs = 0;  // 0 = active
+};
+
+// What a valid session or key resolves to.
+struct SessionUser {
+  std::int64_t userId = 0;
+  std::string name;
+  std::string role;
+};
+
+enum class RefreshOutcome {
+  kRotated,  // the old token is now used; the new one is stored in the same session
+  kUnknown,  // no such token
+  kExpired,
+  kRevoked,  // the session was revoked (logout, user removed, earlier reuse)
+  kReused,   // the token had already been rotated: the whole session is revoked now
+};
+
+struct RefreshResult {
+  RefreshOutcome outcome = RefreshOutcome::kUnknown;
+  std::string sessionId;
+  SessionUser user;  // set when rotated
+};
+
+class AuthStore {
+ public:
+  virtual ~AuthStore() = default;
+
+  // --- users
+  // Fails when the name is taken (message says so).
+  virtual core::Result<std::int64_t> addUser(const UserRecord& user) = 0;
+  virtual core::Result<std::optional<UserRecord>> findUser(const std::string& name) = 0;
+  virtual core::Result<std::vector<UserRecord>> listUsers() = 0;
+  // Removes the user and every session of theirs. False when there was no such user.
+  virtual core::Result<bool> removeUser(const std::string& name) = 0;
+  virtual core::Result<std::int64_t> countUsers() = 0;
+
+  // --- secrets (e.g. the JWT signing key), created once and shared by every node
+  // Stores `candidate` under `name` unless a value is already there; returns the stored value.
+  virtual core::Result<std::string> getOrCreateSecret(const std::string& name,
+                                                      const std::string& candidate) = 0;
+
+  // --- sessions: one per login, a family of refresh tokens of which only the newest is usable
+  virtual core::Status createSession(const std::string& sessionId, std::int64_t userId,
+                                     const std::string& refreshHash, std::int64_t nowUs,
+                                     std::int64_t expiresUs) = 0;
+  // Atomically: checks `oldHash`, marks it used and stores `newHash` (valid until
+  // `newExpiresUs`). Reuse of a used token revokes the session.
+  virtual core::Result<RefreshResult> rotateRefreshToken(const std::string& oldHash,
+                                                         const std::string& newHash,
+                                                         std::int64_t nowUs,
+                                                         std::int64_t newExpiresUs) = 0;
+  // The session's user if the session exists, is not revoked and has not expired.
+  virtual core::Result<std::optional<SessionUser>> activeSession(const std::string& sessionId,
+                                                                 std::int64_t nowUs) = 0;
+  // False when there was no such (unrevoked) session.
+  virtual core::Result<bool> revokeSession(const std::string& sessionId) = 0;
+  // The session a refresh token belongs to, if any.
+  virtual core::Result<std::optional<std::string>> sessionOfRefreshToken(
+      const std::string& hash) = 0;
+  // Deletes sessions (and their tokens) that expired before `nowUs`.
+  virtual core::Status pruneSessions(std::int64_t nowUs) = 0;
+
+  // --- API keys
+  virtual core::Result<std::int64_t> addApiKey(const ApiKeyRecord& key) = 0;
+  // Active and revoked, newest first.
+  virtual core::Result<std::vector<ApiKeyRecord>> listApiKeys() = 0;
+  // The active key with this hash.
+  virtual core::Result<std::optional<ApiKeyRecord>> findApiKey(const std::string& hash) = 0;
+  // False when there is no such active key.
+  virtual core::Result<bool> revokeApiKey(std::int64_t id, std::int64_t nowUs) = 0;
+
+  virtual std::string backendName() const = 0;
+};
+
+}  // namespace tern::storage

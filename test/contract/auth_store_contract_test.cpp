@@ -1,0 +1,247 @@
+// One contract for every storage::AuthStore backend: the same tests against SQLite (in the same
+// file as the message store) and a real PostgreSQL server.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/postgres/postgres_auth_store.h"
+#include "storage/postgres/postgres_store.h"
+#include "storage/sqlite/sqlite_auth_store.h"
+#include "storage/sqlite/sqlite_store.h"
+#include "support/postgres_fixture.h"
+
+namespace tern::storage {
+namespace {
+
+[[maybe_unused]] auto* const kPostgresEnvironment =
+    ::testing::AddGlobalTestEnvironment(new test::PostgresEnvironment);
+
+namespace fs = std::filesystem;
+constexpr std::int64_t kT0 = 1'767'225'600'000'000;
+constexpr std::int64_t kHour = 3'600'000'000;
+
+class AuthStoreContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgres") {
+      url_ = test::PostgresServer::shared().createDatabase();
+    } else {
+      std::random_device random;
+      dir_ = fs::temp_directory_path() /
+             ("tern-auth-contract-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
+      fs::create_directories(dir_);
+    }
+    store_ = open();
+  }
+  void TearDown() override {
+    store_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  std::unique_ptr<AuthStore> open() {
+    if (GetParam() == "postgres") return postgres::openPostgresAuthStore(url_);
+    return sqlite::openSqliteAuthStore((dir_ / "tern.db").string());
+  }
+  // The message store of the same database, to show both live side by side.
+  std::unique_ptr<Store> openMessageStore() {
+    if (GetParam() == "postgres") {
+      postgres::PostgresOptions options;
+      options.url = url_;
+      return postgres::openPostgresStore(options);
+    }
+    return sqlite::openSqliteStore({(dir_ / "tern.db").string()});
+  }
+
+  std::int64_t addUser(const std::string& name, const std::string& role = "viewer") {
+    auto id = store_->addUser(UserRecord{0, name, role, "$argon2id$fake", kT0});
+    EXPECT_TRUE(id.ok()) << (id.ok() ? "" : id.error().message);
+    return id.ok() ? *id : 0;
+  }
+
+  RefreshResult rotate(const std::string& oldHash, const std::string& newHash,
+                       std::int64_t now = kT0 + 1) {
+    auto result = store_->rotateRefreshToken(oldHash, newHash, now, now + kHour);
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
+    return result.ok() ? *result : RefreshResult{};
+  }
+
+  std::string url_;
+  fs::path dir_;
+  std::unique_ptr<AuthStore> store_;
+};
+
+TEST_P(AuthStoreContractTest, UsersRoundTrip) {
+  const auto bob = addUser("bob", "operator");
+  const auto alice = addUser("alice", "admin");
+  EXPECT_NE(bob, alice);
+  auto duplicate = store_->addUser(UserRecord{0, "bob", "viewer", "h", kT0});
+  ASSERT_FALSE(duplicate.ok());
+  EXPECT_NE(duplicate.error().message.find("already exists"), std::string::npos);
+
+  auto found = store_->findUser("bob");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->id, bob);
+  EXPECT_EQ((*found)->role, "operator");
+  EXPECT_EQ((*found)->passwordHash, "$argon2id$fake");
+  EXPECT_EQ((*found)->createdUs, kT0);
+  EXPECT_FALSE(store_->findUser("carol")->has_value());
+  EXPECT_FALSE(store_->findUser("BOB")->has_value());  // names are case-sensitive
+
+  auto users = store_->listUsers();
+  ASSERT_TRUE(users.ok());
+  ASSERT_EQ(users->size(), 2u);
+  EXPECT_EQ((*users)[0].name, "alice");  // by name
+  EXPECT_EQ(*store_->countUsers(), 2);
+  EXPECT_TRUE(*store_->removeUser("bob"));
+  EXPECT_FALSE(*store_->removeUser("bob"));
+  EXPECT_EQ(*store_->countUsers(), 1);
+}
+
+TEST_P(AuthStoreContractTest, SecretsAreCreatedOnce) {
+  EXPECT_EQ(*store_->getOrCreateSecret("jwt", "first"), "first");
+  EXPECT_EQ(*store_->getOrCreateSecret("jwt", "second"), "first");
+  EXPECT_EQ(*store_->getOrCreateSecret("other", "x"), "x");
+  store_.reset();
+  store_ = open();
+  EXPECT_EQ(*store_->getOrCreateSecret("jwt", "third"), "first");
+}
+
+TEST_P(AuthStoreContractTest, SessionsRotateAndDetectReuse) {
+  const auto bob = addUser("bob", "operator");
+  ASSERT_TRUE(store_->createSession("s1", bob, "h1", kT0, kT0 + kHour).ok());
+  auto active = store_->activeSession("s1", kT0 + 1);
+  ASSERT_TRUE(active.ok());
+  ASSERT_TRUE(active->has_value());
+  EXPECT_EQ((*active)->name, "bob");
+  EXPECT_EQ((*active)->role, "operator");
+  EXPECT_EQ((*active)->userId, bob);
+  EXPECT_EQ(*store_->sessionOfRefreshToken("h1"), std::optional<std::string>("s1"));
+
+  RefreshResult r = rotate("h1", "h2");
+  EXPECT_EQ(r.outcome, RefreshOutcome::kRotated);
+  EXPECT_EQ(r.sessionId, "s1");
+  EXPECT_EQ(r.user.name, "bob");
+  EXPECT_EQ(r.user.role, "operator");
+  EXPECT_EQ(rotate("h2", "h3").outcome, RefreshOutcome::kRotated);
+  EXPECT_EQ(rotate("nope", "h9").outcome, RefreshOutcome::kUnknown);
+  // h1 again: reuse revokes the session, and h3 dies with it.
+  EXPECT_EQ(rotate("h1", "h4").outcome, RefreshOutcome::kReused);
+  EXPECT_FALSE(store_->activeSession("s1", kT0 + 2)->has_value());
+  EXPECT_EQ(rotate("h3", "h5").outcome, RefreshOutcome::kRevoked);
+}
+
+TEST_P(AuthStoreContractTest, SessionsExpireAndCanBeRevoked) {
+  const auto bob = addUser("bob");
+  ASSERT_TRUE(store_->createSession("s1", bob, "h1", kT0, kT0 + kHour).ok());
+  ASSERT_TRUE(store_->createSession("s2", bob, "h2", kT0, kT0 + kHour).ok());
+  EXPECT_FALSE(store_->activeSession("s1", kT0 + kHour)->has_value());  // expired
+  EXPECT_EQ(rotate("h1", "h1b", kT0 + kHour).outcome, RefreshOutcome::kExpired);
+  EXPECT_TRUE(*store_->revokeSession("s2"));
+  EXPECT_FALSE(*store_->revokeSession("s2"));
+  EXPECT_FALSE(store_->activeSession("s2", kT0)->has_value());
+  EXPECT_EQ(rotate("h2", "h2b").outcome, RefreshOutcome::kRevoked);
+
+  // Rotation extends the session to the new token's expiry.
+  ASSERT_TRUE(store_->createSession("s3", bob, "h3", kT0, kT0 + kHour));
+  EXPECT_EQ(rotate("h3", "h3b", kT0 + kHour / 2).outcome, RefreshOutcome::kRotated);
+  EXPECT_TRUE(store_->activeSession("s3", kT0 + kHour + 1)->has_value());
+
+  ASSERT_TRUE(store_->pruneSessions(kT0 + 3 * kHour).ok());
+  EXPECT_FALSE(store_->sessionOfRefreshToken("h3b")->has_value());
+  EXPECT_EQ(rotate("h3b", "h3c", kT0).outcome, RefreshOutcome::kUnknown);
+}
+
+TEST_P(AuthStoreContractTest, RemovingAUserEndsItsSessions) {
+  const auto bob = addUser("bob");
+  const auto carol = addUser("carol");
+  ASSERT_TRUE(store_->createSession("sb", bob, "hb", kT0, kT0 + kHour).ok());
+  ASSERT_TRUE(store_->createSession("sc", carol, "hc", kT0, kT0 + kHour).ok());
+  EXPECT_TRUE(*store_->removeUser("bob"));
+  EXPECT_FALSE(store_->activeSession("sb", kT0)->has_value());
+  EXPECT_EQ(rotate("hb", "hb2").outcome, RefreshOutcome::kUnknown);
+  EXPECT_TRUE(store_->activeSession("sc", kT0)->has_value());
+}
+
+TEST_P(AuthStoreContractTest, ConcurrentRefreshesWithOneTokenRotateOnce) {
+  const auto bob = addUser("bob");
+  ASSERT_TRUE(store_->createSession("s1", bob, "h1", kT0, kT0 + kHour).ok());
+  std::vector<std::unique_ptr<AuthStore>> stores;  // separate connections, like separate nodes
+  for (int i = 0; i < 4; ++i) stores.push_back(open());
+  std::atomic<int> rotated{0};
+  std::atomic<int> reused{0};
+  std::atomic<int> revoked{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = stores[i]->rotateRefreshToken("h1", "n" + std::to_string(i), kT0 + 1, kT0 + kHour);
+      if (r.ok() && r->outcome == RefreshOutcome::kRotated) ++rotated;
+      if (r.ok() && r->outcome == RefreshOutcome::kReused) ++reused;
+      if (r.ok() && r->outcome == RefreshOutcome::kRevoked) ++revoked;
+    });
+  }
+  for (auto& t : threads) t.join();
+  // One wins; the first loser detects the reuse and revokes, later ones find it revoked.
+  EXPECT_EQ(rotated.load(), 1);
+  EXPECT_GE(reused.load(), 1);
+  EXPECT_EQ(reused.load() + revoked.load(), 3);
+  EXPECT_FALSE(store_->activeSession("s1", kT0 + 2)->has_value());
+}
+
+TEST_P(AuthStoreContractTest, ApiKeysRoundTripAndRevoke) {
+  ApiKeyRecord key{0, "exporter", "viewer", "tern_abcdefg", "hash-1", "alice", kT0, 0};
+  auto id = store_->addApiKey(key);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  key.hash = "hash-2";
+  key.name = "second";
+  auto id2 = store_->addApiKey(key);
+  ASSERT_TRUE(id2.ok());
+  auto found = store_->findApiKey("hash-1");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->id, *id);
+  EXPECT_EQ((*found)->name, "exporter");
+  EXPECT_EQ((*found)->role, "viewer");
+  EXPECT_EQ((*found)->prefix, "tern_abcdefg");
+  EXPECT_EQ((*found)->createdBy, "alice");
+  EXPECT_EQ((*found)->createdUs, kT0);
+  EXPECT_FALSE(store_->findApiKey("hash-3")->has_value());
+
+  EXPECT_TRUE(*store_->revokeApiKey(*id, kT0 + 5));
+  EXPECT_FALSE(*store_->revokeApiKey(*id, kT0 + 6));
+  EXPECT_FALSE(*store_->revokeApiKey(999999, kT0));
+  EXPECT_FALSE(store_->findApiKey("hash-1")->has_value());
+  auto keys = store_->listApiKeys();
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_EQ((*keys)[0].id, *id2);  // newest first
+  EXPECT_EQ((*keys)[1].revokedUs, kT0 + 5);
+  EXPECT_EQ((*keys)[0].revokedUs, 0);
+}
+
+TEST_P(AuthStoreContractTest, LivesBesideTheMessageStoreAndReopens) {
+  auto messages = openMessageStore();
+  addUser("bob");
+  store_.reset();
+  messages.reset();
+  messages = openMessageStore();  // the message schema does not trip over the auth tables
+  store_ = open();
+  EXPECT_TRUE(store_->findUser("bob")->has_value());
+  EXPECT_TRUE(messages->check().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AuthStoreContractTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
+}  // namespace
+}  // namespace tern::storage
