@@ -14,9 +14,11 @@
 #include <thread>
 
 #include "api/http_server.h"
+#include "auth/auth_service.h"
 #include "core/time.h"
 #include "ingest/latest_cache.h"
 #include "ingest/pipeline.h"
+#include "storage/sqlite/sqlite_auth_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "support/counting_store.h"
 #include "unit/api/http_test_client.h"
@@ -67,8 +69,14 @@ class LatestApiTest : public ::testing::Test {
     options.batchMs = 0;
     pipeline_ = std::make_unique<ingest::Pipeline>(*store_, options, cache_.get());
     ASSERT_TRUE(pipeline_->start().ok());
+    authStore_ = storage::sqlite::openSqliteAuthStore((dir_ / "tern.db").string());
+    auth_ = std::make_unique<auth::AuthService>(*authStore_, auth::AuthOptions{});
+    auto key = auth_->createApiKey("latest-test", auth::Role::kViewer, "test");
+    ASSERT_TRUE(key.ok()) << key.error().message;
+    token_ = "Bearer " + key->key;
     api::ApiOptions api;
     api.listen = {"127.0.0.1", 0};
+    api.auth = auth_.get();
     api.devices.list = [this] { return cache_->listDevices(); };
     api.devices.get = [this](const std::string& id) { return cache_->getDevice(id); };
     http_ = std::make_unique<api::HttpServer>(*store_, api);
@@ -77,6 +85,8 @@ class LatestApiTest : public ::testing::Test {
   void TearDown() override {
     if (store_) store_->release();
     http_.reset();
+    auth_.reset();
+    authStore_.reset();
     pipeline_.reset();
     cache_.reset();
     store_.reset();
@@ -93,6 +103,9 @@ class LatestApiTest : public ::testing::Test {
   std::unique_ptr<CountingStore> store_;
   std::unique_ptr<ingest::LatestCache> cache_;
   std::unique_ptr<ingest::Pipeline> pipeline_;
+  std::unique_ptr<storage::AuthStore> authStore_;
+  std::unique_ptr<auth::AuthService> auth_;
+  std::string token_;  // every API call but health needs credentials
   std::unique_ptr<api::HttpServer> http_;
   std::atomic<int> acked_{0};
 };
@@ -104,7 +117,7 @@ TEST_F(LatestApiTest, DeviceEndpointsAnswerFromTheCache) {
   store_->failDeviceReads = true;  // any read of the devices table now fails the request
   const int reads = store_->deviceReads;
 
-  HttpTestClient client(http_->port());
+  HttpTestClient client(http_->port(), token_);
   auto list = client.get("/api/v1/devices");
   ASSERT_EQ(list.status, 200u) << list.body;
   const auto listJson = list.json();
@@ -133,7 +146,7 @@ TEST_F(LatestApiTest, DeviceEndpointsAnswerFromTheCache) {
 }
 
 TEST_F(LatestApiTest, ARecordShowsOnlyAfterItsBatchCommits) {
-  HttpTestClient client(http_->port());
+  HttpTestClient client(http_->port(), token_);
   store_->hold();
   ingest(reading("late", {{"v", 7.0}}));
   ASSERT_TRUE(store_->waitUntilHeld(10s));
