@@ -172,6 +172,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
 
   jobs_ = std::make_unique<scheduler::JobRunner>();
   addRetentionJob();
+  addRollupJob();
 
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
@@ -284,6 +285,24 @@ void Server::addRetentionJob() {
       auto changed = store_->dropKeyBefore(key, now - us);
       if (!changed) return changed.error();
       if (*changed > 0) spdlog::info("retention: removed '{}' from {} messages", key, *changed);
+    }
+    return {};
+  });
+}
+
+void Server::addRollupJob() {
+  if (!config_.storage.rollups) return;
+  auto schedule = scheduler::Schedule::parse(config_.storage.rollupSchedule);
+  if (!schedule) {
+    throw core::ConfigError("config: storage.rollup_schedule: " + schedule.error().message);
+  }
+  jobs_->add("rollup", std::move(*schedule), [this]() -> core::Status {
+    // Minutes older than 30 s: records of the last seconds may still be on their way to the
+    // store and would only make their minute dirty (correct, but redone next run).
+    auto run = store_->rollup(core::nowMicros() - 30'000'000);
+    if (!run) return run.error();
+    if (run->dirtyMinutes > 0) {
+      spdlog::info("rollup: redid {} minutes that received late records", run->dirtyMinutes);
     }
     return {};
   });

@@ -73,11 +73,12 @@ class Server {
   std::map<std::string, std::uint16_t> trackerPorts() const;
   // One entry per [[sources]] broker, in config order.
   std::vector<bridge::SourceStats> sourceStats() const;
-  // Periodic jobs (retention); tests drive it with runDue().
+  // Periodic jobs (retention, rollups); tests drive it with runDue().
   scheduler::JobRunner& jobs() { return *jobs_; }
 
  private:
   void addRetentionJob();
+  void addRollupJob();
 
   core::Config config_;
   std::unique_ptr<storage::Store> store_;

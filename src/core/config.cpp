@@ -326,6 +326,15 @@ const std::vector<KeyDescriptor>& keyTable() {
                    if (text.empty()) failExpected(key.name, "a cron expression or @every DURATION", text);
                    c.storage.retentionSchedule = text;
                  }});
+    t.push_back({"storage.rollups", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   c.storage.rollups = parseBool(key, text);
+                 }});
+    t.push_back({"storage.rollup_schedule", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   if (text.empty()) failExpected(key.name, "a cron expression or @every DURATION", text);
+                   c.storage.rollupSchedule = text;
+                 }});
     t.push_back({"ingest.routes", Kind::kRoutes, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    c.ingest.routes = parseRoutes(key.name, text);

@@ -67,6 +67,9 @@ struct StorageConfig {
   // Per key: the key is removed from messages older than its duration (e.g. rpm=7d).
   std::vector<std::pair<std::string, std::int64_t>> retentionKeys;
   std::string retentionSchedule = "*/10 * * * *";  // when retention runs (cron, UTC)
+  // 1 min / 1 h rollups for series queries, kept by a periodic job.
+  bool rollups = true;
+  std::string rollupSchedule = "@every 1m";
 };
 
 // Where the device id of a routed message comes from.

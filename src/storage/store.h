@@ -35,6 +35,16 @@ struct SeriesQuery {
   std::int64_t toUs = INT64_MAX;
   std::int64_t bucketUs = 60'000'000;
   Aggregate aggregate = Aggregate::kAvg;
+  // Buckets of whole minutes (hours) use the 1 min (1 h) rollups where they are complete; the
+  // answer is the same as from raw rows. false: raw rows only (comparisons, diagnostics).
+  bool useRollups = true;
+};
+
+// What one Store::rollup run did.
+struct RollupRun {
+  std::int64_t watermarkUs = 0;  // every whole minute before it is rolled up
+  std::int64_t minutes = 0;  // (device, minute, key) rollups written
+  std::int64_t dirtyMinutes = 0;  // (device, minute)s redone because data arrived late
 };
 
 struct Bucket {
@@ -198,6 +208,15 @@ class Store {
   virtual core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) {
     (void)query;
     return core::Error{backendName() + ": fleet queries are not supported"};
+  }
+
+  // Rollups (storage/rollup.h): aggregates every whole minute before `untilUs` not yet rolled
+  // up (at most a day past the previous run) and redoes minutes that got records after they
+  // were rolled up; then the hours they fall in. Short transactions, any thread, concurrently
+  // with appendBatch; one run at a time.
+  virtual core::Result<RollupRun> rollup(std::int64_t untilUs) {
+    (void)untilUs;
+    return core::Error{backendName() + ": rollups are not supported"};
   }
 
   // A short backend name and whether it is usable right now, for health checks.

@@ -3,6 +3,7 @@
 // (partitions, migrations, reconnects) is tested at the end, per backend.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,6 +66,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::unique_ptr<Store> open() = 0;
+  // Runs SQL on the database directly, behind the store's back (tests of what the store uses).
+  virtual void exec(const std::string& sql) = 0;
 };
 
 class SqliteBackend : public Backend {
@@ -74,6 +77,16 @@ class SqliteBackend : public Backend {
     options.path = (dir_.path() / "data" / "tern.db").string();
     options.cacheBytes = 8 * 1024 * 1024;
     return sqlite::openSqliteStore(options);
+  }
+  void exec(const std::string& sql) override {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() / "data" / "tern.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+        << (error != nullptr ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
   }
 
  private:
@@ -95,6 +108,7 @@ class PostgresBackend : public Backend {
   std::unique_ptr<Store> open() override {
     return postgres::openPostgresStore(postgresOptions(url_));
   }
+  void exec(const std::string& sql) override { test::PostgresServer::query(url_, sql); }
   const std::string& url() const { return url_; }
 
  private:
@@ -1320,6 +1334,159 @@ INSTANTIATE_TEST_SUITE_P(contract, FleetTest, ::testing::Values("sqlite", "postg
                          });
 
 // The "contract" prefix lets `ctest -R contract` pick the whole suite.
+// --- rollups -------------------------------------------------------------------------------------
+
+constexpr std::int64_t kMinuteUs = 60'000'000;
+constexpr std::int64_t kHourUs = 60 * kMinuteUs;
+constexpr std::int64_t kSecondUs = 1'000'000;
+
+// Raw rows against rollups: every aggregate, buckets from 1 min to 1 d (and 90 s, which
+// rollups cannot serve), aligned and unaligned ranges, two keys; bucket for bucket the same
+// start, count and value. Values are multiples of 1/4, so every sum is exact in any order.
+void expectRollupsMatchRaw(Store& store, const std::string& device, std::int64_t t0,
+                           const std::string& when) {
+  const Aggregate aggregates[] = {Aggregate::kAvg, Aggregate::kMin,   Aggregate::kMax,
+                                  Aggregate::kSum, Aggregate::kCount, Aggregate::kFirst,
+                                  Aggregate::kLast};
+  const std::int64_t buckets[] = {kMinuteUs, 90 * kSecondUs, 5 * kMinuteUs, kHourUs,
+                                  86'400'000'000};
+  const std::pair<std::int64_t, std::int64_t> ranges[] = {
+      {t0 - kHourUs, t0 + 5 * kHourUs},
+      {kJan2026Us + kHourUs, kJan2026Us + 3 * kHourUs},
+      {t0 + 17 * kMinuteUs + 3 * kSecondUs, t0 + 2 * kHourUs + kSecondUs}};
+  for (const std::string key : {"v", "w"}) {
+    for (const Aggregate aggregate : aggregates) {
+      for (const std::int64_t bucket : buckets) {
+        for (const auto& [from, to] : ranges) {
+          SeriesQuery q;
+          q.deviceId = device;
+          q.key = key;
+          q.fromUs = from;
+          q.toUs = to;
+          q.bucketUs = bucket;
+          q.aggregate = aggregate;
+          q.useRollups = false;
+          auto raw = store.querySeries(q);
+          q.useRollups = true;
+          auto rolled = store.querySeries(q);
+          ASSERT_TRUE(raw.ok() && rolled.ok()) << when;
+          const std::string what = when + ": " + device + " " + key + " agg " +
+                                   std::to_string(static_cast<int>(aggregate)) + " bucket " +
+                                   std::to_string(bucket) + " from " + std::to_string(from);
+          ASSERT_EQ(raw->size(), rolled->size()) << what;
+          for (std::size_t i = 0; i < raw->size(); ++i) {
+            ASSERT_EQ((*raw)[i].startUs, (*rolled)[i].startUs) << what;
+            ASSERT_EQ((*raw)[i].count, (*rolled)[i].count) << what;
+            ASSERT_EQ((*raw)[i].value, (*rolled)[i].value) << what << " bucket " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Three hours of readings every 7 s, not minute-aligned, with equal timestamps now and then
+// (first/last then go by store id), plus values that are not numbers.
+std::vector<Record> rollupReadings(const std::string& device, std::int64_t t0, int n,
+                                   int offset = 0) {
+  std::vector<Record> records;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t ts = t0 + static_cast<std::int64_t>(i) * 7 * kSecondUs;
+    const int k = i + offset;
+    records.push_back(makeRecord(device, ts,
+                                 {{"v", static_cast<double>(k % 37) * 0.25 - 3},
+                                  {"w", std::int64_t{k % 11}},
+                                  {"s", std::string("x")},
+                                  {"b", k % 2 == 0}}));
+    if (i % 50 == 0) {
+      records.push_back(makeRecord(device, ts, {{"v", static_cast<double>(k % 5) + 0.5}}));
+    }
+  }
+  return records;
+}
+
+TEST_P(StoreContractTest, RollupsAnswerExactlyLikeRawRows) {
+  const std::int64_t t0 = kJan2026Us + 13 * kMinuteUs + 7 * kSecondUs;
+  const auto readings = rollupReadings("r1", t0, 1600);
+  for (std::size_t i = 0; i < readings.size(); i += 100) {
+    append(std::vector<Record>(readings.begin() + static_cast<std::ptrdiff_t>(i),
+                               readings.begin() + static_cast<std::ptrdiff_t>(
+                                                      std::min(readings.size(), i + 100))));
+  }
+  append(rollupReadings("r2", t0 + 5 * kMinuteUs, 300, 7));
+  expectRollupsMatchRaw(*store_, "r1", t0, "before any rollup run");
+
+  auto run = store_->rollup(t0 + 2 * kHourUs);
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  EXPECT_EQ(run->watermarkUs, (t0 + 2 * kHourUs) / kMinuteUs * kMinuteUs);
+  EXPECT_GT(run->minutes, 200);
+  EXPECT_EQ(run->dirtyMinutes, 0);
+  expectRollupsMatchRaw(*store_, "r1", t0, "rolled up 2 h");
+  expectRollupsMatchRaw(*store_, "r2", t0, "rolled up 2 h");
+
+  // Late data into minutes already rolled up (a replayed spool): another value in a known
+  // minute, an earlier one than all, a new key, a new device.
+  append({makeRecord("r1", t0 + 10 * kMinuteUs + 1, {{"v", 100.0}, {"w", std::int64_t{-5}}}),
+          makeRecord("r1", t0 - 3 * kMinuteUs, {{"v", -100.0}}),
+          makeRecord("r1", t0 + 61 * kMinuteUs, {{"v", 0.25}, {"new", 1.0}}),
+          makeRecord("r3", t0 + 30 * kMinuteUs, {{"v", 2.0}})});
+  expectRollupsMatchRaw(*store_, "r1", t0, "late data, not re-rolled yet");
+  expectRollupsMatchRaw(*store_, "r3", t0, "late data, not re-rolled yet");
+
+  run = store_->rollup(t0 + 3 * kHourUs);
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  EXPECT_EQ(run->dirtyMinutes, 4);
+  expectRollupsMatchRaw(*store_, "r1", t0, "late data re-rolled");
+  expectRollupsMatchRaw(*store_, "r3", t0, "late data re-rolled");
+  run = store_->rollup(t0 + 3 * kHourUs);  // nothing new: nothing to do
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->minutes, 0);
+  EXPECT_EQ(run->dirtyMinutes, 0);
+
+  // Retention: the unit holding the cutoff is partly gone, so it comes from raw rows; whole
+  // units before it are gone with their messages. Per-key retention likewise for one key.
+  ASSERT_TRUE(store_->deleteBefore(t0 + 20 * kMinuteUs + 30 * kSecondUs).ok());
+  expectRollupsMatchRaw(*store_, "r1", t0, "after retention");
+  ASSERT_TRUE(store_->dropKeyBefore("w", t0 + kHourUs + 10 * kMinuteUs + kSecondUs).ok());
+  expectRollupsMatchRaw(*store_, "r1", t0, "after per-key retention");
+  run = store_->rollup(t0 + 4 * kHourUs);
+  ASSERT_TRUE(run.ok());
+  expectRollupsMatchRaw(*store_, "r1", t0, "rolled up after retention");
+}
+
+// The rollups are really what answers: raw rows deleted behind the store's back (no dirty
+// mark) disappear from raw answers but not from rolled-up ones.
+TEST_P(StoreContractTest, RolledUpRangesAreAnsweredFromRollups) {
+  const std::int64_t t0 = kJan2026Us;
+  append(rollupReadings("r1", t0, 1000));
+  ASSERT_TRUE(store_->rollup(t0 + 2 * kHourUs).ok());
+  SeriesQuery q;
+  q.deviceId = "r1";
+  q.key = "v";
+  q.fromUs = t0;
+  q.toUs = t0 + kHourUs;
+  q.bucketUs = kHourUs;
+  q.aggregate = Aggregate::kCount;
+  auto before = store_->querySeries(q);
+  ASSERT_TRUE(before.ok() && before->size() == 1u);
+  backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(t0 + 10 * kMinuteUs) +
+                 " AND ts < " + std::to_string(t0 + 20 * kMinuteUs));
+  auto rolled = store_->querySeries(q);
+  q.useRollups = false;
+  auto raw = store_->querySeries(q);
+  ASSERT_TRUE(rolled.ok() && raw.ok());
+  ASSERT_EQ(rolled->size(), 1u);
+  ASSERT_EQ(raw->size(), 1u);
+  EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
+  EXPECT_LT((*raw)[0].count, (*before)[0].count);
+  // Minute buckets come from minute rollups.
+  q.bucketUs = kMinuteUs;
+  q.useRollups = true;
+  auto minutes = store_->querySeries(q);
+  ASSERT_TRUE(minutes.ok());
+  EXPECT_EQ(minutes->size(), 60u);
+}
+
 INSTANTIATE_TEST_SUITE_P(contract, StoreContractTest, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            return param.param;
@@ -1449,8 +1616,8 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   auto second = backend_.open();  // two at once, like two nodes
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3");
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 3);
+      "1,2,3,4");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 4);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
@@ -1459,11 +1626,14 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   sql("DROP TABLE tern_retention_progress");
   sql("DROP TABLE device_tags");
   sql("ALTER TABLE devices DROP COLUMN attributes");
+  sql("DROP TABLE tern_rollup_1m, tern_rollup_1h, tern_rollup_dirty, tern_rollup_state, "
+      "tern_rollup_key_floor");
+  sql("DROP INDEX messages_ts_brin");
   sql("DELETE FROM tern_schema_version WHERE version > 1");
   second = backend_.open();
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3");
+      "1,2,3,4");
   EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
   // Existing devices get empty attributes and no tags, and can be tagged.
   auto old = second->getDevice("m");
@@ -1476,6 +1646,9 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   ASSERT_TRUE(tagged.ok()) << tagged.error().message;
   EXPECT_EQ(tagged->messageCount, 1);
   EXPECT_EQ(tagged->tags.at("fleet"), "east");
+  // And rolls up.
+  auto rolled = second->rollup(1'000'000'000);
+  EXPECT_TRUE(rolled.ok()) << rolled.error().message;
 
   sql("INSERT INTO tern_schema_version(version) VALUES (99)");
   try {

@@ -97,6 +97,9 @@ class CountingStore : public storage::Store {
       const storage::FleetDailyQuery& query) override {
     return inner_.fleetDaily(query);
   }
+  core::Result<storage::RollupRun> rollup(std::int64_t untilUs) override {
+    return inner_.rollup(untilUs);
+  }
   std::string backendName() const override { return inner_.backendName(); }
   core::Status check() override { return inner_.check(); }
 

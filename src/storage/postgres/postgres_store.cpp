@@ -22,11 +22,12 @@
 #include <utility>
 
 #include "storage/postgres/flat_json.h"
+#include "storage/rollup.h"
 
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
 constexpr std::size_t kMaxIdleReaders = 8;
 constexpr std::int64_t kUsPerDay = 86'400'000'000;
@@ -93,6 +94,24 @@ CREATE TABLE device_tags(
 );
 -- A group (key = value) is one range of this index.
 CREATE INDEX device_tags_key_value ON device_tags(key, value, device_id))sql";
+
+// Rollups (storage/rollup.h): per device, minute (hour) and key. tern_rollup_state holds the
+// watermark (whole minutes before it are rolled up), pending (the writer marks records before it
+// dirty) and the retention floor; tern_rollup_key_floor the per-key retention floors. The BRIN
+// index lets a rollup run read one minute range of every device without a scan.
+constexpr const char* kMigration4 = R"sql(
+CREATE TABLE tern_rollup_1m(
+  device_id text NOT NULL, bucket bigint NOT NULL, key text NOT NULL,
+  n bigint NOT NULL, sum float8 NOT NULL, min float8 NOT NULL, max float8 NOT NULL,
+  first_ts bigint NOT NULL, first float8 NOT NULL, last_ts bigint NOT NULL, last float8 NOT NULL,
+  PRIMARY KEY (device_id, bucket, key));
+CREATE TABLE tern_rollup_1h (LIKE tern_rollup_1m INCLUDING ALL);
+CREATE TABLE tern_rollup_dirty(id bigserial PRIMARY KEY, device_id text NOT NULL,
+  bucket bigint NOT NULL);
+CREATE TABLE tern_rollup_state(id int PRIMARY KEY CHECK (id = 1), watermark bigint NOT NULL,
+  pending bigint NOT NULL, floor bigint NOT NULL);
+CREATE TABLE tern_rollup_key_floor(key text PRIMARY KEY, floor bigint NOT NULL);
+CREATE INDEX messages_ts_brin ON messages USING brin(ts))sql";
 
 // --- SQL ---------------------------------------------------------------------------------------
 
@@ -211,6 +230,96 @@ constexpr const char* kSqlGetProgress =
 constexpr const char* kSqlSetProgress =
     "INSERT INTO tern_retention_progress(key, done_before) VALUES ($1, $2::int8) "
     "ON CONFLICT(key) DO UPDATE SET done_before = excluded.done_before";
+// Rollups.
+constexpr const char* kSqlPendingForShare =
+    "SELECT pending FROM tern_rollup_state WHERE id = 1 FOR SHARE";
+constexpr const char* kSqlMarkDirty =
+    "INSERT INTO tern_rollup_dirty(device_id, bucket) VALUES ($1, $2::int8)";
+constexpr const char* kSqlRollupLock = "SELECT pg_advisory_lock(7384612094)";
+constexpr const char* kSqlRollupUnlock = "SELECT pg_advisory_unlock(7384612094)";
+constexpr const char* kSqlStateForUpdate =
+    "SELECT watermark, pending FROM tern_rollup_state WHERE id = 1 FOR UPDATE";
+constexpr const char* kSqlMinFirstSeen =
+    "SELECT min(first_seen)::int8 FROM devices WHERE message_count > 0";
+constexpr const char* kSqlSetPending = "UPDATE tern_rollup_state SET pending = $1::int8 WHERE id = 1";
+constexpr const char* kSqlSetWatermark =
+    "UPDATE tern_rollup_state SET watermark = greatest(watermark, $1::int8) WHERE id = 1";
+constexpr const char* kSqlDirtyTable =
+    "CREATE TEMP TABLE tern_dirty_now(device_id text, bucket bigint) ON COMMIT DROP";
+constexpr const char* kSqlTouchedTable =
+    "CREATE TEMP TABLE tern_touched(device_id text, hour bigint, minutes bigint) ON COMMIT DROP";
+// Marks from after this transaction's snapshot stay for the next run.
+constexpr const char* kSqlTakeDirty =
+    "WITH d AS (DELETE FROM tern_rollup_dirty RETURNING device_id, bucket) "
+    "INSERT INTO tern_dirty_now SELECT DISTINCT device_id, bucket FROM d WHERE bucket < $1::int8";
+constexpr const char* kSqlCountDirty = "SELECT count(*)::int8 FROM tern_dirty_now";
+// first/last: the value of the smallest/largest (ts, id), as the raw query orders them.
+#define TERN_ROLLUP_SET                                                                    \
+  "ON CONFLICT (device_id, bucket, key) DO UPDATE SET n = excluded.n, sum = excluded.sum, " \
+  "min = excluded.min, max = excluded.max, first_ts = excluded.first_ts, "                \
+  "first = excluded.first, last_ts = excluded.last_ts, last = excluded.last"
+constexpr const char* kSqlRollMinutes =
+    "WITH ins AS (INSERT INTO tern_rollup_1m(device_id, bucket, key, n, sum, min, max, first_ts, "
+    "first, last_ts, last) "
+    "SELECT device_id, b, key, count(*), sum(v), min(v), max(v), min(ts), "
+    "(array_agg(v ORDER BY ts, id))[1], max(ts), (array_agg(v ORDER BY ts DESC, id DESC))[1] "
+    "FROM (SELECT m.device_id, m.ts, m.id, m.ts - (((m.ts % 60000000) + 60000000) % 60000000) "
+    "AS b, j.key, j.value::text::float8 AS v FROM messages m, json_each(m.fields) j "
+    "WHERE m.ts >= $1::int8 AND m.ts < $2::int8 AND json_typeof(j.value) = 'number' "
+    "UNION ALL "
+    "SELECT m.device_id, m.ts, m.id, d.bucket, j.key, j.value::text::float8 "
+    "FROM tern_dirty_now d JOIN messages m ON m.device_id = d.device_id "
+    "AND m.ts >= d.bucket AND m.ts < d.bucket + 60000000, json_each(m.fields) j "
+    "WHERE json_typeof(j.value) = 'number') AS s "
+    "GROUP BY device_id, b, key " TERN_ROLLUP_SET " RETURNING device_id, bucket) "
+    "INSERT INTO tern_touched SELECT DISTINCT device_id, bucket - (((bucket % 3600000000) + 3600000000) % 3600000000) "
+    "AS hour, count(*) OVER () AS minutes FROM ins";
+constexpr const char* kSqlCountMinutes =
+    "SELECT coalesce(sum(minutes), 0)::int8 FROM (SELECT DISTINCT minutes FROM tern_touched) t";
+constexpr const char* kSqlRollHours =
+    "INSERT INTO tern_rollup_1h(device_id, bucket, key, n, sum, min, max, first_ts, first, "
+    "last_ts, last) "
+    "SELECT r.device_id, t.hour, r.key, sum(r.n)::int8, sum(r.sum), min(r.min), max(r.max), "
+    "min(r.first_ts), (array_agg(r.first ORDER BY r.first_ts))[1], max(r.last_ts), "
+    "(array_agg(r.last ORDER BY r.last_ts DESC))[1] "
+    "FROM (SELECT DISTINCT device_id, hour FROM tern_touched) t JOIN tern_rollup_1m r "
+    "ON r.device_id = t.device_id AND r.bucket >= t.hour AND r.bucket < t.hour + 3600000000 "
+    "GROUP BY r.device_id, t.hour, r.key " TERN_ROLLUP_SET;
+#undef TERN_ROLLUP_SET
+constexpr const char* kSqlRollupQueryState =
+    "SELECT watermark, greatest(floor, coalesce((SELECT floor FROM tern_rollup_key_floor "
+    "WHERE key = $1), floor)) FROM tern_rollup_state WHERE id = 1";
+constexpr const char* kSqlDirtyInRange =
+    "SELECT DISTINCT bucket FROM tern_rollup_dirty WHERE device_id = $1 AND bucket >= $2::int8 "
+    "AND bucket < $3::int8";
+constexpr const char* kSqlRolledMinutes =
+    "SELECT bucket, n, sum, min, max, first_ts, first, last_ts, last FROM tern_rollup_1m "
+    "WHERE device_id = $1 AND bucket >= $2::int8 AND bucket < $3::int8 AND key = $4 "
+    "ORDER BY bucket";
+constexpr const char* kSqlRolledHours =
+    "SELECT bucket, n, sum, min, max, first_ts, first, last_ts, last FROM tern_rollup_1h "
+    "WHERE device_id = $1 AND bucket >= $2::int8 AND bucket < $3::int8 AND key = $4 "
+    "ORDER BY bucket";
+constexpr const char* kSqlRawValues =
+    "SELECT ts, id, (fields->>$4::text)::float8 FROM messages WHERE device_id = $1 "
+    "AND ts >= $2::int8 AND ts < $3::int8 AND json_typeof(fields->$4::text) = 'number' "
+    "ORDER BY ts, id";
+constexpr const char* kSqlRaiseFloor =
+    "UPDATE tern_rollup_state SET floor = greatest(floor, $1::int8) WHERE id = 1";
+constexpr const char* kSqlRaiseKeyFloor =
+    "INSERT INTO tern_rollup_key_floor(key, floor) VALUES ($1, $2::int8) ON CONFLICT(key) "
+    "DO UPDATE SET floor = greatest(tern_rollup_key_floor.floor, excluded.floor)";
+constexpr const char* kSqlDeleteOldMinutes =
+    "DELETE FROM tern_rollup_1m WHERE device_id = $1 AND bucket < $2::int8";
+constexpr const char* kSqlDeleteOldHours =
+    "DELETE FROM tern_rollup_1h WHERE device_id = $1 AND bucket < $2::int8";
+constexpr const char* kSqlDeleteOldDirty = "DELETE FROM tern_rollup_dirty WHERE bucket < $1::int8";
+constexpr const char* kSqlDeleteOldKeyMinutes =
+    "DELETE FROM tern_rollup_1m WHERE device_id = $1 AND bucket < $2::int8 AND key = $3";
+constexpr const char* kSqlDeleteOldKeyHours =
+    "DELETE FROM tern_rollup_1h WHERE device_id = $1 AND bucket < $2::int8 AND key = $3";
+// One run rolls up at most a day past the watermark (a catch-up takes one run per day).
+constexpr std::int64_t kRollupMaxSpanUs = 86'400'000'000;
 constexpr const char* kSqlPartitions =
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "WHERE i.inhparent = to_regclass('messages')";
@@ -737,6 +846,7 @@ class PostgresStore final : public Store {
   core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
   core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) override;
+  core::Result<RollupRun> rollup(std::int64_t untilUs) override;
 
   core::Result<std::string> layout();
 
@@ -755,6 +865,9 @@ class PostgresStore final : public Store {
   core::Result<std::int64_t> dropExpiredPartitions(PGconn* conn, std::int64_t cutoffUs);
   core::Result<std::int64_t> dropExpiredTable(PGconn* conn, const std::string& name);
   core::Result<std::vector<std::string>> devicesBefore(PGconn* conn, std::int64_t cutoffUs);
+  core::Result<RollupRun> rollupLocked(PGconn* conn, std::int64_t untilUs);
+  // The series from rollups where they are complete; nullopt: rollups cover none of it.
+  core::Result<std::optional<std::vector<Bucket>>> querySeriesRolledUp(const SeriesQuery& query);
 
   PostgresOptions options_;
   ConnectGate gate_;
@@ -838,6 +951,11 @@ void PostgresStore::migrate() {
       } else if (next == 3) {
         sql = kMigration3;
         sql += ";\n";
+      } else if (next == 4) {
+        sql = kMigration4;
+        sql += ";\nINSERT INTO tern_rollup_state VALUES (1, ";
+        const std::string none = toText(rollup::kNoWatermark);
+        sql += none + ", " + none + ", " + none + ");\n";
       }
       sql += "INSERT INTO tern_schema_version(version) VALUES (";
       sql += std::to_string(next);
@@ -1026,6 +1144,16 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
   if (auto status = command(writer_.get(), "BEGIN", "begin"); !status) {
     return status;
   }
+  // A rollup run announces its target (pending) under a row lock that waits for this share
+  // lock: a batch that read an older target commits before the run reads, and any later one
+  // marks what falls before the target dirty.
+  auto pending = exec(writer_.get(), kSqlPendingForShare, "read the rollup target");
+  if (!pending) {
+    return pending.error();
+  }
+  const std::int64_t rolledBefore = PQntuples(pending->get()) > 0
+                                        ? cellInt64(pending->get(), 0, 0)
+                                        : rollup::kNoWatermark;
   copy_.reset();
   for (const DeviceBatch& device : devices) {
     scratch_.clear();
@@ -1075,6 +1203,23 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
   if (auto status = copyIn(writer_.get(), kSqlCopyMessages, copy_.finish(), "copy messages");
       !status) {
     return status;
+  }
+  if (rolledBefore != rollup::kNoWatermark) {
+    std::set<std::pair<std::string_view, std::int64_t>> late;
+    for (const Record& record : records) {
+      if (record.serverTimeUs < rolledBefore) {
+        late.emplace(record.deviceId,
+                     rollup::floorTo(record.serverTimeUs, rollup::kMinuteUs));
+      }
+    }
+    for (const auto& [device, minute] : late) {
+      auto marked = exec(writer_.get(), kSqlMarkDirty, "mark a rolled-up minute dirty",
+                         {std::string(validText(device, scratch_)), toText(minute)},
+                         PGRES_COMMAND_OK);
+      if (!marked) {
+        return marked.error();
+      }
+    }
   }
   commitSent = true;
   return command(writer_.get(), "COMMIT", "commit");
@@ -1130,6 +1275,15 @@ core::Result<std::vector<StoredRecord>> PostgresStore::queryMessages(const Messa
 core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& query) {
   if (query.bucketUs <= 0) {
     return core::Error{"bucket must be positive"};
+  }
+  if (query.useRollups && rollup::rollupUnit(query)) {
+    auto rolled = querySeriesRolledUp(query);
+    if (!rolled) {
+      return rolled.error();
+    }
+    if (rolled->has_value()) {
+      return std::move(**rolled);
+    }
   }
   std::string sql = kSqlSeriesHead;
   switch (query.aggregate) {
@@ -1376,6 +1530,12 @@ core::Result<std::int64_t> PostgresStore::deleteBefore(std::int64_t cutoffUs) {
   if (!conn) {
     return conn.error();
   }
+  // Before any message goes: from now on queries use no rollup of a unit before the cutoff.
+  if (auto raised = exec(*conn, kSqlRaiseFloor, "raise the rollup floor", {toText(cutoffUs)},
+                         PGRES_COMMAND_OK);
+      !raised) {
+    return raised.error();
+  }
   std::int64_t total = 0;
   if (partitioned_) {
     auto dropped = dropExpiredPartitions(*conn, cutoffUs);
@@ -1392,7 +1552,23 @@ core::Result<std::int64_t> PostgresStore::deleteBefore(std::int64_t cutoffUs) {
   }
   const std::string cutoff = toText(cutoffUs);
   const std::string chunk = toText(kRetentionChunk);
+  // Rollups of whole units before the cutoff go with their messages (the unit holding the
+  // cutoff stays, below the floor, until the next run).
+  const std::string minuteCutoff = toText(rollup::floorTo(cutoffUs, rollup::kMinuteUs));
+  const std::string hourCutoff = toText(rollup::floorTo(cutoffUs, rollup::kHourUs));
+  if (auto cleared = exec(*conn, kSqlDeleteOldDirty, "delete old dirty minutes", {minuteCutoff},
+                          PGRES_COMMAND_OK);
+      !cleared) {
+    return cleared.error();
+  }
   for (const std::string& device : *devices) {
+    for (const auto& [sql, before] : {std::pair{kSqlDeleteOldMinutes, &minuteCutoff},
+                                      std::pair{kSqlDeleteOldHours, &hourCutoff}}) {
+      if (auto del = exec(*conn, sql, "delete old rollups", {device, *before}, PGRES_COMMAND_OK);
+          !del) {
+        return del.error();
+      }
+    }
     while (true) {
       if (auto status = command(*conn, "BEGIN", "begin retention"); !status) {
         return core::Error{status.message()};
@@ -1444,14 +1620,29 @@ core::Result<std::int64_t> PostgresStore::dropKeyBefore(const std::string& key,
   if (from >= cutoffUs) {
     return std::int64_t{0};
   }
+  if (auto raised = exec(*conn, kSqlRaiseKeyFloor, "raise the rollup floor of a key",
+                         {storedKey, toText(cutoffUs)}, PGRES_COMMAND_OK);
+      !raised) {
+    return raised.error();
+  }
   auto devices = devicesBefore(*conn, cutoffUs);
   if (!devices) {
     return devices.error();
   }
   const std::vector<std::string> base{toText(cutoffUs), storedKey, toText(from),
                                       toText(kRetentionChunk)};
+  const std::string minuteCutoff = toText(rollup::floorTo(cutoffUs, rollup::kMinuteUs));
+  const std::string hourCutoff = toText(rollup::floorTo(cutoffUs, rollup::kHourUs));
   std::int64_t total = 0;
   for (const std::string& device : *devices) {
+    for (const auto& [sql, before] : {std::pair{kSqlDeleteOldKeyMinutes, &minuteCutoff},
+                                      std::pair{kSqlDeleteOldKeyHours, &hourCutoff}}) {
+      if (auto del = exec(*conn, sql, "delete old rollups of a key", {device, *before, storedKey},
+                          PGRES_COMMAND_OK);
+          !del) {
+        return del.error();
+      }
+    }
     const std::vector<std::string> params{device, base[0], base[1], base[2], base[3]};
     while (true) {
       // One statement, so one short transaction per chunk.
@@ -1761,6 +1952,195 @@ core::Result<std::vector<FleetDailyRow>> PostgresStore::fleetDaily(const FleetDa
         }
         return out;
       });
+}
+
+core::Result<RollupRun> PostgresStore::rollup(std::int64_t untilUs) {
+  std::lock_guard lock(maintenanceMutex_);
+  auto conn = maintenanceLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  // One run at a time across every node on this database.
+  if (auto locked = exec(*conn, kSqlRollupLock, "lock rollups"); !locked) {
+    return locked.error();
+  }
+  auto run = rollupLocked(*conn, untilUs);
+  rollback(*conn);
+  if (auto unlocked = exec(*conn, kSqlRollupUnlock, "unlock rollups"); !unlocked && run) {
+    return unlocked.error();
+  }
+  return run;
+}
+
+core::Result<RollupRun> PostgresStore::rollupLocked(PGconn* conn, std::int64_t untilUs) {
+  // 1. Announce the target. FOR UPDATE waits for a batch in flight (it holds a share lock on
+  //    the row), so every batch that saw the old target is committed before the reads below,
+  //    and every later one marks records before the new target dirty.
+  std::int64_t watermark = rollup::kNoWatermark;
+  std::int64_t target = rollup::floorTo(untilUs, rollup::kMinuteUs);
+  if (auto status = command(conn, "BEGIN", "begin rollup"); !status) {
+    return core::Error{status.message()};
+  }
+  auto state = exec(conn, kSqlStateForUpdate, "read rollup state");
+  if (!state) {
+    return state.error();
+  }
+  if (PQntuples(state->get()) != 1) {
+    return core::Error{"postgres: rollup state is missing"};
+  }
+  watermark = cellInt64(state->get(), 0, 0);
+  const std::int64_t pending = cellInt64(state->get(), 0, 1);
+  std::int64_t base = watermark;
+  if (base == rollup::kNoWatermark) {
+    auto first = exec(conn, kSqlMinFirstSeen, "find the oldest message");
+    if (!first) {
+      return first.error();
+    }
+    base = PQgetisnull(first->get(), 0, 0)
+               ? target
+               : rollup::floorTo(cellInt64(first->get(), 0, 0), rollup::kMinuteUs);
+  }
+  target = std::max(watermark, std::min(target, base + kRollupMaxSpanUs));
+  if (target > pending) {
+    if (auto set = exec(conn, kSqlSetPending, "announce the rollup target", {toText(target)},
+                        PGRES_COMMAND_OK);
+        !set) {
+      return set.error();
+    }
+  }
+  if (auto status = command(conn, "COMMIT", "commit rollup target"); !status) {
+    return core::Error{status.message()};
+  }
+
+  // 2. One snapshot: take the dirty marks, roll up [watermark, target) and the dirty minutes,
+  //    then the hours they fall in. Only this job writes these rows, so nothing conflicts.
+  RollupRun run;
+  if (auto status = command(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", "begin rollup");
+      !status) {
+    return core::Error{status.message()};
+  }
+  for (const char* sql : {kSqlDirtyTable, kSqlTouchedTable}) {
+    if (auto status = command(conn, sql, "create rollup work tables"); !status) {
+      return core::Error{status.message()};
+    }
+  }
+  const std::string from = toText(watermark);
+  const std::string to = toText(target);
+  if (auto taken = exec(conn, kSqlTakeDirty, "take dirty minutes", {from}, PGRES_COMMAND_OK);
+      !taken) {
+    return taken.error();
+  }
+  auto dirty = exec(conn, kSqlCountDirty, "count dirty minutes");
+  if (!dirty) {
+    return dirty.error();
+  }
+  run.dirtyMinutes = cellInt64(dirty->get(), 0, 0);
+  if (auto rolled = exec(conn, kSqlRollMinutes, "roll up minutes", {from, to}, PGRES_COMMAND_OK);
+      !rolled) {
+    return rolled.error();
+  }
+  auto minutes = exec(conn, kSqlCountMinutes, "count minute rollups");
+  if (!minutes) {
+    return minutes.error();
+  }
+  run.minutes = cellInt64(minutes->get(), 0, 0);
+  if (auto hours = exec(conn, kSqlRollHours, "roll up hours", {}, PGRES_COMMAND_OK); !hours) {
+    return hours.error();
+  }
+  if (auto status = command(conn, "COMMIT", "commit rollup"); !status) {
+    return core::Error{status.message()};
+  }
+  // 3. Queries use the rollups up to the new watermark from now on. A crash before this
+  //    statement redoes the same range next time.
+  if (auto moved = exec(conn, kSqlSetWatermark, "move the rollup watermark", {to},
+                        PGRES_COMMAND_OK);
+      !moved) {
+    return moved.error();
+  }
+  run.watermarkUs = target;
+  return run;
+}
+
+core::Result<std::optional<std::vector<Bucket>>> PostgresStore::querySeriesRolledUp(
+    const SeriesQuery& query) {
+  using Out = std::optional<std::vector<Bucket>>;
+  std::string scratch;
+  const std::string key(validText(query.key, scratch));
+  return readers_.run<Out>([&](PGconn* conn) -> core::Result<Out> {
+    // One snapshot for the state, the rollups and the raw rows.
+    if (auto status = command(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                              "begin series");
+        !status) {
+      return core::Error{status.message()};
+    }
+    struct End {
+      PGconn* conn;
+      ~End() { rollback(conn); }
+    } end{conn};
+    auto stateRow = exec(conn, kSqlRollupQueryState, "read rollup state", {key});
+    if (!stateRow) {
+      return stateRow.error();
+    }
+    if (PQntuples(stateRow->get()) != 1) {
+      return Out();
+    }
+    rollup::State state;
+    state.watermarkUs = cellInt64(stateRow->get(), 0, 0);
+    state.floorUs = cellInt64(stateRow->get(), 0, 1);
+    if (state.watermarkUs == rollup::kNoWatermark) {
+      return Out();
+    }
+    auto dirty = exec(conn, kSqlDirtyInRange, "read dirty minutes",
+                      {query.deviceId, toText(rollup::floorTo(query.fromUs, rollup::kHourUs)),
+                       toText(query.toUs)});
+    if (!dirty) {
+      return dirty.error();
+    }
+    for (int row = 0; row < PQntuples(dirty->get()); ++row) {
+      state.dirtyMinutes.push_back(cellInt64(dirty->get(), row, 0));
+    }
+    rollup::Source source;
+    source.rolled = [&](bool hours, std::int64_t from,
+                        std::int64_t to) -> core::Result<std::vector<rollup::TimedPartial>> {
+      auto rows = exec(conn, hours ? kSqlRolledHours : kSqlRolledMinutes, "read rollups",
+                       {query.deviceId, toText(from), toText(to), key});
+      if (!rows) {
+        return rows.error();
+      }
+      std::vector<rollup::TimedPartial> out;
+      const PGresult* r = rows->get();
+      for (int row = 0; row < PQntuples(r); ++row) {
+        rollup::Partial p;
+        p.count = cellInt64(r, row, 1);
+        p.sum = cellDouble(r, row, 2);
+        p.min = cellDouble(r, row, 3);
+        p.max = cellDouble(r, row, 4);
+        p.firstTs = cellInt64(r, row, 5);
+        p.first = cellDouble(r, row, 6);
+        p.lastTs = cellInt64(r, row, 7);
+        p.last = cellDouble(r, row, 8);
+        out.emplace_back(cellInt64(r, row, 0), p);
+      }
+      return out;
+    };
+    source.raw = [&](std::int64_t from,
+                     std::int64_t to) -> core::Result<std::vector<rollup::RawValue>> {
+      auto rows = exec(conn, kSqlRawValues, "query series",
+                       {query.deviceId, toText(from), toText(to), key});
+      if (!rows) {
+        return rows.error();
+      }
+      std::vector<rollup::RawValue> out;
+      const PGresult* r = rows->get();
+      out.reserve(static_cast<std::size_t>(PQntuples(r)));
+      for (int row = 0; row < PQntuples(r); ++row) {
+        out.push_back(rollup::RawValue{cellInt64(r, row, 0), cellInt64(r, row, 1),
+                                       cellDouble(r, row, 2)});
+      }
+      return out;
+    };
+    return rollup::query(query, state, source);
+  });
 }
 
 core::Result<std::string> PostgresStore::layout() {

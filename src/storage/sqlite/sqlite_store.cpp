@@ -4,6 +4,9 @@
 
 #include <sqlite3.h>
 
+#include <map>
+#include <set>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -18,10 +21,12 @@
 #include <utility>
 #include <vector>
 
+#include "storage/rollup.h"
+
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
 constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
@@ -70,6 +75,24 @@ CREATE TABLE device_tags(
 ) WITHOUT ROWID;
 -- A group (key = value) is one range of this index, already in device order.
 CREATE INDEX device_tags_key_value ON device_tags(key, value, device);
+)sql"},
+    // Rollups (storage/rollup.h): per device, minute (hour) and key, the numeric values' count,
+    // sum, min, max, first and last. Keyed by (device, bucket, key) so that retention and a
+    // dirty minute are key ranges; a query reads all keys of its range and keeps one.
+    {3, R"sql(
+CREATE TABLE rollup_1m(
+  device INTEGER NOT NULL, bucket INTEGER NOT NULL, key TEXT NOT NULL,
+  n INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+  first_ts INTEGER NOT NULL, first REAL NOT NULL, last_ts INTEGER NOT NULL, last REAL NOT NULL,
+  PRIMARY KEY(device, bucket, key)) WITHOUT ROWID;
+CREATE TABLE rollup_1h(
+  device INTEGER NOT NULL, bucket INTEGER NOT NULL, key TEXT NOT NULL,
+  n INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+  first_ts INTEGER NOT NULL, first REAL NOT NULL, last_ts INTEGER NOT NULL, last REAL NOT NULL,
+  PRIMARY KEY(device, bucket, key)) WITHOUT ROWID;
+-- Minutes before the rollup watermark that got a record after they were rolled up.
+CREATE TABLE rollup_dirty(device INTEGER NOT NULL, bucket INTEGER NOT NULL,
+  PRIMARY KEY(device, bucket)) WITHOUT ROWID;
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
@@ -174,6 +197,58 @@ constexpr const char* kSqlGetMeta = "SELECT value FROM meta WHERE key = ?1";
 constexpr const char* kSqlSetMeta =
     "INSERT INTO meta(key, value) VALUES(?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+// Rollups. State in meta: rollup_watermark (whole minutes before it are rolled up),
+// rollup_pending (the writer marks records before it dirty), rollup_floor and
+// rollup_floor:<key> (retention: rollups of units before it are not used).
+constexpr const char* kMetaWatermark = "rollup_watermark";
+constexpr const char* kMetaPending = "rollup_pending";
+constexpr const char* kMetaFloor = "rollup_floor";
+constexpr const char* kSqlMarkDirty =
+    "INSERT OR IGNORE INTO rollup_dirty(device, bucket) VALUES(?1, ?2)";
+constexpr const char* kSqlRollupRows =
+    "SELECT m.ts, m.id, j.key, j.value FROM messages AS m, json_each(m.fields) AS j "
+    "WHERE m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.type IN ('integer', 'real')";
+constexpr const char* kSqlDirtyOfDevice = "SELECT bucket FROM rollup_dirty WHERE device = ?1";
+constexpr const char* kSqlClearDirty = "DELETE FROM rollup_dirty WHERE device = ?1";
+constexpr const char* kSqlPutMinute =
+    "INSERT OR REPLACE INTO rollup_1m(device, bucket, key, n, sum, min, max, first_ts, first, "
+    "last_ts, last) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+constexpr const char* kSqlPutHour =
+    "INSERT OR REPLACE INTO rollup_1h(device, bucket, key, n, sum, min, max, first_ts, first, "
+    "last_ts, last) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+constexpr const char* kSqlMinutesOfRange =
+    "SELECT bucket, key, n, sum, min, max, first_ts, first, last_ts, last FROM rollup_1m "
+    "WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
+constexpr const char* kSqlHoursOfRange =
+    "SELECT bucket, key, n, sum, min, max, first_ts, first, last_ts, last FROM rollup_1h "
+    "WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
+constexpr const char* kSqlMinFirstSeen = "SELECT min(first_seen) FROM devices WHERE message_count > 0";
+constexpr const char* kSqlDeviceRowId = "SELECT id FROM devices WHERE device_id = ?1";
+constexpr const char* kSqlDirtyInRange =
+    "SELECT bucket FROM rollup_dirty WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
+constexpr const char* kSqlRawValuesByPath =
+    "SELECT ts, id, json_extract(fields, ?4) FROM messages WHERE device = ?1 AND ts >= ?2 "
+    "AND ts < ?3 AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts, id";
+constexpr const char* kSqlRawValuesByKey =
+    "SELECT m.ts, m.id, j.value FROM messages AS m, json_each(m.fields) AS j "
+    "WHERE m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 "
+    "AND j.type IN ('integer', 'real') ORDER BY m.ts, m.id";
+constexpr const char* kSqlDeleteOldMinutes =
+    "DELETE FROM rollup_1m WHERE device = ?1 AND bucket < ?2";
+constexpr const char* kSqlDeleteOldHours = "DELETE FROM rollup_1h WHERE device = ?1 AND bucket < ?2";
+constexpr const char* kSqlDeleteOldDirty =
+    "DELETE FROM rollup_dirty WHERE device = ?1 AND bucket < ?2";
+constexpr const char* kSqlDeleteOldKeyMinutes =
+    "DELETE FROM rollup_1m WHERE device = ?1 AND bucket < ?2 AND key = ?3";
+constexpr const char* kSqlDeleteOldKeyHours =
+    "DELETE FROM rollup_1h WHERE device = ?1 AND bucket < ?2 AND key = ?3";
+constexpr const char* kSqlReadBegin = "BEGIN";
+// A rollup transaction ends after this many raw values (or devices), so the writer waits for at
+// most one such chunk; one run rolls up at most a day past the watermark (a catch-up over a
+// long history takes one run per day of it).
+constexpr std::int64_t kRollupChunkValues = 20'000;
+constexpr std::size_t kRollupChunkDevices = 64;
+constexpr std::int64_t kRollupMaxSpanUs = 86'400'000'000;
 
 // --- helpers -----------------------------------------------------------------------------------
 
@@ -629,6 +704,99 @@ bool parseFields(std::string_view text, std::vector<Field>& fields) {
   return FlatJsonReader(text).read(fields);
 }
 
+// --- rollup helpers ----------------------------------------------------------------------------
+
+// An integer kept in meta, or `fallback` when the key is absent.
+core::Result<std::int64_t> readMetaInt(Connection& conn, std::string_view key,
+                                       std::int64_t fallback) {
+  auto stmt = conn.statement(kSqlGetMeta);
+  if (!stmt) {
+    return stmt.error();
+  }
+  ResetGuard reset(*stmt);
+  bindText(*stmt, 1, key);
+  const int rc = sqlite3_step(*stmt);
+  if (rc == SQLITE_DONE) {
+    return fallback;
+  }
+  if (rc != SQLITE_ROW) {
+    return sqlError(conn.db(), "read meta");
+  }
+  const std::string_view text = columnText(*stmt, 0);
+  std::int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) {
+    return core::Error{"sqlite: meta " + std::string(key) + " is not an integer"};
+  }
+  return value;
+}
+
+core::Status writeMetaInt(Connection& conn, std::string_view key, std::int64_t value) {
+  auto stmt = conn.statement(kSqlSetMeta);
+  if (!stmt) {
+    return stmt.error();
+  }
+  ResetGuard reset(*stmt);
+  bindText(*stmt, 1, key);
+  const std::string text = std::to_string(value);
+  bindText(*stmt, 2, text);
+  if (sqlite3_step(*stmt) != SQLITE_DONE) {
+    return sqlError(conn.db(), "write meta");
+  }
+  return {};
+}
+
+void bindPartial(sqlite3_stmt* stmt, std::int64_t device, std::int64_t bucket, std::string_view key,
+                 const rollup::Partial& p) {
+  sqlite3_bind_int64(stmt, 1, device);
+  sqlite3_bind_int64(stmt, 2, bucket);
+  bindText(stmt, 3, key);
+  sqlite3_bind_int64(stmt, 4, p.count);
+  sqlite3_bind_double(stmt, 5, p.sum);
+  sqlite3_bind_double(stmt, 6, p.min);
+  sqlite3_bind_double(stmt, 7, p.max);
+  sqlite3_bind_int64(stmt, 8, p.firstTs);
+  sqlite3_bind_double(stmt, 9, p.first);
+  sqlite3_bind_int64(stmt, 10, p.lastTs);
+  sqlite3_bind_double(stmt, 11, p.last);
+}
+
+// Columns bucket, key, n, sum, min, max, first_ts, first, last_ts, last from column 0.
+rollup::Partial readPartial(sqlite3_stmt* stmt) {
+  rollup::Partial p;
+  p.count = sqlite3_column_int64(stmt, 2);
+  p.sum = sqlite3_column_double(stmt, 3);
+  p.min = sqlite3_column_double(stmt, 4);
+  p.max = sqlite3_column_double(stmt, 5);
+  p.firstTs = sqlite3_column_int64(stmt, 6);
+  p.first = sqlite3_column_double(stmt, 7);
+  p.lastTs = sqlite3_column_int64(stmt, 8);
+  p.last = sqlite3_column_double(stmt, 9);
+  return p;
+}
+
+// Ends a read transaction on a reader connection when the scope ends.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Connection& conn) : conn_(conn) {}
+  ~ReadTransaction() {
+    if (open_) {
+      (void)conn_.run(kSqlCommit, "end read");
+    }
+  }
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+  core::Status begin() {
+    auto status = conn_.run(kSqlReadBegin, "begin read");
+    open_ = status.ok();
+    return status;
+  }
+
+ private:
+  Connection& conn_;
+  bool open_ = false;
+};
+
 // --- store -------------------------------------------------------------------------------------
 
 struct StringHash {
@@ -777,10 +945,23 @@ class SqliteStore final : public Store {
   core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
   core::Result<std::vector<FleetDailyRow>> fleetDaily(const FleetDailyQuery& query) override;
+  core::Result<RollupRun> rollup(std::int64_t untilUs) override;
 
   core::Result<std::string> explainMessages(bool descending);
 
  private:
+  // The series from rollups where they are complete; nullopt: rollups cover none of it.
+  core::Result<std::optional<std::vector<Bucket>>> querySeriesRolledUp(const SeriesQuery& query);
+  // Writer: marks (device, minute) of records before the pending watermark dirty.
+  core::Status markDirty(std::span<const Record> records,
+                         const std::vector<std::size_t>& recordDevice,
+                         const std::vector<DeviceBatch>& devices);
+  // Rolls up one device's minutes in [fromUs, toUs) and its dirty minutes before fromUs, and the
+  // hours they fall in. Returns the raw values read.
+  core::Result<std::int64_t> rollupDevice(Connection& conn, std::int64_t device, std::int64_t fromUs,
+                                          std::int64_t toUs, RollupRun& run);
+  // Raises a rollup floor (meta key) to `cutoffUs` in its own transaction.
+  core::Status raiseFloorLocked(Connection& conn, const std::string& metaKey, std::int64_t cutoffUs);
   void migrate();
   core::Status writeDevices(std::vector<DeviceBatch>& devices);
   core::Status upsertDevice(DeviceBatch& device, const std::string& latest);
@@ -890,6 +1071,9 @@ core::Status SqliteStore::appendBatch(std::span<const Record> records) {
   core::Status status = writeDevices(devices);
   if (status) {
     status = writeMessages(records, recordDevice, devices);
+  }
+  if (status) {
+    status = markDirty(records, recordDevice, devices);
   }
   if (status) {
     status = writer_->run(kSqlCommit, "commit");
@@ -1077,6 +1261,15 @@ core::Result<std::vector<StoredRecord>> SqliteStore::queryMessages(const Message
 core::Result<std::vector<Bucket>> SqliteStore::querySeries(const SeriesQuery& query) {
   if (query.bucketUs <= 0) {
     return core::Error{"bucket must be positive"};
+  }
+  if (query.useRollups && rollup::rollupUnit(query)) {
+    auto rolled = querySeriesRolledUp(query);
+    if (!rolled) {
+      return rolled.error();
+    }
+    if (rolled->has_value()) {
+      return std::move(**rolled);
+    }
   }
   auto lease = readers_.acquire();
   if (!lease) {
@@ -1318,6 +1511,10 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
   if (!conn) {
     return conn.error();
   }
+  // Before any message goes: from now on queries use no rollup of a unit before the cutoff.
+  if (auto status = raiseFloorLocked(**conn, kMetaFloor, cutoffUs); !status) {
+    return core::Error{status.message()};
+  }
   auto devices = deviceRowIdsLocked(**conn);
   if (!devices) {
     return devices.error();
@@ -1353,6 +1550,24 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
           sqlite3_bind_int64(*stmt, 2, changed);
           if (sqlite3_step(*stmt) != SQLITE_DONE) {
             return sqlError((*conn)->db(), "update device after retention");
+          }
+          // Rollups of whole units before the cutoff go with their messages (the unit holding
+          // the cutoff stays, below the floor, until the next run).
+          const std::pair<const char*, std::int64_t> rollups[] = {
+              {kSqlDeleteOldMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
+              {kSqlDeleteOldHours, rollup::floorTo(cutoffUs, rollup::kHourUs)},
+              {kSqlDeleteOldDirty, rollup::floorTo(cutoffUs, rollup::kMinuteUs)}};
+          for (const auto& [sql, before] : rollups) {
+            auto del = (*conn)->statement(sql);
+            if (!del) {
+              return del.error();
+            }
+            ResetGuard resetDelete(*del);
+            sqlite3_bind_int64(*del, 1, device);
+            sqlite3_bind_int64(*del, 2, before);
+            if (sqlite3_step(*del) != SQLITE_DONE) {
+              return sqlError((*conn)->db(), "delete old rollups");
+            }
           }
           return {};
         });
@@ -1396,6 +1611,10 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
   if (from >= cutoffUs) {
     return std::int64_t{0};
   }
+  if (auto status = raiseFloorLocked(**conn, std::string(kMetaFloor) + ":" + key, cutoffUs);
+      !status) {
+    return core::Error{status.message()};
+  }
   auto devices = deviceRowIdsLocked(**conn);
   if (!devices) {
     return devices.error();
@@ -1420,7 +1639,29 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
           }
           return static_cast<std::int64_t>(sqlite3_changes64((*conn)->db()));
         },
-        [](std::int64_t) { return core::Status{}; });
+        [&](std::int64_t n) -> core::Status {
+          if (n == 0) {
+            return {};
+          }
+          // The key's rollups of whole units before the cutoff go too.
+          const std::pair<const char*, std::int64_t> rollups[] = {
+              {kSqlDeleteOldKeyMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
+              {kSqlDeleteOldKeyHours, rollup::floorTo(cutoffUs, rollup::kHourUs)}};
+          for (const auto& [sql, before] : rollups) {
+            auto del = (*conn)->statement(sql);
+            if (!del) {
+              return del.error();
+            }
+            ResetGuard resetDelete(*del);
+            sqlite3_bind_int64(*del, 1, device);
+            sqlite3_bind_int64(*del, 2, before);
+            bindText(*del, 3, key);
+            if (sqlite3_step(*del) != SQLITE_DONE) {
+              return sqlError((*conn)->db(), "delete old rollups of a key");
+            }
+          }
+          return {};
+        });
     if (!changed) {
       return changed.error();
     }
@@ -1789,6 +2030,378 @@ core::Result<std::vector<FleetDailyRow>> SqliteStore::fleetDaily(const FleetDail
     return core::Error{status.message()};
   }
   return out;
+}
+
+core::Status SqliteStore::markDirty(std::span<const Record> records,
+                                    const std::vector<std::size_t>& recordDevice,
+                                    const std::vector<DeviceBatch>& devices) {
+  // Read in the writer's transaction: a rollup run announces its target before it reads, so
+  // every record it may miss is marked here.
+  auto pending = readMetaInt(*writer_, kMetaPending, rollup::kNoWatermark);
+  if (!pending) {
+    return pending.error();
+  }
+  if (*pending == rollup::kNoWatermark) {
+    return {};
+  }
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (records[i].serverTimeUs >= *pending) {
+      continue;
+    }
+    auto stmt = writer_->statement(kSqlMarkDirty);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, devices[recordDevice[i]].rowId);
+    sqlite3_bind_int64(*stmt, 2, rollup::floorTo(records[i].serverTimeUs, rollup::kMinuteUs));
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(writer_->db(), "mark a rolled-up minute dirty");
+    }
+  }
+  return {};
+}
+
+core::Result<std::int64_t> SqliteStore::rollupDevice(Connection& conn, std::int64_t device,
+                                                     std::int64_t fromUs, std::int64_t toUs,
+                                                     RollupRun& run) {
+  std::map<std::pair<std::int64_t, std::string>, rollup::Partial> minutes;  // (minute, key)
+  std::int64_t values = 0;
+  const auto read = [&](std::int64_t from, std::int64_t to) -> core::Status {
+    auto stmt = conn.statement(kSqlRollupRows);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, device);
+    sqlite3_bind_int64(*stmt, 2, from);
+    sqlite3_bind_int64(*stmt, 3, to);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      const std::int64_t ts = sqlite3_column_int64(*stmt, 0);
+      const std::int64_t id = sqlite3_column_int64(*stmt, 1);
+      minutes[{rollup::floorTo(ts, rollup::kMinuteUs), std::string(columnText(*stmt, 2))}].add(
+          ts, id, sqlite3_column_double(*stmt, 3));
+      ++values;
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "read messages to roll up");
+    }
+    return {};
+  };
+  if (fromUs < toUs) {
+    if (auto status = read(fromUs, toUs); !status) {
+      return core::Error{status.message()};
+    }
+  }
+  // Dirty minutes before the range are redone whole; later ones are in the range (or after
+  // it, where queries read raw rows anyway).
+  std::vector<std::int64_t> dirty;
+  {
+    auto stmt = conn.statement(kSqlDirtyOfDevice);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, device);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      dirty.push_back(sqlite3_column_int64(*stmt, 0));
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "read dirty minutes");
+    }
+  }
+  std::set<std::int64_t> hours;
+  for (const std::int64_t minute : dirty) {
+    if (minute >= fromUs) {
+      continue;
+    }
+    if (auto status = read(minute, minute + rollup::kMinuteUs); !status) {
+      return core::Error{status.message()};
+    }
+    hours.insert(rollup::floorTo(minute, rollup::kHourUs));
+    ++run.dirtyMinutes;
+  }
+  auto put = conn.statement(kSqlPutMinute);
+  if (!put) {
+    return put.error();
+  }
+  for (const auto& [at, partial] : minutes) {
+    ResetGuard reset(*put);
+    bindPartial(*put, device, at.first, at.second, partial);
+    if (sqlite3_step(*put) != SQLITE_DONE) {
+      return sqlError(conn.db(), "write a minute rollup");
+    }
+    hours.insert(rollup::floorTo(at.first, rollup::kHourUs));
+  }
+  run.minutes += static_cast<std::int64_t>(minutes.size());
+  // Hours from their minutes (those of other keys are rewritten unchanged).
+  auto minutesOf = conn.statement(kSqlMinutesOfRange);
+  auto putHour = conn.statement(kSqlPutHour);
+  if (!minutesOf || !putHour) {
+    return !minutesOf ? minutesOf.error() : putHour.error();
+  }
+  for (const std::int64_t hour : hours) {
+    std::map<std::string, rollup::Partial, std::less<>> keys;
+    {
+      ResetGuard reset(*minutesOf);
+      sqlite3_bind_int64(*minutesOf, 1, device);
+      sqlite3_bind_int64(*minutesOf, 2, hour);
+      sqlite3_bind_int64(*minutesOf, 3, hour + rollup::kHourUs);
+      int rc = SQLITE_ROW;
+      while ((rc = sqlite3_step(*minutesOf)) == SQLITE_ROW) {
+        keys[std::string(columnText(*minutesOf, 1))].merge(readPartial(*minutesOf));
+      }
+      if (rc != SQLITE_DONE) {
+        return sqlError(conn.db(), "read minute rollups");
+      }
+    }
+    for (const auto& [key, partial] : keys) {
+      ResetGuard reset(*putHour);
+      bindPartial(*putHour, device, hour, key, partial);
+      if (sqlite3_step(*putHour) != SQLITE_DONE) {
+        return sqlError(conn.db(), "write an hour rollup");
+      }
+    }
+  }
+  if (!dirty.empty()) {
+    auto clear = conn.statement(kSqlClearDirty);
+    if (!clear) {
+      return clear.error();
+    }
+    ResetGuard reset(*clear);
+    sqlite3_bind_int64(*clear, 1, device);
+    if (sqlite3_step(*clear) != SQLITE_DONE) {
+      return sqlError(conn.db(), "clear dirty minutes");
+    }
+  }
+  return values;
+}
+
+core::Result<RollupRun> SqliteStore::rollup(std::int64_t untilUs) {
+  std::lock_guard lock(maintenanceMutex_);
+  auto opened = maintenanceLocked();
+  if (!opened) {
+    return opened.error();
+  }
+  Connection& conn = **opened;
+  const auto inTransaction = [&](const std::function<core::Status()>& body) -> core::Status {
+    if (auto begun = conn.run(kSqlBegin, "begin rollup"); !begun) {
+      return begun;
+    }
+    core::Status status = body();
+    if (status) {
+      status = conn.run(kSqlCommit, "commit rollup");
+    }
+    if (!status) {
+      (void)conn.run(kSqlRollback, "rollback rollup");
+    }
+    return status;
+  };
+
+  // 1. Announce the target. From this commit on the writer marks every record before it dirty,
+  //    so anything the reads below miss is redone by the next run.
+  std::int64_t watermark = rollup::kNoWatermark;
+  std::int64_t target = rollup::floorTo(untilUs, rollup::kMinuteUs);
+  core::Status status = inTransaction([&]() -> core::Status {
+    auto w = readMetaInt(conn, kMetaWatermark, rollup::kNoWatermark);
+    auto p = readMetaInt(conn, kMetaPending, rollup::kNoWatermark);
+    if (!w || !p) {
+      return !w ? w.error() : p.error();
+    }
+    watermark = *w;
+    std::int64_t base = watermark;
+    if (base == rollup::kNoWatermark) {
+      // The first run starts at the oldest message (devices.first_seen, no scan).
+      auto stmt = conn.statement(kSqlMinFirstSeen);
+      if (!stmt) {
+        return stmt.error();
+      }
+      ResetGuard reset(*stmt);
+      if (sqlite3_step(*stmt) == SQLITE_ROW && sqlite3_column_type(*stmt, 0) != SQLITE_NULL) {
+        base = rollup::floorTo(sqlite3_column_int64(*stmt, 0), rollup::kMinuteUs);
+      } else {
+        base = target;
+      }
+    }
+    target = std::max(watermark, std::min(target, base + kRollupMaxSpanUs));
+    if (target > *p) {
+      return writeMetaInt(conn, kMetaPending, target);
+    }
+    return {};
+  });
+  if (!status) {
+    return core::Error{status.message()};
+  }
+
+  // 2. Device by device, in short transactions.
+  auto devices = deviceRowIdsLocked(conn);
+  if (!devices) {
+    return devices.error();
+  }
+  RollupRun run;
+  std::size_t next = 0;
+  while (next < devices->size()) {
+    status = inTransaction([&]() -> core::Status {
+      std::int64_t values = 0;
+      for (std::size_t n = 0; next < devices->size() && n < kRollupChunkDevices &&
+                              values < kRollupChunkValues;
+           ++n, ++next) {
+        auto read = rollupDevice(conn, (*devices)[next], watermark, target, run);
+        if (!read) {
+          return read.error();
+        }
+        values += *read;
+      }
+      return {};
+    });
+    if (!status) {
+      return core::Error{status.message()};
+    }
+  }
+
+  // 3. Move the watermark: queries now use the rollups up to it.
+  if (target > watermark) {
+    status = inTransaction([&] { return writeMetaInt(conn, kMetaWatermark, target); });
+    if (!status) {
+      return core::Error{status.message()};
+    }
+  }
+  run.watermarkUs = target;
+  return run;
+}
+
+core::Status SqliteStore::raiseFloorLocked(Connection& conn, const std::string& metaKey,
+                                           std::int64_t cutoffUs) {
+  if (auto begun = conn.run(kSqlBegin, "begin rollup floor"); !begun) {
+    return begun;
+  }
+  auto floor = readMetaInt(conn, metaKey, rollup::kNoWatermark);
+  core::Status status = floor ? core::Status{} : core::Status(floor.error());
+  if (status && cutoffUs > *floor) {
+    status = writeMetaInt(conn, metaKey, cutoffUs);
+  }
+  if (status) {
+    status = conn.run(kSqlCommit, "commit rollup floor");
+  }
+  if (!status) {
+    (void)conn.run(kSqlRollback, "rollback rollup floor");
+  }
+  return status;
+}
+
+core::Result<std::optional<std::vector<Bucket>>> SqliteStore::querySeriesRolledUp(
+    const SeriesQuery& query) {
+  using Out = std::optional<std::vector<Bucket>>;
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  Connection& conn = lease->conn();
+  // One snapshot for the state, the rollups and the raw rows.
+  ReadTransaction transaction(conn);
+  if (auto status = transaction.begin(); !status) {
+    return core::Error{status.message()};
+  }
+  rollup::State state;
+  auto watermark = readMetaInt(conn, kMetaWatermark, rollup::kNoWatermark);
+  auto floor = readMetaInt(conn, kMetaFloor, rollup::kNoWatermark);
+  auto keyFloor =
+      readMetaInt(conn, std::string(kMetaFloor) + ":" + query.key, rollup::kNoWatermark);
+  if (!watermark || !floor || !keyFloor) {
+    return !watermark ? watermark.error() : !floor ? floor.error() : keyFloor.error();
+  }
+  if (*watermark == rollup::kNoWatermark) {
+    return Out();
+  }
+  state.watermarkUs = *watermark;
+  state.floorUs = std::max(*floor, *keyFloor);
+
+  std::int64_t device = 0;
+  {
+    auto stmt = conn.statement(kSqlDeviceRowId);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    bindText(*stmt, 1, query.deviceId);
+    const int rc = sqlite3_step(*stmt);
+    if (rc == SQLITE_DONE) {
+      return Out(std::vector<Bucket>{});
+    }
+    if (rc != SQLITE_ROW) {
+      return sqlError(conn.db(), "find device");
+    }
+    device = sqlite3_column_int64(*stmt, 0);
+  }
+  {
+    auto stmt = conn.statement(kSqlDirtyInRange);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, device);
+    sqlite3_bind_int64(*stmt, 2, rollup::floorTo(query.fromUs, rollup::kHourUs));
+    sqlite3_bind_int64(*stmt, 3, query.toUs);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      state.dirtyMinutes.push_back(sqlite3_column_int64(*stmt, 0));
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "read dirty minutes");
+    }
+  }
+
+  rollup::Source source;
+  source.rolled = [&](bool hours, std::int64_t from,
+                      std::int64_t to) -> core::Result<std::vector<rollup::TimedPartial>> {
+    auto stmt = conn.statement(hours ? kSqlHoursOfRange : kSqlMinutesOfRange);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, device);
+    sqlite3_bind_int64(*stmt, 2, from);
+    sqlite3_bind_int64(*stmt, 3, to);
+    std::vector<rollup::TimedPartial> out;
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      if (columnText(*stmt, 1) == query.key) {
+        out.emplace_back(sqlite3_column_int64(*stmt, 0), readPartial(*stmt));
+      }
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "read rollups");
+    }
+    return out;
+  };
+  const bool byPath = query.key.find('"') == std::string::npos;
+  const std::string path = "$.\"" + query.key + "\"";
+  source.raw = [&](std::int64_t from,
+                   std::int64_t to) -> core::Result<std::vector<rollup::RawValue>> {
+    auto stmt = conn.statement(byPath ? kSqlRawValuesByPath : kSqlRawValuesByKey);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, device);
+    sqlite3_bind_int64(*stmt, 2, from);
+    sqlite3_bind_int64(*stmt, 3, to);
+    bindText(*stmt, 4, byPath ? std::string_view(path) : std::string_view(query.key));
+    std::vector<rollup::RawValue> out;
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      out.push_back(rollup::RawValue{sqlite3_column_int64(*stmt, 0),
+                                     sqlite3_column_int64(*stmt, 1),
+                                     sqlite3_column_double(*stmt, 2)});
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "query series");
+    }
+    return out;
+  };
+  return rollup::query(query, state, source);
 }
 
 core::Result<std::string> SqliteStore::explainMessages(bool descending) {

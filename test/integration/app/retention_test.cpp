@@ -32,9 +32,11 @@ TEST(RetentionTest, TheRetentionJobDeletesExpiredMessagesAndKeys) {
   auto& store = server.server().store();
   ASSERT_EQ(*store.countMessages(), 5);
   auto jobs = server.server().jobs().status();
-  ASSERT_EQ(jobs.size(), 1u);
+  ASSERT_EQ(jobs.size(), 2u);
   EXPECT_EQ(jobs[0].name, "retention");
   EXPECT_EQ(jobs[0].schedule, "*/10 * * * *");
+  EXPECT_EQ(jobs[1].name, "rollup");
+  EXPECT_EQ(jobs[1].schedule, "@every 1m");
 
   // Let the first five age past the 1 s retention (a wait, not a timing assertion), then add
   // fresh ones that must survive.
@@ -42,10 +44,12 @@ TEST(RetentionTest, TheRetentionJobDeletesExpiredMessagesAndKeys) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(client.publish("device/old", R"({"value":2,"rpm":1000})", 1));
   }
-  EXPECT_EQ(server.server().jobs().runDue(core::nowMicros() + 3'600'000'000LL), 1u);
+  EXPECT_EQ(server.server().jobs().runDue(core::nowMicros() + 3'600'000'000LL), 2u);
   jobs = server.server().jobs().status();
   EXPECT_EQ(jobs[0].runs, 1u);
   EXPECT_EQ(jobs[0].failures, 0u) << jobs[0].lastError;
+  EXPECT_EQ(jobs[1].runs, 1u);
+  EXPECT_EQ(jobs[1].failures, 0u) << jobs[1].lastError;
   EXPECT_EQ(*store.countMessages(), 3);
   auto device = store.getDevice("old");
   ASSERT_TRUE(device.ok() && device->has_value());
@@ -70,8 +74,14 @@ TEST(RetentionTest, ABadScheduleIsAConfigError) {
                  c.storage.retentionSchedule = "61 * * * *";
                }),
                core::ConfigError);
-  // No retention configured: no job, whatever the schedule says.
-  TestServer server([](core::Config& c) { c.storage.retentionSchedule = "nonsense"; });
+  EXPECT_THROW(TestServer([](core::Config& c) { c.storage.rollupSchedule = "@every"; }),
+               core::ConfigError);
+  // No retention configured and rollups off: no job, whatever the schedules say.
+  TestServer server([](core::Config& c) {
+    c.storage.retentionSchedule = "nonsense";
+    c.storage.rollups = false;
+    c.storage.rollupSchedule = "nonsense";
+  });
   EXPECT_TRUE(server.server().jobs().status().empty());
 }
 

@@ -57,7 +57,8 @@ TEST(ConfigTest, ListsAllKeys) {
       "mqtt.proxy_protocol",
       "http.listen",       "api.token_ttl",      "api.refresh_ttl",       "api.login_max_failures",
       "storage.backend",    "storage.sync",          "storage.url",
-      "storage.retention", "storage.retention_keys", "storage.retention_schedule", "ingest.routes",
+      "storage.retention", "storage.retention_keys", "storage.retention_schedule",
+      "storage.rollups", "storage.rollup_schedule", "ingest.routes",
       "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
       "ingest.spool_max_bytes", "ingest.latest_cache_devices", "trackers.enabled",
       "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
@@ -93,6 +94,8 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "storage.retention", "90d");
   applyConfigValue(c, "storage.retention_keys", "rpm=7d,can.dtcs=12h");
   applyConfigValue(c, "storage.retention_schedule", "@hourly");
+  applyConfigValue(c, "storage.rollups", "false");
+  applyConfigValue(c, "storage.rollup_schedule", "*/5 * * * *");
   applyConfigValue(c, "ingest.routes", "a/+=topic:2;b/#=json:meta.id");
   applyConfigValue(c, "ingest.batch_size", "1");
   applyConfigValue(c, "ingest.batch_ms", "10000");
@@ -127,6 +130,8 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.storage.retentionKeys[1].first, "can.dtcs");
   EXPECT_EQ(c.storage.retentionKeys[1].second, 12LL * 3'600'000'000);
   EXPECT_EQ(c.storage.retentionSchedule, "@hourly");
+  EXPECT_FALSE(c.storage.rollups);
+  EXPECT_EQ(c.storage.rollupSchedule, "*/5 * * * *");
   ASSERT_EQ(c.ingest.routes.size(), 2u);
   EXPECT_EQ(c.ingest.routes[1].filter, "b/#");
   EXPECT_EQ(c.ingest.routes[1].deviceId, "json:meta.id");
@@ -165,6 +170,8 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"storage.retention", {"", "90", "-1d", "soon", "0s"}},
       {"storage.retention_keys", {"rpm", "rpm=", "=7d", "rpm=7", "rpm=7d,x=y", "a\"b=1d"}},
       {"storage.retention_schedule", {""}},
+      {"storage.rollups", {"maybe", ""}},
+      {"storage.rollup_schedule", {""}},
       {"ingest.routes", {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
                          "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
       {"ingest.batch_size", {"0", "1000001"}},

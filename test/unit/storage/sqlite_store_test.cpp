@@ -424,7 +424,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndRecordsSchemaVersion) {
   store_.reset();
   EXPECT_EQ(rawQueryText(file(), "SELECT value FROM meta WHERE key = 'schema_version'"),
             std::to_string(sqliteSchemaVersion()));
-  EXPECT_EQ(sqliteSchemaVersion(), 2);
+  EXPECT_EQ(sqliteSchemaVersion(), 3);
 
   store_ = open();
   // The new instance has an empty id cache: appending must find the existing device row.
@@ -598,9 +598,10 @@ TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
   // What an older build left behind: schema version 1, no tags or attributes.
   rawExec(file,
           "DROP TABLE device_tags; ALTER TABLE devices DROP COLUMN attributes; "
+          "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
           "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
   auto store = openSqliteStore(options);
-  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
   auto device = store->getDevice("old");
   ASSERT_TRUE(device.ok() && device->has_value());
   EXPECT_EQ((*device)->messageCount, 1);
@@ -624,7 +625,31 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
     auto store = openSqliteStore(options);
     EXPECT_TRUE(store->check().ok());
   }
-  EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"),
+            std::to_string(sqliteSchemaVersion()));
+
+  // A version 2 database (before rollups) gets the rollup tables at open, data kept.
+  {
+    auto store = openSqliteStore(options);
+    Record r;
+    r.deviceId = "d";
+    r.serverTimeUs = 120'000'000;
+    r.nodeId = "n";
+    r.payload = "{}";
+    r.payloadIsJson = true;
+    r.fields = {{"v", 1.5}};
+    ASSERT_TRUE(store->appendBatch(std::vector<Record>{r}).ok());
+  }
+  rawExec(empty, "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+                 "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+  {
+    auto store = openSqliteStore(options);
+    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+    auto run = store->rollup(600'000'000);
+    ASSERT_TRUE(run.ok()) << run.error().message;
+    EXPECT_EQ(run->minutes, 1);
+    EXPECT_EQ(*store->countMessages(), 1);
+  }
 
   rawExec(empty, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
   try {
