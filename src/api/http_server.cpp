@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -46,6 +47,8 @@ constexpr std::string_view kServerHeader = "tern/" TERN_VERSION;
 struct SharedState {
   const Router& router;
   std::chrono::milliseconds requestTimeout;
+  const std::string& upgradePath;
+  const std::function<void(net::HttpUpgrade)>& upgrade;
   std::atomic<std::size_t> connections{0};  // served connections, held to the limit
   std::atomic<std::size_t> rejecting{0};    // connections being answered 503, counted apart
 };
@@ -118,6 +121,13 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // timeout or a network error: nothing to answer, the destructor closes
     }
     const auto& request = parser_->get();
+    if (shared_.upgrade && beast::websocket::is_upgrade(request)) {
+      const std::string_view target = request.target();
+      if (target.substr(0, target.find('?')) == shared_.upgradePath) {
+        handOver();
+        return;
+      }
+    }
     ApiRequest apiRequest;
     apiRequest.method = request.method_string();
     apiRequest.target = request.target();
@@ -139,6 +149,36 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     const auto endpoint = stream_.socket().remote_endpoint(ec);
     return ec ? std::string("unknown") : endpoint.address().to_string();
+  }
+
+  // Gives the connection to the upgrade hook: the socket leaves this io_context (released, not
+  // closed) and the session ends.
+  void handOver() {
+    net::HttpUpgrade upgrade;
+    beast::error_code ec;
+    tcp::socket& socket = stream_.socket();
+    const auto local = socket.local_endpoint(ec);
+    const auto remote = ec ? tcp::endpoint() : socket.remote_endpoint(ec);
+    if (ec) return;  // the peer is gone; the destructor closes
+    upgrade.protocol = local.protocol();
+    upgrade.remoteIp = remote.address().to_string();
+    upgrade.remoteAddress = net::formatEndpoint(upgrade.remoteIp, remote.port());
+    if (buffer_.size() > 0) {
+      // A client sends frames only after the 101 answer; bytes before it are not ours to keep.
+      spdlog::debug("http api: {} bytes after the upgrade request from {} dropped", buffer_.size(),
+                    upgrade.remoteAddress);
+    }
+    upgrade.request = parser_->release();
+    stream_.expires_never();
+    upgrade.socket = socket.release(ec);
+    if (ec) {
+      spdlog::warn("http api: cannot hand over the connection from {}: {}", upgrade.remoteAddress,
+                   ec.message());
+      return;
+    }
+    spdlog::debug("http api: WebSocket upgrade for {} from {} handed over",
+                  std::string_view(upgrade.request.target()), upgrade.remoteAddress);
+    shared_.upgrade(std::move(upgrade));
   }
 
   void respond(ApiResponse response, unsigned version, bool keepAlive, bool head = false) {
@@ -206,7 +246,7 @@ class HttpServer::Impl {
   Impl(storage::Store& store, ApiOptions options)
       : options_(std::move(options)),
         router_(store, options_),
-        shared_{router_, options_.requestTimeout} {}
+        shared_{router_, options_.requestTimeout, options_.upgradePath, options_.upgrade} {}
 
   ~Impl() { stop(); }
   Impl(const Impl&) = delete;

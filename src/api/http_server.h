@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "net/stream_listener.h"
 #include "storage/store.h"
 
 namespace tern::auth {
@@ -59,6 +60,12 @@ struct ApiOptions {
   // Checks every request except the public ones (health, login, refresh). Without it every
   // other request is refused with 401: the API never runs open by accident.
   auth::AuthService* auth = nullptr;
+  // WebSocket upgrade requests for `upgradePath` are not answered here: the connection (socket
+  // and request) is handed to `upgrade`, on an API thread, and the API forgets it. This is how
+  // MQTT over WebSocket shares the HTTP port without the API knowing the broker. Unset → such
+  // requests are answered like any other request (404).
+  std::string upgradePath;
+  std::function<void(net::HttpUpgrade)> upgrade;
 };
 
 class HttpServer {

@@ -248,6 +248,13 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   apiOptions.devices.list = [this] { return latest_->listDevices(); };
   apiOptions.devices.get = [this](const std::string& id) { return latest_->getDevice(id); };
   apiOptions.devices.updated = [this](const std::string& id) { return latest_->deviceUpdated(id); };
+  if (config_.mqtt.websocket) {
+    // MQTT over WebSocket on the HTTP port: the API hands the upgrade to the broker.
+    apiOptions.upgradePath = broker::Broker::kWebSocketPath;
+    apiOptions.upgrade = [this](net::HttpUpgrade upgrade) {
+      broker_->acceptWebSocketUpgrade(std::move(upgrade));
+    };
+  }
   http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
 }
 

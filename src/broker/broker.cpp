@@ -1,8 +1,8 @@
 #include "broker/broker.h"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <future>
 #include <thread>
 
@@ -11,6 +11,7 @@
 #include "core/time.h"
 #include "ingest/normalizer.h"
 #include "ingest/pipeline.h"
+#include "net/tls_context.h"
 
 namespace tern::broker {
 
@@ -22,16 +23,50 @@ Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeli
       config_(std::move(config)),
       pipeline_(pipeline),
       normalizer_(normalizer),
-      listener_(pool, "mqtt",
-                [this](net::AcceptedConnection accepted) { onAccept(std::move(accepted)); }) {
+      listener_(pool, "mqtt", net::StreamKind::kTcp,
+                [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }),
+      wsListener_(pool, "mqtt-ws", net::StreamKind::kWebSocket,
+                  [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }) {
   listener_.setProxyProtocol(config_.proxyProtocol);
+  wsListener_.setProxyProtocol(config_.proxyProtocol);
+  wsListener_.setWebSocket(webSocketOptions());
 }
 
 Broker::~Broker() = default;
 
+net::WebSocketOptions Broker::webSocketOptions() {
+  // "mqttv3.1" is what clients of the older protocol level (and some libraries) ask for.
+  return net::WebSocketOptions{kWebSocketPath, {"mqtt", "mqttv3.1"}};
+}
+
 void Broker::start() {
   startedUs_ = core::monotonicMicros();
+  const bool tls = !config_.tlsCert.empty();
+  std::shared_ptr<boost::asio::ssl::context> tlsContext;
+  if (tls) {
+    tlsContext = net::makeTlsServerContext(
+        net::TlsServerOptions{config_.tlsCert, config_.tlsKey, config_.tlsCa,
+                              config_.tlsRequireClientCert},
+        "mqtt.");
+  }
+  auto onStream = [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); };
   listener_.start(config_.listen);
+  if (tls) {
+    tlsListener_ =
+        std::make_unique<net::StreamListener>(pool_, "mqtt-tls", net::StreamKind::kTls, onStream);
+    tlsListener_->setProxyProtocol(config_.proxyProtocol);
+    tlsListener_->setTls(tlsContext);
+    tlsListener_->start(config_.tlsListen);
+  }
+  if (config_.wsListen) wsListener_.start(*config_.wsListen);
+  if (config_.wssListen) {
+    wssListener_ = std::make_unique<net::StreamListener>(pool_, "mqtt-wss",
+                                                         net::StreamKind::kTlsWebSocket, onStream);
+    wssListener_->setProxyProtocol(config_.proxyProtocol);
+    wssListener_->setTls(tlsContext);
+    wssListener_->setWebSocket(webSocketOptions());
+    wssListener_->start(*config_.wssListen);
+  }
   if (config_.sysInterval > 0) {
     sysTimer_ = std::make_unique<asio::steady_timer>(pool_.loop(0));
     asio::post(pool_.loop(0), [this] {
@@ -46,6 +81,9 @@ void Broker::start() {
 void Broker::stopAccepting() {
   stopping_ = true;
   listener_.stop();
+  if (tlsListener_) tlsListener_->stop();
+  wsListener_.stop();
+  if (wssListener_) wssListener_->stop();
   if (sysTimer_ || expiryTimer_) {
     // Shared: if the wait below times out, the posted handler still has a live promise.
     auto done = std::make_shared<std::promise<void>>();
@@ -87,22 +125,30 @@ SessionLimits Broker::sessionLimits() const {
                        const_cast<std::atomic<std::uint64_t>*>(&messagesDropped_)};
 }
 
-void Broker::onAccept(net::AcceptedConnection accepted) {
-  if (stopping_) return;
+void Broker::acceptWebSocketUpgrade(net::HttpUpgrade upgrade) {
+  // After stopAccepting the listener refuses (closes) it.
+  wsListener_.acceptUpgrade(std::move(upgrade));
+}
+
+void Broker::onAccept(net::AcceptedStream accepted) {
+  if (stopping_) {
+    accepted.stream.close();
+    return;
+  }
   if (openConnections_.load() >= config_.maxConnections) {
     spdlog::warn("mqtt: refusing connection from {}: max_connections ({}) reached",
                  accepted.remoteAddress, config_.maxConnections);
-    boost::system::error_code ec;
-    accepted.socket.close(ec);
+    accepted.stream.close();
     return;
   }
   openConnections_.fetch_add(1);
   connectionsTotal_.fetch_add(1, std::memory_order_relaxed);
-  // The socket already belongs to its loop; build and start the connection there.
-  auto executor = accepted.socket.get_executor();
+  // The stream already belongs to its loop; build and start the connection there.
+  auto executor = accepted.stream.get_executor();
   asio::post(executor, [this, a = std::move(accepted)]() mutable {
-    auto connection = std::make_shared<Connection>(
-        *this, std::move(a.socket), std::move(a.remoteAddress), std::move(a.initialBytes));
+    auto connection =
+        std::make_shared<Connection>(*this, std::move(a.stream), std::move(a.remoteAddress),
+                                     std::move(a.initialBytes), std::move(a.certificateCn));
     {
       std::lock_guard lock(connectionsMutex_);
       connections_[connection.get()] = connection;
@@ -198,6 +244,19 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
     if (MessagePtr will = discarded->takeWill(0, true)) publishWill(will);
   }
   return session;
+}
+
+std::optional<Broker::ClientIdentity> Broker::clientIdentity(const std::string& clientId) {
+  std::lock_guard lock(sessionsMutex_);
+  auto it = sessions_.find(clientId);
+  if (it == sessions_.end()) return std::nullopt;
+  auto owner = owners_.find(it->second.get());
+  if (owner == owners_.end()) return std::nullopt;
+  auto connection = owner->second.lock();
+  if (!connection) return std::nullopt;
+  // Set before openSession (under this mutex) and never changed after: safe to read here.
+  return ClientIdentity{std::string(connection->transportName()), connection->certificateCn(),
+                        connection->username()};
 }
 
 void Broker::closeSession(const std::shared_ptr<Session>& session, const Connection* connection,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,7 +18,7 @@
 #include "broker/subscription_tree.h"
 #include "core/config.h"
 #include "net/event_loop_pool.h"
-#include "net/tcp_listener.h"
+#include "net/stream_listener.h"
 
 namespace tern::ingest {
 class Pipeline;
@@ -52,7 +53,8 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  // Binds the listener (throws on failure) and starts $SYS publishing.
+  // Binds the listeners (TCP; TLS, WebSocket, TLS WebSocket as configured; throws on failure,
+  // also for unusable TLS files) and starts $SYS publishing.
   void start();
   void stopAccepting();
   // Closes every connection (wills of clients that did not disconnect are not sent: the server
@@ -60,6 +62,25 @@ class Broker {
   void shutdown(std::chrono::milliseconds timeout);
 
   std::uint16_t port() const { return listener_.port(); }
+
+  // Who a connected client is, as its transport established it (for auth, and tests).
+  struct ClientIdentity {
+    std::string transport;      // "tcp", "tls", "ws", "wss"
+    std::string certificateCn;  // the CN of its verified TLS client certificate, or empty
+    std::string username;       // the CONNECT's username, else certificateCn
+  };
+  // nullopt when no connection holds that client id.
+  std::optional<ClientIdentity> clientIdentity(const std::string& clientId);
+  // 0 when that listener is off.
+  std::uint16_t tlsPort() const { return tlsListener_ ? tlsListener_->port() : 0; }
+  std::uint16_t wsPort() const { return wsListener_.port(); }
+  std::uint16_t wssPort() const { return wssListener_ ? wssListener_->port() : 0; }
+
+  // MQTT over WebSocket on another server's port (the HTTP API): that server hands over the
+  // upgrade requests for webSocketPath(), on any thread; the broker finishes the handshake on one
+  // of its loops. Refused after stopAccepting().
+  static constexpr const char* kWebSocketPath = "/mqtt";
+  void acceptWebSocketUpgrade(net::HttpUpgrade upgrade);
   BrokerStats stats() const;
 
   // --- for Connection ---
@@ -101,7 +122,8 @@ class Broker {
   SessionLimits sessionLimits() const;
 
  private:
-  void onAccept(net::AcceptedConnection accepted);
+  static net::WebSocketOptions webSocketOptions();
+  void onAccept(net::AcceptedStream accepted);
   void publishSys();
   void scheduleSys();
   // Once a second: publishes delayed wills that are due and ends expired sessions.
@@ -114,7 +136,11 @@ class Broker {
   const core::MqttConfig config_;
   ingest::Pipeline* pipeline_;
   const ingest::Normalizer* normalizer_;
-  net::TcpListener listener_;
+  net::StreamListener listener_;
+  std::unique_ptr<net::StreamListener> tlsListener_;
+  // Also takes the HTTP API's upgrades, so it exists even when mqtt.ws_listen is off.
+  net::StreamListener wsListener_;
+  std::unique_ptr<net::StreamListener> wssListener_;
   SubscriptionTree subscriptions_;
   RetainedStore retained_;
 

@@ -25,12 +25,13 @@ constexpr std::size_t kMaxReadChunk = 64 * 1024;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 }  // namespace
 
-Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, std::string peer,
-                       std::string initialBytes)
+Connection::Connection(Broker& broker, net::ByteStream stream, std::string peer,
+                       std::string initialBytes, std::string certificateCn)
     : broker_(broker),
-      socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
+      stream_(std::move(stream)),
+      timer_(stream_.get_executor()),
       peer_(std::move(peer)),
+      certificateCn_(std::move(certificateCn)),
       input_(std::move(initialBytes)),
       inputUsed_(input_.size()) {}
 
@@ -39,10 +40,10 @@ Connection::~Connection() = default;
 void Connection::start() {
   boost::system::error_code ec;
   if (peer_.empty()) {
-    auto remote = socket_.remote_endpoint(ec);
+    auto remote = stream_.socket().remote_endpoint(ec);
     peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
   }
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   lastActivityUs_ = core::monotonicMicros();
   timer_.expires_after(kConnectTimeout);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
@@ -66,7 +67,7 @@ void Connection::readMore() {
     input_.resize(std::max(grown, inputUsed_ + 1024));
   }
   reading_ = true;
-  socket_.async_read_some(
+  stream_.asyncReadSome(
       asio::buffer(input_.data() + inputUsed_, input_.size() - inputUsed_),
       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t bytes) {
         self->onRead(ec, bytes);
@@ -77,9 +78,13 @@ void Connection::onRead(const boost::system::error_code& ec, std::size_t bytes) 
   reading_ = false;
   if (state_ == State::kClosed) return;
   if (ec) {
-    close(ec == asio::error::eof ? "connection closed by client without DISCONNECT"
-                                 : "connection lost: " + ec.message(),
-          false, true);
+    if (ec.category() == net::streamErrorCategory()) {
+      close(ec.message(), true, true);  // a transport-level protocol error (a text frame)
+    } else {
+      close(ec == asio::error::eof ? "connection closed by client without DISCONNECT"
+                                   : "connection lost: " + ec.message(),
+            false, true);
+    }
     return;
   }
   inputUsed_ += bytes;
@@ -221,6 +226,7 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
     connect.clientId = "auto-" + core::randomUuid();
   }
   clientId_ = connect.clientId;
+  username_ = connect.username ? *connect.username : certificateCn_;
   keepAlive_ = connect.keepAlive;
   const core::MqttConfig& config = broker_.config();
   if (v5() && config.serverKeepAlive > 0) keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
@@ -533,26 +539,21 @@ void Connection::flush() {
   writing_.swap(outbox_);
   if (state_ == State::kConnected && session_) session_->takeOutbox(writing_);
   if (writing_.empty()) {
-    if (closeAfterWrite_) {
-      boost::system::error_code ec;
-      socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-      socket_.close(ec);
-    }
+    if (closeAfterWrite_) goodbyePending_ = stream_.shutdown(shared_from_this());
     return;
   }
   writeInProgress_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->onWritten(ec);
-                    });
+  stream_.asyncWrite(asio::buffer(writing_),
+                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                       self->onWritten(ec);
+                     });
 }
 
 void Connection::onWritten(const boost::system::error_code& ec) {
   writeInProgress_ = false;
   if (ec) {
     if (state_ != State::kClosed) close("write failed: " + ec.message(), false, true);
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    stream_.close();
     return;
   }
   // Keep large one-off buffers from living on in idle connections.
@@ -638,13 +639,12 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   if (!writeInProgress_) {
     flush();
   }
-  if (writeInProgress_) {
-    // Do not wait forever on a peer that does not read.
+  if (writeInProgress_ || goodbyePending_) {
+    // Do not wait forever on a peer that does not read (or answer a WebSocket close frame).
     timer_.expires_after(std::chrono::seconds(5));
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec) return;
-      boost::system::error_code ignored;
-      self->socket_.close(ignored);
+      self->stream_.close();
     });
   }
 }

@@ -1,9 +1,7 @@
 #pragma once
 // One MQTT client connection, pinned to one event loop. Every member runs on that loop; other
 // threads reach it only through posted handlers (onSessionWake, onAckReady, resumeReading).
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -14,6 +12,7 @@
 
 #include "broker/message.h"
 #include "codec/mqtt/packets.h"
+#include "net/byte_stream.h"
 
 namespace tern::broker {
 
@@ -22,15 +21,25 @@ class Session;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  // `peer`: the client's address for logs ("ip:port"; empty → the socket's peer). `initialBytes`:
-  // protocol bytes already read from the socket (after a PROXY header), processed first.
-  Connection(Broker& broker, boost::asio::ip::tcp::socket socket, std::string peer = {},
-             std::string initialBytes = {});
+  // `stream`: plain TCP, TLS or WebSocket, already through its handshake. `peer`: the client's
+  // address for logs ("ip:port"; empty → the socket's peer). `initialBytes`: protocol bytes
+  // already read from the socket (after a PROXY header), processed first. `certificateCn`: the
+  // CN of the client's verified TLS certificate, empty without one.
+  Connection(Broker& broker, net::ByteStream stream, std::string peer = {},
+             std::string initialBytes = {}, std::string certificateCn = {});
   ~Connection();
 
   void start();
-  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+  boost::asio::any_io_executor executor() { return stream_.get_executor(); }
   const std::string& clientId() const { return clientId_; }
+  // The identity TLS established: the CN of the client's verified certificate, empty when the
+  // client showed none (or the listener is not TLS). It is the device id; when the CONNECT has
+  // no username, it also stands as the username (username()).
+  const std::string& certificateCn() const { return certificateCn_; }
+  // The CONNECT's username, or certificateCn() when it gave none; empty before CONNECT.
+  const std::string& username() const { return username_; }
+  // "tcp", "tls", "ws" or "wss".
+  std::string_view transportName() const { return stream_.name(); }
 
   // Posted handlers.
   void onSessionWake();
@@ -84,9 +93,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
              std::uint8_t disconnectReason = 0);
 
   Broker& broker_;
-  boost::asio::ip::tcp::socket socket_;
+  net::ByteStream stream_;
   boost::asio::steady_timer timer_;
   std::string peer_;
+  std::string certificateCn_;
+  std::string username_;
   State state_ = State::kAwaitConnect;
   std::string clientId_;
   std::shared_ptr<Session> session_;
@@ -107,6 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string writing_;  // the buffer of the write in progress
   bool writeInProgress_ = false;
   bool closeAfterWrite_ = false;
+  bool goodbyePending_ = false;  // the transport is saying goodbye (a WebSocket close frame)
 
   std::deque<PendingAck> acks_;
   std::uint64_t nextAckSequence_ = 0;

@@ -126,6 +126,33 @@ auto durationKey(const char* name, std::int64_t minUs, std::int64_t maxUs, const
       }};
 }
 
+// "" or "off" turns an optional listener off.
+template <class Section>
+auto optionalHostPortKey(const char* name, Section Config::*section,
+                         std::optional<HostPort> Section::*field) {
+  return KeyDescriptor{
+      name, Kind::kString, 0, 0,
+      [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+        if (text.empty() || text == "off") {
+          (c.*section).*field = std::nullopt;
+        } else {
+          (c.*section).*field = parseHostPort(key.name, text);
+        }
+      }};
+}
+
+template <class Section>
+auto fileKey(const char* name, Section Config::*section, std::string Section::*field) {
+  return KeyDescriptor{
+      name, Kind::kString, 0, 0,
+      [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+        if (text.empty() || text.find_first_of("\r\n") != std::string::npos) {
+          failExpected(key.name, "a file path", text);
+        }
+        (c.*section).*field = text;
+      }};
+}
+
 // MQTT filter rules, checked here so a bad route fails at startup rather than matching nothing:
 // '#' only as the whole last level, '+' only as a whole level.
 bool validFilter(const std::string& filter) {
@@ -208,6 +235,15 @@ bool parseBool(const KeyDescriptor& key, const std::string& text) {
   failExpected(key.name, "true or false", text);
 }
 
+template <class Section>
+auto boolKey(const char* name, Section Config::*section, bool Section::*field) {
+  return KeyDescriptor{
+      name, Kind::kBool, 0, 0,
+      [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+        (c.*section).*field = parseBool(key, text);
+      }};
+}
+
 const std::vector<KeyDescriptor>& keyTable() {
   static const std::vector<KeyDescriptor> table = [] {
     std::vector<KeyDescriptor> t;
@@ -256,6 +292,15 @@ const std::vector<KeyDescriptor>& keyTable() {
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    c.mqtt.proxyProtocol = parseBool(key, text);
                  }});
+    t.push_back(hostPortKey("mqtt.tls_listen", &Config::mqtt, &MqttConfig::tlsListen));
+    t.push_back(fileKey("mqtt.tls_cert", &Config::mqtt, &MqttConfig::tlsCert));
+    t.push_back(fileKey("mqtt.tls_key", &Config::mqtt, &MqttConfig::tlsKey));
+    t.push_back(fileKey("mqtt.tls_ca", &Config::mqtt, &MqttConfig::tlsCa));
+    t.push_back(
+        boolKey("mqtt.tls_require_client_cert", &Config::mqtt, &MqttConfig::tlsRequireClientCert));
+    t.push_back(boolKey("mqtt.websocket", &Config::mqtt, &MqttConfig::websocket));
+    t.push_back(optionalHostPortKey("mqtt.ws_listen", &Config::mqtt, &MqttConfig::wsListen));
+    t.push_back(optionalHostPortKey("mqtt.wss_listen", &Config::mqtt, &MqttConfig::wssListen));
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
     t.push_back(durationKey("api.token_ttl", 1'000'000, 86'400'000'000LL, "1s and 1d (15m)",
                             &Config::api, &ApiConfig::tokenTtlUs));
@@ -727,6 +772,20 @@ void Config::finalize() {
       source.clientId += "-";
       source.clientId += source.name;
     }
+  }
+  if (mqtt.tlsCert.empty() != mqtt.tlsKey.empty()) {
+    fail(mqtt.tlsCert.empty() ? "mqtt.tls_cert" : "mqtt.tls_key",
+         "TLS needs both mqtt.tls_cert and mqtt.tls_key");
+  }
+  if (!mqtt.tlsCa.empty() && mqtt.tlsCert.empty()) {
+    fail("mqtt.tls_ca", "client certificates need TLS: set mqtt.tls_cert and mqtt.tls_key");
+  }
+  if (mqtt.tlsRequireClientCert && mqtt.tlsCa.empty()) {
+    fail("mqtt.tls_require_client_cert",
+         "needs mqtt.tls_ca (the CA client certificates are checked against)");
+  }
+  if (mqtt.wssListen && mqtt.tlsCert.empty()) {
+    fail("mqtt.wss_listen", "needs mqtt.tls_cert and mqtt.tls_key");
   }
   if (storage.backend == "postgres" && storage.url.empty()) {
     fail("storage.url", "required when storage.backend is postgres");

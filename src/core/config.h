@@ -45,6 +45,15 @@ struct MqttConfig {
   std::uint32_t serverKeepAlive = 0;  // seconds imposed on MQTT 5 clients; 0 = the client's own
   std::uint32_t receiveMaximum = 65535;  // QoS 1/2 publishes a client may have unacknowledged
   std::uint32_t topicAliasMaximum = 10;  // topic aliases a client may use towards us
+  // TLS: the listener runs when both tlsCert and tlsKey are set (PEM files).
+  HostPort tlsListen{"0.0.0.0", 8883};
+  std::string tlsCert;
+  std::string tlsKey;
+  std::string tlsCa;  // client certificates from these CAs are verified; their CN is the device id
+  bool tlsRequireClientCert = false;  // with tlsCa: no verified certificate, no connection
+  bool websocket = true;              // MQTT over WebSocket at /mqtt on the HTTP listener
+  std::optional<HostPort> wsListen;   // a dedicated WebSocket listener (path /mqtt)
+  std::optional<HostPort> wssListen;  // a dedicated WebSocket-over-TLS listener (tlsCert/tlsKey)
 };
 
 struct HttpConfig {

@@ -55,6 +55,8 @@ TEST(ConfigTest, ListsAllKeys) {
       "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",
       "mqtt.server_keep_alive", "mqtt.receive_maximum", "mqtt.topic_alias_maximum",
       "mqtt.proxy_protocol",
+      "mqtt.tls_listen",   "mqtt.tls_cert",      "mqtt.tls_key",          "mqtt.tls_ca",
+      "mqtt.tls_require_client_cert", "mqtt.websocket", "mqtt.ws_listen", "mqtt.wss_listen",
       "http.listen",       "api.token_ttl",      "api.refresh_ttl",       "api.login_max_failures",
       "storage.backend",    "storage.sync",          "storage.url",
       "storage.retention", "storage.retention_keys", "storage.retention_schedule",
@@ -84,6 +86,14 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "mqtt.server_keep_alive", "30");
   applyConfigValue(c, "mqtt.receive_maximum", "100");
   applyConfigValue(c, "mqtt.topic_alias_maximum", "0");
+  applyConfigValue(c, "mqtt.tls_listen", "127.0.0.1:8884");
+  applyConfigValue(c, "mqtt.tls_cert", "/etc/tern/cert.pem");
+  applyConfigValue(c, "mqtt.tls_key", "/etc/tern/key.pem");
+  applyConfigValue(c, "mqtt.tls_ca", "/etc/tern/ca.pem");
+  applyConfigValue(c, "mqtt.tls_require_client_cert", "true");
+  applyConfigValue(c, "mqtt.websocket", "false");
+  applyConfigValue(c, "mqtt.ws_listen", "0.0.0.0:8083");
+  applyConfigValue(c, "mqtt.wss_listen", "0.0.0.0:8084");
   applyConfigValue(c, "http.listen", "localhost:0");
   applyConfigValue(c, "api.token_ttl", "1s");
   applyConfigValue(c, "api.refresh_ttl", "7d");
@@ -119,6 +129,16 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.mqtt.serverKeepAlive, 30u);
   EXPECT_EQ(c.mqtt.receiveMaximum, 100u);
   EXPECT_EQ(c.mqtt.topicAliasMaximum, 0u);
+  EXPECT_EQ(c.mqtt.tlsListen.toString(), "127.0.0.1:8884");
+  EXPECT_EQ(c.mqtt.tlsCert, "/etc/tern/cert.pem");
+  EXPECT_EQ(c.mqtt.tlsKey, "/etc/tern/key.pem");
+  EXPECT_EQ(c.mqtt.tlsCa, "/etc/tern/ca.pem");
+  EXPECT_TRUE(c.mqtt.tlsRequireClientCert);
+  EXPECT_FALSE(c.mqtt.websocket);
+  ASSERT_TRUE(c.mqtt.wsListen);
+  EXPECT_EQ(c.mqtt.wsListen->port, 8083);
+  ASSERT_TRUE(c.mqtt.wssListen);
+  EXPECT_EQ(c.mqtt.wssListen->port, 8084);
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
   EXPECT_EQ(c.api.tokenTtlUs, 1'000'000);
   EXPECT_EQ(c.api.refreshTtlUs, 7LL * 86'400'000'000);
@@ -181,6 +201,14 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"ingest.spool_max_bytes", {"1048575", "1GiB", "-1", "1000000000000000001"}},
       {"ingest.latest_cache_devices", {"-1", "100000001", "1e6", ""}},
       {"mqtt.proxy_protocol", {"maybe", "2", ""}},
+      {"mqtt.tls_listen", {"", "8883", "host:65536"}},
+      {"mqtt.tls_cert", {"", "a\nb"}},
+      {"mqtt.tls_key", {""}},
+      {"mqtt.tls_ca", {""}},
+      {"mqtt.tls_require_client_cert", {"maybe"}},
+      {"mqtt.websocket", {"on"}},
+      {"mqtt.ws_listen", {"foo", "[::1]"}},
+      {"mqtt.wss_listen", {"1.2.3.4:x"}},
       {"trackers.enabled", {"gt06,unknown", "GT06"}},
       {"trackers.host", {""}},
       {"trackers.register_unknown", {"maybe"}},
@@ -412,6 +440,25 @@ TEST(ConfigTest, FinalizeChecksCrossFieldRules) {
               "config: storage.url: required when storage.backend is postgres");
     applyConfigValue(c, "storage.url", "host=127.0.0.1 port=5432 dbname=tern");
     EXPECT_NO_THROW(c.finalize());
+  }
+  {
+    Config c;
+    applyConfigValue(c, "mqtt.tls_cert", "cert.pem");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: mqtt.tls_key:", 0), 0u);
+    applyConfigValue(c, "mqtt.tls_key", "key.pem");
+    EXPECT_NO_THROW(c.finalize());
+    applyConfigValue(c, "mqtt.tls_require_client_cert", "true");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: mqtt.tls_require_client_cert:", 0), 0u);
+    applyConfigValue(c, "mqtt.tls_ca", "ca.pem");
+    EXPECT_NO_THROW(c.finalize());
+  }
+  {
+    Config c;
+    applyConfigValue(c, "mqtt.wss_listen", "127.0.0.1:0");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: mqtt.wss_listen:", 0), 0u);
+    applyConfigValue(c, "mqtt.wss_listen", "off");
+    applyConfigValue(c, "mqtt.tls_ca", "ca.pem");
+    EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: mqtt.tls_ca:", 0), 0u);
   }
 }
 

@@ -1,0 +1,139 @@
+#pragma once
+// A connected, ordered byte stream pinned to one event loop: plain TCP, or a Transport (TLS,
+// WebSocket, WebSocket over TLS) that turns its framing back into a byte stream. A protocol
+// connection (the MQTT broker's) is written once against ByteStream and works on all of them.
+//
+// Plain TCP is held inline and called directly: no virtual call, no type-erased handler, no
+// copy — the same Asio calls as on a bare socket. Other transports sit behind one virtual
+// interface; their handlers go through a std::function, small next to the crypto or framing.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace tern::net {
+
+// Errors a Transport reports on top of the socket's.
+enum class StreamError {
+  // A WebSocket text frame: the byte stream carries binary frames only (MQTT over WebSocket).
+  kTextFrame = 1,
+};
+const boost::system::error_category& streamErrorCategory();
+boost::system::error_code make_error_code(StreamError error);
+
+// TLS and WebSocket streams, as a byte stream. Reads and writes follow Asio's rules: at most one
+// read and one write outstanding. The end of the peer's stream (TCP FIN, TLS close_notify or a
+// truncated TLS stream, a WebSocket close frame) is reported as boost::asio::error::eof.
+class Transport {
+ public:
+  using Handler = std::function<void(const boost::system::error_code&, std::size_t)>;
+  virtual ~Transport() = default;
+
+  virtual boost::asio::any_io_executor executor() = 0;
+  // The TCP socket underneath (options, endpoints, the final close).
+  virtual boost::asio::ip::tcp::socket& socket() = 0;
+  // "tls", "ws", "wss": for logs.
+  virtual std::string_view name() const = 0;
+  // Some bytes of the stream (from one or more frames). Completes with at least one byte or an
+  // error.
+  virtual void asyncReadSome(boost::asio::mutable_buffer buffer, Handler handler) = 0;
+  // All of `buffer` (one WebSocket binary message), or an error.
+  virtual void asyncWrite(boost::asio::const_buffer buffer, Handler handler) = 0;
+  // Says goodbye the transport's way (a WebSocket close frame), then closes the socket. No write
+  // may be in progress. `keepAlive` is held until it is done; idempotent. Does not block.
+  // Returns true while the goodbye is under way (the caller bounds it in time with close()).
+  virtual bool shutdown(std::shared_ptr<void> keepAlive) = 0;
+  // Closes the socket now; pending operations complete with operation_aborted.
+  virtual void close() = 0;
+};
+
+class ByteStream {
+ public:
+  explicit ByteStream(boost::asio::ip::tcp::socket socket) : stream_(std::move(socket)) {}
+  explicit ByteStream(std::unique_ptr<Transport> transport) : stream_(std::move(transport)) {}
+  ByteStream(ByteStream&&) = default;
+  ByteStream& operator=(ByteStream&&) = default;
+
+  boost::asio::any_io_executor get_executor() {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+      return tcp->get_executor();
+    }
+    return transport().executor();
+  }
+
+  // The TCP socket underneath, for options and endpoints. Do not read or write it.
+  boost::asio::ip::tcp::socket& socket() {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]]
+      return *tcp;
+    return transport().socket();
+  }
+
+  // "tcp", "tls", "ws" or "wss".
+  std::string_view name() const {
+    if (std::holds_alternative<boost::asio::ip::tcp::socket>(stream_)) return "tcp";
+    return std::get<std::unique_ptr<Transport>>(stream_)->name();
+  }
+  bool plainTcp() const { return std::holds_alternative<boost::asio::ip::tcp::socket>(stream_); }
+
+  // handler(const error_code&, std::size_t). A Transport needs it copyable.
+  template <class Handler>
+  void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+      tcp->async_read_some(buffer, std::forward<Handler>(handler));
+      return;
+    }
+    transport().asyncReadSome(buffer, Transport::Handler(std::forward<Handler>(handler)));
+  }
+
+  // Writes all of `buffer`; handler(const error_code&, std::size_t).
+  template <class Handler>
+  void asyncWrite(boost::asio::const_buffer buffer, Handler&& handler) {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+      boost::asio::async_write(*tcp, buffer, std::forward<Handler>(handler));
+      return;
+    }
+    transport().asyncWrite(buffer, Transport::Handler(std::forward<Handler>(handler)));
+  }
+
+  // Ends the stream politely (TCP: FIN now; WebSocket: a close frame first), with no write in
+  // progress. `keepAlive` (the owner) is held while a goodbye is under way. Idempotent.
+  // Returns true while the goodbye is under way: bound it in time with close().
+  bool shutdown(std::shared_ptr<void> keepAlive) {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+      boost::system::error_code ignored;
+      tcp->shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+      tcp->close(ignored);
+      return false;
+    }
+    return transport().shutdown(std::move(keepAlive));
+  }
+
+  // Closes now.
+  void close() {
+    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+      boost::system::error_code ignored;
+      tcp->close(ignored);
+      return;
+    }
+    transport().close();
+  }
+
+ private:
+  Transport& transport() { return *std::get<std::unique_ptr<Transport>>(stream_); }
+
+  std::variant<boost::asio::ip::tcp::socket, std::unique_ptr<Transport>> stream_;
+};
+
+}  // namespace tern::net
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<tern::net::StreamError> : std::true_type {};
+}  // namespace boost::system
