@@ -574,7 +574,10 @@ class PahoClient:
     """A paho-mqtt (1.6, MQTT 3.1.1) client with its network loop on a thread, recording
     received messages and waiting on CONNACK/SUBACK/UNSUBACK with time limits."""
 
-    def __init__(self, port, client_id="", clean_session=True, connect=True):
+    def __init__(self, port, client_id="", clean_session=True, connect=True, transport="tcp",
+                 ws_path="/mqtt", tls_ca=None, tls_cert=None, tls_key=None):
+        """transport "websockets" speaks MQTT over WebSocket at ws_path; tls_ca (a CA file)
+        turns TLS on, tls_cert/tls_key add a client certificate."""
         import threading
         import paho.mqtt.client as mqtt
         self.mqtt = mqtt
@@ -587,7 +590,11 @@ class PahoClient:
         self.subacks = {}  # mid -> granted qos tuple
         self.unsubacks = set()
         self.client = mqtt.Client(client_id=client_id, clean_session=clean_session,
-                                  protocol=mqtt.MQTTv311)
+                                  protocol=mqtt.MQTTv311, transport=transport)
+        if transport == "websockets":
+            self.client.ws_set_options(path=ws_path)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
