@@ -92,8 +92,8 @@ TEST_F(TlsTest, MosquittoOverTlsMeetsTcpClientsAndStorage) {
   EXPECT_EQ(received->payload, R"({"temp":19.5})");
   tcp.ack(*received);
   std::string api;
-  runCommand("curl -s --max-time 10 http://127.0.0.1:" + std::to_string(server_->httpPort()) +
-                 "/api/v1/devices/tls-dev/messages",
+  runCommand("curl -s --max-time 10 " + server_->curlAuth("viewer") + " http://127.0.0.1:" +
+                 std::to_string(server_->httpPort()) + "/api/v1/devices/tls-dev/messages",
              &api);
   EXPECT_NE(api.find("19.5"), std::string::npos) << api;
 

@@ -67,9 +67,11 @@ std::optional<broker::Broker::ClientIdentity> waitClient(TestServer& server,
   return std::nullopt;
 }
 
-std::string httpGet(std::uint16_t port, const std::string& path) {
+std::string httpGet(TestServer& server, const std::string& path) {
   std::string out;
-  runCommand("curl -s --max-time 10 'http://127.0.0.1:" + std::to_string(port) + path + "'", &out);
+  runCommand("curl -s --max-time 10 " + server.curlAuth("viewer") +
+                 " 'http://127.0.0.1:" + std::to_string(server.httpPort()) + path + "'",
+             &out);
   return out;
 }
 
@@ -94,7 +96,7 @@ TEST_F(WebSocketTest, UpgradeOnTheHttpPortSpeaksMqtt) {
   ASSERT_TRUE(identity);
   EXPECT_EQ(identity->transport, "ws");
   // The API on the same port is unaffected.
-  EXPECT_NE(httpGet(httpPort(), "/api/v1/health").find("\"broker\""), std::string::npos);
+  EXPECT_NE(httpGet(*server_, "/api/v1/health").find("\"broker\""), std::string::npos);
 }
 
 TEST_F(WebSocketTest, DedicatedListenerSpeaksMqtt) {
@@ -132,8 +134,10 @@ TEST_F(WebSocketTest, SubprotocolNegotiation) {
 }
 
 TEST_F(WebSocketTest, OtherPathsAreNotUpgraded) {
-  WsClient onHttp;  // an upgrade elsewhere on the HTTP port is an ordinary API request
-  EXPECT_EQ(onHttp.open(httpPort(), "/other"), 404u);
+  WsClient onHttp;  // an upgrade elsewhere on the HTTP port is an ordinary API request (401 here)
+  const unsigned status = onHttp.open(httpPort(), "/other");
+  EXPECT_NE(status, 101u);
+  EXPECT_GE(status, 400u);
   WsClient health;
   EXPECT_EQ(health.open(httpPort(), "/api/v1/health"), 200u);
   WsClient onWs;
@@ -277,7 +281,7 @@ TEST_F(WebSocketTest, WebSocketAndTcpClientsShareTopicsAndStorage) {
   EXPECT_EQ(atTcp->topic, "device/ws-dev");
   EXPECT_EQ(atTcp->payload, R"({"temp":21.5})");
   tcp.ack(*atTcp);
-  EXPECT_NE(httpGet(httpPort(), "/api/v1/devices/ws-dev/messages").find("21.5"), std::string::npos);
+  EXPECT_NE(httpGet(*server_, "/api/v1/devices/ws-dev/messages").find("21.5"), std::string::npos);
 
   // TCP → stored, WebSocket subscriber.
   ASSERT_TRUE(tcp.publish("device/tcp-dev", R"({"temp":7})", 1));
@@ -290,7 +294,7 @@ TEST_F(WebSocketTest, WebSocketAndTcpClientsShareTopicsAndStorage) {
   ASSERT_TRUE(atWs);
   EXPECT_EQ(atWs->topic, "device/tcp-dev");
   EXPECT_EQ(atWs->payload, R"({"temp":7})");
-  EXPECT_NE(httpGet(httpPort(), "/api/v1/devices/tcp-dev/messages").find("\"temp\""),
+  EXPECT_NE(httpGet(*server_, "/api/v1/devices/tcp-dev/messages").find("\"temp\""),
             std::string::npos);
 }
 
