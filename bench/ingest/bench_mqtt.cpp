@@ -11,10 +11,10 @@
 //
 // Prints one line `RESULT mode=... key=value ...` on stdout; progress and errors go to stderr.
 // Every wait is bounded: a broker that does not answer makes the run fail, never hang.
-#include <CLI/CLI.hpp>
-#include <sys/resource.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -58,7 +58,7 @@ constexpr Clock::duration kPingEvery = 20s;
 constexpr std::uint32_t kMaxIncomingPacket = 1024 * 1024;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kMaxCatchUpPerTick = 1000;  // latency mode: sends per timer wake, at most
-constexpr Clock::duration kPollStep = 10ms;  // how often the main thread looks at the counters
+constexpr Clock::duration kPollStep = 10ms;       // how often the main thread looks at the counters
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
@@ -70,15 +70,15 @@ struct Options {
   std::string label;  // name printed as broker=..., defaults to the address
   unsigned threads = 1;
   unsigned connections = 100;  // throughput: publishing connections
-  unsigned window = 20;  // throughput: unacknowledged QoS 1 publishes per connection
-  unsigned publishers = 10;  // latency: publishing connections
-  double rate = 20000;  // latency: total messages per second
-  double seconds = 0;  // 0 → mode default (20 throughput, 10 latency)
+  unsigned window = 20;        // throughput: unacknowledged QoS 1 publishes per connection
+  unsigned publishers = 10;    // latency: publishing connections
+  double rate = 20000;         // latency: total messages per second
+  double seconds = 0;          // 0 → mode default (20 throughput, 10 latency)
   std::string topicPrefix = "device/";
   std::string filter = "device/+";  // latency: the subscriber's topic filter
   std::size_t payloadSize = 100;
   double connectTimeout = 10;  // seconds, for all connections together
-  double grace = 5;  // seconds to wait for outstanding acks / deliveries after the window
+  double grace = 5;            // seconds to wait for outstanding acks / deliveries after the window
   bool progress = false;
   tcp::endpoint endpoint;  // resolved from `broker`
 };
@@ -92,7 +92,9 @@ std::int64_t nowNs() {
       .count();
 }
 
-double toMs(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double toMs(std::int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 // CPU seconds (user + system) this process has used, to compare against the brokers'.
 double cpuSeconds() {
@@ -111,7 +113,7 @@ struct Shared {
   std::atomic<std::uint64_t> sent{0};
   std::atomic<std::uint64_t> acked{0};
   std::atomic<std::uint64_t> received{0};  // latency: publishes that reached the subscriber
-  std::atomic<std::uint64_t> foreign{0};  // latency: publishes without our timestamp
+  std::atomic<std::uint64_t> foreign{0};   // latency: publishes without our timestamp
   std::atomic<std::uint64_t> errors{0};
   std::atomic<unsigned> ready{0};  // connected (and, for the subscriber, subscribed)
   std::atomic<unsigned> failed{0};
@@ -138,8 +140,8 @@ void makePayload(std::string& out, std::string_view uuid, std::uint64_t seq,
   out.clear();
   const int value = 20 + static_cast<int>(seq % 11);
   if (tsNs) {
-    fmt::format_to(std::back_inserter(out), R"({{"uuid":"{}","value":{},"seq":{},"ts_ns":{})",
-                   uuid, value, seq, *tsNs);
+    fmt::format_to(std::back_inserter(out), R"({{"uuid":"{}","value":{},"seq":{},"ts_ns":{})", uuid,
+                   value, seq, *tsNs);
   } else {
     fmt::format_to(std::back_inserter(out), R"({{"uuid":"{}","value":{},"seq":{})", uuid, value,
                    seq);
@@ -237,7 +239,14 @@ class Connection {
   std::int64_t maxSendLagNs() const { return maxSendLagNs_; }
 
  private:
-  enum class State : std::uint8_t { kConnecting, kAwaitConnack, kAwaitSuback, kReady, kDisconnecting, kClosed };
+  enum class State : std::uint8_t {
+    kConnecting,
+    kAwaitConnack,
+    kAwaitSuback,
+    kReady,
+    kDisconnecting,
+    kClosed
+  };
 
   struct Inflight {
     std::uint16_t id;
@@ -372,7 +381,8 @@ class Connection {
       if (state_ != State::kAwaitConnack) {
         lost("unexpected CONNACK");
       } else if (connack->returnCode != mqtt::ConnackCode::kAccepted) {
-        lost(fmt::format("connection refused, CONNACK code {}", static_cast<int>(connack->returnCode)));
+        lost(fmt::format("connection refused, CONNACK code {}",
+                         static_cast<int>(connack->returnCode)));
       } else if (role_ == Role::kSubscriber) {
         mqtt::Subscribe subscribe;
         subscribe.packetId = 1;
@@ -457,7 +467,8 @@ class Connection {
   }
 
   void flush() {
-    if (writing_ || out_.empty() || state_ == State::kClosed || state_ == State::kConnecting) return;
+    if (writing_ || out_.empty() || state_ == State::kClosed || state_ == State::kConnecting)
+      return;
     writing_ = true;
     std::swap(out_, wbuf_);
     out_.clear();
@@ -607,8 +618,8 @@ std::string quoted(const std::string& s) {
 }
 
 std::string commonFields(const Options& o) {
-  return fmt::format("broker={} addr={} threads={}", o.label.empty() ? o.broker : o.label,
-                     o.broker, o.threads);
+  return fmt::format("broker={} addr={} threads={}", o.label.empty() ? o.broker : o.label, o.broker,
+                     o.threads);
 }
 
 // Brings every connection up; false (with the reason in shared.firstError) if any failed or the
@@ -629,8 +640,9 @@ bool connectAll(Runner& runner) {
 }
 
 void progress(const Options& o, const char* what, double t, std::uint64_t count, double rate) {
-  if (o.progress) std::fprintf(stderr, "  %5.1fs %s=%llu (%.0f/s)\n", t, what,
-                               static_cast<unsigned long long>(count), rate);
+  if (o.progress)
+    std::fprintf(stderr, "  %5.1fs %s=%llu (%.0f/s)\n", t, what,
+                 static_cast<unsigned long long>(count), rate);
 }
 
 int runThroughput(const Options& o) {
@@ -676,8 +688,7 @@ int runThroughput(const Options& o) {
 
   // Let outstanding publishes be acknowledged, so a broker that stalls shows as unacked > 0.
   const bool drained = runner.waitFor(fromSeconds(o.grace), [&] {
-    return shared.acked.load() == shared.sent.load() ||
-           shared.closed.load() == o.connections;
+    return shared.acked.load() == shared.sent.load() || shared.closed.load() == o.connections;
   });
   const std::uint64_t sent = shared.sent.load();
   const std::uint64_t ackedTotal = shared.acked.load();
@@ -694,15 +705,15 @@ int runThroughput(const Options& o) {
   std::printf(
       "RESULT mode=throughput %s status=%s connections=%u window=%u payload=%zu seconds=%.2f "
       "acked=%llu rate=%.0f min_1s_rate=%.0f sent_in_window=%llu sent=%llu acked_total=%llu "
-      "unacked=%llu ack_p50_ms=%.3f ack_p99_ms=%.3f ack_max_ms=%.3f connect_s=%.2f client_cpu_s=%.2f "
+      "unacked=%llu ack_p50_ms=%.3f ack_p99_ms=%.3f ack_max_ms=%.3f connect_s=%.2f "
+      "client_cpu_s=%.2f "
       "errors=%llu%s\n",
       commonFields(o).c_str(), ok ? "ok" : "errors", o.connections, o.window, o.payloadSize,
       seconds, static_cast<unsigned long long>(acked), static_cast<double>(acked) / seconds,
       std::max(0.0, minSecondRate), static_cast<unsigned long long>(sentInWindow),
       static_cast<unsigned long long>(sent), static_cast<unsigned long long>(ackedTotal),
       static_cast<unsigned long long>(sent - ackedTotal), p.p50, p.p99, p.max, connectSeconds,
-      cpuSeconds(),
-      static_cast<unsigned long long>(shared.errors.load()),
+      cpuSeconds(), static_cast<unsigned long long>(shared.errors.load()),
       shared.errors.load() ? (" error=" + quoted(shared.error())).c_str() : "");
   return ok ? 0 : kExitFailed;
 }
@@ -716,9 +727,9 @@ int runLatency(const Options& o) {
   const unsigned total = o.publishers + 1;
   auto failed = [&](const char* stage) {
     runner.disconnectAll();
-    std::printf("RESULT mode=latency %s status=failed stage=%s connected=%u connections=%u error=%s\n",
-                commonFields(o).c_str(), stage, shared.ready.load(), total,
-                quoted(shared.error()).c_str());
+    std::printf(
+        "RESULT mode=latency %s status=failed stage=%s connected=%u connections=%u error=%s\n",
+        commonFields(o).c_str(), stage, shared.ready.load(), total, quoted(shared.error()).c_str());
     return kExitFailed;
   };
   if (!connectAll(runner)) return failed("subscribe");
@@ -742,8 +753,9 @@ int runLatency(const Options& o) {
     const auto next = std::min(end, std::max(lastAt, Clock::now()) + 1s);
     std::this_thread::sleep_until(next);
     const std::uint64_t now = shared.received.load();
-    progress(o, "received", std::chrono::duration<double>(next - t0).count(), now,
-             static_cast<double>(now - last) / std::chrono::duration<double>(next - lastAt).count());
+    progress(
+        o, "received", std::chrono::duration<double>(next - t0).count(), now,
+        static_cast<double>(now - last) / std::chrono::duration<double>(next - lastAt).count());
     last = now;
     lastAt = next;
     if (shared.closed.load() > 0) break;  // a connection broke: stop early, report below
@@ -791,7 +803,8 @@ int runLatency(const Options& o) {
 }  // namespace
 
 int benchMain(int argc, char** argv) {
-  CLI::App app{"tern-bench-mqtt: MQTT broker load client (throughput of QoS 1 acks, QoS 0 latency)"};
+  CLI::App app{
+      "tern-bench-mqtt: MQTT broker load client (throughput of QoS 1 acks, QoS 0 latency)"};
   Options o;
   std::string mode = "throughput";
   app.add_option("mode", mode, "throughput | latency")
@@ -799,29 +812,36 @@ int benchMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--broker", o.broker, "Broker HOST:PORT")->capture_default_str();
   app.add_option("--label", o.label, "Name printed as broker=... [the address]");
-  app.add_option("--threads", o.threads, "Event loop threads")->capture_default_str()
+  app.add_option("--threads", o.threads, "Event loop threads")
+      ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   app.add_option("--connections,-c", o.connections, "throughput: publishing connections")
-      ->capture_default_str()->check(CLI::Range(1u, 100000u));
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
   app.add_option("--window,-w", o.window, "throughput: QoS 1 publishes in flight per connection")
-      ->capture_default_str()->check(CLI::Range(1u, 10000u));
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 10000u));
   app.add_option("--publishers,-p", o.publishers, "latency: publishing connections")
-      ->capture_default_str()->check(CLI::Range(1u, 10000u));
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 10000u));
   app.add_option("--rate,-r", o.rate, "latency: total messages per second")
-      ->capture_default_str()->check(CLI::Range(1.0, 10000000.0));
-  app.add_option("--seconds,-d", o.seconds,
-                 "Measured duration [20 for throughput, 10 for latency]")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 10000000.0));
+  app.add_option("--seconds,-d", o.seconds, "Measured duration [20 for throughput, 10 for latency]")
       ->check(CLI::Range(0.1, 86400.0));
   app.add_option("--topic-prefix", o.topicPrefix, "Publish topic is PREFIX<uuid>")
       ->capture_default_str();
   app.add_option("--filter", o.filter, "latency: the subscriber's topic filter")
       ->capture_default_str();
   app.add_option("--payload-size", o.payloadSize, "Payload bytes (JSON padded with blanks)")
-      ->capture_default_str()->check(CLI::Range(std::size_t{16}, std::size_t{65536}));
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{16}, std::size_t{65536}));
   app.add_option("--connect-timeout", o.connectTimeout, "Seconds for all connections to come up")
-      ->capture_default_str()->check(CLI::Range(0.1, 600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 600.0));
   app.add_option("--grace", o.grace, "Seconds to wait for outstanding acks/deliveries at the end")
-      ->capture_default_str()->check(CLI::Range(0.0, 600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
   app.add_flag("--progress", o.progress, "Per-second progress on stderr");
   try {
     app.parse(argc, argv);
@@ -849,4 +869,6 @@ int benchMain(int argc, char** argv) {
 
 }  // namespace tern::tools
 
-int main(int argc, char** argv) { return tern::tools::benchMain(argc, argv); }
+int main(int argc, char** argv) {
+  return tern::tools::benchMain(argc, argv);
+}

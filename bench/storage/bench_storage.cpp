@@ -13,6 +13,7 @@
 //   WRITE  the whole write phase
 //   CHECK  records counted at the end against records written
 //   QUERY  latency p50/p99 of each query at the final size
+#include <fmt/format.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -34,8 +35,6 @@
 #include <string_view>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "ingest/pipeline.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/record.h"
@@ -56,14 +55,17 @@ constexpr std::int64_t kDayUs = 24 * kHourUs;
 constexpr std::int64_t kStartUs = 1'451'606'400LL * kSecondUs;
 constexpr std::int64_t kStationaryWindowUs = 10 * kMinuteUs;
 constexpr std::uint32_t kPageLimit = 1000;
-constexpr std::uint32_t kCopyBatch = 5000;  // rows per COPY (one transaction), like a pipeline batch
+constexpr std::uint32_t kCopyBatch =
+    5000;  // rows per COPY (one transaction), like a pipeline batch
 
 constexpr std::array<std::string_view, 5> kFleets{"East", "West", "North", "South", "Central"};
 constexpr std::array<std::string_view, 6> kDrivers{"Albert", "Derek", "Andy",
                                                    "Seth",   "Trish", "Rodney"};
 constexpr std::array<std::string_view, 3> kModels{"F-150", "G-2000", "H-2"};
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 // splitmix64: fast, deterministic, good enough for a data generator.
 class Rng {
@@ -83,7 +85,9 @@ class Rng {
   std::uint64_t state_;
 };
 
-double roundTo(double value, double scale) { return std::round(value * scale) / scale; }
+double roundTo(double value, double scale) {
+  return std::round(value * scale) / scale;
+}
 
 double walk(Rng& rng, double value, double step, double lo, double hi, double scale) {
   value += rng.uniform(-step, step);
@@ -335,8 +339,8 @@ PgResult pgExecPrepared(PGconn* conn, const char* name, const std::vector<std::s
     values.push_back(p.c_str());
   }
   return pgCheck(conn,
-                 PQexecPrepared(conn, name, static_cast<int>(values.size()), values.data(),
-                                nullptr, nullptr, 0),
+                 PQexecPrepared(conn, name, static_cast<int>(values.size()), values.data(), nullptr,
+                                nullptr, 0),
                  name);
 }
 
@@ -365,17 +369,15 @@ QueryPlan makePlan(const Options& o) {
     plan.rawDevice.push_back(rng.below(withData));
     // A day starting at a random 10-s tick, but inside the data when there is more than a day.
     const std::int64_t dayRoom = std::max<std::int64_t>(0, span - kDayUs) / kIntervalUs;
-    plan.rawFrom.push_back(kStartUs +
-                           static_cast<std::int64_t>(rng.below(
-                               static_cast<std::uint64_t>(dayRoom) + 1)) *
-                               kIntervalUs);
+    plan.rawFrom.push_back(
+        kStartUs + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(dayRoom) + 1)) *
+                       kIntervalUs);
     plan.seriesDevice.push_back(rng.below(withData));
     // A 10-minute window aligned to 10 minutes (so it is exactly one series bucket).
     const std::int64_t windows = std::max<std::int64_t>(1, span / kStationaryWindowUs);
     plan.stationaryFrom.push_back(
-        kStartUs +
-        static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(windows))) *
-            kStationaryWindowUs);
+        kStartUs + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(windows))) *
+                       kStationaryWindowUs);
   }
   return plan;
 }
@@ -385,8 +387,7 @@ class QueryTarget {
   virtual ~QueryTarget() = default;
   // Each returns the number of result rows.
   virtual std::int64_t rawDay(const std::string& device, std::int64_t from, std::int64_t to) = 0;
-  virtual std::int64_t hourlyAvg(const std::string& device, std::int64_t from,
-                                 std::int64_t to) = 0;
+  virtual std::int64_t hourlyAvg(const std::string& device, std::int64_t from, std::int64_t to) = 0;
   virtual std::int64_t lastLocation() = 0;
   virtual std::int64_t lowFuel() = 0;
   virtual std::int64_t stationary(std::int64_t from, std::int64_t to) = 0;
@@ -448,8 +449,7 @@ class StoreTarget : public QueryTarget {
     }
   }
 
-  std::int64_t hourlyAvg(const std::string& device, std::int64_t from,
-                         std::int64_t to) override {
+  std::int64_t hourlyAvg(const std::string& device, std::int64_t from, std::int64_t to) override {
     storage::SeriesQuery q;
     q.deviceId = device;
     q.key = "velocity";
@@ -547,8 +547,7 @@ class PlainTarget : public QueryTarget {
   std::int64_t rawDay(const std::string& device, std::int64_t from, std::int64_t to) override {
     return run("raw_day", {device, std::to_string(from), std::to_string(to)});
   }
-  std::int64_t hourlyAvg(const std::string& device, std::int64_t from,
-                         std::int64_t to) override {
+  std::int64_t hourlyAvg(const std::string& device, std::int64_t from, std::int64_t to) override {
     return run("hourly_avg", {device, std::to_string(from), std::to_string(to)});
   }
   std::int64_t lastLocation() override { return run("last_location", {}); }
@@ -615,8 +614,8 @@ void timeQuery(const std::string& backend, const char* name, int reps,
 void runQueries(const Options& o, const std::string& backend, QueryTarget& target) {
   const QueryPlan plan = makePlan(o);
   std::printf("# %s: queries over data from %lld to %lld (us), %d reps (%d for fleet scans)\n",
-              backend.c_str(), static_cast<long long>(kStartUs),
-              static_cast<long long>(plan.endUs), o.reps, o.fleetReps);
+              backend.c_str(), static_cast<long long>(kStartUs), static_cast<long long>(plan.endUs),
+              o.reps, o.fleetReps);
   const auto u = [](int i) { return static_cast<std::size_t>(i); };
   timeQuery(backend, "raw_day", o.reps, [&](int i) {
     return target.rawDay(truckName(plan.rawDevice[u(i)]), plan.rawFrom[u(i)],
@@ -678,7 +677,8 @@ void writeThroughPipeline(const Options& o, const std::string& backend, storage:
       backend.c_str(), static_cast<unsigned long long>(stats.committed), slices.elapsed(),
       static_cast<double>(stats.committed) / slices.elapsed(), generated,
       static_cast<unsigned long long>(stats.batches),
-      static_cast<double>(stats.committed) / static_cast<double>(std::max<std::uint64_t>(1, stats.batches)),
+      static_cast<double>(stats.committed) /
+          static_cast<double>(std::max<std::uint64_t>(1, stats.batches)),
       static_cast<unsigned long long>(stats.maxQueueDepth),
       static_cast<unsigned long long>(stats.commitFailures));
   std::fflush(stdout);
@@ -752,9 +752,9 @@ void runPostgres(const Options& o) {
   PgConn conn = pgConnect(o.url);
   check("postgres", o.records, unwrap(store->countMessages(), "countMessages"),
         pgScalar(conn.get(), "SELECT count(*) FROM messages"));
-  std::printf("SIZE backend=postgres bytes=%lld\n",
-              static_cast<long long>(
-                  pgScalar(conn.get(), "SELECT pg_database_size(current_database())")));
+  std::printf(
+      "SIZE backend=postgres bytes=%lld\n",
+      static_cast<long long>(pgScalar(conn.get(), "SELECT pg_database_size(current_database())")));
   if (o.queries) {
     const auto t0 = Clock::now();
     pgExec(conn.get(), "ANALYZE");
@@ -810,9 +810,9 @@ void runPlain(const Options& o) {
               static_cast<double>(done) / slices.elapsed());
   const std::int64_t count = pgScalar(conn.get(), "SELECT count(*) FROM readings");
   check("plain", o.records, count, count);
-  std::printf("SIZE backend=plain bytes=%lld\n",
-              static_cast<long long>(
-                  pgScalar(conn.get(), "SELECT pg_database_size(current_database())")));
+  std::printf(
+      "SIZE backend=plain bytes=%lld\n",
+      static_cast<long long>(pgScalar(conn.get(), "SELECT pg_database_size(current_database())")));
   if (o.queries) {
     const auto t0 = Clock::now();
     pgExec(conn.get(), "ANALYZE");

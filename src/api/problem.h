@@ -1,9 +1,9 @@
 #pragma once
 // RFC 9457 problem details: every API error is one of these, so clients parse one shape.
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
-#include <string_view>
 
 namespace tern::api {
 
@@ -12,7 +12,7 @@ struct ApiResponse {
   unsigned status = 200;
   std::string contentType = "application/json";
   std::string body;
-  std::string allow;   // the Allow header, for 405
+  std::string allow;  // the Allow header, for 405
   // Further headers, e.g. X-Next-Cursor on a CSV page (CSV has no room for it in the body).
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after sending

@@ -88,12 +88,9 @@ std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& o
   const auto text = params.get("agg");
   if (!text) return std::nullopt;
   static constexpr std::pair<std::string_view, storage::Aggregate> kAggregates[] = {
-      {"avg", storage::Aggregate::kAvg},
-      {"min", storage::Aggregate::kMin},
-      {"max", storage::Aggregate::kMax},
-      {"sum", storage::Aggregate::kSum},
-      {"count", storage::Aggregate::kCount},
-      {"first", storage::Aggregate::kFirst},
+      {"avg", storage::Aggregate::kAvg},     {"min", storage::Aggregate::kMin},
+      {"max", storage::Aggregate::kMax},     {"sum", storage::Aggregate::kSum},
+      {"count", storage::Aggregate::kCount}, {"first", storage::Aggregate::kFirst},
       {"last", storage::Aggregate::kLast}};
   for (const auto& [aggName, aggregate] : kAggregates) {
     if (*text == aggName) {
@@ -156,8 +153,8 @@ ApiResponse Router::handle(const ApiRequest& request) const noexcept {
   }
 }
 
-ApiResponse Router::route(std::string_view method, std::string_view target,
-                          std::string_view body, std::string_view accept) const {
+ApiResponse Router::route(std::string_view method, std::string_view target, std::string_view body,
+                          std::string_view accept) const {
   RequestTarget parsed;
   if (auto problem = parseRequestTarget(target, parsed)) return problemResponse(*problem);
   const auto& s = parsed.segments;
@@ -221,9 +218,9 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
     const std::string_view allowed = endpoint == Endpoint::kCommands ? "GET, POST"
                                      : endpoint == Endpoint::kDevice ? "GET, PUT"
                                                                      : kAllowGet;
-    ApiResponse response = problemResponse(405, "method " + quoteInput(method) +
-                                                    " is not allowed here; allowed: " +
-                                                    std::string(allowed));
+    ApiResponse response =
+        problemResponse(405, "method " + quoteInput(method) +
+                                 " is not allowed here; allowed: " + std::string(allowed));
     response.allow = allowed;
     return response;
   }
@@ -242,8 +239,8 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
       problem = QueryParams::make(parsed.params, {}, params);
       return problem ? problemResponse(*problem) : getDevice(s[3], params);
     case Endpoint::kMessages:
-      problem = QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor", "format"},
-                                  params);
+      problem = QueryParams::make(parsed.params,
+                                  {"from", "to", "limit", "order", "cursor", "format"}, params);
       if (problem) return problemResponse(*problem);
       if (auto csv = wantsCsv(params, accept); csv.problem) {
         return problemResponse(*csv.problem);
@@ -259,7 +256,8 @@ ApiResponse Router::route(std::string_view method, std::string_view target,
         return series(s[3], s[5], params, csv.csv);
       }
     case Endpoint::kPositions:
-      problem = QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
+      problem =
+          QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
       return problem ? problemResponse(*problem) : positions(s[3], params);
     case Endpoint::kLatestPositions:
       problem = QueryParams::make(parsed.params, {}, params);
@@ -489,7 +487,8 @@ ApiResponse Router::series(const std::string& deviceId, const std::string& key,
 
 namespace {
 
-const storage::FieldValue* findField(const std::vector<storage::Field>& fields, std::string_view key) {
+const storage::FieldValue* findField(const std::vector<storage::Field>& fields,
+                                     std::string_view key) {
   for (const auto& field : fields) {
     if (field.key == key) return &field.value;
   }
@@ -512,8 +511,8 @@ std::optional<boost::json::object> positionJson(const std::vector<storage::Field
   boost::json::object position;
   position["lat"] = numberToJson(*lat);
   position["lon"] = numberToJson(*lon);
-  static constexpr std::string_view kMain[] = {"speed", "course", "altitude", "valid", "sat",
-                                               "hdop", "protocol"};
+  static constexpr std::string_view kMain[] = {"speed", "course", "altitude", "valid",
+                                               "sat",   "hdop",   "protocol"};
   for (std::string_view key : kMain) {
     if (const auto* value = findField(fields, key)) position[key] = fieldValueToJson(*value);
   }
@@ -619,21 +618,25 @@ ApiResponse Router::submitCommand(const std::string& deviceId, std::string_view 
   boost::system::error_code ec;
   boost::json::value parsed = boost::json::parse(body, ec);
   if (ec || !parsed.is_object()) {
-    return problemResponse(400, "request body: expected a JSON object like "
-                                "{\"type\":\"engineStop\"}");
+    return problemResponse(400,
+                           "request body: expected a JSON object like "
+                           "{\"type\":\"engineStop\"}");
   }
   const auto& object = parsed.as_object();
   const auto* type = object.if_contains("type");
   if (type == nullptr || !type->is_string()) {
-    return problemResponse(400, "field 'type': required, one of engineStop, engineResume, "
-                                "positionSingle, custom, customHex");
+    return problemResponse(400,
+                           "field 'type': required, one of engineStop, engineResume, "
+                           "positionSingle, custom, customHex");
   }
   std::string typeName(type->as_string().c_str());
   bool known = false;
   for (std::string_view t : kCommandTypes) known = known || t == typeName;
   if (!known) {
-    return problemResponse(400, "field 'type': expected one of engineStop, engineResume, "
-                                "positionSingle, custom, customHex, got " + quoteInput(typeName));
+    return problemResponse(400,
+                           "field 'type': expected one of engineStop, engineResume, "
+                           "positionSingle, custom, customHex, got " +
+                               quoteInput(typeName));
   }
   std::string text;
   if (const auto* t = object.if_contains("text")) {
@@ -646,8 +649,8 @@ ApiResponse Router::submitCommand(const std::string& deviceId, std::string_view 
   if (typeName == "customHex" &&
       (text.size() % 2 != 0 ||
        text.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)) {
-    return problemResponse(400, "field 'text': expected hex digits for customHex, got " +
-                                    quoteInput(text));
+    return problemResponse(
+        400, "field 'text': expected hex digits for customHex, got " + quoteInput(text));
   }
   boost::json::object command = options_.commands.submit(deviceId, typeName, text);
   return jsonResponse(202, command);

@@ -19,10 +19,10 @@ struct ApiRequest {
   std::string_view method;
   std::string_view target;
   std::string_view body;
-  std::string_view accept;  // the Accept header (text/csv selects CSV where offered)
+  std::string_view accept;         // the Accept header (text/csv selects CSV where offered)
   std::string_view authorization;  // the Authorization header
-  std::string_view apiKey;  // the X-API-Key header
-  std::string clientAddress;  // the peer's IP address, for login rate limits and logs
+  std::string_view apiKey;         // the X-API-Key header
+  std::string clientAddress;       // the peer's IP address, for login rate limits and logs
 };
 
 class Router {
@@ -52,8 +52,8 @@ class Router {
   ApiResponse listDevices(const QueryParams& params) const;
   ApiResponse getDevice(const std::string& deviceId, const QueryParams& params) const;
   ApiResponse messages(const std::string& deviceId, const QueryParams& params, bool csv) const;
-  ApiResponse series(const std::string& deviceId, const std::string& key,
-                     const QueryParams& params, bool csv) const;
+  ApiResponse series(const std::string& deviceId, const std::string& key, const QueryParams& params,
+                     bool csv) const;
   ApiResponse positions(const std::string& deviceId, const QueryParams& params) const;
   ApiResponse latestPositions(const QueryParams& params) const;
   ApiResponse submitCommand(const std::string& deviceId, std::string_view body) const;

@@ -1,11 +1,10 @@
-// The `tern` command: serve, user, sim. Start-up code, so exceptions are fine here; a bad value is one
-// clear line naming the key, and exit status 2.
-#include <CLI/CLI.hpp>
+// The `tern` command: serve, user, sim. Start-up code, so exceptions are fine here; a bad value is
+// one clear line naming the key, and exit status 2.
 #include <spdlog/spdlog.h>
-
 #include <termios.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -15,10 +14,10 @@
 #include "app/server.h"
 #include "auth/auth_service.h"
 #include "auth/crypto.h"
-#include "core/time.h"
-#include "storage/auth_store.h"
 #include "core/config.h"
 #include "core/logging.h"
+#include "core/time.h"
+#include "storage/auth_store.h"
 #include "tools/sim_mqtt.h"
 #include "tools/sim_tracker.h"
 #include "tools/tracker_frames/tracker_frames.h"
@@ -33,8 +32,8 @@ struct ServeFlags {
   std::vector<std::pair<std::string, std::string>> values;
 };
 
-void addValueFlag(CLI::App* app, ServeFlags& flags, const std::string& name,
-                  const std::string& key, const std::string& help) {
+void addValueFlag(CLI::App* app, ServeFlags& flags, const std::string& name, const std::string& key,
+                  const std::string& help) {
   app->add_option_function<std::string>(
       name, [&flags, key](const std::string& value) { flags.values.emplace_back(key, value); },
       help + " (" + key + ")");
@@ -82,8 +81,8 @@ int runUserCommand(const std::string& action, const UserFlags& flags) {
   if (action == "add") {
     const auto role = tern::auth::parseRole(flags.role);
     if (!role) {
-      std::cerr << "tern user add: --role: expected one of " << tern::auth::roleNames()
-                << ", got '" << flags.role << "'\n";
+      std::cerr << "tern user add: --role: expected one of " << tern::auth::roleNames() << ", got '"
+                << flags.role << "'\n";
       return kUsageError;
     }
     std::string password;
@@ -150,10 +149,13 @@ int main(int argc, char** argv) {
   serve->add_option("--config", serveFlags.configFile, "TOML configuration file")
       ->check(CLI::ExistingFile);
   addValueFlag(serve, serveFlags, "--data-dir", "server.data_dir", "Data directory [./data]");
-  addValueFlag(serve, serveFlags, "--mqtt-listen", "mqtt.listen", "MQTT listen address [0.0.0.0:1883]");
-  addValueFlag(serve, serveFlags, "--http-listen", "http.listen", "HTTP listen address [127.0.0.1:8080]");
+  addValueFlag(serve, serveFlags, "--mqtt-listen", "mqtt.listen",
+               "MQTT listen address [0.0.0.0:1883]");
+  addValueFlag(serve, serveFlags, "--http-listen", "http.listen",
+               "HTTP listen address [127.0.0.1:8080]");
   addValueFlag(serve, serveFlags, "--node-id", "server.node_id", "Node id [host name]");
-  addValueFlag(serve, serveFlags, "--threads", "server.threads", "Event loops, 0 = one per core [0]");
+  addValueFlag(serve, serveFlags, "--threads", "server.threads",
+               "Event loops, 0 = one per core [0]");
   addValueFlag(serve, serveFlags, "--log-format", "server.log_format", "text or json [text]");
   addValueFlag(serve, serveFlags, "--log-level", "server.log_level", "trace..error [info]");
   serve->footer(
@@ -166,7 +168,8 @@ int main(int argc, char** argv) {
   const auto storeFlags = [&](CLI::App* command) {
     command->add_option("--config", userFlags.store.configFile, "TOML configuration file")
         ->check(CLI::ExistingFile);
-    addValueFlag(command, userFlags.store, "--data-dir", "server.data_dir", "Data directory [./data]");
+    addValueFlag(command, userFlags.store, "--data-dir", "server.data_dir",
+                 "Data directory [./data]");
   };
   CLI::App* userAdd = user->add_subcommand("add", "Add a user");
   userAdd->add_option("name", userFlags.name, "User name")->required();
@@ -190,17 +193,23 @@ int main(int argc, char** argv) {
   CLI::App* simMqtt = sim->add_subcommand("mqtt", "MQTT sensors publishing {\"uuid\",\"value\"}");
   simMqtt->add_option("--broker", broker, "Broker HOST:PORT")->capture_default_str();
   simMqtt->add_option("--devices", simOptions.devices, "Number of devices")
-      ->capture_default_str()->check(CLI::Range(1u, 1000000u));
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
   simMqtt->add_option("--rate", simOptions.rateSeconds, "Seconds between one device's messages")
-      ->capture_default_str()->check(CLI::Range(0.0001, 86400.0));
-  simMqtt->add_option("--qos", qos, "QoS 0, 1 or 2")->capture_default_str()->check(CLI::Range(0, 2));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0001, 86400.0));
+  simMqtt->add_option("--qos", qos, "QoS 0, 1 or 2")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 2));
   auto* duration = simMqtt->add_option("--duration", simOptions.durationSeconds, "Seconds to run")
                        ->check(CLI::Range(0.0, 31536000.0));
   auto* count = simMqtt->add_option("--count", simOptions.count, "Messages per device");
   duration->excludes(count);
-  simMqtt->add_option("--threads", simOptions.threads, "Event loops")->capture_default_str()
+  simMqtt->add_option("--threads", simOptions.threads, "Event loops")
+      ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
-  simMqtt->add_option("--topic-prefix", simOptions.topicPrefix, "Topic prefix")->capture_default_str();
+  simMqtt->add_option("--topic-prefix", simOptions.topicPrefix, "Topic prefix")
+      ->capture_default_str();
 
   tern::tools::SimTrackerOptions trackerOptions;
   trackerOptions.rateSeconds = 5;
@@ -210,26 +219,36 @@ int main(int argc, char** argv) {
   CLI::App* simTracker =
       sim->add_subcommand("tracker", "GPS trackers in a vendor protocol, answers checked");
   simTracker->add_option("--protocol", trackerOptions.protocol, "Tracker protocol")
-      ->capture_default_str()->check(CLI::IsMember(protocolNames));
+      ->capture_default_str()
+      ->check(CLI::IsMember(protocolNames));
   simTracker->add_option("--server", trackerServer,
                          "Server HOST:PORT [127.0.0.1 and the protocol's usual port]");
   simTracker->add_option("--devices", trackerOptions.devices, "Number of devices")
-      ->capture_default_str()->check(CLI::Range(1u, 1000000u));
-  simTracker->add_option("--rate", trackerOptions.rateSeconds,
-                         "Seconds between one device's positions; 0 = as fast as answered")
-      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
+  simTracker
+      ->add_option("--rate", trackerOptions.rateSeconds,
+                   "Seconds between one device's positions; 0 = as fast as answered")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   auto* trackerDuration =
       simTracker->add_option("--duration", trackerOptions.durationSeconds, "Seconds to run")
           ->check(CLI::Range(0.0, 31536000.0));
-  auto* trackerCount = simTracker->add_option("--count", trackerOptions.count, "Positions per device");
+  auto* trackerCount =
+      simTracker->add_option("--count", trackerOptions.count, "Positions per device");
   trackerDuration->excludes(trackerCount);
-  simTracker->add_option("--threads", trackerOptions.threads, "Event loops")->capture_default_str()
+  simTracker->add_option("--threads", trackerOptions.threads, "Event loops")
+      ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
-  simTracker->add_option("--imei-base", trackerOptions.imeiBase,
-                         "IMEI of the first device; the others count up from it")
-      ->capture_default_str()->check(CLI::Range(100000000000000ULL, 999999999999999ULL));
-  simTracker->add_option("--heartbeat-every", trackerOptions.heartbeatEvery,
-                         "A heartbeat after every N positions (0 = none)")->capture_default_str();
+  simTracker
+      ->add_option("--imei-base", trackerOptions.imeiBase,
+                   "IMEI of the first device; the others count up from it")
+      ->capture_default_str()
+      ->check(CLI::Range(100000000000000ULL, 999999999999999ULL));
+  simTracker
+      ->add_option("--heartbeat-every", trackerOptions.heartbeatEvery,
+                   "A heartbeat after every N positions (0 = none)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -248,7 +267,9 @@ int main(int argc, char** argv) {
     }
     if (user->parsed()) {
       tern::core::initLogging(tern::core::LogFormat::kText, "warn");
-      const std::string action = userAdd->parsed() ? "add" : userRemove->parsed() ? "remove" : "list";
+      const std::string action = userAdd->parsed()      ? "add"
+                                 : userRemove->parsed() ? "remove"
+                                                        : "list";
       return runUserCommand(action, userFlags);
     }
     if (simMqtt->parsed()) {

@@ -1,12 +1,12 @@
 #include "app/server.h"
 
-#include <boost/json.hpp>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/json.hpp>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <pthread.h>
 
 #include "api/http_server.h"
 #include "auth/auth_service.h"
@@ -138,10 +138,12 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   pipeline_ =
       std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions), latest_.get());
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
-  broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
+  broker_ =
+      std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
   for (const auto& source : config_.sources) {
-    sources_.push_back(std::make_shared<bridge::SourceClient>(
-        pool_->next(), source, *pipeline_, *normalizer_, broker_.get(), config_.mqtt.maxPacketSize));
+    sources_.push_back(std::make_shared<bridge::SourceClient>(pool_->next(), source, *pipeline_,
+                                                              *normalizer_, broker_.get(),
+                                                              config_.mqtt.maxPacketSize));
   }
 
   trackers::TrackerOptions trackerOptions;
@@ -195,16 +197,22 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     if (trackers_) {
       trackers::TrackerStats t = trackers_->stats();
       out["trackers"] = boost::json::object{
-          {"connections", t.connections},       {"frames", t.frames},
-          {"positions", t.positions},           {"bad_checksums", t.badChecksums},
-          {"bad_lengths", t.badLengths},        {"skipped_bytes", t.skippedBytes},
-          {"refused_devices", t.refusedDevices}, {"closed_oversize", t.closedOversize},
+          {"connections", t.connections},
+          {"frames", t.frames},
+          {"positions", t.positions},
+          {"bad_checksums", t.badChecksums},
+          {"bad_lengths", t.badLengths},
+          {"skipped_bytes", t.skippedBytes},
+          {"refused_devices", t.refusedDevices},
+          {"closed_oversize", t.closedOversize},
       };
     }
     boost::json::array jobs;
     for (const auto& job : jobs_->status()) {
-      boost::json::object j{{"name", job.name}, {"schedule", job.schedule},
-                            {"runs", job.runs},  {"failures", job.failures}};
+      boost::json::object j{{"name", job.name},
+                            {"schedule", job.schedule},
+                            {"runs", job.runs},
+                            {"failures", job.failures}};
       j["next_run"] = job.nextRunUs ? boost::json::value(core::formatRfc3339Millis(job.nextRunUs))
                                     : boost::json::value(nullptr);
       if (job.lastRunUs) j["last_run"] = core::formatRfc3339Millis(job.lastRunUs);
@@ -214,8 +222,10 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     out["jobs"] = std::move(jobs);
     boost::json::array sources;
     for (const auto& s : sourceStats()) {
-      sources.push_back(boost::json::object{{"name", s.name},         {"connected", s.connected},
-                                            {"received", s.received}, {"acked", s.acked},
+      sources.push_back(boost::json::object{{"name", s.name},
+                                            {"connected", s.connected},
+                                            {"received", s.received},
+                                            {"acked", s.acked},
                                             {"reconnects", s.reconnects}});
     }
     out["sources"] = std::move(sources);
@@ -225,10 +235,14 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                               {"store_reads", l.storeReads},
                                               {"refreshes", l.refreshes}};
     out["ingest"] = boost::json::object{
-        {"submitted", p.submitted},       {"committed", p.committed},
-        {"queued", p.queued},             {"batches", p.batches},
-        {"commit_failures", p.commitFailures}, {"read_pauses", b.readPauses},
-        {"spooled", p.spooled},           {"replayed", p.replayed},
+        {"submitted", p.submitted},
+        {"committed", p.committed},
+        {"queued", p.queued},
+        {"batches", p.batches},
+        {"commit_failures", p.commitFailures},
+        {"read_pauses", b.readPauses},
+        {"spooled", p.spooled},
+        {"replayed", p.replayed},
         {"spool_bytes", p.spoolBytes},
     };
     return out;
@@ -241,7 +255,8 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     };
     apiOptions.commands.list = [this](const std::string& deviceId) {
       boost::json::array list;
-      for (const auto& record : trackers_->commands(deviceId)) list.push_back(commandToJson(record));
+      for (const auto& record : trackers_->commands(deviceId))
+        list.push_back(commandToJson(record));
       return list;
     };
   }
@@ -258,7 +273,9 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   http_ = std::make_unique<api::HttpServer>(*store_, apiOptions);
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 void Server::addRetentionJob() {
   const auto& storage = config_.storage;
@@ -268,33 +285,33 @@ void Server::addRetentionJob() {
     throw core::ConfigError("config: storage.retention_schedule: " + schedule.error().message);
   }
   // A failed run may have deleted some messages: the next run refreshes the cache regardless.
-  jobs_->add("retention", std::move(*schedule),
-             [this, refreshDue = false]() mutable -> core::Status {
-    const auto& s = config_.storage;
-    const std::int64_t now = core::nowMicros();
-    if (s.retentionUs > 0) {
-      auto deleted = store_->deleteBefore(now - s.retentionUs);
-      if (!deleted) {
-        refreshDue = true;
-        return deleted.error();
-      }
-      if (*deleted > 0) spdlog::info("retention: deleted {} messages", *deleted);
-      if (*deleted > 0 || refreshDue) {
-        // Counts and first-seen times changed in the store; the cache takes them over.
-        refreshDue = true;
-        if (auto status = latest_->refreshAfterRetention(now - s.retentionUs); !status.ok()) {
-          return status;
+  jobs_->add(
+      "retention", std::move(*schedule), [this, refreshDue = false]() mutable -> core::Status {
+        const auto& s = config_.storage;
+        const std::int64_t now = core::nowMicros();
+        if (s.retentionUs > 0) {
+          auto deleted = store_->deleteBefore(now - s.retentionUs);
+          if (!deleted) {
+            refreshDue = true;
+            return deleted.error();
+          }
+          if (*deleted > 0) spdlog::info("retention: deleted {} messages", *deleted);
+          if (*deleted > 0 || refreshDue) {
+            // Counts and first-seen times changed in the store; the cache takes them over.
+            refreshDue = true;
+            if (auto status = latest_->refreshAfterRetention(now - s.retentionUs); !status.ok()) {
+              return status;
+            }
+            refreshDue = false;
+          }
         }
-        refreshDue = false;
-      }
-    }
-    for (const auto& [key, us] : s.retentionKeys) {
-      auto changed = store_->dropKeyBefore(key, now - us);
-      if (!changed) return changed.error();
-      if (*changed > 0) spdlog::info("retention: removed '{}' from {} messages", key, *changed);
-    }
-    return {};
-  });
+        for (const auto& [key, us] : s.retentionKeys) {
+          auto changed = store_->dropKeyBefore(key, now - us);
+          if (!changed) return changed.error();
+          if (*changed > 0) spdlog::info("retention: removed '{}' from {} messages", key, *changed);
+        }
+        return {};
+      });
 }
 
 void Server::addRollupJob() {
@@ -382,8 +399,12 @@ std::vector<bridge::SourceStats> Server::sourceStats() const {
   return out;
 }
 
-std::uint16_t Server::mqttPort() const { return broker_->port(); }
-std::uint16_t Server::httpPort() const { return http_->port(); }
+std::uint16_t Server::mqttPort() const {
+  return broker_->port();
+}
+std::uint16_t Server::httpPort() const {
+  return http_->port();
+}
 
 int runServe(const core::Config& config) {
   // Block the stop signals in every thread we start; the main thread waits for them below.

@@ -39,13 +39,20 @@ std::chrono::steady_clock::duration jittered(std::chrono::steady_clock::duration
 
 const char* connackText(mqtt::ConnackCode code) {
   switch (code) {
-    case mqtt::ConnackCode::kAccepted: return "accepted";
-    case mqtt::ConnackCode::kUnacceptableProtocolVersion: return "unacceptable protocol version";
-    case mqtt::ConnackCode::kIdentifierRejected: return "client id rejected";
-    case mqtt::ConnackCode::kServerUnavailable: return "server unavailable";
-    case mqtt::ConnackCode::kBadUsernameOrPassword: return "bad username or password";
-    case mqtt::ConnackCode::kNotAuthorized: return "not authorized";
-    default: break;  // MQTT 5 reason codes: this client speaks 3.1.1
+    case mqtt::ConnackCode::kAccepted:
+      return "accepted";
+    case mqtt::ConnackCode::kUnacceptableProtocolVersion:
+      return "unacceptable protocol version";
+    case mqtt::ConnackCode::kIdentifierRejected:
+      return "client id rejected";
+    case mqtt::ConnackCode::kServerUnavailable:
+      return "server unavailable";
+    case mqtt::ConnackCode::kBadUsernameOrPassword:
+      return "bad username or password";
+    case mqtt::ConnackCode::kNotAuthorized:
+      return "not authorized";
+    default:
+      break;  // MQTT 5 reason codes: this client speaks 3.1.1
   }
   return "unknown code";
 }
@@ -147,15 +154,16 @@ void SourceClient::connect() {
           self->lost("cannot resolve " + self->config_.host + ": " + ec.message());
           return;
         }
-        asio::async_connect(self->socket_, results,
-                            [self, gen](const boost::system::error_code& error, const tcp::endpoint&) {
-                              if (gen != self->gen_) return;
-                              if (error) {
-                                self->lost("connect: " + error.message());
-                                return;
-                              }
-                              self->onTcpConnected();
-                            });
+        asio::async_connect(
+            self->socket_, results,
+            [self, gen](const boost::system::error_code& error, const tcp::endpoint&) {
+              if (gen != self->gen_) return;
+              if (error) {
+                self->lost("connect: " + error.message());
+                return;
+              }
+              self->onTcpConnected();
+            });
       });
 }
 
@@ -180,8 +188,8 @@ void SourceClient::startRead() {
   if (reading_ || paused_ || stopping_) return;
   reading_ = true;
   socket_.async_read_some(asio::buffer(chunk_),
-                          [self = shared_from_this(), gen = gen_](const boost::system::error_code& ec,
-                                                                  std::size_t bytes) {
+                          [self = shared_from_this(), gen = gen_](
+                              const boost::system::error_code& ec, std::size_t bytes) {
                             if (gen != self->gen_) return;
                             self->onRead(ec, bytes);
                           });
@@ -226,7 +234,8 @@ void SourceClient::processIncoming() {
   const std::uint32_t gen = gen_;
   std::size_t offset = 0;
   while (true) {
-    const mqtt::Frame frame = mqtt::splitFrame(std::string_view(rx_).substr(offset), maxPacketSize_);
+    const mqtt::Frame frame =
+        mqtt::splitFrame(std::string_view(rx_).substr(offset), maxPacketSize_);
     if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
     if (frame.status != mqtt::DecodeStatus::kOk) {
       lost(std::string("bad packet from the source: ") + (frame.error ? frame.error : "?"));
@@ -287,7 +296,8 @@ bool SourceClient::onConnack(const mqtt::Connack& connack) {
   }
   mqtt::Subscribe subscribe;
   subscribe.packetId = kSubscribePacketId;
-  for (const auto& filter : config_.topics) subscribe.subscriptions.push_back({filter, config_.qos});
+  for (const auto& filter : config_.topics)
+    subscribe.subscriptions.push_back({filter, config_.qos});
   mqtt::encodeSubscribe(subscribe, out_);
   state_ = State::kAwaitSuback;
   armPing();
@@ -411,20 +421,20 @@ void SourceClient::flush() {
   std::swap(out_, wbuf_);
   out_.clear();
   lastSend_ = Clock::now();
-  asio::async_write(socket_, asio::buffer(wbuf_),
-                    [self = shared_from_this(), gen = gen_](const boost::system::error_code& ec,
-                                                            std::size_t) {
-                      if (gen != self->gen_) return;
-                      self->writing_ = false;
-                      self->wbuf_.clear();
-                      if (ec) {
-                        self->lost("write: " + ec.message());
-                      } else if (!self->out_.empty()) {
-                        self->flush();
-                      } else if (self->state_ == State::kDisconnecting) {
-                        self->finish();
-                      }
-                    });
+  asio::async_write(
+      socket_, asio::buffer(wbuf_),
+      [self = shared_from_this(), gen = gen_](const boost::system::error_code& ec, std::size_t) {
+        if (gen != self->gen_) return;
+        self->writing_ = false;
+        self->wbuf_.clear();
+        if (ec) {
+          self->lost("write: " + ec.message());
+        } else if (!self->out_.empty()) {
+          self->flush();
+        } else if (self->state_ == State::kDisconnecting) {
+          self->finish();
+        }
+      });
 }
 
 void SourceClient::lost(const std::string& reason) {

@@ -31,9 +31,9 @@ namespace tern::bridge {
 
 struct SourceStats {
   std::string name;
-  bool connected = false;  // CONNACK accepted and subscriptions in place
-  std::uint64_t received = 0;  // PUBLISH packets from the source
-  std::uint64_t acked = 0;  // PUBACKs sent back (each after its record was committed)
+  bool connected = false;        // CONNACK accepted and subscriptions in place
+  std::uint64_t received = 0;    // PUBLISH packets from the source
+  std::uint64_t acked = 0;       // PUBACKs sent back (each after its record was committed)
   std::uint64_t reconnects = 0;  // connection attempts after the first
   std::uint64_t readPauses = 0;  // times reading stopped for back-pressure
 };
@@ -66,7 +66,7 @@ class SourceClient : public std::enable_shared_from_this<SourceClient> {
  private:
   using Clock = std::chrono::steady_clock;
   enum class State : std::uint8_t {
-    kIdle,  // waiting to (re)connect
+    kIdle,        // waiting to (re)connect
     kConnecting,  // resolving, TCP connecting
     kAwaitConnack,
     kAwaitSuback,
@@ -132,7 +132,7 @@ class SourceClient : public std::enable_shared_from_this<SourceClient> {
 
   std::string rx_;
   std::array<char, 16384> chunk_{};
-  std::string out_;  // encoded, waiting for the current write
+  std::string out_;   // encoded, waiting for the current write
   std::string wbuf_;  // being written
   std::deque<PendingAck> acks_;
   std::uint64_t nextAckSequence_ = 0;

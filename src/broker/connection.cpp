@@ -1,10 +1,10 @@
 #include "broker/connection.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 
 #include "broker/broker.h"
 #include "broker/session.h"
@@ -41,7 +41,8 @@ void Connection::start() {
   boost::system::error_code ec;
   if (peer_.empty()) {
     auto remote = stream_.socket().remote_endpoint(ec);
-    peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    peer_ =
+        ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
   }
   stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   lastActivityUs_ = core::monotonicMicros();
@@ -63,7 +64,8 @@ void Connection::start() {
 void Connection::readMore() {
   if (reading_ || paused_ || state_ == State::kClosed) return;
   if (input_.size() - inputUsed_ < 1024) {
-    std::size_t grown = std::max(kInitialReadBuffer, std::min(input_.size() * 2, inputUsed_ + kMaxReadChunk));
+    std::size_t grown =
+        std::max(kInitialReadBuffer, std::min(input_.size() * 2, inputUsed_ + kMaxReadChunk));
     input_.resize(std::max(grown, inputUsed_ + 1024));
   }
   reading_ = true;
@@ -175,8 +177,7 @@ bool Connection::handlePacket(mqtt::Packet& packet) {
     case mqtt::PacketType::kAuth:
       // No authentication method was accepted at CONNECT (any is refused there), so there is no
       // exchange an AUTH could belong to.
-      close("AUTH without an authentication exchange", true, true,
-            mqtt::reason::kProtocolError);
+      close("AUTH without an authentication exchange", true, true, mqtt::reason::kProtocolError);
       return false;
     default:
       close(std::string("client sent a server-only packet: ") + mqtt::packetTypeName(type), true,
@@ -229,7 +230,8 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   username_ = connect.username ? *connect.username : certificateCn_;
   keepAlive_ = connect.keepAlive;
   const core::MqttConfig& config = broker_.config();
-  if (v5() && config.serverKeepAlive > 0) keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
+  if (v5() && config.serverKeepAlive > 0)
+    keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
   will_ = std::move(connect.will);
   state_ = State::kConnected;
   counted_ = true;
@@ -264,8 +266,8 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
     mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
   }
   session_->attach(shared_from_this(), params);
-  spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)",
-                clientId_, peer_, v5() ? "5.0" : "3.1.1", connect.cleanSession, keepAlive_);
+  spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)", clientId_,
+                peer_, v5() ? "5.0" : "3.1.1", connect.cleanSession, keepAlive_);
   armKeepalive();
   return true;
 }
@@ -419,8 +421,7 @@ bool Connection::handleAck(const mqtt::Ack& ack) {
         session_->onPubrecError(ack.packetId);
       } else if (!session_->onPubrec(ack.packetId)) {
         // Still answer, so a confused client can finish its flow.
-        encodeAck(mqtt::PacketType::kPubrel, ack.packetId,
-                  mqtt::reason::kPacketIdentifierNotFound);
+        encodeAck(mqtt::PacketType::kPubrel, ack.packetId, mqtt::reason::kPacketIdentifierNotFound);
       }
       break;
     case mqtt::PacketType::kPubrel: {
@@ -443,10 +444,9 @@ bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
   std::vector<std::uint8_t> codes;
   codes.reserve(subscribe.subscriptions.size());
   std::vector<std::pair<const mqtt::Subscription*, SubscriptionOptions>> retained;
-  const std::uint32_t subscriptionId =
-      subscribe.properties.subscriptionIdentifiers.empty()
-          ? 0
-          : subscribe.properties.subscriptionIdentifiers.front();
+  const std::uint32_t subscriptionId = subscribe.properties.subscriptionIdentifiers.empty()
+                                           ? 0
+                                           : subscribe.properties.subscriptionIdentifiers.front();
   for (const auto& subscription : subscribe.subscriptions) {
     const std::optional<SharedFilter> shared = parseSharedFilter(subscription.filter);
     if (shared && !shared->valid) {
@@ -494,8 +494,7 @@ bool Connection::handleUnsubscribe(const mqtt::Unsubscribe& unsubscribe) {
   return true;
 }
 
-void Connection::encodeAck(mqtt::PacketType type, std::uint16_t packetId,
-                           std::uint8_t reasonCode) {
+void Connection::encodeAck(mqtt::PacketType type, std::uint16_t packetId, std::uint8_t reasonCode) {
   if (v5()) {
     mqtt::encodeAck5(type, packetId, reasonCode, nullptr, outbox_);
   } else {
@@ -531,7 +530,9 @@ void Connection::flushAcks() {
   }
 }
 
-void Connection::onSessionWake() { flush(); }
+void Connection::onSessionWake() {
+  flush();
+}
 
 void Connection::flush() {
   if (writeInProgress_) return;
@@ -579,8 +580,7 @@ void Connection::armKeepalive() {
   });
 }
 
-void Connection::closeFromBroker(std::string_view reason, bool sendWill,
-                                 std::uint8_t reasonCode) {
+void Connection::closeFromBroker(std::string_view reason, bool sendWill, std::uint8_t reasonCode) {
   close(reason, false, sendWill, reasonCode);
 }
 
@@ -591,8 +591,8 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   state_ = State::kClosed;
   if (wasConnected && v5() && (disconnectReason != 0 || protocolError)) {
     // MQTT 5 tells the client why (§4.13); 3.1.1 can only close.
-    mqtt::encodeDisconnect5(
-        disconnectReason != 0 ? disconnectReason : mqtt::reason::kProtocolError, nullptr, outbox_);
+    mqtt::encodeDisconnect5(disconnectReason != 0 ? disconnectReason : mqtt::reason::kProtocolError,
+                            nullptr, outbox_);
   }
   if (protocolError) {
     broker_.countProtocolError();

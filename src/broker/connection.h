@@ -104,8 +104,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<codec::mqtt::Will> will_;
   std::uint16_t keepAlive_ = 0;
   codec::mqtt::ProtocolVersion version_ = codec::mqtt::ProtocolVersion::kV311;
-  std::uint32_t sessionExpiry_ = 0;  // MQTT 5, as set by CONNECT (DISCONNECT may change it)
-  std::uint32_t inboundInflight_ = 0;  // QoS 1/2 publishes from the client not yet completed
+  std::uint32_t sessionExpiry_ = 0;          // MQTT 5, as set by CONNECT (DISCONNECT may change it)
+  std::uint32_t inboundInflight_ = 0;        // QoS 1/2 publishes from the client not yet completed
   std::vector<std::string> topicAliasesIn_;  // MQTT 5 alias - 1 → topic, grown on demand
   std::int64_t lastActivityUs_ = 0;
 
@@ -114,7 +114,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading_ = false;
   bool paused_ = false;
 
-  std::string outbox_;  // bytes produced on this loop (CONNACK, acks, SUBACK, PINGRESP)
+  std::string outbox_;   // bytes produced on this loop (CONNACK, acks, SUBACK, PINGRESP)
   std::string writing_;  // the buffer of the write in progress
   bool writeInProgress_ = false;
   bool closeAfterWrite_ = false;

@@ -1,8 +1,7 @@
 #include "broker/session.h"
 
-#include <boost/asio/post.hpp>
-
 #include <algorithm>
+#include <boost/asio/post.hpp>
 
 #include "broker/connection.h"
 #include "codec/mqtt/codec.h"

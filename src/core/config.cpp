@@ -65,8 +65,8 @@ std::uint64_t parseInteger(const KeyDescriptor& key, const std::string& text) {
   std::uint64_t value = 0;
   const char* begin = text.data();
   const char* end = begin + text.size();
-  const bool digitsOnly =
-      !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digitsOnly = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                       [](char c) { return c >= '0' && c <= '9'; });
   const auto [ptr, ec] = std::from_chars(begin, end, value);
   if (!digitsOnly || ec != std::errc{} || ptr != end || value < key.min || value > key.max) {
     failExpected(key.name, integerExpectation(key), text);
@@ -77,36 +77,37 @@ std::uint64_t parseInteger(const KeyDescriptor& key, const std::string& text) {
 template <class T, class Section>
 auto integerKey(const char* name, std::uint64_t min, std::uint64_t max, Section Config::*section,
                 T Section::*field) {
-  return KeyDescriptor{name, Kind::kInteger, min, max,
-                       [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
-                         (c.*section).*field = static_cast<T>(parseInteger(key, text));
-                       }};
+  return KeyDescriptor{
+      name, Kind::kInteger, min, max,
+      [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+        (c.*section).*field = static_cast<T>(parseInteger(key, text));
+      }};
 }
 
 template <class Section>
 auto choiceKey(const char* name, std::vector<std::string> choices, Section Config::*section,
                std::string Section::*field) {
-  return KeyDescriptor{
-      name, Kind::kString, 0, 0,
-      [choices = std::move(choices), section, field](Config& c, const KeyDescriptor& key,
-                                                     const std::string& text) {
-        if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
-          std::string expected = choices.size() == 1 ? choices[0] : "one of ";
-          for (std::size_t i = 0; choices.size() > 1 && i < choices.size(); ++i) {
-            expected += (i ? "|" : "") + choices[i];
-          }
-          failExpected(key.name, expected, text);
-        }
-        (c.*section).*field = text;
-      }};
+  return KeyDescriptor{name, Kind::kString, 0, 0,
+                       [choices = std::move(choices), section, field](
+                           Config& c, const KeyDescriptor& key, const std::string& text) {
+                         if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+                           std::string expected = choices.size() == 1 ? choices[0] : "one of ";
+                           for (std::size_t i = 0; choices.size() > 1 && i < choices.size(); ++i) {
+                             expected += (i ? "|" : "") + choices[i];
+                           }
+                           failExpected(key.name, expected, text);
+                         }
+                         (c.*section).*field = text;
+                       }};
 }
 
 template <class Section>
 auto hostPortKey(const char* name, Section Config::*section, HostPort Section::*field) {
-  return KeyDescriptor{name, Kind::kString, 0, 0,
-                       [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
-                         (c.*section).*field = parseHostPort(key.name, text);
-                       }};
+  return KeyDescriptor{
+      name, Kind::kString, 0, 0,
+      [section, field](Config& c, const KeyDescriptor& key, const std::string& text) {
+        (c.*section).*field = parseHostPort(key.name, text);
+      }};
 }
 
 // A duration with a unit ("15m", "30d"; "90" alone is ambiguous), between min and max.
@@ -114,8 +115,7 @@ template <class Section>
 auto durationKey(const char* name, std::int64_t minUs, std::int64_t maxUs, const char* range,
                  Section Config::*section, std::int64_t Section::*field) {
   return KeyDescriptor{
-      name, Kind::kString, 0, 0,
-      [=](Config& c, const KeyDescriptor& key, const std::string& text) {
+      name, Kind::kString, 0, 0, [=](Config& c, const KeyDescriptor& key, const std::string& text) {
         const auto us = text.empty() || std::isdigit(static_cast<unsigned char>(text.back()))
                             ? std::nullopt
                             : parseDuration(text);
@@ -162,8 +162,8 @@ bool validFilter(const std::string& filter) {
   std::size_t start = 0;
   while (true) {
     const std::size_t slash = filter.find('/', start);
-    const std::string_view level =
-        std::string_view(filter).substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    const std::string_view level = std::string_view(filter).substr(
+        start, slash == std::string::npos ? std::string::npos : slash - start);
     const bool last = slash == std::string::npos;
     if (level.find('#') != std::string_view::npos && (level != "#" || !last)) {
       return false;
@@ -200,8 +200,8 @@ void validateRoute(const std::string& key, const IngestRoute& route) {
     failExpected(key, "a non-empty MQTT topic filter", route.filter);
   }
   if (!validDeviceIdSource(route.deviceId)) {
-    fail(key, "route " + quoted(route.filter) + ": device_id: expected topic:N or json:FIELD, got " +
-                  quoted(route.deviceId));
+    fail(key, "route " + quoted(route.filter) +
+                  ": device_id: expected topic:N or json:FIELD, got " + quoted(route.deviceId));
   }
 }
 
@@ -284,8 +284,8 @@ const std::vector<KeyDescriptor>& keyTable() {
         integerKey("mqtt.sys_interval", 0, 86'400, &Config::mqtt, &MqttConfig::sysInterval));
     t.push_back(integerKey("mqtt.server_keep_alive", 0, 65535, &Config::mqtt,
                            &MqttConfig::serverKeepAlive));
-    t.push_back(integerKey("mqtt.receive_maximum", 1, 65535, &Config::mqtt,
-                           &MqttConfig::receiveMaximum));
+    t.push_back(
+        integerKey("mqtt.receive_maximum", 1, 65535, &Config::mqtt, &MqttConfig::receiveMaximum));
     t.push_back(integerKey("mqtt.topic_alias_maximum", 0, 65535, &Config::mqtt,
                            &MqttConfig::topicAliasMaximum));
     t.push_back({"mqtt.proxy_protocol", Kind::kBool, 0, 0,
@@ -308,67 +308,66 @@ const std::vector<KeyDescriptor>& keyTable() {
                             "1s and 366d (30d)", &Config::api, &ApiConfig::refreshTtlUs));
     t.push_back(integerKey("api.login_max_failures", 0, 1'000'000, &Config::api,
                            &ApiConfig::loginMaxFailures));
-    t.push_back(
-        choiceKey("storage.backend", {"sqlite", "postgres"}, &Config::storage,
-                  &StorageConfig::backend));
+    t.push_back(choiceKey("storage.backend", {"sqlite", "postgres"}, &Config::storage,
+                          &StorageConfig::backend));
     t.push_back(
         choiceKey("storage.sync", {"normal", "full"}, &Config::storage, &StorageConfig::sync));
     t.push_back({"storage.url", Kind::kString, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    // libpq takes a URL or "keyword=value ..."; anything else is a typo.
-                   const bool url = text.rfind("postgresql://", 0) == 0 ||
-                                    text.rfind("postgres://", 0) == 0;
+                   const bool url =
+                       text.rfind("postgresql://", 0) == 0 || text.rfind("postgres://", 0) == 0;
                    if ((!url && text.find('=') == std::string::npos) ||
                        text.find_first_of("\r\n") != std::string::npos) {
-                     failExpected(key.name,
-                                  "a postgresql:// URL or a libpq keyword=value string", text);
+                     failExpected(key.name, "a postgresql:// URL or a libpq keyword=value string",
+                                  text);
                    }
                    c.storage.url = text;
                  }});
-    t.push_back({"storage.retention", Kind::kString, 0, 0,
-                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
-                   if (text == "0" || text == "forever") {
-                     c.storage.retentionUs = 0;
-                     return;
-                   }
-                   // A unit is required: "90" could mean seconds or days.
-                   const auto us = text.empty() || std::isdigit(static_cast<unsigned char>(text.back()))
-                                       ? std::nullopt
-                                       : parseDuration(text);
-                   if (!us || *us <= 0) {
-                     failExpected(key.name, "a duration such as 90d, 12h or 0 (keep forever)", text);
-                   }
-                   c.storage.retentionUs = *us;
-                 }});
-    t.push_back({"storage.retention_keys", Kind::kString, 0, 0,
-                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
-                   std::vector<std::pair<std::string, std::int64_t>> keys;
-                   std::size_t start = 0;
-                   while (start <= text.size()) {
-                     std::size_t comma = text.find(',', start);
-                     std::string item = text.substr(
-                         start, comma == std::string::npos ? std::string::npos : comma - start);
-                     start = comma == std::string::npos ? text.size() + 1 : comma + 1;
-                     if (item.empty()) continue;
-                     const std::size_t eq = item.rfind('=');
-                     const auto us =
-                         eq == std::string::npos || eq + 1 == item.size() ||
-                                 std::isdigit(static_cast<unsigned char>(item.back()))
-                             ? std::nullopt
-                             : parseDuration(item.substr(eq + 1));
-                     if (eq == 0 || !us || *us <= 0 ||
-                         item.find('"') != std::string::npos) {
-                       failExpected(key.name, "KEY=DURATION entries separated by ',' (rpm=7d)",
-                                    item);
-                     }
-                     keys.emplace_back(item.substr(0, eq), *us);
-                   }
-                   c.storage.retentionKeys = std::move(keys);
-                 }});
+    t.push_back(
+        {"storage.retention", Kind::kString, 0, 0,
+         [](Config& c, const KeyDescriptor& key, const std::string& text) {
+           if (text == "0" || text == "forever") {
+             c.storage.retentionUs = 0;
+             return;
+           }
+           // A unit is required: "90" could mean seconds or days.
+           const auto us = text.empty() || std::isdigit(static_cast<unsigned char>(text.back()))
+                               ? std::nullopt
+                               : parseDuration(text);
+           if (!us || *us <= 0) {
+             failExpected(key.name, "a duration such as 90d, 12h or 0 (keep forever)", text);
+           }
+           c.storage.retentionUs = *us;
+         }});
+    t.push_back(
+        {"storage.retention_keys", Kind::kString, 0, 0,
+         [](Config& c, const KeyDescriptor& key, const std::string& text) {
+           std::vector<std::pair<std::string, std::int64_t>> keys;
+           std::size_t start = 0;
+           while (start <= text.size()) {
+             std::size_t comma = text.find(',', start);
+             std::string item =
+                 text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+             start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+             if (item.empty()) continue;
+             const std::size_t eq = item.rfind('=');
+             const auto us = eq == std::string::npos || eq + 1 == item.size() ||
+                                     std::isdigit(static_cast<unsigned char>(item.back()))
+                                 ? std::nullopt
+                                 : parseDuration(item.substr(eq + 1));
+             if (eq == 0 || !us || *us <= 0 || item.find('"') != std::string::npos) {
+               failExpected(key.name, "KEY=DURATION entries separated by ',' (rpm=7d)", item);
+             }
+             keys.emplace_back(item.substr(0, eq), *us);
+           }
+           c.storage.retentionKeys = std::move(keys);
+         }});
     t.push_back({"storage.retention_schedule", Kind::kString, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    // The full cron check is the scheduler's, at start; catch the obvious here.
-                   if (text.empty()) failExpected(key.name, "a cron expression or @every DURATION", text);
+                   if (text.empty())
+                     failExpected(key.name, "a cron expression or @every DURATION", text);
                    c.storage.retentionSchedule = text;
                  }});
     t.push_back({"storage.rollups", Kind::kBool, 0, 0,
@@ -377,7 +376,8 @@ const std::vector<KeyDescriptor>& keyTable() {
                  }});
     t.push_back({"storage.rollup_schedule", Kind::kString, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
-                   if (text.empty()) failExpected(key.name, "a cron expression or @every DURATION", text);
+                   if (text.empty())
+                     failExpected(key.name, "a cron expression or @every DURATION", text);
                    c.storage.rollupSchedule = text;
                  }});
     t.push_back({"ingest.routes", Kind::kRoutes, 0, 0,
@@ -442,7 +442,8 @@ const std::vector<KeyDescriptor>& keyTable() {
       const std::string protocol = trackerProtocolNames()[i];
       t.push_back({portKeys[i].c_str(), Kind::kInteger, 0, 65535,
                    [protocol](Config& c, const KeyDescriptor& key, const std::string& text) {
-                     c.trackers.ports[protocol] = static_cast<std::uint16_t>(parseInteger(key, text));
+                     c.trackers.ports[protocol] =
+                         static_cast<std::uint16_t>(parseInteger(key, text));
                    }});
     }
     return t;
@@ -468,21 +469,29 @@ std::string envName(std::string_view dottedKey) {
 }
 
 // Environment names that belong to the CLI rather than to a config key.
-bool reservedEnvName(const std::string& name) { return name == "TERN_CONFIG"; }
+bool reservedEnvName(const std::string& name) {
+  return name == "TERN_CONFIG";
+}
 
 std::string describeTomlValue(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "string " + quoted(node.as_string()->get());
-    case toml::node_type::integer: return "integer " + std::to_string(node.as_integer()->get());
+    case toml::node_type::string:
+      return "string " + quoted(node.as_string()->get());
+    case toml::node_type::integer:
+      return "integer " + std::to_string(node.as_integer()->get());
     case toml::node_type::floating_point: {
       std::ostringstream s;
       s << node.as_floating_point()->get();
       return "float " + s.str();
     }
-    case toml::node_type::boolean: return node.as_boolean()->get() ? "true" : "false";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    default: return "a date/time";
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
   }
 }
 
@@ -498,8 +507,8 @@ std::vector<IngestRoute> routesFromToml(const KeyDescriptor& key, const toml::no
     const std::string itemKey = std::string(key.name) + "[" + std::to_string(i) + "]";
     const toml::table* table = (*array)[i].as_table();
     if (table == nullptr) {
-      fail(itemKey, "expected a table with filter and device_id, got " +
-                        describeTomlValue((*array)[i]));
+      fail(itemKey,
+           "expected a table with filter and device_id, got " + describeTomlValue((*array)[i]));
     }
     IngestRoute route;
     bool haveFilter = false;
@@ -537,7 +546,8 @@ void validateSource(const std::string& key, const SourceConfig& source) {
       return static_cast<unsigned char>(c) <= ' ';
     });
   };
-  if (!printable(source.name)) failExpected(key + ".name", "a name without whitespace", source.name);
+  if (!printable(source.name))
+    failExpected(key + ".name", "a name without whitespace", source.name);
   if (!printable(source.host)) failExpected(key + ".host", "a host name or address", source.host);
   if (source.port == 0) failExpected(key + ".port", "an integer between 1 and 65535", "0");
   if (source.password && !source.username) {
@@ -585,7 +595,8 @@ std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
       const auto integer = [&](std::int64_t lo, std::int64_t hi) -> std::int64_t {
         const std::string expected =
             "an integer between " + std::to_string(lo) + " and " + std::to_string(hi);
-        if (!v.is_integer()) fail(fieldKey, "expected " + expected + ", got " + describeTomlValue(v));
+        if (!v.is_integer())
+          fail(fieldKey, "expected " + expected + ", got " + describeTomlValue(v));
         const std::int64_t value = v.as_integer()->get();
         if (value < lo || value > hi) failExpected(fieldKey, expected, std::to_string(value));
         return value;
@@ -613,7 +624,8 @@ std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
         }
       } else if (field == "topics") {
         const toml::array* topics = v.as_array();
-        if (topics == nullptr) fail(fieldKey, "expected an array of strings, got " + describeTomlValue(v));
+        if (topics == nullptr)
+          fail(fieldKey, "expected an array of strings, got " + describeTomlValue(v));
         for (std::size_t j = 0; j < topics->size(); ++j) {
           if (!(*topics)[j].is_string()) {
             fail(fieldKey, "expected an array of strings, got " + describeTomlValue((*topics)[j]));
@@ -630,8 +642,9 @@ std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
       } else if (field == "tls") {
         source.tls = boolean();
       } else {
-        fail(fieldKey, "unknown key (expected name, host, port, username, password, client_id, "
-                       "topics, qos, clean_session, keep_alive, tls)");
+        fail(fieldKey,
+             "unknown key (expected name, host, port, username, password, client_id, "
+             "topics, qos, clean_session, keep_alive, tls)");
       }
     }
     if (!haveName || !haveHost || !haveTopics) {
@@ -727,9 +740,9 @@ HostPort parseHostPort(const std::string& key, const std::string& text) {
   }
   unsigned port = 0;
   const auto [ptr, ec] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
-  const bool digitsOnly = !portText.empty() && std::all_of(portText.begin(), portText.end(), [](char c) {
-    return c >= '0' && c <= '9';
-  });
+  const bool digitsOnly =
+      !portText.empty() &&
+      std::all_of(portText.begin(), portText.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digitsOnly) {
     failExpected(key, "HOST:PORT", text);
   }
@@ -764,7 +777,8 @@ void Config::finalize() {
     const std::string key = "sources[" + std::to_string(i) + "]";
     validateSource(key, source);
     for (std::size_t j = 0; j < i; ++j) {
-      if (sources[j].name == source.name) fail(key + ".name", "duplicate source name " + quoted(source.name));
+      if (sources[j].name == source.name)
+        fail(key + ".name", "duplicate source name " + quoted(source.name));
     }
     if (source.clientId.empty()) {
       source.clientId = "tern-";
@@ -796,7 +810,8 @@ void Config::finalize() {
   if (mqtt.listen.port != 0 && mqtt.listen.port == http.listen.port &&
       (mqtt.listen.host == http.listen.host || wildcard(mqtt.listen.host) ||
        wildcard(http.listen.host))) {
-    fail("http.listen", "port " + std::to_string(http.listen.port) + " is also used by mqtt.listen");
+    fail("http.listen",
+         "port " + std::to_string(http.listen.port) + " is also used by mqtt.listen");
   }
 }
 

@@ -27,8 +27,8 @@ HostPort parseHostPort(const std::string& key, const std::string& text);
 
 struct ServerConfig {
   std::string dataDir = "./data";
-  std::string nodeId;  // empty → host name
-  unsigned threads = 0;  // event loops; 0 → one per core
+  std::string nodeId;              // empty → host name
+  unsigned threads = 0;            // event loops; 0 → one per core
   std::string logFormat = "text";  // text | json
   std::string logLevel = "info";
 };
@@ -36,13 +36,13 @@ struct ServerConfig {
 struct MqttConfig {
   HostPort listen{"0.0.0.0", 1883};
   std::uint32_t maxPacketSize = 1024 * 1024;  // bytes, whole packet
-  std::uint32_t maxInflight = 64;  // outgoing QoS 1/2 messages awaiting ack, per client
+  std::uint32_t maxInflight = 64;             // outgoing QoS 1/2 messages awaiting ack, per client
   std::uint32_t maxQueued = 1000;  // messages waiting for a client beyond the in-flight window
   std::uint32_t maxConnections = 10000;
   std::uint32_t sysInterval = 10;  // seconds between $SYS updates; 0 disables
-  bool proxyProtocol = false;  // expect a PROXY protocol v1/v2 header first (behind HAProxy)
+  bool proxyProtocol = false;      // expect a PROXY protocol v1/v2 header first (behind HAProxy)
   // MQTT 5 (announced in CONNACK):
-  std::uint32_t serverKeepAlive = 0;  // seconds imposed on MQTT 5 clients; 0 = the client's own
+  std::uint32_t serverKeepAlive = 0;     // seconds imposed on MQTT 5 clients; 0 = the client's own
   std::uint32_t receiveMaximum = 65535;  // QoS 1/2 publishes a client may have unacknowledged
   std::uint32_t topicAliasMaximum = 10;  // topic aliases a client may use towards us
   // TLS: the listener runs when both tlsCert and tlsKey are set (PEM files).
@@ -62,14 +62,14 @@ struct HttpConfig {
 
 // Authentication of the HTTP API.
 struct ApiConfig {
-  std::int64_t tokenTtlUs = 15LL * 60 * 1'000'000;  // access token (JWT) lifetime
+  std::int64_t tokenTtlUs = 15LL * 60 * 1'000'000;        // access token (JWT) lifetime
   std::int64_t refreshTtlUs = 30LL * 86'400 * 1'000'000;  // refresh token lifetime
   std::uint32_t loginMaxFailures = 5;  // failed logins per client address per minute; 0 = off
 };
 
 struct StorageConfig {
   std::string backend = "sqlite";  // sqlite | postgres
-  std::string sync = "normal";  // normal | full (sqlite)
+  std::string sync = "normal";     // normal | full (sqlite)
   // postgres: a postgresql:// URL or a libpq keyword string; required for that backend.
   std::string url;
   std::int64_t retentionUs = 0;  // messages older than this are deleted; 0 keeps them forever
@@ -90,8 +90,8 @@ struct IngestRoute {
 
 struct IngestConfig {
   std::vector<IngestRoute> routes{{"device/+", "topic:2"}};
-  std::uint32_t batchSize = 5000;  // commit when this many records are waiting...
-  std::uint32_t batchMs = 2;  // ...or this long after the first one arrived
+  std::uint32_t batchSize = 5000;        // commit when this many records are waiting...
+  std::uint32_t batchMs = 2;             // ...or this long after the first one arrived
   std::uint32_t queueCapacity = 100000;  // records waiting for the writer before back-pressure
   // While the store refuses writes, records go to a durable spool in the data dir (and are
   // acknowledged from there), up to this many bytes on disk; then back-pressure.
@@ -103,13 +103,13 @@ struct IngestConfig {
 
 // Vehicle trackers over raw TCP, one listener per enabled protocol (plus OsmAnd over HTTP).
 struct TrackersConfig {
-  std::vector<std::string> enabled{"gt06",   "teltonika", "h02",     "tk103", "gps103",
-                                   "gl200",  "meitrack",  "ruptela", "osmand"};
+  std::vector<std::string> enabled{"gt06",  "teltonika", "h02",     "tk103", "gps103",
+                                   "gl200", "meitrack",  "ruptela", "osmand"};
   std::string host = "0.0.0.0";
   // protocol → port; a protocol not listed here listens on its usual port.
   std::map<std::string, std::uint16_t> ports;
   bool registerUnknown = true;  // false: only devices already known are accepted
-  bool proxyProtocol = false;  // every tracker listener expects a PROXY protocol header first
+  bool proxyProtocol = false;   // every tracker listener expects a PROXY protocol header first
 };
 
 // The protocols that have a trackers.<name>_port key (their usual ports are in the registry).
@@ -122,14 +122,14 @@ struct SourceConfig {
   std::uint16_t port = 1883;
   std::optional<std::string> username;
   std::optional<std::string> password;  // only with a username (MQTT 3.1.1)
-  std::string clientId;  // empty → "tern-<node id>-<name>"
-  std::vector<std::string> topics;  // filters to subscribe to, at least one
-  std::uint8_t qos = 1;  // 0 or 1: the maximum QoS asked for
+  std::string clientId;                 // empty → "tern-<node id>-<name>"
+  std::vector<std::string> topics;      // filters to subscribe to, at least one
+  std::uint8_t qos = 1;                 // 0 or 1: the maximum QoS asked for
   // false keeps the session at the external broker, so QoS 1 messages queue there while Tern
   // is down.
   bool cleanSession = false;
   std::uint16_t keepAlive = 60;  // seconds
-  bool tls = false;  // not supported yet: true is a config error
+  bool tls = false;              // not supported yet: true is a config error
 };
 
 struct Config {

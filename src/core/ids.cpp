@@ -14,8 +14,8 @@ namespace {
 std::mt19937_64& engine() {
   thread_local std::mt19937_64 eng = [] {
     std::random_device device;
-    std::seed_seq seq{device(), device(), device(), device(), device(), device(), device(),
-                      device()};
+    std::seed_seq seq{device(), device(), device(), device(),
+                      device(), device(), device(), device()};
     return std::mt19937_64(seq);
   }();
   return eng;

@@ -85,20 +85,28 @@ spdlog::level::level_enum parseLogLevel(const std::string& level) {
   if (level == "warn") return level_enum::warn;
   if (level == "error") return level_enum::err;
   if (level == "off") return level_enum::off;
-  throw ConfigError("config: server.log_level: expected one of trace|debug|info|warn|error|off, got \"" +
-                    level + "\"");
+  throw ConfigError(
+      "config: server.log_level: expected one of trace|debug|info|warn|error|off, got \"" + level +
+      "\"");
 }
 
 std::string_view logLevelName(spdlog::level::level_enum level) {
   using spdlog::level::level_enum;
   switch (level) {
-    case level_enum::trace: return "trace";
-    case level_enum::debug: return "debug";
-    case level_enum::info: return "info";
-    case level_enum::warn: return "warn";
-    case level_enum::err: return "error";
-    case level_enum::critical: return "critical";
-    default: return "off";
+    case level_enum::trace:
+      return "trace";
+    case level_enum::debug:
+      return "debug";
+    case level_enum::info:
+      return "info";
+    case level_enum::warn:
+      return "warn";
+    case level_enum::err:
+      return "error";
+    case level_enum::critical:
+      return "critical";
+    default:
+      return "off";
   }
 }
 
@@ -120,13 +128,27 @@ void appendJsonEscaped(std::string& out, std::string_view text) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (u < 0x20 || u == 0x7F) {
           out += "\\u00";

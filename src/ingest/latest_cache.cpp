@@ -187,8 +187,9 @@ void LatestCache::endBatch(bool committed) {
         if (auto it = shard.devices.find(p.deviceId); it != shard.devices.end()) {
           entry = &it->second;
           // Count 0: retention emptied it, so its first-seen time starts afresh (as in the stores).
-          entry->firstSeenUs = entry->messageCount == 0 ? p.firstSeenUs
-                                                        : std::min(entry->firstSeenUs, p.firstSeenUs);
+          entry->firstSeenUs = entry->messageCount == 0
+                                   ? p.firstSeenUs
+                                   : std::min(entry->firstSeenUs, p.firstSeenUs);
           entry->lastSeenUs = std::max(entry->lastSeenUs, p.lastSeenUs);
           entry->messageCount += p.count;
         } else {

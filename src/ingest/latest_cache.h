@@ -76,7 +76,7 @@ class LatestCache {
     std::int64_t firstSeenUs = 0;
     std::int64_t lastSeenUs = 0;
     std::int64_t messageCount = 0;
-    std::vector<storage::Field> latest;  // key order: first seen first, as the store keeps it
+    std::vector<storage::Field> latest;       // key order: first seen first, as the store keeps it
     std::map<std::string, std::string> tags;  // set through the API, never by ingest
     std::string attributes = "{}";
     // The sequence number of the last batch that touched this device (set when it begins).

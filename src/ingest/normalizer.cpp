@@ -38,8 +38,7 @@ void appendIndex(std::string& path, std::size_t index) {
 // Appends the leaves under `value` with keys prefixed by `path`. A flag rather than an empty
 // path marks the top level, since "" is a valid key. Recursion depth is bounded by the parser's
 // maximum nesting depth.
-void flatten(element value, bool topLevel, std::string& path,
-             std::vector<storage::Field>& fields) {
+void flatten(element value, bool topLevel, std::string& path, std::vector<storage::Field>& fields) {
   const std::size_t base = path.size();
   switch (value.type()) {
     case element_type::OBJECT: {
@@ -145,8 +144,7 @@ bool flattenJson(std::string_view payload, std::vector<storage::Field>& fields,
   deviceTimeUs.reset();
   element root;
   // Copies into the parser's padded buffer: the payload has no SIMD padding of its own.
-  if (threadParser().parse(payload.data(), payload.size(), true).get(root) !=
-      simdjson::SUCCESS) {
+  if (threadParser().parse(payload.data(), payload.size(), true).get(root) != simdjson::SUCCESS) {
     return false;
   }
   simdjson::dom::object object;

@@ -1,13 +1,13 @@
 #include "ingest/pipeline.h"
 
-#include "ingest/latest_cache.h"
-#include "ingest/spool.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <utility>
+
+#include "ingest/latest_cache.h"
+#include "ingest/spool.h"
 
 namespace tern::ingest {
 
@@ -16,13 +16,14 @@ Pipeline::Pipeline(storage::Store& store, PipelineOptions options, LatestCache* 
   options_.batchSize = std::max<std::uint32_t>(1, options_.batchSize);
   options_.queueCapacity = std::max<std::uint32_t>(2, options_.queueCapacity);
   if (!options_.spoolDir.empty()) {
-    spool_ = std::make_unique<Spool>(SpoolOptions{options_.spoolDir, options_.syncFull,
-                                                  options_.spoolMaxBytes,
-                                                  options_.spoolSegmentBytes});
+    spool_ = std::make_unique<Spool>(SpoolOptions{
+        options_.spoolDir, options_.syncFull, options_.spoolMaxBytes, options_.spoolSegmentBytes});
   }
 }
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+}
 
 core::Status Pipeline::start() {
   if (thread_.joinable()) return {};
@@ -193,9 +194,8 @@ void Pipeline::run() {
       const auto spoolDue = [&] {
         if (!spool_) return false;
         if (!spool_->empty()) return true;  // stay behind what is spooled, to keep the order
-        return failing &&
-               (stopping || Clock::now() - failingSince >=
-                                std::chrono::milliseconds(options_.spoolAfterMs));
+        return failing && (stopping || Clock::now() - failingSince >=
+                                           std::chrono::milliseconds(options_.spoolAfterMs));
       };
       if (!spoolDue() && Clock::now() >= storeRetryAt) {
         core::Status status = commit(records);
@@ -221,8 +221,8 @@ void Pipeline::run() {
             overloaded_ = true;
           }
           if (!spoolRefusing) {
-            spdlog::error("ingest: cannot spool {} records, pausing publishers: {}",
-                          records.size(), status.message());
+            spdlog::error("ingest: cannot spool {} records, pausing publishers: {}", records.size(),
+                          status.message());
           }
           spoolRefusing = true;
           spoolRetryAt = Clock::now() + std::chrono::milliseconds(full ? 100 : 500);

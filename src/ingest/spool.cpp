@@ -36,7 +36,9 @@ constexpr std::array<std::uint32_t, 256> makeCrcTable() {
 }
 constexpr auto kCrcTable = makeCrcTable();
 
-void putU8(std::string& out, std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+void putU8(std::string& out, std::uint8_t v) {
+  out.push_back(static_cast<char>(v));
+}
 void putU32(std::string& out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xffu));
 }
@@ -412,8 +414,8 @@ core::Status Spool::fillReadBuffer(std::uint64_t offset, std::size_t need) {
   readBufferOffset_ = offset;
   std::size_t got = 0;
   while (got < want) {
-    const ssize_t n = ::pread(readFd_, readBuffer_.data() + got, want - got,
-                              static_cast<off_t>(offset + got));
+    const ssize_t n =
+        ::pread(readFd_, readBuffer_.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       readBuffer_.clear();

@@ -41,16 +41,16 @@ enum class FrameStatus { kOk, kIncomplete, kCorrupt };
 struct FrameView {
   FrameStatus status = FrameStatus::kIncomplete;
   std::string_view payload;  // kOk only
-  std::size_t size = 0;  // bytes the frame takes, header included (kOk only)
+  std::size_t size = 0;      // bytes the frame takes, header included (kOk only)
 };
 // Parses the frame at the start of `data`. kIncomplete: more bytes are needed (or, at the end of
 // a file, a torn tail); kCorrupt: a bad length or checksum.
 FrameView parseFrame(std::string_view data);
 
 struct SpoolOptions {
-  std::string dir;  // created when missing
-  bool syncFull = false;  // fdatasync every append (storage.sync = full)
-  std::uint64_t maxBytes = 1024ull * 1024 * 1024;  // quota over all segment files
+  std::string dir;                                   // created when missing
+  bool syncFull = false;                             // fdatasync every append (storage.sync = full)
+  std::uint64_t maxBytes = 1024ull * 1024 * 1024;    // quota over all segment files
   std::uint64_t segmentBytes = 64ull * 1024 * 1024;  // roll to a new segment beyond this
 };
 
@@ -97,9 +97,9 @@ class Spool {
   std::vector<Segment> segments_;  // oldest first; the last may be the active one
   std::uint64_t bytes_ = 0;
   std::uint64_t nextSeq_ = 1;
-  int activeFd_ = -1;  // the segment appends go to (always segments_.back() when open)
+  int activeFd_ = -1;             // the segment appends go to (always segments_.back() when open)
   std::uint64_t readOffset_ = 0;  // replay position in segments_.front() (the checkpoint)
-  std::uint64_t chunkEnd_ = 0;  // where the last readChunk stopped
+  std::uint64_t chunkEnd_ = 0;    // where the last readChunk stopped
   bool haveChunk_ = false;
   // Read buffer over the head segment.
   int readFd_ = -1;

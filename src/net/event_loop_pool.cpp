@@ -12,14 +12,16 @@ EventLoopPool::EventLoopPool(unsigned threads) {
     auto loop = std::make_unique<Loop>();
     // concurrency hint 1: each context is driven by exactly one thread, so Asio can skip locking.
     loop->context = std::make_unique<boost::asio::io_context>(1);
-    loop->guard = std::make_unique<
-        boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-        loop->context->get_executor());
+    loop->guard =
+        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+            loop->context->get_executor());
     loops_.push_back(std::move(loop));
   }
 }
 
-EventLoopPool::~EventLoopPool() { stop(); }
+EventLoopPool::~EventLoopPool() {
+  stop();
+}
 
 void EventLoopPool::start() {
   if (started_) return;

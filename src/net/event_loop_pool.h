@@ -1,10 +1,9 @@
 #pragma once
 // One Asio io_context per thread (one per core by default). A connection is pinned to one loop
 // for its whole life; other threads reach it by posting to that loop, never by locking it.
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-
-#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <thread>

@@ -46,7 +46,9 @@ bool matchesSoFar(std::string_view data, std::string_view expected) {
   return data.substr(0, n) == expected.substr(0, n);
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Decimal without sign or leading zeros ("0" itself is fine), at most `maxValue`.
 bool parseDecimal(std::string_view text, std::uint32_t maxValue, std::uint32_t& value) {
@@ -82,8 +84,8 @@ std::string canonicalIpv6(std::string_view text) {
   std::array<char, 64> buffer{};
   if (text.empty() || text.size() >= buffer.size()) return {};
   for (char c : text) {
-    const bool ok = isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
-                    c == '.';
+    const bool ok =
+        isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
     if (!ok) return {};
   }
   std::memcpy(buffer.data(), text.data(), text.size());
@@ -121,7 +123,8 @@ std::uint16_t bigEndian16(const unsigned char* bytes) {
 
 // Splits `line` at single spaces into at most `max` fields; false on empty fields or too many.
 template <std::size_t N>
-bool splitFields(std::string_view line, std::array<std::string_view, N>& fields, std::size_t& count) {
+bool splitFields(std::string_view line, std::array<std::string_view, N>& fields,
+                 std::size_t& count) {
   count = 0;
   while (true) {
     const std::size_t space = line.find(' ');

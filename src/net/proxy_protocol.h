@@ -43,7 +43,9 @@ struct ProxyParseResult {
   std::uint16_t destinationPort = 0;
   const char* error = nullptr;  // kInvalid: what is wrong (a static string)
 
-  bool hasAddress() const { return status == ProxyParseStatus::kOk && family != ProxyFamily::kUnspecified; }
+  bool hasAddress() const {
+    return status == ProxyParseStatus::kOk && family != ProxyFamily::kUnspecified;
+  }
 };
 
 // Parses the PROXY header at the start of `data` (which may hold more bytes after it, or only

@@ -1,10 +1,10 @@
 #include "net/tcp_listener.h"
 
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <future>
 #include <stdexcept>
 #include <string_view>
@@ -107,8 +107,8 @@ class ProxyHeaderReader : public std::enable_shared_from_this<ProxyHeaderReader>
       accepted.remoteAddress = formatEndpoint(header.sourceAddress, header.sourcePort);
     }
     accepted.initialBytes.assign(buffer_.data() + header.length, used_ - header.length);
-    spdlog::debug("{}: PROXY v{} header from {}: client {}", listener_, header.version,
-                  socketPeer_, accepted.remoteAddress);
+    spdlog::debug("{}: PROXY v{} header from {}: client {}", listener_, header.version, socketPeer_,
+                  accepted.remoteAddress);
     (*onAccept_)(std::move(accepted));
   }
 
@@ -152,7 +152,8 @@ void TcpListener::start(const core::HostPort& address) {
   auto results = resolver.resolve(address.host, std::to_string(address.port),
                                   tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
-    throw std::runtime_error(name_ + ": cannot resolve " + address.toString() + ": " + ec.message());
+    throw std::runtime_error(name_ + ": cannot resolve " + address.toString() + ": " +
+                             ec.message());
   }
   tcp::endpoint endpoint = results.begin()->endpoint();
   acceptor_.open(endpoint.protocol(), ec);

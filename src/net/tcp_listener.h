@@ -3,9 +3,8 @@
 // callback. The acceptor itself runs on the first loop. Optionally (setProxyProtocol) each
 // connection must first send a PROXY protocol header (v1 or v2), read on the socket's own loop,
 // which names the client's real address behind a load balancer.
-#include <boost/asio/ip/tcp.hpp>
-
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>

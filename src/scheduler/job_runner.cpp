@@ -17,7 +17,9 @@ constexpr std::int64_t kMaxSleepUs = 60'000'000;
 JobRunner::JobRunner(std::function<std::int64_t()> clock)
     : clock_(clock ? std::move(clock) : std::function<std::int64_t()>(core::nowMicros)) {}
 
-JobRunner::~JobRunner() { stop(); }
+JobRunner::~JobRunner() {
+  stop();
+}
 
 void JobRunner::add(std::string name, Schedule schedule, Job job) {
   std::lock_guard lock(mutex_);

@@ -18,8 +18,8 @@ std::vector<std::string_view> split(std::string_view text, char separator) {
   std::size_t start = 0;
   while (true) {
     const std::size_t end = text.find(separator, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? text.size() - start
-                                                                     : end - start));
+    parts.push_back(
+        text.substr(start, end == std::string_view::npos ? text.size() - start : end - start));
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
@@ -43,8 +43,8 @@ std::optional<int> number(std::string_view text) {
 
 // One cron field ("*", "*/5", "1,3,5", "9-17", "0-30/10") into a set of allowed values.
 template <std::size_t N>
-std::optional<std::string> parseField(std::string_view field, int low, int high, std::bitset<N>& out,
-                                      bool& restricted) {
+std::optional<std::string> parseField(std::string_view field, int low, int high,
+                                      std::bitset<N>& out, bool& restricted) {
   restricted = field != "*";
   for (std::string_view item : split(field, ',')) {
     int step = 1;
@@ -104,7 +104,8 @@ core::Result<Schedule> Schedule::parse(std::string_view text) {
     if (!part.empty()) fields.push_back(part);
   }
   if (fields.size() != 5) {
-    return fail("expected five fields (minute hour day-of-month month day-of-week) or @every/@daily");
+    return fail(
+        "expected five fields (minute hour day-of-month month day-of-week) or @every/@daily");
   }
   bool unused = false;
   if (auto e = parseField(fields[0], 0, 59, s.minutes_, unused)) return fail(cat("minute: ", *e));
@@ -114,7 +115,8 @@ core::Result<Schedule> Schedule::parse(std::string_view text) {
   }
   if (auto e = parseField(fields[3], 1, 12, s.months_, unused)) return fail(cat("month: ", *e));
   std::bitset<8> dow;  // 7 is Sunday too
-  if (auto e = parseField(fields[4], 0, 7, dow, s.dowRestricted_)) return fail(cat("day of week: ", *e));
+  if (auto e = parseField(fields[4], 0, 7, dow, s.dowRestricted_))
+    return fail(cat("day of week: ", *e));
   for (std::size_t d = 0; d < 7; ++d) s.daysOfWeek_[d] = dow[d];
   if (dow[7]) s.daysOfWeek_.set(0);
   return s;
@@ -125,9 +127,9 @@ std::optional<std::int64_t> Schedule::next(std::int64_t afterUs) const {
   if (intervalUs_ > 0) return afterUs + intervalUs_;
   // The next whole minute after `afterUs`, then skip by month, day, hour and minute: at most a
   // few thousand steps even for rare schedules.
-  std::int64_t t = (afterUs >= 0 ? afterUs / kMinuteUs : (afterUs - kMinuteUs + 1) / kMinuteUs) *
-                       kMinuteUs +
-                   kMinuteUs;
+  std::int64_t t =
+      (afterUs >= 0 ? afterUs / kMinuteUs : (afterUs - kMinuteUs + 1) / kMinuteUs) * kMinuteUs +
+      kMinuteUs;
   const std::int64_t limit = t + 5 * 366 * kDayUs;
   while (t < limit) {
     const std::int64_t dayStart = t >= 0 ? t / kDayUs * kDayUs : (t - kDayUs + 1) / kDayUs * kDayUs;
@@ -136,15 +138,16 @@ std::optional<std::int64_t> Schedule::next(std::int64_t afterUs) const {
     const auto month = static_cast<unsigned>(ymd.month());
     if (!months_[month]) {
       // First day of the next month.
-      const year_month_day nextMonth = year_month_day{ymd.year(), ymd.month(), std::chrono::day{1}} + months{1};
+      const year_month_day nextMonth =
+          year_month_day{ymd.year(), ymd.month(), std::chrono::day{1}} + months{1};
       t = sys_days{nextMonth}.time_since_epoch().count() * kDayUs;
       continue;
     }
     const bool domMatch = daysOfMonth_[static_cast<unsigned>(ymd.day())];
     const bool dowMatch = daysOfWeek_[weekday{day}.c_encoding()];
     // Vixie cron: when both day fields are restricted, either may match.
-    const bool dayMatch = domRestricted_ && dowRestricted_ ? (domMatch || dowMatch)
-                                                           : (domMatch && dowMatch);
+    const bool dayMatch =
+        domRestricted_ && dowRestricted_ ? (domMatch || dowMatch) : (domMatch && dowMatch);
     if (!dayMatch) {
       t = dayStart + kDayUs;
       continue;

@@ -32,8 +32,8 @@ class Schedule {
   std::bitset<60> minutes_;
   std::bitset<24> hours_;
   std::bitset<32> daysOfMonth_;  // 1..31
-  std::bitset<13> months_;  // 1..12
-  std::bitset<7> daysOfWeek_;  // 0 = Sunday
+  std::bitset<13> months_;       // 1..12
+  std::bitset<7> daysOfWeek_;    // 0 = Sunday
   bool domRestricted_ = false;
   bool dowRestricted_ = false;
 };

@@ -17,9 +17,9 @@ struct Field {
 
 struct Record {
   std::string deviceId;
-  std::int64_t serverTimeUs = 0;  // when the gateway received it, UTC µs
+  std::int64_t serverTimeUs = 0;             // when the gateway received it, UTC µs
   std::optional<std::int64_t> deviceTimeUs;  // from a "ts"/"time" field, when present
-  std::string nodeId;  // the gateway node it came through
+  std::string nodeId;                        // the gateway node it came through
   std::string topic;
   std::string payload;  // raw bytes, always kept
   // false: the payload is stored raw and flagged; fields, if any, come from a decoder (trackers).

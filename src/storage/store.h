@@ -15,7 +15,7 @@ namespace tern::storage {
 
 struct MessageQuery {
   std::string deviceId;
-  std::int64_t fromUs = 0;  // inclusive, server time
+  std::int64_t fromUs = 0;        // inclusive, server time
   std::int64_t toUs = INT64_MAX;  // exclusive
   std::uint32_t limit = 100;
   bool descending = false;
@@ -42,8 +42,8 @@ struct SeriesQuery {
 
 // What one Store::rollup run did.
 struct RollupRun {
-  std::int64_t watermarkUs = 0;  // every whole minute before it is rolled up
-  std::int64_t minutes = 0;  // (device, minute, key) rollups written
+  std::int64_t watermarkUs = 0;   // every whole minute before it is rolled up
+  std::int64_t minutes = 0;       // (device, minute, key) rollups written
   std::int64_t dirtyMinutes = 0;  // (device, minute)s redone because data arrived late
 };
 

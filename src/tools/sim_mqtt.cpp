@@ -1,5 +1,6 @@
 #include "tools/sim_mqtt.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,7 +13,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
-#include <fmt/format.h>
 #include <memory>
 #include <optional>
 #include <random>
@@ -56,7 +56,9 @@ std::mt19937& rng() {
   return engine;
 }
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng()); }
+double uniform(double lo, double hi) {
+  return std::uniform_real_distribution<double>(lo, hi)(rng());
+}
 
 Clock::duration fromSeconds(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -97,7 +99,14 @@ class Device {
   }
 
  private:
-  enum class State : std::uint8_t { kIdle, kConnecting, kAwaitConnack, kConnected, kDisconnecting, kDone };
+  enum class State : std::uint8_t {
+    kIdle,
+    kConnecting,
+    kAwaitConnack,
+    kConnected,
+    kDisconnecting,
+    kDone
+  };
 
   // A QoS 1/2 message awaiting its acknowledgement. The payload is rebuilt from `value` on
   // resend, which keeps this at four bytes.
@@ -154,7 +163,8 @@ class Device {
     attempted_ = true;
     state_ = State::kConnecting;
     const std::uint32_t gen = ++gen_;
-    arm(ctrlTimer_, ctrlSeq_, Clock::now() + kConnectTimeout, [this] { lost("connect timed out"); });
+    arm(ctrlTimer_, ctrlSeq_, Clock::now() + kConnectTimeout,
+        [this] { lost("connect timed out"); });
     socket_.async_connect(shared_.endpoint, [this, gen](const boost::system::error_code& ec) {
       if (gen != gen_) {
         return;
@@ -188,7 +198,8 @@ class Device {
       return;
     }
     if (connack.returnCode != mqtt::ConnackCode::kAccepted) {
-      lost(fmt::format("connection refused, CONNACK code {}", static_cast<int>(connack.returnCode)));
+      lost(
+          fmt::format("connection refused, CONNACK code {}", static_cast<int>(connack.returnCode)));
       return;
     }
     releaseSlot();
@@ -258,8 +269,8 @@ class Device {
     const auto written = fmt::format_to_n(payload, sizeof payload, R"({{"uuid":"{}","value":{}}})",
                                           uuid(), static_cast<int>(value));
     const std::size_t size = std::min(written.size, sizeof payload);
-    mqtt::encodePublish(topic_, std::string_view(payload, size), qos(), false,
-                        dup && qos() > 0, id, out_);
+    mqtt::encodePublish(topic_, std::string_view(payload, size), qos(), false, dup && qos() > 0, id,
+                        out_);
   }
 
   std::uint16_t allocatePacketId() {
@@ -354,7 +365,8 @@ class Device {
     }
     shared_.errors.fetch_add(1, std::memory_order_relaxed);
     // The first few errors explain a failing run; thousands of devices repeating them would not.
-    const bool loud = shared_.errorsLogged.fetch_add(1, std::memory_order_relaxed) < kErrorsLoggedAtWarn;
+    const bool loud =
+        shared_.errorsLogged.fetch_add(1, std::memory_order_relaxed) < kErrorsLoggedAtWarn;
     shared_.log->log(loud ? spdlog::level::warn : spdlog::level::debug, "sim: device {}: {}",
                      uuid(), reason);
     ++gen_;
@@ -426,22 +438,21 @@ class Device {
 
   void startRead() {
     const std::uint32_t gen = gen_;
-    socket_.async_read_some(asio::buffer(chunk_),
-                            [this, gen](const boost::system::error_code& ec, std::size_t n) {
-                              if (gen != gen_) {
-                                return;
-                              }
-                              if (ec) {
-                                lost(ec == asio::error::eof ? "connection closed by broker"
-                                                            : "read: " + ec.message());
-                                return;
-                              }
-                              rx_.append(chunk_.data(), n);
-                              processIncoming();
-                              if (gen == gen_ && state_ != State::kDone) {
-                                startRead();
-                              }
-                            });
+    socket_.async_read_some(
+        asio::buffer(chunk_), [this, gen](const boost::system::error_code& ec, std::size_t n) {
+          if (gen != gen_) {
+            return;
+          }
+          if (ec) {
+            lost(ec == asio::error::eof ? "connection closed by broker" : "read: " + ec.message());
+            return;
+          }
+          rx_.append(chunk_.data(), n);
+          processIncoming();
+          if (gen == gen_ && state_ != State::kDone) {
+            startRead();
+          }
+        });
   }
 
   void processIncoming() {
@@ -541,11 +552,11 @@ class Device {
   tcp::socket socket_;
   asio::steady_timer ctrlTimer_;  // start delay, connect timeout, keep-alive, reconnect backoff
   asio::steady_timer sendTimer_;  // next publish, then the grace period
-  std::string topic_;  // prefix + uuid
+  std::string topic_;             // prefix + uuid
   std::vector<Inflight> inflight_;
   std::string rx_;
-  std::string out_;  // encoded, waiting for the current write to finish
-  std::string wbuf_;  // being written
+  std::string out_;                // encoded, waiting for the current write to finish
+  std::string wbuf_;               // being written
   std::array<char, 128> chunk_{};  // acks are 2-4 bytes; a small read buffer suffices
   Clock::time_point lastSend_{};
   Clock::time_point graceDeadline_{};
@@ -578,8 +589,8 @@ void raiseFileLimit(unsigned devices, spdlog::logger& log) {
   if (setrlimit(RLIMIT_NOFILE, &limit) != 0 ||
       (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted)) {
     log.warn("sim: open file limit {} is below the {} descriptors {} devices need",
-             static_cast<unsigned long long>(limit.rlim_cur), static_cast<unsigned long long>(wanted),
-             devices);
+             static_cast<unsigned long long>(limit.rlim_cur),
+             static_cast<unsigned long long>(wanted), devices);
   }
 }
 
@@ -627,9 +638,10 @@ SimMqttResult runSimMqtt(const SimMqttOptions& options) {
     asio::io_context& io = *loops[i % threads];
     devices.push_back(std::make_unique<Device>(io, shared));
     // Connection starts are spread over the first second so the broker is not stampeded.
-    const auto delay = options.devices == 1 ? Clock::duration::zero()
-                                            : fromSeconds(uniform(0.0, 1.0) *
-                                                          std::chrono::duration<double>(kStartSpread).count());
+    const auto delay =
+        options.devices == 1
+            ? Clock::duration::zero()
+            : fromSeconds(uniform(0.0, 1.0) * std::chrono::duration<double>(kStartSpread).count());
     Device* device = devices.back().get();
     asio::post(io, [device, delay] { device->start(delay); });
   }

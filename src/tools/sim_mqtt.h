@@ -13,14 +13,14 @@ struct SimMqttOptions {
   double rateSeconds = 1.0;  // interval between one device's messages; fractions allowed
   std::uint8_t qos = 0;
   double durationSeconds = 0;  // 0: no time limit (then count must be set)
-  std::uint64_t count = 0;  // messages per device; 0: no count limit
+  std::uint64_t count = 0;     // messages per device; 0: no count limit
   std::string topicPrefix = "device/";
   unsigned threads = 1;  // event loops used by the simulator
 };
 
 struct SimMqttResult {
-  std::uint64_t sent = 0;  // PUBLISH packets written
-  std::uint64_t acked = 0;  // QoS 1: PUBACK received; QoS 2: PUBCOMP received; QoS 0: = sent
+  std::uint64_t sent = 0;    // PUBLISH packets written
+  std::uint64_t acked = 0;   // QoS 1: PUBACK received; QoS 2: PUBCOMP received; QoS 0: = sent
   std::uint64_t errors = 0;  // failed connects, protocol errors, lost connections
   std::uint64_t reconnects = 0;
 };

@@ -1,5 +1,6 @@
 #include "tools/sim_tracker.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -13,7 +14,6 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
-#include <fmt/format.h>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,7 +37,7 @@ using namespace std::chrono_literals;
 
 constexpr Clock::duration kConnectTimeout = 10s;
 constexpr Clock::duration kAckTimeout = 10s;  // an answer later than this counts as missing
-constexpr Clock::duration kGrace = 10s;  // wait for answers after the last position
+constexpr Clock::duration kGrace = 10s;       // wait for answers after the last position
 constexpr Clock::duration kBackoffMin = 100ms;
 constexpr Clock::duration kBackoffMax = 5s;
 constexpr double kStartSpreadSeconds = 1.0;
@@ -60,7 +60,9 @@ std::mt19937& rng() {
 double uniform(double lo, double hi) {
   return std::uniform_real_distribution<double>(lo, hi)(rng());
 }
-int uniformInt(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
+int uniformInt(int lo, int hi) {
+  return std::uniform_int_distribution<int>(lo, hi)(rng());
+}
 
 Clock::duration fromSeconds(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -246,7 +248,8 @@ class Device {
     attempted_ = true;
     state_ = State::kConnecting;
     const std::uint32_t gen = ++gen_;
-    arm(ctrlTimer_, ctrlSeq_, Clock::now() + kConnectTimeout, [this] { lost("connect timed out"); });
+    arm(ctrlTimer_, ctrlSeq_, Clock::now() + kConnectTimeout,
+        [this] { lost("connect timed out"); });
     socket_.async_connect(shared_.endpoint, [this, gen](const boost::system::error_code& ec) {
       if (gen != gen_) return;
       if (ec) {
@@ -280,7 +283,8 @@ class Device {
         // The first position lands at a random point of the first interval, so devices that
         // connected together do not report in lockstep.
         const double rate = shared_.options.rateSeconds;
-        scheduleSend(Clock::now() + (rate > 0 ? fromSeconds(uniform(0.0, rate)) : Clock::duration{}));
+        scheduleSend(Clock::now() +
+                     (rate > 0 ? fromSeconds(uniform(0.0, rate)) : Clock::duration{}));
       } else if (shared_.options.rateSeconds <= 0) {
         scheduleSend(Clock::now());
       }
@@ -372,7 +376,8 @@ class Device {
     // Unanswered positions get a last answered heartbeat behind them: the server answers in
     // order and only after committing, so its answer confirms everything before it arrived.
     if (!shared_.positionsAcked && state_ == State::kOnline) {
-      if (auto heartbeat = encoder_->heartbeat(); heartbeat && heartbeat->ack.kind != AckKind::kNone) {
+      if (auto heartbeat = encoder_->heartbeat();
+          heartbeat && heartbeat->ack.kind != AckKind::kNone) {
         shared_.heartbeats.fetch_add(1, std::memory_order_relaxed);
         shared_.records.fetch_add(heartbeat->records, std::memory_order_relaxed);
         send(std::move(*heartbeat), true);
@@ -497,18 +502,17 @@ class Device {
 
   void startRead() {
     const std::uint32_t gen = gen_;
-    socket_.async_read_some(asio::buffer(chunk_),
-                            [this, gen](const boost::system::error_code& ec, std::size_t n) {
-                              if (gen != gen_) return;
-                              if (ec) {
-                                lost(ec == asio::error::eof ? "connection closed by the server"
-                                                            : "read: " + ec.message());
-                                return;
-                              }
-                              rx_.append(chunk_.data(), n);
-                              processIncoming();
-                              if (gen == gen_ && state_ == State::kOnline) startRead();
-                            });
+    socket_.async_read_some(asio::buffer(chunk_), [this, gen](const boost::system::error_code& ec,
+                                                              std::size_t n) {
+      if (gen != gen_) return;
+      if (ec) {
+        lost(ec == asio::error::eof ? "connection closed by the server" : "read: " + ec.message());
+        return;
+      }
+      rx_.append(chunk_.data(), n);
+      processIncoming();
+      if (gen == gen_ && state_ == State::kOnline) startRead();
+    });
   }
 
   // Answers arrive in the order of the frames that owe them.
@@ -534,9 +538,10 @@ class Device {
       }
       if (match == AckMatch::kMismatch) {
         const std::string& expected = pending_.front().frame.ack.bytes;
-        mismatch(fmt::format("answer {} does not match the expected {}",
-                             codec::trackers::toHex(rest.substr(0, std::min<std::size_t>(rest.size(), 48))),
-                             codec::trackers::toHex(expected)));
+        mismatch(fmt::format(
+            "answer {} does not match the expected {}",
+            codec::trackers::toHex(rest.substr(0, std::min<std::size_t>(rest.size(), 48))),
+            codec::trackers::toHex(expected)));
         return;
       }
       offset += consumed;
@@ -563,14 +568,14 @@ class Device {
   tcp::socket socket_;
   asio::steady_timer ctrlTimer_;  // start delay, connect timeout, reconnect backoff
   asio::steady_timer sendTimer_;  // next position, then the grace period
-  asio::steady_timer ackTimer_;  // the oldest outstanding answer's deadline
+  asio::steady_timer ackTimer_;   // the oldest outstanding answer's deadline
   std::unique_ptr<TrackerDeviceEncoder> encoder_;
   Route route_;
   std::deque<Pending> pending_;
   std::deque<TrackerFrame> resend_;  // positions to send again after the next login
   std::vector<std::uint32_t> latenciesUs_;
   std::string rx_;
-  std::string out_;  // encoded, waiting for the current write to finish
+  std::string out_;   // encoded, waiting for the current write to finish
   std::string wbuf_;  // being written
   std::array<char, 2048> chunk_{};
   Clock::time_point graceDeadline_{};
@@ -619,7 +624,8 @@ double percentileMs(std::vector<std::uint32_t>& values, double fraction) {
   const auto index = static_cast<std::size_t>(
       std::min<double>(static_cast<double>(values.size() - 1),
                        std::ceil(fraction * static_cast<double>(values.size())) - 1));
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index),
+                   values.end());
   return static_cast<double>(values[index]) / 1000.0;
 }
 

@@ -16,21 +16,21 @@ struct SimTrackerOptions {
   // Seconds between one device's positions; 0 = the next one as soon as the previous one is
   // acknowledged (protocols that do not acknowledge positions are paced at kUnackedPacing).
   double rateSeconds = 1.0;
-  double durationSeconds = 0;  // 0: no time limit (then count must be set)
-  std::uint64_t count = 0;  // positions per device; 0: no count limit
-  unsigned threads = 1;  // event loops used by the simulator
+  double durationSeconds = 0;                // 0: no time limit (then count must be set)
+  std::uint64_t count = 0;                   // positions per device; 0: no count limit
+  unsigned threads = 1;                      // event loops used by the simulator
   std::uint64_t imeiBase = 860000000000000;  // device i has IMEI imeiBase + i
-  unsigned heartbeatEvery = 10;  // a heartbeat after every this many positions; 0: none
+  unsigned heartbeatEvery = 10;              // a heartbeat after every this many positions; 0: none
 };
 
 struct SimTrackerResult {
-  std::uint64_t sent = 0;  // distinct positions sent (a resend after a reconnect is not counted)
+  std::uint64_t sent = 0;     // distinct positions sent (a resend after a reconnect is not counted)
   std::uint64_t records = 0;  // records the server should store (positions + status heartbeats)
-  std::uint64_t ackExpected = 0;  // frames (logins, positions, heartbeats) owed an answer
-  std::uint64_t acked = 0;  // of those, answered exactly as expected
+  std::uint64_t ackExpected = 0;    // frames (logins, positions, heartbeats) owed an answer
+  std::uint64_t acked = 0;          // of those, answered exactly as expected
   std::uint64_t ackMismatches = 0;  // wrong, unexpected or missing (timed-out) answers
-  std::uint64_t ackTimeouts = 0;  // of the mismatches, answers that never came
-  std::uint64_t errors = 0;  // failed connects and lost connections
+  std::uint64_t ackTimeouts = 0;    // of the mismatches, answers that never came
+  std::uint64_t errors = 0;         // failed connects and lost connections
   std::uint64_t reconnects = 0;
   std::uint64_t logins = 0;
   std::uint64_t heartbeats = 0;

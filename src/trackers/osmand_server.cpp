@@ -1,10 +1,10 @@
 #include "trackers/osmand_server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
-
 #include <cstring>
 #include <map>
 
@@ -78,10 +78,9 @@ class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
     parser_.emplace();
     parser_->body_limit(16 * 1024);
     stream_.expires_after(std::chrono::seconds(60));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->onRead(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
   void onRead(beast::error_code ec) {
@@ -98,7 +97,8 @@ class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
     request_ = parser_->release();
     std::map<std::string, std::string> params;
     std::string_view target(request_.target().data(), request_.target().size());
-    if (auto q = target.find('?'); q != std::string_view::npos) parseForm(target.substr(q + 1), params);
+    if (auto q = target.find('?'); q != std::string_view::npos)
+      parseForm(target.substr(q + 1), params);
     if (request_.method() == http::verb::post) parseForm(request_.body(), params);
     if (request_.method() != http::verb::get && request_.method() != http::verb::post) {
       reply(http::status::method_not_allowed, "use GET or POST", request_.keep_alive());
@@ -117,12 +117,12 @@ class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
     server_.countPosition();
     bool keepAlive = request_.keep_alive();
     // The 200 is the device's ACK: only after the commit.
-    server_.pipeline().submit(
-        toRecord(*decoded.position, raw, server_.nodeId(), now),
-        [self = shared_from_this(), keepAlive] {
-          asio::post(self->stream_.get_executor(),
-                     [self, keepAlive] { self->reply(http::status::ok, "", keepAlive); });
-        });
+    server_.pipeline().submit(toRecord(*decoded.position, raw, server_.nodeId(), now),
+                              [self = shared_from_this(), keepAlive] {
+                                asio::post(self->stream_.get_executor(), [self, keepAlive] {
+                                  self->reply(http::status::ok, "", keepAlive);
+                                });
+                              });
   }
 
   void reply(http::status status, std::string body, bool keepAlive) {
@@ -132,17 +132,16 @@ class OsmandSession : public std::enable_shared_from_this<OsmandSession> {
     response->keep_alive(keepAlive);
     response->body() = std::move(body);
     response->prepare_payload();
-    http::async_write(stream_, *response,
-                      [self = shared_from_this(), response, keepAlive](beast::error_code ec,
-                                                                       std::size_t) {
-                        if (ec || !keepAlive) {
-                          beast::error_code ignored;
-                          self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both,
-                                                          ignored);
-                          return;
-                        }
-                        self->read();
-                      });
+    http::async_write(
+        stream_, *response,
+        [self = shared_from_this(), response, keepAlive](beast::error_code ec, std::size_t) {
+          if (ec || !keepAlive) {
+            beast::error_code ignored;
+            self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+            return;
+          }
+          self->read();
+        });
   }
 
   OsmandServer& server_;
@@ -176,6 +175,8 @@ void OsmandServer::stopAccepting() {
   if (listener_) listener_->stop();
 }
 
-std::uint16_t OsmandServer::port() const { return listener_ ? listener_->port() : 0; }
+std::uint16_t OsmandServer::port() const {
+  return listener_ ? listener_->port() : 0;
+}
 
 }  // namespace tern::trackers

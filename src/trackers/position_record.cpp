@@ -28,8 +28,8 @@ storage::Record toRecord(const trk::Position& position, std::string_view rawFram
   if (position.satellites) f.push_back({"sat", std::int64_t{*position.satellites}});
   if (position.hdop) f.push_back({"hdop", *position.hdop});
   for (const auto& attribute : position.attributes) {
-    storage::FieldValue value = std::visit(
-        [](const auto& v) -> storage::FieldValue { return v; }, attribute.value);
+    storage::FieldValue value =
+        std::visit([](const auto& v) -> storage::FieldValue { return v; }, attribute.value);
     // Attributes never shadow the position's own fields.
     bool taken = false;
     for (const auto& existing : f) taken = taken || existing.key == attribute.key;

@@ -1,9 +1,9 @@
 #include "trackers/tracker_connection.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <cstring>
 
 #include "core/time.h"
@@ -36,7 +36,8 @@ void TrackerConnection::start() {
   boost::system::error_code ec;
   if (peer_.empty()) {
     auto remote = socket_.remote_endpoint(ec);
-    peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    peer_ =
+        ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
   }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   session_.accept = [this](const std::string& id) { return server_.acceptDevice(id); };
@@ -55,11 +56,9 @@ void TrackerConnection::readMore() {
   if (reading_ || paused_ || closed_) return;
   if (input_.size() - inputUsed_ < kReadChunk) input_.resize(inputUsed_ + kReadChunk);
   reading_ = true;
-  socket_.async_read_some(
-      asio::buffer(input_.data() + inputUsed_, input_.size() - inputUsed_),
-      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-        self->onRead(ec, n);
-      });
+  socket_.async_read_some(asio::buffer(input_.data() + inputUsed_, input_.size() - inputUsed_),
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      std::size_t n) { self->onRead(ec, n); });
 }
 
 void TrackerConnection::onRead(const boost::system::error_code& ec, std::size_t bytes) {
@@ -160,8 +159,8 @@ void TrackerConnection::handleFrame(std::string_view frame) {
     if (position.protocol.empty()) position.protocol = std::string(protocol_.name);
     ++stored;
   }
-  responses_.push_back(PendingResponse{sequence, std::move(result.response), stored == 0,
-                                       result.close});
+  responses_.push_back(
+      PendingResponse{sequence, std::move(result.response), stored == 0, result.close});
   if (stored > 0) {
     server_.counters().positions.fetch_add(stored, std::memory_order_relaxed);
     // The response waits until every position of this frame is committed.
@@ -256,7 +255,9 @@ void TrackerConnection::armIdleTimer() {
   });
 }
 
-void TrackerConnection::closeFromServer(std::string_view reason) { close(reason, false); }
+void TrackerConnection::closeFromServer(std::string_view reason) {
+  close(reason, false);
+}
 
 void TrackerConnection::close(std::string_view reason, bool warn) {
   if (closed_) return;

@@ -2,7 +2,6 @@
 // One tracker on one TCP connection, pinned to one event loop: frame, decode, store, answer.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <cstdint>
 #include <deque>
 #include <memory>

@@ -1,8 +1,8 @@
 #include "trackers/tracker_server.h"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <stdexcept>
 #include <thread>
 
@@ -94,7 +94,9 @@ void TrackerServer::shutdown(std::chrono::milliseconds timeout) {
   }
 }
 
-std::map<std::string, std::uint16_t> TrackerServer::ports() const { return ports_; }
+std::map<std::string, std::uint16_t> TrackerServer::ports() const {
+  return ports_;
+}
 
 TrackerStats TrackerServer::stats() const {
   TrackerStats s;
@@ -120,7 +122,9 @@ bool TrackerServer::acceptDevice(const std::string& deviceId) {
   return known;
 }
 
-void TrackerServer::connectionClosed() { open_.fetch_sub(1); }
+void TrackerServer::connectionClosed() {
+  open_.fetch_sub(1);
+}
 
 void TrackerServer::deviceOnline(const std::string& deviceId,
                                  const std::shared_ptr<TrackerConnection>& connection) {
@@ -131,7 +135,8 @@ void TrackerServer::deviceOnline(const std::string& deviceId,
   sendQueued(deviceId);
 }
 
-void TrackerServer::deviceOffline(const std::string& deviceId, const TrackerConnection* connection) {
+void TrackerServer::deviceOffline(const std::string& deviceId,
+                                  const TrackerConnection* connection) {
   std::lock_guard lock(mutex_);
   auto it = online_.find(deviceId);
   if (it != online_.end() && it->second.lock().get() == connection) online_.erase(it);
@@ -175,10 +180,9 @@ void TrackerServer::sendQueued(const std::string& deviceId) {
     }
   }
   for (auto& [id, command] : toSend) {
-    asio::post(connection->executor(),
-               [connection, id = id, command = std::move(command)] {
-                 connection->sendCommand(id, command);
-               });
+    asio::post(connection->executor(), [connection, id = id, command = std::move(command)] {
+      connection->sendCommand(id, command);
+    });
   }
 }
 

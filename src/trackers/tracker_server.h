@@ -56,12 +56,12 @@ struct CommandRecord {
 
 struct TrackerOptions {
   std::string host = "0.0.0.0";
-  std::vector<std::string> enabled;  // TCP protocol names (osmand is served elsewhere)
+  std::vector<std::string> enabled;            // TCP protocol names (osmand is served elsewhere)
   std::map<std::string, std::uint16_t> ports;  // overrides of the usual ports
   bool registerUnknown = true;
   std::string nodeId;
   std::size_t maxSkippedBytes = 64 * 1024;  // unframeable bytes tolerated per connection
-  bool proxyProtocol = false;  // every listener expects a PROXY protocol header first
+  bool proxyProtocol = false;               // every listener expects a PROXY protocol header first
 };
 
 class TrackerServer {
@@ -91,7 +91,8 @@ class TrackerServer {
   ingest::Pipeline& pipeline() { return pipeline_; }
   const TrackerOptions& options() const { return options_; }
   bool acceptDevice(const std::string& deviceId);
-  void deviceOnline(const std::string& deviceId, const std::shared_ptr<TrackerConnection>& connection);
+  void deviceOnline(const std::string& deviceId,
+                    const std::shared_ptr<TrackerConnection>& connection);
   void deviceOffline(const std::string& deviceId, const TrackerConnection* connection);
   void commandAnswered(const std::string& deviceId, const std::string& answer);
   void commandSent(std::uint64_t id, const std::string& protocol, bool supported);

@@ -44,9 +44,9 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("tern-contract-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
-             "-" + std::to_string(random()));
+    path_ =
+        fs::temp_directory_path() / ("tern-contract-" + std::to_string(::getpid()) + "-" +
+                                     std::to_string(counter++) + "-" + std::to_string(random()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -281,9 +281,10 @@ TEST_P(StoreContractTest, RoundTripsEveryFieldType) {
 }
 
 TEST_P(StoreContractTest, NotFiniteDoublesAreLeftOut) {
-  append({makeRecord("nan", 10, {{"a", std::nan("")},
-                                 {"b", std::numeric_limits<double>::infinity()},
-                                 {"c", std::int64_t{1}}})});
+  append({makeRecord("nan", 10,
+                     {{"a", std::nan("")},
+                      {"b", std::numeric_limits<double>::infinity()},
+                      {"c", std::int64_t{1}}})});
   MessageQuery q;
   q.deviceId = "nan";
   const auto rows = query(q);
@@ -339,8 +340,9 @@ TEST_P(StoreContractTest, NonJsonPayloadKeepsExactBytes) {
 
 TEST_P(StoreContractTest, DecodedFieldsOfNonJsonPayloadsAreKept) {
   // A tracker's binary frame: raw payload, fields from the protocol decoder.
-  Record position = makeRecord("trk", kJan2026Us, {{"lat", 52.52}, {"lon", 13.4},
-                                                   {"speed", std::int64_t{12}}, {"valid", true}});
+  Record position =
+      makeRecord("trk", kJan2026Us,
+                 {{"lat", 52.52}, {"lon", 13.4}, {"speed", std::int64_t{12}}, {"valid", true}});
   position.payloadIsJson = false;
   position.payload = std::string("\x78\x78\x0d\x01\x00", 5);
   append({position});
@@ -417,8 +419,8 @@ TEST_P(StoreContractTest, ManyDevicesInOneBatchAndAcrossBatches) {
 }
 
 TEST_P(StoreContractTest, OrdersAscendingAndDescendingWithLimit) {
-  append({makeRecord("d", 300), makeRecord("d", 100), makeRecord("other", 150),
-          makeRecord("d", 200)});
+  append(
+      {makeRecord("d", 300), makeRecord("d", 100), makeRecord("other", 150), makeRecord("d", 200)});
   MessageQuery q;
   q.deviceId = "d";
   auto asc = query(q);
@@ -540,10 +542,8 @@ TEST_P(StoreContractTest, PagesThroughThousandsOfRecords) {
 TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
   // Bucket [0,100): x = 1, 2.5, 4 (plus a bool and a string that must not count).
   // Bucket [100,200): nothing numeric. Bucket [200,300): x = -3, 10.
-  append({makeRecord("s1", 5, {{"a.x", std::int64_t{1}}}),
-          makeRecord("s1", 40, {{"a.x", 2.5}}),
-          makeRecord("s1", 60, {{"a.x", true}}),
-          makeRecord("s1", 70, {{"a.x", std::string("9")}}),
+  append({makeRecord("s1", 5, {{"a.x", std::int64_t{1}}}), makeRecord("s1", 40, {{"a.x", 2.5}}),
+          makeRecord("s1", 60, {{"a.x", true}}), makeRecord("s1", 70, {{"a.x", std::string("9")}}),
           makeRecord("s1", 99, {{"a.x", std::int64_t{4}}}),
           makeRecord("s1", 150, {{"other", std::int64_t{1}}}),
           makeRecord("s2", 160, {{"a.x", std::int64_t{1000}}}),
@@ -560,10 +560,14 @@ TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
     double second;
   };
   const Expect expectations[] = {
-      {Aggregate::kAvg, 7.5 / 3, 3.5},  {Aggregate::kMin, 1, -3}, {Aggregate::kMax, 4, 10},
-      {Aggregate::kSum, 7.5, 7},        {Aggregate::kCount, 3, 2},
+      {Aggregate::kAvg, 7.5 / 3, 3.5},
+      {Aggregate::kMin, 1, -3},
+      {Aggregate::kMax, 4, 10},
+      {Aggregate::kSum, 7.5, 7},
+      {Aggregate::kCount, 3, 2},
       // The earliest/latest numeric value: the bool and string at 60 and 70 do not count.
-      {Aggregate::kFirst, 1, -3},       {Aggregate::kLast, 4, 10},
+      {Aggregate::kFirst, 1, -3},
+      {Aggregate::kLast, 4, 10},
   };
   for (const auto& e : expectations) {
     const auto buckets = series("a.x", e.aggregate);
@@ -601,13 +605,11 @@ TEST_P(StoreContractTest, SeriesBucketsEveryAggregate) {
 TEST_P(StoreContractTest, SeriesFirstAndLastFollowServerTimeThenArrival) {
   // Arrival order differs from time order; two records share a timestamp (the one stored first
   // is the earlier), and a later non-numeric value does not make "last" go away.
-  append({makeRecord("s1", 50, {{"v", std::int64_t{5}}}),
-          makeRecord("s1", 10, {{"v", 1.5}}),
+  append({makeRecord("s1", 50, {{"v", std::int64_t{5}}}), makeRecord("s1", 10, {{"v", 1.5}}),
           makeRecord("s1", 90, {{"v", std::int64_t{9}}}),
           makeRecord("s1", 90, {{"v", std::int64_t{8}}})});
   append({makeRecord("s1", 95, {{"v", std::string("nine")}}),
-          makeRecord("s1", 97, {{"w", std::int64_t{1}}}),
-          makeRecord("s1", 5, {{"v", false}}),
+          makeRecord("s1", 97, {{"w", std::int64_t{1}}}), makeRecord("s1", 5, {{"v", false}}),
           makeRecord("s1", 150, {{"v", std::int64_t{-7}}})});
   auto first = series("v", Aggregate::kFirst);
   ASSERT_EQ(first.size(), 2u);
@@ -977,8 +979,9 @@ TEST_P(StoreContractTest, DeviceEmptiedByRetentionTakesTheNextFirstSeen) {
 TEST_P(StoreContractTest, PerKeyRetentionDropsOnlyThatKeyFromOldMessages) {
   std::vector<Record> records;
   for (std::int64_t i = 0; i < 10; ++i) {
-    records.push_back(makeRecord("k", i * 100, {{"rpm", i}, {"temp", 20.5 + static_cast<double>(i)},
-                                                {"name", std::string("x\"y")}}));
+    records.push_back(makeRecord(
+        "k", i * 100,
+        {{"rpm", i}, {"temp", 20.5 + static_cast<double>(i)}, {"name", std::string("x\"y")}}));
   }
   append(records);
   auto changed = store_->dropKeyBefore("rpm", 500);
@@ -1409,9 +1412,9 @@ TEST_P(StoreContractTest, RollupsAnswerExactlyLikeRawRows) {
   const std::int64_t t0 = kJan2026Us + 13 * kMinuteUs + 7 * kSecondUs;
   const auto readings = rollupReadings("r1", t0, 1600);
   for (std::size_t i = 0; i < readings.size(); i += 100) {
-    append(std::vector<Record>(readings.begin() + static_cast<std::ptrdiff_t>(i),
-                               readings.begin() + static_cast<std::ptrdiff_t>(
-                                                      std::min(readings.size(), i + 100))));
+    append(std::vector<Record>(
+        readings.begin() + static_cast<std::ptrdiff_t>(i),
+        readings.begin() + static_cast<std::ptrdiff_t>(std::min(readings.size(), i + 100))));
   }
   append(rollupReadings("r2", t0 + 5 * kMinuteUs, 300, 7));
   expectRollupsMatchRaw(*store_, "r1", t0, "before any rollup run");
@@ -1513,9 +1516,9 @@ TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
   EXPECT_EQ(*layout, "partitioned");  // Debian 12 has no TimescaleDB package
 
   const auto partitionsOf = [&] {
-    const auto rows = sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'messages'::regclass ORDER BY 1");
+    const auto rows =
+        sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'messages'::regclass ORDER BY 1");
     return std::set<std::string>(rows.begin(), rows.end());
   };
   // Today and the next days exist before any data arrives.
@@ -1526,8 +1529,8 @@ TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
   std::vector<Record> records;
   for (int day = 0; day < 5; ++day) {
     for (int i = 0; i < 10; ++i) {
-      records.push_back(makeRecord("pt", kJan2026Us + day * kDayUs + i * 1'000'000,
-                                   {{"v", std::int64_t{day}}}));
+      records.push_back(
+          makeRecord("pt", kJan2026Us + day * kDayUs + i * 1'000'000, {{"v", std::int64_t{day}}}));
     }
   }
   records.push_back(makeRecord("pt", -1));
@@ -1546,8 +1549,7 @@ TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
   EXPECT_EQ(sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'messages_p20260104' "
                 "AND indexdef LIKE '%(device_id, ts, id)%'")[0],
             "1");
-  EXPECT_EQ(sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_device_ts'")[0],
-            "1");
+  EXPECT_EQ(sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_device_ts'")[0], "1");
 
   // A range query across partitions sees everything in order.
   MessageQuery q;
@@ -1572,8 +1574,8 @@ TEST_P(PostgresStoreTest, RetentionDropsWholePartitionsAndFinishesInterruptedRun
   std::vector<Record> records;
   for (int day = 0; day < 4; ++day) {
     for (int i = 0; i < 5; ++i) {
-      records.push_back(makeRecord(day % 2 == 0 ? "even" : "odd",
-                                   kJan2026Us + day * kDayUs + i * 1'000'000));
+      records.push_back(
+          makeRecord(day % 2 == 0 ? "even" : "odd", kJan2026Us + day * kDayUs + i * 1'000'000));
     }
   }
   ASSERT_TRUE(store_->appendBatch(records).ok());
@@ -1666,8 +1668,8 @@ TEST_P(PostgresStoreTest, FailedBatchRollsBackCompletely) {
   sql("CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()");
   Record bad = makeRecord("new", 3);
   bad.topic = "boom";
-  const core::Status status = store_->appendBatch(
-      std::vector<Record>{makeRecord("new", 2), makeRecord("old", 2), bad});
+  const core::Status status =
+      store_->appendBatch(std::vector<Record>{makeRecord("new", 2), makeRecord("old", 2), bad});
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("boom refused"), std::string::npos) << status.message();
   auto none = store_->getDevice("new");
@@ -1755,7 +1757,9 @@ TEST_P(PostgresStoreTest, HostileTextDoesNotBlockABatch) {
   const core::Status status = store_->appendBatch(std::vector<Record>{record});
   ASSERT_TRUE(status.ok()) << status.message();
   MessageQuery q;
-  q.deviceId = "nul\xEF\xBF\xBD" "dev";
+  q.deviceId =
+      "nul\xEF\xBF\xBD"
+      "dev";
   auto rows = store_->queryMessages(q);
   ASSERT_TRUE(rows.ok()) << rows.error().message;
   ASSERT_EQ(rows->size(), 1u);
@@ -1763,8 +1767,11 @@ TEST_P(PostgresStoreTest, HostileTextDoesNotBlockABatch) {
   EXPECT_EQ(got.topic, "device/\xEF\xBF\xBD(");
   EXPECT_EQ(got.payload, record.payload);
   ASSERT_EQ(got.fields.size(), 3u);
-  EXPECT_EQ(got.fields[0].key, "k\xEF\xBF\xBD" "ey");
-  EXPECT_EQ(got.fields[0].value, FieldValue(std::string("v\xEF\xBF\xBD" "al")));
+  EXPECT_EQ(got.fields[0].key,
+            "k\xEF\xBF\xBD"
+            "ey");
+  EXPECT_EQ(got.fields[0].value, FieldValue(std::string("v\xEF\xBF\xBD"
+                                                        "al")));
   EXPECT_EQ(got.fields[1].value, FieldValue(std::string("a\xEF\xBF\xBD\xEF\xBF\xBD")));
   EXPECT_EQ(got.fields[2].value, FieldValue(std::int64_t{1}));
   SeriesQuery s;

@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case ProxyParseStatus::kNeedMore:
       if (size >= kProxyMaxHeaderLength) fail("kNeedMore with kProxyMaxHeaderLength bytes");
       // A valid beginning's own beginning is valid too (rejection is never taken back).
-      if (size > 0 && parseProxyHeader(input.substr(0, size - 1)).status != ProxyParseStatus::kNeedMore) {
+      if (size > 0 &&
+          parseProxyHeader(input.substr(0, size - 1)).status != ProxyParseStatus::kNeedMore) {
         fail("a prefix of a valid beginning is not a valid beginning");
       }
       return 0;

@@ -18,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t offset = 0;
   for (int guard = 0; offset < input.size() && guard < 100000; ++guard) {
     trk::FrameResult frame = codec->splitFrame(input.substr(offset));
-    if (frame.status == trk::FrameStatus::kNeedMore || frame.status == trk::FrameStatus::kTooLarge) {
+    if (frame.status == trk::FrameStatus::kNeedMore ||
+        frame.status == trk::FrameStatus::kTooLarge) {
       break;
     }
     // A frame or a skip must make progress and stay inside the buffer.

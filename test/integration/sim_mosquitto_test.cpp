@@ -2,14 +2,13 @@
 // free loopback port.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <fstream>
@@ -71,7 +70,8 @@ class MosquittoProcess {
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::string program = kMosquitto;
     std::string flag = "-c";
@@ -240,7 +240,8 @@ TEST(SimMqttTest, SummaryIsOneLine) {
   r.acked = 99;
   r.errors = 1;
   r.reconnects = 2;
-  EXPECT_EQ(formatSimSummary(r, 4.0), "sent=100 acked=99 errors=1 reconnects=2 elapsed=4.00s rate=25.0/s");
+  EXPECT_EQ(formatSimSummary(r, 4.0),
+            "sent=100 acked=99 errors=1 reconnects=2 elapsed=4.00s rate=25.0/s");
   EXPECT_EQ(formatSimSummary(SimMqttResult{}, 0.0),
             "sent=0 acked=0 errors=0 reconnects=0 elapsed=0.00s rate=0.0/s");
 }

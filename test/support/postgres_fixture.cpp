@@ -19,7 +19,6 @@
 #include <stdexcept>
 #include <thread>
 
-
 namespace tern::test {
 namespace {
 
@@ -153,10 +152,10 @@ PostgresServer::PostgresServer() {
   // If this process dies without running its destructors (a crash, a timeout kill), a
   // watcher stops the server and removes the directory, so nothing is left running.
   const std::string pgCtl = shellQuote((bin_ / "pg_ctl").string());
-  std::string watcher = "while kill -0 " + std::to_string(::getpid()) +
-                        " 2>/dev/null; do sleep 1; done; ";
-  watcher += asServerUser(pgCtl + " -D " + shellQuote((dir_ / "data").string()) +
-                          " -m immediate stop");
+  std::string watcher =
+      "while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 1; done; ";
+  watcher +=
+      asServerUser(pgCtl + " -D " + shellQuote((dir_ / "data").string()) + " -m immediate stop");
   watcher += " >/dev/null 2>&1; rm -rf " + shellQuote(dir_.string());
   runCommand("nohup sh -c " + shellQuote(watcher) + " >/dev/null 2>&1 &");
 
@@ -176,7 +175,9 @@ PostgresServer::PostgresServer() {
   throw std::runtime_error(lastError);
 }
 
-PostgresServer::~PostgresServer() { shutdown(); }
+PostgresServer::~PostgresServer() {
+  shutdown();
+}
 
 // initdb takes seconds, and under ctest every test case is its own process with its own
 // server. So one initdb'd template per PostgreSQL version and user is kept in the temp dir
@@ -185,9 +186,8 @@ PostgresServer::~PostgresServer() { shutdown(); }
 void PostgresServer::initDataDir() {
   const std::string version = bin_.parent_path().filename().string();
   const fs::path tmp = fs::temp_directory_path();
-  const fs::path templateDir =
-      tmp / ("tern-pg-template-" + version + "-" + (runAs_.empty() ? std::to_string(::getuid())
-                                                                   : runAs_));
+  const fs::path templateDir = tmp / ("tern-pg-template-" + version + "-" +
+                                      (runAs_.empty() ? std::to_string(::getuid()) : runAs_));
   std::string output;
   if (!fs::exists(templateDir / "data" / "PG_VERSION")) {
     const fs::path staging = dir_ / "template";
@@ -255,8 +255,7 @@ void PostgresServer::start() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  throw std::runtime_error("postgres fixture: server not accepting connections\nlog: " +
-                           logTail());
+  throw std::runtime_error("postgres fixture: server not accepting connections\nlog: " + logTail());
 }
 
 void PostgresServer::stop() {

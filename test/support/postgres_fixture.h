@@ -47,7 +47,7 @@ class PostgresServer {
 
   std::filesystem::path dir_;  // data/, sock/, server.log (the initdb template is cached)
   std::filesystem::path bin_;  // /usr/lib/postgresql/<version>/bin
-  std::string runAs_;  // a system user when the tests run as root (postgres refuses root)
+  std::string runAs_;          // a system user when the tests run as root (postgres refuses root)
   std::uint16_t port_ = 0;
   bool running_ = false;
   int databases_ = 0;

@@ -1,16 +1,16 @@
 #include "support/test_server.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-
-#include "auth/auth_service.h"
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdio>
 #include <random>
 #include <stdexcept>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include "auth/auth_service.h"
 
 namespace tern::test {
 
@@ -50,7 +50,9 @@ TestServer::TestServer(std::function<void(core::Config&)> adjust) {
   server_->start();
 }
 
-TestServer::~TestServer() { server_->stop(); }
+TestServer::~TestServer() {
+  server_->stop();
+}
 
 std::string TestServer::authHeader(const std::string& role) {
   const auto parsed = auth::parseRole(role);

@@ -19,8 +19,8 @@ struct Attribute {
 };
 
 // Attribute vocabulary shared by all protocols (names follow Traccar's, units are ours):
-//   ignition (bool), motion (bool), odometer (m, int), hours (engine hours, ms as Traccar), power (V),
-//   battery (V), batteryLevel (%), fuel (L or %, as the device reports), fuelLevel (%), rpm,
+//   ignition (bool), motion (bool), odometer (m, int), hours (engine hours, ms as Traccar), power
+//   (V), battery (V), batteryLevel (%), fuel (L or %, as the device reports), fuelLevel (%), rpm,
 //   obdSpeed (km/h), coolantTemp (°C), engineLoad (%), throttle (%), dtcs (string, comma
 //   separated), vin (string), alarm (sos | overspeed | powerCut | vibration | lowBattery |
 //   geofenceEnter | geofenceExit | hardBraking | hardAcceleration | ... ; several joined with ','),
@@ -59,17 +59,18 @@ inline constexpr std::string_view kType = "type";
 
 struct Position {
   std::string protocol;  // "gt06", "teltonika", ...
-  std::string deviceId;  // IMEI or the protocol's device id; the session fills it if the frame has none
+  std::string
+      deviceId;  // IMEI or the protocol's device id; the session fills it if the frame has none
   std::int64_t deviceTimeUs = 0;  // UTC, µs; 0 when the message carries no time
   // False for messages without coordinates (status, heartbeat with data, OBD): the position is
   // stored with its attributes and the location fields are left out.
   bool hasLocation = true;
-  bool valid = false;  // GPS fix valid
-  double latitude = 0;  // degrees, south negative
-  double longitude = 0;  // degrees, west negative
+  bool valid = false;              // GPS fix valid
+  double latitude = 0;             // degrees, south negative
+  double longitude = 0;            // degrees, west negative
   std::optional<double> altitude;  // m
-  double speedKmh = 0;  // km/h (knots are converted by the decoder)
-  std::optional<double> course;  // degrees 0..360
+  double speedKmh = 0;             // km/h (knots are converted by the decoder)
+  std::optional<double> course;    // degrees 0..360
   std::optional<int> satellites;
   std::optional<double> hdop;
   std::vector<Attribute> attributes;

@@ -16,9 +16,9 @@
 namespace tern::codec::trackers {
 
 enum class FrameStatus : std::uint8_t {
-  kOk,  // a frame of `size` bytes is at the front of the buffer
+  kOk,        // a frame of `size` bytes is at the front of the buffer
   kNeedMore,  // read more bytes and call again
-  kSkip,  // `size` leading bytes cannot start a frame: drop them and call again (resync)
+  kSkip,      // `size` leading bytes cannot start a frame: drop them and call again (resync)
   kTooLarge,  // the frame at the front is larger than the protocol's maximum: close
 };
 
@@ -58,8 +58,8 @@ struct DecodeResult {
   std::string response;
   std::optional<CommandAnswer> commandAnswer;
   bool badChecksum = false;  // decoded anyway, counted in metrics
-  bool badLength = false;  // an inconsistent length field, decoded anyway
-  bool close = false;  // the protocol wants the connection closed after the response
+  bool badLength = false;    // an inconsistent length field, decoded anyway
+  bool close = false;        // the protocol wants the connection closed after the response
   // Why a frame yielded nothing useful (for logs/metrics): "not identified", "unknown type", ...
   const char* note = nullptr;
 };
@@ -69,7 +69,7 @@ enum class CommandType : std::uint8_t {
   kEngineStop,
   kEngineResume,
   kPositionSingle,
-  kCustom,  // `text` sent as the protocol's free-text command
+  kCustom,     // `text` sent as the protocol's free-text command
   kCustomHex,  // `text` is hex of the raw bytes to send
 };
 
@@ -99,7 +99,7 @@ class ProtocolCodec {
 struct ProtocolInfo {
   std::string_view name;
   std::uint16_t defaultPort = 0;
-  std::size_t maxFrameSize = 0;  // bytes buffered before kTooLarge at the latest
+  std::size_t maxFrameSize = 0;            // bytes buffered before kTooLarge at the latest
   std::uint32_t idleTimeoutSeconds = 600;  // close a connection silent this long
   std::unique_ptr<ProtocolCodec> (*create)() = nullptr;
 };

@@ -25,11 +25,21 @@ T readInt(ByteReader& reader, std::size_t n, bool littleEndian) {
 }
 }  // namespace
 
-std::uint16_t ByteReader::u16() { return readInt<std::uint16_t>(*this, 2, false); }
-std::uint32_t ByteReader::u32() { return readInt<std::uint32_t>(*this, 4, false); }
-std::uint64_t ByteReader::u64() { return readInt<std::uint64_t>(*this, 8, false); }
-std::uint16_t ByteReader::u16le() { return readInt<std::uint16_t>(*this, 2, true); }
-std::uint32_t ByteReader::u32le() { return readInt<std::uint32_t>(*this, 4, true); }
+std::uint16_t ByteReader::u16() {
+  return readInt<std::uint16_t>(*this, 2, false);
+}
+std::uint32_t ByteReader::u32() {
+  return readInt<std::uint32_t>(*this, 4, false);
+}
+std::uint64_t ByteReader::u64() {
+  return readInt<std::uint64_t>(*this, 8, false);
+}
+std::uint16_t ByteReader::u16le() {
+  return readInt<std::uint16_t>(*this, 2, true);
+}
+std::uint32_t ByteReader::u32le() {
+  return readInt<std::uint32_t>(*this, 4, true);
+}
 
 std::string_view ByteReader::bytes(std::size_t n) {
   if (failed_ || n > data_.size() - pos_) {
@@ -41,7 +51,9 @@ std::string_view ByteReader::bytes(std::size_t n) {
   return out;
 }
 
-void ByteReader::skip(std::size_t n) { bytes(n); }
+void ByteReader::skip(std::size_t n) {
+  bytes(n);
+}
 
 void ByteReader::seek(std::size_t pos) {
   if (pos > data_.size()) {
@@ -69,8 +81,12 @@ std::uint16_t crcReflected(std::string_view data, std::uint16_t poly, std::uint1
 }  // namespace
 
 // Reflected forms of the polynomials: 0x1021 → 0x8408, 0x8005 → 0xA001.
-std::uint16_t crc16X25(std::string_view data) { return crcReflected(data, 0x8408, 0xFFFF, 0xFFFF); }
-std::uint16_t crc16Arc(std::string_view data) { return crcReflected(data, 0xA001, 0x0000, 0x0000); }
+std::uint16_t crc16X25(std::string_view data) {
+  return crcReflected(data, 0x8408, 0xFFFF, 0xFFFF);
+}
+std::uint16_t crc16Arc(std::string_view data) {
+  return crcReflected(data, 0xA001, 0x0000, 0x0000);
+}
 std::uint16_t crc16Kermit(std::string_view data) {
   return crcReflected(data, 0x8408, 0x0000, 0x0000);
 }
@@ -132,8 +148,7 @@ std::optional<std::int64_t> civilToMicros(int year, int month, int day, int hour
       minute > 59 || second < 0 || second > 60 || millis < 0 || millis > 999) {
     return std::nullopt;
   }
-  std::int64_t days =
-      daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  std::int64_t days = daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second;
   return seconds * 1'000'000 + std::int64_t{millis} * 1000;
 }

@@ -33,8 +33,8 @@ class ByteReader {
   bool failed_ = false;
 };
 
-std::uint16_t crc16X25(std::string_view data);  // CRC-16/X-25 (GT06)
-std::uint16_t crc16Arc(std::string_view data);  // CRC-16/ARC, a.k.a. IBM (Teltonika)
+std::uint16_t crc16X25(std::string_view data);     // CRC-16/X-25 (GT06)
+std::uint16_t crc16Arc(std::string_view data);     // CRC-16/ARC, a.k.a. IBM (Teltonika)
 std::uint16_t crc16Kermit(std::string_view data);  // CRC-16/KERMIT (Ruptela)
 
 std::string toHex(std::string_view bytes, bool upper = false);

@@ -241,7 +241,8 @@ constexpr const char* kSqlStateForUpdate =
     "SELECT watermark, pending FROM tern_rollup_state WHERE id = 1 FOR UPDATE";
 constexpr const char* kSqlMinFirstSeen =
     "SELECT min(first_seen)::int8 FROM devices WHERE message_count > 0";
-constexpr const char* kSqlSetPending = "UPDATE tern_rollup_state SET pending = $1::int8 WHERE id = 1";
+constexpr const char* kSqlSetPending =
+    "UPDATE tern_rollup_state SET pending = $1::int8 WHERE id = 1";
 constexpr const char* kSqlSetWatermark =
     "UPDATE tern_rollup_state SET watermark = greatest(watermark, $1::int8) WHERE id = 1";
 constexpr const char* kSqlDirtyTable =
@@ -254,9 +255,9 @@ constexpr const char* kSqlTakeDirty =
     "INSERT INTO tern_dirty_now SELECT DISTINCT device_id, bucket FROM d WHERE bucket < $1::int8";
 constexpr const char* kSqlCountDirty = "SELECT count(*)::int8 FROM tern_dirty_now";
 // first/last: the value of the smallest/largest (ts, id), as the raw query orders them.
-#define TERN_ROLLUP_SET                                                                    \
+#define TERN_ROLLUP_SET                                                                     \
   "ON CONFLICT (device_id, bucket, key) DO UPDATE SET n = excluded.n, sum = excluded.sum, " \
-  "min = excluded.min, max = excluded.max, first_ts = excluded.first_ts, "                \
+  "min = excluded.min, max = excluded.max, first_ts = excluded.first_ts, "                  \
   "first = excluded.first, last_ts = excluded.last_ts, last = excluded.last"
 constexpr const char* kSqlRollMinutes =
     "WITH ins AS (INSERT INTO tern_rollup_1m(device_id, bucket, key, n, sum, min, max, first_ts, "
@@ -271,8 +272,10 @@ constexpr const char* kSqlRollMinutes =
     "FROM tern_dirty_now d JOIN messages m ON m.device_id = d.device_id "
     "AND m.ts >= d.bucket AND m.ts < d.bucket + 60000000, json_each(m.fields) j "
     "WHERE json_typeof(j.value) = 'number') AS s "
-    "GROUP BY device_id, b, key " TERN_ROLLUP_SET " RETURNING device_id, bucket) "
-    "INSERT INTO tern_touched SELECT DISTINCT device_id, bucket - (((bucket % 3600000000) + 3600000000) % 3600000000) "
+    "GROUP BY device_id, b, key " TERN_ROLLUP_SET
+    " RETURNING device_id, bucket) "
+    "INSERT INTO tern_touched SELECT DISTINCT device_id, bucket - (((bucket % 3600000000) + "
+    "3600000000) % 3600000000) "
     "AS hour, count(*) OVER () AS minutes FROM ins";
 constexpr const char* kSqlCountMinutes =
     "SELECT coalesce(sum(minutes), 0)::int8 FROM (SELECT DISTINCT minutes FROM tern_touched) t";
@@ -365,7 +368,9 @@ core::Error resultError(PGconn* conn, const PGresult* result, std::string_view w
   return core::Error{std::move(message)};
 }
 
-bool broken(PGconn* conn) { return conn == nullptr || PQstatus(conn) != CONNECTION_OK; }
+bool broken(PGconn* conn) {
+  return conn == nullptr || PQstatus(conn) != CONNECTION_OK;
+}
 
 // Runs a statement with text parameters; results in binary (resultFormat 1), so integers,
 // doubles and bytea need no text parsing. Checks `expected` status.
@@ -380,8 +385,8 @@ core::Result<ResultPtr> exec(PGconn* conn, const char* sql, std::string_view wha
     values.push_back(param.c_str());
     lengths.push_back(static_cast<int>(param.size()));
   }
-  ResultPtr result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr,
-                                values.data(), lengths.data(), nullptr, 1));
+  ResultPtr result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr, values.data(),
+                                lengths.data(), nullptr, 1));
   if (!result || PQresultStatus(result.get()) != expected) {
     return resultError(conn, result.get(), what);
   }
@@ -600,10 +605,10 @@ std::string partitionName(std::int64_t index, std::int64_t partitionUs) {
                       static_cast<long long>(year), month, day);
   } else {
     const std::int64_t seconds = (startUs - days * kUsPerDay) / 1'000'000;
-    n = std::snprintf(buffer, sizeof buffer, "messages_p%04lld%02u%02u_%06lld",
-                      static_cast<long long>(year), month, day,
-                      static_cast<long long>(seconds / 3600 * 10000 + seconds / 60 % 60 * 100 +
-                                             seconds % 60));
+    n = std::snprintf(
+        buffer, sizeof buffer, "messages_p%04lld%02u%02u_%06lld", static_cast<long long>(year),
+        month, day,
+        static_cast<long long>(seconds / 3600 * 10000 + seconds / 60 % 60 * 100 + seconds % 60));
   }
   std::string name(buffer, static_cast<std::size_t>(std::max(n, 0)));
   std::replace(name.begin(), name.end(), '-', 'm');  // years before 0
@@ -932,8 +937,7 @@ void PostgresStore::migrate() {
             execOrThrow("CREATE EXTENSION IF NOT EXISTS timescaledb", "create timescaledb");
             timescale = true;
           } catch (const std::exception& e) {
-            spdlog::warn("postgres: TimescaleDB unavailable, using plain partitions: {}",
-                         e.what());
+            spdlog::warn("postgres: TimescaleDB unavailable, using plain partitions: {}", e.what());
           }
         }
         sql = kMigration1Devices;
@@ -1151,9 +1155,8 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
   if (!pending) {
     return pending.error();
   }
-  const std::int64_t rolledBefore = PQntuples(pending->get()) > 0
-                                        ? cellInt64(pending->get(), 0, 0)
-                                        : rollup::kNoWatermark;
+  const std::int64_t rolledBefore =
+      PQntuples(pending->get()) > 0 ? cellInt64(pending->get(), 0, 0) : rollup::kNoWatermark;
   copy_.reset();
   for (const DeviceBatch& device : devices) {
     scratch_.clear();
@@ -1208,14 +1211,13 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
     std::set<std::pair<std::string_view, std::int64_t>> late;
     for (const Record& record : records) {
       if (record.serverTimeUs < rolledBefore) {
-        late.emplace(record.deviceId,
-                     rollup::floorTo(record.serverTimeUs, rollup::kMinuteUs));
+        late.emplace(record.deviceId, rollup::floorTo(record.serverTimeUs, rollup::kMinuteUs));
       }
     }
     for (const auto& [device, minute] : late) {
-      auto marked = exec(writer_.get(), kSqlMarkDirty, "mark a rolled-up minute dirty",
-                         {std::string(validText(device, scratch_)), toText(minute)},
-                         PGRES_COMMAND_OK);
+      auto marked =
+          exec(writer_.get(), kSqlMarkDirty, "mark a rolled-up minute dirty",
+               {std::string(validText(device, scratch_)), toText(minute)}, PGRES_COMMAND_OK);
       if (!marked) {
         return marked.error();
       }
@@ -1287,33 +1289,46 @@ core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& 
   }
   std::string sql = kSqlSeriesHead;
   switch (query.aggregate) {
-    case Aggregate::kAvg: sql += "avg(v)"; break;
-    case Aggregate::kMin: sql += "min(v)"; break;
-    case Aggregate::kMax: sql += "max(v)"; break;
-    case Aggregate::kSum: sql += "sum(v)"; break;
-    case Aggregate::kCount: sql += "count(*)"; break;
+    case Aggregate::kAvg:
+      sql += "avg(v)";
+      break;
+    case Aggregate::kMin:
+      sql += "min(v)";
+      break;
+    case Aggregate::kMax:
+      sql += "max(v)";
+      break;
+    case Aggregate::kSum:
+      sql += "sum(v)";
+      break;
+    case Aggregate::kCount:
+      sql += "count(*)";
+      break;
     // The value of the bucket's earliest/latest record; ties broken by id, as in SQLite.
-    case Aggregate::kFirst: sql += "(array_agg(v ORDER BY ts, id))[1]"; break;
-    case Aggregate::kLast: sql += "(array_agg(v ORDER BY ts DESC, id DESC))[1]"; break;
+    case Aggregate::kFirst:
+      sql += "(array_agg(v ORDER BY ts, id))[1]";
+      break;
+    case Aggregate::kLast:
+      sql += "(array_agg(v ORDER BY ts DESC, id DESC))[1]";
+      break;
   }
   sql += kSqlSeriesTail;
   const std::vector<std::string> params{query.deviceId, toText(query.fromUs), toText(query.toUs),
                                         toText(query.bucketUs), query.key};
-  return readers_.run<std::vector<Bucket>>(
-      [&](PGconn* conn) -> core::Result<std::vector<Bucket>> {
-        auto result = exec(conn, sql.c_str(), "query series", params);
-        if (!result) {
-          return result.error();
-        }
-        const PGresult* rows = result->get();
-        std::vector<Bucket> out;
-        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
-        for (int row = 0; row < PQntuples(rows); ++row) {
-          out.push_back(Bucket{cellInt64(rows, row, 0), cellDouble(rows, row, 2),
-                               cellInt64(rows, row, 1)});
-        }
-        return out;
-      });
+  return readers_.run<std::vector<Bucket>>([&](PGconn* conn) -> core::Result<std::vector<Bucket>> {
+    auto result = exec(conn, sql.c_str(), "query series", params);
+    if (!result) {
+      return result.error();
+    }
+    const PGresult* rows = result->get();
+    std::vector<Bucket> out;
+    out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+    for (int row = 0; row < PQntuples(rows); ++row) {
+      out.push_back(
+          Bucket{cellInt64(rows, row, 0), cellDouble(rows, row, 2), cellInt64(rows, row, 1)});
+    }
+    return out;
+  });
 }
 
 core::Result<std::vector<DeviceSummary>> PostgresStore::listDevices() {
@@ -1430,8 +1445,9 @@ core::Result<std::int64_t> PostgresStore::dropExpiredTable(PGconn* conn, const s
   const std::string table = quoteIdent(name);
   std::string count = "WITH c AS (SELECT device_id, count(*) AS n FROM ";
   count += table;
-  count += " GROUP BY device_id), u AS (UPDATE devices d SET message_count = d.message_count - c.n "
-           "FROM c WHERE d.device_id = c.device_id) SELECT coalesce(sum(n), 0)::int8 FROM c";
+  count +=
+      " GROUP BY device_id), u AS (UPDATE devices d SET message_count = d.message_count - c.n "
+      "FROM c WHERE d.device_id = c.device_id) SELECT coalesce(sum(n), 0)::int8 FROM c";
   std::string drop = "DROP TABLE ";
   drop += table;
   if (auto status = command(conn, "BEGIN", "begin retention"); !status) {
@@ -1646,8 +1662,7 @@ core::Result<std::int64_t> PostgresStore::dropKeyBefore(const std::string& key,
     const std::vector<std::string> params{device, base[0], base[1], base[2], base[3]};
     while (true) {
       // One statement, so one short transaction per chunk.
-      auto changed = exec(*conn, kSqlDropKeyChunk, "drop an expired key", params,
-                          PGRES_COMMAND_OK);
+      auto changed = exec(*conn, kSqlDropKeyChunk, "drop an expired key", params, PGRES_COMMAND_OK);
       if (!changed) {
         return changed.error();
       }
@@ -2052,8 +2067,8 @@ core::Result<RollupRun> PostgresStore::rollupLocked(PGconn* conn, std::int64_t u
   }
   // 3. Queries use the rollups up to the new watermark from now on. A crash before this
   //    statement redoes the same range next time.
-  if (auto moved = exec(conn, kSqlSetWatermark, "move the rollup watermark", {to},
-                        PGRES_COMMAND_OK);
+  if (auto moved =
+          exec(conn, kSqlSetWatermark, "move the rollup watermark", {to}, PGRES_COMMAND_OK);
       !moved) {
     return moved.error();
   }
@@ -2068,8 +2083,8 @@ core::Result<std::optional<std::vector<Bucket>>> PostgresStore::querySeriesRolle
   const std::string key(validText(query.key, scratch));
   return readers_.run<Out>([&](PGconn* conn) -> core::Result<Out> {
     // One snapshot for the state, the rollups and the raw rows.
-    if (auto status = command(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                              "begin series");
+    if (auto status =
+            command(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin series");
         !status) {
       return core::Error{status.message()};
     }
@@ -2134,8 +2149,8 @@ core::Result<std::optional<std::vector<Bucket>>> PostgresStore::querySeriesRolle
       const PGresult* r = rows->get();
       out.reserve(static_cast<std::size_t>(PQntuples(r)));
       for (int row = 0; row < PQntuples(r); ++row) {
-        out.push_back(rollup::RawValue{cellInt64(r, row, 0), cellInt64(r, row, 1),
-                                       cellDouble(r, row, 2)});
+        out.push_back(
+            rollup::RawValue{cellInt64(r, row, 0), cellInt64(r, row, 1), cellDouble(r, row, 2)});
       }
       return out;
     };
@@ -2162,7 +2177,9 @@ std::unique_ptr<Store> openPostgresStore(const PostgresOptions& options) {
   return std::make_unique<PostgresStore>(options);
 }
 
-int postgresSchemaVersion() { return kSchemaVersion; }
+int postgresSchemaVersion() {
+  return kSchemaVersion;
+}
 
 core::Result<std::string> messagesLayout(Store& store) {
   auto* postgresStore = dynamic_cast<PostgresStore*>(&store);

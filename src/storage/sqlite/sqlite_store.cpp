@@ -4,16 +4,15 @@
 
 #include <sqlite3.h>
 
-#include <map>
-#include <set>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -123,7 +122,7 @@ constexpr const char* kSqlUpsertDevice =
     "latest = json_patch(latest, excluded.latest) RETURNING id";
 
 #define TERN_MESSAGE_COLUMNS "SELECT id, ts, device_ts, node, topic, payload, flags, fields "
-#define TERN_MESSAGE_RANGE                                                         \
+#define TERN_MESSAGE_RANGE                                                      \
   "FROM messages WHERE device = (SELECT id FROM devices WHERE device_id = ?1) " \
   "AND ts >= ?2 AND ts < ?3 "
 // Separate statements with and without a cursor, so the planner never picks a dummy cursor
@@ -222,7 +221,8 @@ constexpr const char* kSqlMinutesOfRange =
 constexpr const char* kSqlHoursOfRange =
     "SELECT bucket, key, n, sum, min, max, first_ts, first, last_ts, last FROM rollup_1h "
     "WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
-constexpr const char* kSqlMinFirstSeen = "SELECT min(first_seen) FROM devices WHERE message_count > 0";
+constexpr const char* kSqlMinFirstSeen =
+    "SELECT min(first_seen) FROM devices WHERE message_count > 0";
 constexpr const char* kSqlDeviceRowId = "SELECT id FROM devices WHERE device_id = ?1";
 constexpr const char* kSqlDirtyInRange =
     "SELECT bucket FROM rollup_dirty WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
@@ -235,7 +235,8 @@ constexpr const char* kSqlRawValuesByKey =
     "AND j.type IN ('integer', 'real') ORDER BY m.ts, m.id";
 constexpr const char* kSqlDeleteOldMinutes =
     "DELETE FROM rollup_1m WHERE device = ?1 AND bucket < ?2";
-constexpr const char* kSqlDeleteOldHours = "DELETE FROM rollup_1h WHERE device = ?1 AND bucket < ?2";
+constexpr const char* kSqlDeleteOldHours =
+    "DELETE FROM rollup_1h WHERE device = ?1 AND bucket < ?2";
 constexpr const char* kSqlDeleteOldDirty =
     "DELETE FROM rollup_dirty WHERE device = ?1 AND bucket < ?2";
 constexpr const char* kSqlDeleteOldKeyMinutes =
@@ -329,8 +330,7 @@ class Connection {
       return it->second;
     }
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
       return sqlError(db_, "prepare");
     }
     statements_.emplace(sql, stmt);
@@ -427,11 +427,21 @@ void appendJsonString(std::string& out, std::string_view text) {
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (byte < 0x20) {
           out += "\\u00";
@@ -549,9 +559,8 @@ class FlatJsonReader {
     return pos_ == text_.size();
   }
   void skipSpace() {
-    while (pos_ < text_.size() &&
-           (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' ||
-            text_[pos_] == '\t')) {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n' ||
+                                   text_[pos_] == '\r' || text_[pos_] == '\t')) {
       ++pos_;
     }
   }
@@ -600,14 +609,30 @@ class FlatJsonReader {
         return false;
       }
       switch (text_[pos_++]) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           std::uint32_t cp = 0;
           if (!readHex4(cp)) {
@@ -627,7 +652,8 @@ class FlatJsonReader {
           appendUtf8(out, cp);
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;
@@ -855,9 +881,10 @@ class ReaderPool {
       return conn.error();
     }
     // Read-write open so WAL's shared-memory file is always usable; query_only keeps it a reader.
-    const std::string pragmas = "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; "
-                                "PRAGMA cache_size = -" +
-                                std::to_string(kReaderCacheKiB) + ";";
+    const std::string pragmas =
+        "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; "
+        "PRAGMA cache_size = -" +
+        std::to_string(kReaderCacheKiB) + ";";
     if (sqlite3_exec((*conn)->db(), pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
       return sqlError((*conn)->db(), "configure reader");
     }
@@ -912,8 +939,8 @@ class SqliteStore final : public Store {
     }
     const std::int64_t cacheKiB = std::max<std::int64_t>(options.cacheBytes / 1024, 1024);
     writer_->execOrThrow(std::string("PRAGMA synchronous = ") +
-                             (options.syncFull ? "FULL" : "NORMAL") +
-                             "; PRAGMA cache_size = -" + std::to_string(cacheKiB) +
+                             (options.syncFull ? "FULL" : "NORMAL") + "; PRAGMA cache_size = -" +
+                             std::to_string(cacheKiB) +
                              "; PRAGMA temp_store = MEMORY"
                              // Truncate the WAL after checkpoints so a burst does not leave a
                              // huge file behind.
@@ -958,10 +985,11 @@ class SqliteStore final : public Store {
                          const std::vector<DeviceBatch>& devices);
   // Rolls up one device's minutes in [fromUs, toUs) and its dirty minutes before fromUs, and the
   // hours they fall in. Returns the raw values read.
-  core::Result<std::int64_t> rollupDevice(Connection& conn, std::int64_t device, std::int64_t fromUs,
-                                          std::int64_t toUs, RollupRun& run);
+  core::Result<std::int64_t> rollupDevice(Connection& conn, std::int64_t device,
+                                          std::int64_t fromUs, std::int64_t toUs, RollupRun& run);
   // Raises a rollup floor (meta key) to `cutoffUs` in its own transaction.
-  core::Status raiseFloorLocked(Connection& conn, const std::string& metaKey, std::int64_t cutoffUs);
+  core::Status raiseFloorLocked(Connection& conn, const std::string& metaKey,
+                                std::int64_t cutoffUs);
   void migrate();
   core::Status writeDevices(std::vector<DeviceBatch>& devices);
   core::Status upsertDevice(DeviceBatch& device, const std::string& latest);
@@ -978,7 +1006,8 @@ class SqliteStore final : public Store {
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
   // Runs `chunk` (which returns the rows it changed) in its own transaction until it changes
   // fewer than kRetentionChunk rows. `after` runs in the same transaction as each chunk.
-  core::Result<std::int64_t> chunked(Connection& conn, const std::function<core::Result<std::int64_t>()>& chunk,
+  core::Result<std::int64_t> chunked(Connection& conn,
+                                     const std::function<core::Result<std::int64_t>()>& chunk,
                                      const std::function<core::Status(std::int64_t)>& after);
 
   // Declared first so it is destroyed last: the last connection to close checkpoints the WAL.
@@ -999,8 +1028,9 @@ class SqliteStore final : public Store {
 void SqliteStore::migrate() {
   writer_->execOrThrow("BEGIN IMMEDIATE", "begin migration");
   try {
-    writer_->execOrThrow("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-                         "create meta");
+    writer_->execOrThrow(
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "create meta");
     const std::string text = writer_->queryTextOrThrow(
         "SELECT value FROM meta WHERE key = 'schema_version'", "read schema version");
     int version = 0;
@@ -1022,10 +1052,10 @@ void SqliteStore::migrate() {
         version = migration.version;
       }
     }
-    writer_->execOrThrow(
-        "INSERT INTO meta(key, value) VALUES('schema_version', '" + std::to_string(version) +
-            "') ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        "record schema version");
+    writer_->execOrThrow("INSERT INTO meta(key, value) VALUES('schema_version', '" +
+                             std::to_string(version) +
+                             "') ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         "record schema version");
     writer_->execOrThrow("COMMIT", "commit migration");
   } catch (...) {
     sqlite3_exec(writer_->db(), "ROLLBACK", nullptr, nullptr, nullptr);
@@ -1296,13 +1326,20 @@ core::Result<std::vector<Bucket>> SqliteStore::querySeries(const SeriesQuery& qu
     if (!out.empty()) {
       Bucket& bucket = out.back();
       switch (query.aggregate) {
-        case Aggregate::kAvg: bucket.value = sum / static_cast<double>(bucket.count); break;
-        case Aggregate::kSum: bucket.value = sum; break;
-        case Aggregate::kCount: bucket.value = static_cast<double>(bucket.count); break;
+        case Aggregate::kAvg:
+          bucket.value = sum / static_cast<double>(bucket.count);
+          break;
+        case Aggregate::kSum:
+          bucket.value = sum;
+          break;
+        case Aggregate::kCount:
+          bucket.value = static_cast<double>(bucket.count);
+          break;
         case Aggregate::kMin:
         case Aggregate::kMax:
         case Aggregate::kFirst:
-        case Aggregate::kLast: break;  // kept up to date per row
+        case Aggregate::kLast:
+          break;  // kept up to date per row
       }
     }
   };
@@ -1580,7 +1617,7 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
 }
 
 core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
-                                                       std::int64_t cutoffUs) {
+                                                      std::int64_t cutoffUs) {
   if (key.empty() || key.find('"') != std::string::npos) {
     return core::Error{"sqlite: per-key retention needs a key without '\"'"};
   }
@@ -2245,8 +2282,8 @@ core::Result<RollupRun> SqliteStore::rollup(std::int64_t untilUs) {
   while (next < devices->size()) {
     status = inTransaction([&]() -> core::Status {
       std::int64_t values = 0;
-      for (std::size_t n = 0; next < devices->size() && n < kRollupChunkDevices &&
-                              values < kRollupChunkValues;
+      for (std::size_t n = 0;
+           next < devices->size() && n < kRollupChunkDevices && values < kRollupChunkValues;
            ++n, ++next) {
         auto read = rollupDevice(conn, (*devices)[next], watermark, target, run);
         if (!read) {
@@ -2392,8 +2429,7 @@ core::Result<std::optional<std::vector<Bucket>>> SqliteStore::querySeriesRolledU
     std::vector<rollup::RawValue> out;
     int rc = SQLITE_ROW;
     while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
-      out.push_back(rollup::RawValue{sqlite3_column_int64(*stmt, 0),
-                                     sqlite3_column_int64(*stmt, 1),
+      out.push_back(rollup::RawValue{sqlite3_column_int64(*stmt, 0), sqlite3_column_int64(*stmt, 1),
                                      sqlite3_column_double(*stmt, 2)});
     }
     if (rc != SQLITE_DONE) {
@@ -2435,7 +2471,9 @@ std::unique_ptr<Store> openSqliteStore(const SqliteOptions& options) {
   return std::make_unique<SqliteStore>(options);
 }
 
-int sqliteSchemaVersion() { return kSchemaVersion; }
+int sqliteSchemaVersion() {
+  return kSchemaVersion;
+}
 
 core::Result<std::string> explainMessageQuery(Store& store, bool descending) {
   auto* sqliteStore = dynamic_cast<SqliteStore*>(&store);

@@ -8,7 +8,7 @@
 namespace tern::storage::sqlite {
 
 struct SqliteOptions {
-  std::string path;  // the database file
+  std::string path;       // the database file
   bool syncFull = false;  // synchronous=FULL (power loss) instead of NORMAL (process crash)
   std::int64_t cacheBytes = 256LL * 1024 * 1024;
 };

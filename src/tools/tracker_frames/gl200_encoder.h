@@ -19,7 +19,7 @@ struct Fix {
   double speedKmh = 0;  // one decimal on the wire
   int course = 0;
   double altitude = 0;  // one decimal
-  int accuracy = 1;  // GPS accuracy / HDOP; 0 = no fix (last known position)
+  int accuracy = 1;     // GPS accuracy / HDOP; 0 = no fix (last known position)
 };
 
 inline std::string timeText(int y, int mo, int d, int h, int mi, int s) {
@@ -49,12 +49,12 @@ inline std::string joinFields(std::initializer_list<std::string> fields) {
 inline std::string locationBlock(const Fix& f) {
   return joinFields({std::to_string(f.accuracy), fixed(f.speedKmh, 1), std::to_string(f.course),
                      fixed(f.altitude, 1), fixed(f.longitude, 6), fixed(f.latitude, 6),
-                     timeText(f.year, f.month, f.day, f.hour, f.minute, f.second), "0460", "0000", "18D8",
-                     "6141", "00"});
+                     timeText(f.year, f.month, f.day, f.hour, f.minute, f.second), "0460", "0000",
+                     "18D8", "6141", "00"});
 }
 
 struct FriReport {
-  std::string header = "+RESP";  // or "+BUFF"
+  std::string header = "+RESP";    // or "+BUFF"
   std::string version = "060100";  // GV300
   std::string imei = "862894020180553";
   std::vector<Fix> fixes;
@@ -70,29 +70,34 @@ struct FriReport {
 // GV300 fixed report: <power>,<report type>,<count>,<blocks>,<mileage>,<hour meter>,<adc1>,<adc2>,
 // <battery %>,<device status>,<rpm>,<fuel consumption>,<fuel level>,<send time>,<count>$
 inline std::string encodeFri(const FriReport& r) {
-  std::string s = joinFields({r.header + ":GTFRI", r.version, r.imei, "", std::to_string(r.powerMv), "10",
-                              std::to_string(r.fixes.size())});
+  std::string s = joinFields({r.header + ":GTFRI", r.version, r.imei, "", std::to_string(r.powerMv),
+                              "10", std::to_string(r.fixes.size())});
   for (const Fix& f : r.fixes) {
     s += ',';
     s += locationBlock(f);
   }
   s += ',';
-  s += joinFields({fixed(r.mileageKm, 1), r.hours, "", "", std::to_string(r.batteryLevel), r.status, "", "", "",
-                   r.sendTime, r.count});
+  s += joinFields({fixed(r.mileageKm, 1), r.hours, "", "", std::to_string(r.batteryLevel), r.status,
+                   "", "", "", r.sendTime, r.count});
   s += '$';
   return s;
 }
 
-inline std::string encodeHeartbeat(const std::string& version, const std::string& imei, const std::string& count) {
+inline std::string encodeHeartbeat(const std::string& version, const std::string& imei,
+                                   const std::string& count) {
   return joinFields({"+ACK:GTHBD", version, imei, "", "20230926200340", count}) + "$";
 }
 
 // The device's acknowledgement of an AT+GT command: echoes the command's serial number.
-inline std::string encodeCommandAck(const std::string& command, const std::string& imei, const std::string& serial) {
-  return joinFields({"+ACK:GT" + command, "060100", imei, "", serial, "20230926200340", "0042"}) + "$";
+inline std::string encodeCommandAck(const std::string& command, const std::string& imei,
+                                    const std::string& serial) {
+  return joinFields({"+ACK:GT" + command, "060100", imei, "", serial, "20230926200340", "0042"}) +
+         "$";
 }
 
-inline void putU8(std::string& out, unsigned v) { out.push_back(static_cast<char>(v & 0xFF)); }
+inline void putU8(std::string& out, unsigned v) {
+  out.push_back(static_cast<char>(v & 0xFF));
+}
 inline void putU16(std::string& out, unsigned v) {
   putU8(out, v >> 8);
   putU8(out, v);
@@ -112,15 +117,16 @@ inline std::uint32_t microdegrees(double deg) {
 // Legacy binary IMEI: seven two-digit decimal bytes and a final digit.
 inline std::string legacyImei(const std::string& imei) {
   std::string out;
-  for (std::size_t i = 0; i < 14; i += 2) putU8(out, static_cast<unsigned>(std::stoi(imei.substr(i, 2))));
+  for (std::size_t i = 0; i < 14; i += 2)
+    putU8(out, static_cast<unsigned>(std::stoi(imei.substr(i, 2))));
   putU8(out, static_cast<unsigned>(imei[14] - '0'));
   return out;
 }
 
 // "+RSP" fixed report (type 7): header, battery, power, motion, satellites, index, records,
 // send time, count number, CR LF; the length field counts the whole message.
-inline std::string encodeBinaryReport(const std::string& imei, const std::vector<Fix>& fixes, int battery,
-                                      int powerMv, int satellites) {
+inline std::string encodeBinaryReport(const std::string& imei, const std::vector<Fix>& fixes,
+                                      int battery, int powerMv, int satellites) {
   std::string body;
   body += "+RSP";
   putU8(body, 7);
@@ -163,10 +169,12 @@ inline std::string encodeBinaryReport(const std::string& imei, const std::vector
 // Newer binary format: '+', 0x00, length, flags, IMEI (hex digits, leading 0), device type,
 // protocol version, custom version, reserved, one record with a GNSS item (tag 0x52), count
 // number, check byte, '$'.
-inline std::string encodeTagged(const std::string& imei, const Fix& f, int satellites, std::uint32_t unixTime) {
+inline std::string encodeTagged(const std::string& imei, const Fix& f, int satellites,
+                                std::uint32_t unixTime) {
   std::string imeiBytes;
   std::string hex = "0" + imei;
-  for (std::size_t i = 0; i < 16; i += 2) putU8(imeiBytes, static_cast<unsigned>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (std::size_t i = 0; i < 16; i += 2)
+    putU8(imeiBytes, static_cast<unsigned>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   std::string gnss;
   putU8(gnss, f.accuracy > 0 ? 0x08 : 0x00);  // fix state in bits 2-3
   putU32(gnss, microdegrees(f.longitude));
@@ -194,7 +202,7 @@ inline std::string encodeTagged(const std::string& imei, const Fix& f, int satel
   out += '+';
   out += '\0';
   putU16(out, 0);  // length, patched below
-  putU8(out, 0);  // flags
+  putU8(out, 0);   // flags
   out += imeiBytes;
   putU16(out, 0x8203);
   putU16(out, 0x0003);

@@ -11,7 +11,7 @@ namespace tern::tools::frames::h02 {
 struct Fix {
   std::string id = "4210051415";  // 10 digits (binary frames carry exactly 10 BCD digits)
   int year = 2024, month = 2, day = 29, hour = 23, minute = 59, second = 58;
-  double latitude = 0;  // degrees, south negative
+  double latitude = 0;   // degrees, south negative
   double longitude = 0;  // degrees, west negative
   double speedKnots = 0;
   int course = 0;

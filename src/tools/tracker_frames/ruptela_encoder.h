@@ -16,7 +16,7 @@ namespace tern::tools::frames::ruptela {
 struct Record {
   std::uint32_t timeSeconds = 0;
   std::uint8_t recordExtension = 0;  // extended records only
-  std::optional<double> latitude;  // nullopt: no fix (INT32_MIN on the wire)
+  std::optional<double> latitude;    // nullopt: no fix (INT32_MIN on the wire)
   std::optional<double> longitude;
   double altitudeM = 0;  // 0.1 m on the wire
   double courseDeg = 0;  // 0.01° on the wire

@@ -1,6 +1,6 @@
 #pragma once
-// Device-side Teltonika encoder: builds IMEI packets, AVL packets (codec 8 / 8E / 16) and codec 12 /
-// 13 serial packets from known values, so the decoder can be checked field by field.
+// Device-side Teltonika encoder: builds IMEI packets, AVL packets (codec 8 / 8E / 16) and codec 12
+// / 13 serial packets from known values, so the decoder can be checked field by field.
 #include <cmath>
 #include <cstdint>
 #include <string>

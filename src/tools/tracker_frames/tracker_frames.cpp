@@ -1,9 +1,10 @@
 #include "tools/tracker_frames/tracker_frames.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fmt/format.h>
 
 #include "codec/trackers/util.h"
 #include "tools/tracker_frames/gl200_encoder.h"
@@ -25,15 +26,21 @@ constexpr double kKmhPerKnot = 1.852;
 constexpr std::int64_t kAnswerClockSlackUs = 120'000'000;
 constexpr std::size_t kMaxHttpAnswer = 16 * 1024;
 
-std::string imeiText(std::uint64_t imei) { return fmt::format("{:015}", imei); }
+std::string imeiText(std::uint64_t imei) {
+  return fmt::format("{:015}", imei);
+}
 
-ExpectedAck exact(std::string bytes) { return {AckKind::kExact, std::move(bytes), {}}; }
+ExpectedAck exact(std::string bytes) {
+  return {AckKind::kExact, std::move(bytes), {}};
+}
 
 TrackerFrame frame(FrameKind kind, std::string bytes, ExpectedAck ack, unsigned records) {
   return {kind, std::move(bytes), std::move(ack), records};
 }
 
-std::string twoDigits(int v) { return fmt::format("{:02}", v); }
+std::string twoDigits(int v) {
+  return fmt::format("{:02}", v);
+}
 
 // yymmddhhmmss-style stamps are built from these.
 std::string yymmdd(const CivilTime& t) {
@@ -116,8 +123,8 @@ class TeltonikaEncoder final : public TrackerDeviceEncoder {
   const std::string& deviceId() const override { return id_; }
 
   std::optional<TrackerFrame> login() override {
-    return frame(FrameKind::kLogin, frames::teltonika::imeiPacket(id_), exact(std::string(1, '\x01')),
-                 0);
+    return frame(FrameKind::kLogin, frames::teltonika::imeiPacket(id_),
+                 exact(std::string(1, '\x01')), 0);
   }
 
   TrackerFrame position(const DeviceFix& fix) override {
@@ -387,8 +394,8 @@ class MeitrackEncoder final : public TrackerDeviceEncoder {
     // (inputs, outputs: ACC on input bit 2), analog inputs / battery / power.
     content += fmt::format(",{},{},20,{:.0f},{:.0f},1.0,{:.0f},{},{},460|0|287D|1F71,{:02X}00,",
                            fix.valid ? 'A' : 'V', fix.satellites, std::max(0.0, fix.speedKmh),
-                           std::fmod(fix.course, 360.0), fix.altitude, fix.odometerM,
-                           runtime_, fix.ignition ? 0x04 : 0x00);
+                           std::fmod(fix.course, 360.0), fix.altitude, fix.odometerM, runtime_,
+                           fix.ignition ? 0x04 : 0x00);
     content += "0000|0000|0000|0191|0573,1,,";
     runtime_ += 1;
     flag_ = flag_ == 'Z' ? 'A' : static_cast<char>(flag_ + 1);
@@ -429,13 +436,13 @@ class RuptelaEncoder final : public TrackerDeviceEncoder {
   std::optional<TrackerFrame> login() override {
     static const std::string kPayload =
         *trk::fromHex("4573303430302e30332e36382e30340000c2b3090d0e950000827b000003e80000003c003c");
-    return frame(FrameKind::kLogin, frames::ruptela::packet(imei_, 15, kPayload), exact(ruptelaAck(115)),
-                 0);
+    return frame(FrameKind::kLogin, frames::ruptela::packet(imei_, 15, kPayload),
+                 exact(ruptelaAck(115)), 0);
   }
   // Command 16 heartbeat → 100 + 16.
   std::optional<TrackerFrame> heartbeat() override {
-    return frame(FrameKind::kHeartbeat, frames::ruptela::packet(imei_, 16, {}), exact(ruptelaAck(116)),
-                 0);
+    return frame(FrameKind::kHeartbeat, frames::ruptela::packet(imei_, 16, {}),
+                 exact(ruptelaAck(116)), 0);
   }
 
   // Command 1 records → 00 02 64 01 13 BC.
@@ -580,9 +587,8 @@ AckMatch matchAck(const ExpectedAck& expected, std::string_view received, std::i
 }
 
 const std::vector<std::string_view>& simTrackerProtocols() {
-  static const std::vector<std::string_view> kNames = {"gt06",  "teltonika", "h02",
-                                                       "tk103", "gps103",    "gl200",
-                                                       "meitrack", "ruptela", "osmand"};
+  static const std::vector<std::string_view> kNames = {
+      "gt06", "teltonika", "h02", "tk103", "gps103", "gl200", "meitrack", "ruptela", "osmand"};
   return kNames;
 }
 

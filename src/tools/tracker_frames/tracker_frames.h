@@ -15,9 +15,9 @@ namespace tern::tools {
 // One simulated GPS fix and the vehicle state that goes with it.
 struct DeviceFix {
   std::int64_t timeUs = 0;  // UTC; protocols carry whole seconds (Teltonika: ms)
-  double latitude = 0;  // degrees, south negative
-  double longitude = 0;  // degrees, west negative
-  double altitude = 0;  // m
+  double latitude = 0;      // degrees, south negative
+  double longitude = 0;     // degrees, west negative
+  double altitude = 0;      // m
   double speedKmh = 0;
   double course = 0;  // degrees 0..359
   int satellites = 8;
@@ -27,15 +27,15 @@ struct DeviceFix {
 };
 
 enum class AckKind : std::uint8_t {
-  kNone,  // the server must not answer this frame
-  kExact,  // exactly `bytes`
+  kNone,         // the server must not answer this frame
+  kExact,        // exactly `bytes`
   kTimeStamped,  // `bytes` + yyyyMMddHHmmss (server UTC, close to ours) + `suffix` (H02 V1)
-  kHttpOk,  // one HTTP/1.1 response with status 200 (OsmAnd)
+  kHttpOk,       // one HTTP/1.1 response with status 200 (OsmAnd)
 };
 
 struct ExpectedAck {
   AckKind kind = AckKind::kNone;
-  std::string bytes;  // kExact: the whole answer; kTimeStamped: what comes before the time
+  std::string bytes;   // kExact: the whole answer; kTimeStamped: what comes before the time
   std::string suffix;  // kTimeStamped: what follows the time
 };
 

@@ -65,7 +65,8 @@ TEST(RetentionTest, TheRetentionJobDeletesExpiredMessagesAndKeys) {
   auto left = store.queryMessages(query);
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->size(), 3u);
-  for (const auto& stored : *left) EXPECT_NE(stored.record.payload.find("\"value\":2"), std::string::npos);
+  for (const auto& stored : *left)
+    EXPECT_NE(stored.record.payload.find("\"value\":2"), std::string::npos);
 }
 
 TEST(RetentionTest, ABadScheduleIsAConfigError) {

@@ -2,12 +2,11 @@
 // on a free loopback port). Messages published there are stored per ingest route, reach local
 // subscribers, survive a restart of the source, and queue at the source while Tern is down.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -15,8 +14,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -70,7 +69,8 @@ class GatedStore : public storage::Store {
       const storage::MessageQuery& query) override {
     return inner_->queryMessages(query);
   }
-  core::Result<std::vector<storage::Bucket>> querySeries(const storage::SeriesQuery& query) override {
+  core::Result<std::vector<storage::Bucket>> querySeries(
+      const storage::SeriesQuery& query) override {
     return inner_->querySeries(query);
   }
   core::Result<std::vector<storage::DeviceSummary>> listDevices() override {
@@ -106,7 +106,8 @@ class MosquittoProcess {
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::string program = kMosquitto;
     std::string flag = "-c";
@@ -222,7 +223,8 @@ TEST_F(BridgeTest, IngestsRoutesAndSurvivesASourceRestart) {
   MqttTestClient plant;
   ASSERT_TRUE(plant.connect(port_, "plant-publisher"));
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(plant.publish("plant/line1/temp", "{\"uuid\":\"p-7\",\"t\":" + std::to_string(i) + "}", 1));
+    ASSERT_TRUE(
+        plant.publish("plant/line1/temp", "{\"uuid\":\"p-7\",\"t\":" + std::to_string(i) + "}", 1));
   }
   plant.disconnect();
 
@@ -293,12 +295,13 @@ TEST_F(BridgeTest, MessagesQueuedAtTheSourceWhileTernIsDownArriveAfterRestart) {
 }
 
 TEST_F(BridgeTest, SourcesAppearInHealth) {
-  TestServer server([&](core::Config& c) { c.sources.push_back(source("tern-bridge-test-health")); });
+  TestServer server(
+      [&](core::Config& c) { c.sources.push_back(source("tern-bridge-test-health")); });
   ASSERT_TRUE(waitFor([&] { return stats(server.server()).connected; }));
   std::string body;
-  ASSERT_EQ(runCommand("curl -sf http://127.0.0.1:" + std::to_string(server.httpPort()) +
-                           "/api/v1/health",
-                       &body),
+  ASSERT_EQ(runCommand(
+                "curl -sf http://127.0.0.1:" + std::to_string(server.httpPort()) + "/api/v1/health",
+                &body),
             0);
   EXPECT_NE(body.find("\"sources\":[{\"name\":\"ext\",\"connected\":true,\"received\":0,"
                       "\"acked\":0,\"reconnects\":0}]"),
@@ -394,7 +397,8 @@ TEST_F(BridgeTest, BackPressureStopsReadingUntilThePipelineDrains) {
   ASSERT_TRUE(stored.ok());
   ASSERT_EQ(stored->size(), static_cast<std::size_t>(kMessages));
   for (int i = 0; i < kMessages; ++i) {
-    EXPECT_EQ((*stored)[static_cast<std::size_t>(i)].record.payload, "{\"n\":" + std::to_string(i) + "}");
+    EXPECT_EQ((*stored)[static_cast<std::size_t>(i)].record.payload,
+              "{\"n\":" + std::to_string(i) + "}");
   }
 }
 
@@ -421,7 +425,8 @@ TEST(BridgeConfigTest, BadSourceStopsTheServerWithExitStatus2) {
         << "\"\n\n[[sources]]\nname = \"ext\"\nhost = \"127.0.0.1\"\nport = 0\ntopics = [\"#\"]\n";
   }
   std::string output;
-  const int status = runCommand(std::string(TERN_BINARY_DIR) + "/tern serve --config " + path, &output);
+  const int status =
+      runCommand(std::string(TERN_BINARY_DIR) + "/tern serve --config " + path, &output);
   EXPECT_EQ(status, 2) << output;
   EXPECT_NE(output.find("config: sources[0].port: expected an integer between 1 and 65535"),
             std::string::npos)

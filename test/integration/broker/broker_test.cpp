@@ -1,11 +1,12 @@
 // The MQTT 3.1.1 broker, driven over real sockets by a test client against an in-process server.
+#include "broker/broker.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <set>
 #include <thread>
 
-#include "broker/broker.h"
 #include "codec/mqtt/codec.h"
 #include "ingest/pipeline.h"
 #include "storage/store.h"
@@ -25,7 +26,8 @@ class BrokerTest : public ::testing::Test {
   std::unique_ptr<TestServer> server_;
 };
 
-mqtt::Connect makeConnect(const std::string& clientId, bool clean = true, std::uint16_t keepAlive = 60) {
+mqtt::Connect makeConnect(const std::string& clientId, bool clean = true,
+                          std::uint16_t keepAlive = 60) {
   mqtt::Connect c;
   c.protocolName = "MQTT";
   c.protocolLevel = 4;
@@ -383,7 +385,8 @@ TEST_F(BrokerTest, OrderingPerTopicIsKept) {
   ASSERT_TRUE(pub.connect(port(), "pub"));
   constexpr int kCount = 300;
   for (int i = 0; i < kCount; ++i) {
-    mqtt::Publish p{"order/t", std::to_string(i), 1, false, false, static_cast<std::uint16_t>(i + 1)};
+    mqtt::Publish p{
+        "order/t", std::to_string(i), 1, false, false, static_cast<std::uint16_t>(i + 1)};
     pub.send(p);
   }
   for (int i = 0; i < kCount; ++i) {
@@ -492,7 +495,8 @@ TEST(BrokerIngestTest, PubackOnlyAfterCommit) {
   MqttTestClient client;
   ASSERT_TRUE(client.connect(server.mqttPort(), "sensor"));
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(client.publish("device/abc", "{\"uuid\":\"abc\",\"value\":" + std::to_string(i) + "}", 1));
+    ASSERT_TRUE(
+        client.publish("device/abc", "{\"uuid\":\"abc\",\"value\":" + std::to_string(i) + "}", 1));
     // The PUBACK is in hand: the record must already be readable from the store.
     auto count = server.server().store().countMessages();
     ASSERT_TRUE(count.ok());

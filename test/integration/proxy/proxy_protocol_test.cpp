@@ -3,14 +3,13 @@
 // what the connection logs, and a connection without a valid header is closed.
 #include <gtest/gtest.h>
 #include <poll.h>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -53,7 +52,7 @@ std::string v2Ipv6Header() {
   block[15] = 7;
   block[31] = 1;
   block += std::string("\x9c\x40\x07\x5b", 4);  // ports 40000, 1883
-  block += std::string("\x05\x00\x02id", 5);  // PP2_TYPE_UNIQUE_ID
+  block += std::string("\x05\x00\x02id", 5);    // PP2_TYPE_UNIQUE_ID
   header.push_back(static_cast<char>(block.size() >> 8));
   header.push_back(static_cast<char>(block.size() & 0xff));
   return header + block;
@@ -279,8 +278,9 @@ TEST(ProxyProtocolTest, OsmandV2LocalHeaderAndRequestInOneWrite) {
   });
   RawClient phone(server.server().trackerPorts().at("osmand"));
   std::string local("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16);
-  phone.send(local + "GET /?id=phone1&lat=52.5&lon=-13.25&timestamp=1700000000 HTTP/1.1\r\n"
-                     "Host: tern\r\nConnection: close\r\n\r\n");
+  phone.send(local +
+             "GET /?id=phone1&lat=52.5&lon=-13.25&timestamp=1700000000 HTTP/1.1\r\n"
+             "Host: tern\r\nConnection: close\r\n\r\n");
   std::string response = phone.receive(3000ms);
   EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
   EXPECT_EQ(*server.server().store().countMessages(), 1);

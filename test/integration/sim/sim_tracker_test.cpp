@@ -1,6 +1,8 @@
 // `tern sim tracker` against a real Tern server, one protocol at a time: every owed answer
 // arrives exactly as the protocol notes prescribe, and the store holds every position sent.
 // Plus a reconnect against a small fake server that drops the first connection.
+#include "tools/sim_tracker.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -15,7 +17,6 @@
 #include "codec/trackers/protocol.h"
 #include "storage/store.h"
 #include "support/test_server.h"
-#include "tools/sim_tracker.h"
 
 namespace tern::test {
 namespace {
@@ -117,30 +118,30 @@ class DroppingGt06Server {
   }
 
   void read(const std::shared_ptr<Connection>& c) {
-    c->socket.async_read_some(asio::buffer(c->chunk), [this, c](boost::system::error_code ec,
-                                                                std::size_t n) {
-      if (ec) return;
-      c->rx.append(c->chunk.data(), n);
-      while (true) {
-        codec::trackers::FrameResult split = c->codec->splitFrame(c->rx);
-        if (split.status != codec::trackers::FrameStatus::kOk) break;
-        const std::string frame = c->rx.substr(0, split.size);
-        c->rx.erase(0, split.size);
-        codec::trackers::DecodeResult r = c->codec->decode(frame, c->session, 0);
-        if (!r.positions.empty()) {
-          ++positions_;
-          if (c->first) {
-            c->socket.close();
-            return;
+    c->socket.async_read_some(
+        asio::buffer(c->chunk), [this, c](boost::system::error_code ec, std::size_t n) {
+          if (ec) return;
+          c->rx.append(c->chunk.data(), n);
+          while (true) {
+            codec::trackers::FrameResult split = c->codec->splitFrame(c->rx);
+            if (split.status != codec::trackers::FrameStatus::kOk) break;
+            const std::string frame = c->rx.substr(0, split.size);
+            c->rx.erase(0, split.size);
+            codec::trackers::DecodeResult r = c->codec->decode(frame, c->session, 0);
+            if (!r.positions.empty()) {
+              ++positions_;
+              if (c->first) {
+                c->socket.close();
+                return;
+              }
+            }
+            if (!r.response.empty()) {
+              boost::system::error_code ignored;
+              asio::write(c->socket, asio::buffer(r.response), ignored);
+            }
           }
-        }
-        if (!r.response.empty()) {
-          boost::system::error_code ignored;
-          asio::write(c->socket, asio::buffer(r.response), ignored);
-        }
-      }
-      read(c);
-    });
+          read(c);
+        });
   }
 
   asio::io_context io_;

@@ -1,8 +1,8 @@
 // The whole server on PostgreSQL: MQTT QoS 1 publishes are acknowledged only once committed,
 // and read back through the store and the HTTP API. The database is a real private server.
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -24,9 +24,9 @@ std::string httpGet(TestServer& server, const std::string& target) {
   std::string out;
   // Health is public (and must answer while the database, which holds the keys, is down).
   const std::string auth = target.rfind("/api/v1/health", 0) == 0 ? "" : server.curlAuth("viewer");
-  const int rc = runCommand("curl -s " + auth + " 'http://127.0.0.1:" +
-                                std::to_string(server.httpPort()) + target + "'",
-                            &out);
+  const int rc = runCommand(
+      "curl -s " + auth + " 'http://127.0.0.1:" + std::to_string(server.httpPort()) + target + "'",
+      &out);
   EXPECT_EQ(rc, 0) << out;
   return out;
 }
@@ -110,8 +110,8 @@ TEST_P(PostgresIngestTest, QosOnePublishesAreStoredAndServedByTheApi) {
   EXPECT_NE(boost::json::serialize(one).find(std::to_string(kMessages)), std::string::npos)
       << boost::json::serialize(one);
 
-  auto series = parseObject(
-      httpGet(http, "/api/v1/devices/pg-dev-1/series/temp?bucket=1d&agg=count&from=0"));
+  auto series =
+      parseObject(httpGet(http, "/api/v1/devices/pg-dev-1/series/temp?bucket=1d&agg=count&from=0"));
   ASSERT_TRUE(series.contains("points")) << boost::json::serialize(series);
   std::int64_t total = 0;
   for (const auto& point : series["points"].as_array()) {

@@ -7,7 +7,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
-
 #include <iostream>
 #include <map>
 #include <thread>
@@ -25,7 +24,8 @@ namespace asio = boost::asio;
 namespace trk = codec::trackers;
 using namespace std::chrono_literals;
 
-std::string readFor(asio::ip::tcp::socket& socket, std::size_t want, std::chrono::milliseconds timeout) {
+std::string readFor(asio::ip::tcp::socket& socket, std::size_t want,
+                    std::chrono::milliseconds timeout) {
   std::string out;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
@@ -107,8 +107,8 @@ TEST_P(TrackerCorpusTcpTest, FramesOverTcpGetExactAcksAndAreStored) {
     std::string_view rest = stream;
     while (!rest.empty()) {
       trk::FrameResult frame = codec->splitFrame(rest);
-      if (frame.status == trk::FrameStatus::kNeedMore || frame.status == trk::FrameStatus::kTooLarge ||
-          frame.size == 0) {
+      if (frame.status == trk::FrameStatus::kNeedMore ||
+          frame.status == trk::FrameStatus::kTooLarge || frame.size == 0) {
         break;
       }
       if (frame.status == trk::FrameStatus::kOk) {
@@ -132,8 +132,8 @@ TEST_P(TrackerCorpusTcpTest, FramesOverTcpGetExactAcksAndAreStored) {
   std::cout << protocol << ": " << framesSent << " frames over TCP, " << framesSkipped
             << " left to the codec tests, " << expectedStored << " positions stored\n";
   // Most of each corpus must go over TCP; the rest is covered by the codec tests.
-  EXPECT_GT(framesSent, framesSkipped) << protocol << ": " << framesSent << " frames sent, "
-                                       << framesSkipped << " skipped";
+  EXPECT_GT(framesSent, framesSkipped)
+      << protocol << ": " << framesSent << " frames sent, " << framesSkipped << " skipped";
   EXPECT_GT(expectedStored, 0) << protocol << ": no position reached the store";
   // Positions are committed before their ACKs; those without an ACK may still be in flight.
   std::int64_t stored = 0;

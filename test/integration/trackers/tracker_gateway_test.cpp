@@ -1,7 +1,5 @@
 // Trackers over real TCP through the durable ingest path to the store, and OsmAnd over HTTP.
 #include <gtest/gtest.h>
-
-#include <boost/json.hpp>
 #include <poll.h>
 
 #include <boost/asio/connect.hpp>
@@ -9,7 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-
+#include <boost/json.hpp>
 #include <chrono>
 #include <thread>
 
@@ -64,7 +62,9 @@ class Device {
   bool closed_ = false;
 };
 
-std::int64_t storedCount(TestServer& server) { return *server.server().store().countMessages(); }
+std::int64_t storedCount(TestServer& server) {
+  return *server.server().store().countMessages();
+}
 
 TEST(TrackerGatewayTest, Gt06LoginPositionAckAfterCommit) {
   TestServer server([](core::Config& c) { c.trackers.enabled = {"gt06"}; });
@@ -179,8 +179,9 @@ TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
                           "/api/v1/devices/864717003283581/commands";
   const std::string auth = server.curlAuth("operator");
   std::string out;
-  ASSERT_EQ(runCommand("curl -s -X POST " + auth + " -H 'Content-Type: application/json' -d "
-                       "'{\"type\":\"custom\",\"text\":\"DYD,000000#\"}' '" +
+  ASSERT_EQ(runCommand("curl -s -X POST " + auth +
+                           " -H 'Content-Type: application/json' -d "
+                           "'{\"type\":\"custom\",\"text\":\"DYD,000000#\"}' '" +
                            api + "'",
                        &out),
             0)
@@ -222,10 +223,10 @@ TEST(TrackerGatewayTest, OsmandHttpPositionIsStoredBeforeThe200) {
   });
   std::uint16_t port = server.server().trackerPorts().at("osmand");
   std::string out;
-  int status = runCommand("curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:" +
-                              std::to_string(port) +
-                              "/?id=phone1&lat=52.5&lon=-13.25&timestamp=1700000000&speed=10'",
-                          &out);
+  int status = runCommand(
+      "curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:" + std::to_string(port) +
+          "/?id=phone1&lat=52.5&lon=-13.25&timestamp=1700000000&speed=10'",
+      &out);
   ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out, "200");
   EXPECT_EQ(storedCount(server), 1);

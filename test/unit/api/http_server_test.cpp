@@ -19,8 +19,8 @@
 #include "api/csv_out.h"
 #include "api/encoding.h"
 #include "api/json_out.h"
-#include "core/time.h"
 #include "auth/auth_service.h"
+#include "core/time.h"
 #include "storage/sqlite/sqlite_auth_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "unit/api/http_test_client.h"
@@ -503,10 +503,14 @@ TEST_F(HttpServerTest, SeriesAggregatesPerBucket) {
     double perMinute;
   };
   const std::vector<Expect> expectations = {
-      {"avg", 60.0, 120.0},     {"min", 0.5, 120.0},   {"max", 119.5, 120.0},
-      {"sum", 7200.0, 14400.0}, {"count", 120.0, 0.0},
+      {"avg", 60.0, 120.0},
+      {"min", 0.5, 120.0},
+      {"max", 119.5, 120.0},
+      {"sum", 7200.0, 14400.0},
+      {"count", 120.0, 0.0},
       // Records share timestamps in pairs: the later-stored one of the last pair is "last".
-      {"first", 0.5, 120.0},    {"last", 119.5, 120.0},
+      {"first", 0.5, 120.0},
+      {"last", 119.5, 120.0},
   };
   for (const auto& e : expectations) {
     SCOPED_TRACE(e.agg);
@@ -605,7 +609,8 @@ TEST_F(HttpServerTest, MessagesAsCsvWithAColumnPerFieldAndACursorHeader) {
   EXPECT_EQ(r.header("content-type"), "text/csv; charset=utf-8");
   const auto lines = csvLines(r.body);
   ASSERT_EQ(lines.size(), 3u) << r.body;
-  EXPECT_EQ(lines[0], "id,ts,device_ts,node,topic,temp,count,ok,name,nested.a,payload,payload_encoding");
+  EXPECT_EQ(lines[0],
+            "id,ts,device_ts,node,topic,temp,count,ok,name,nested.a,payload,payload_encoding");
   EXPECT_EQ(lines[1], std::to_string(messages[0].at("id").as_int64()) +
                           ",2026-01-01T00:00:00.000Z,2025-12-31T23:59:59.500Z,node-a,"
                           "device/sensor-1,0.5,0,true,s-0,1,\"{\"\"temp\"\":0.5}\",utf8");
@@ -633,11 +638,12 @@ TEST_F(HttpServerTest, MessagesAsCsvWithAColumnPerFieldAndACursorHeader) {
 
 TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
   HttpTestClient client(server_->port(), *token_);
-  const std::string url = "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&"
-                          "to=2026-01-01T00:02:00Z&bucket=1m&agg=max";
+  const std::string url =
+      "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&"
+      "to=2026-01-01T00:02:00Z&bucket=1m&agg=max";
   auto raw = [&](const std::string& target, const std::string& accept) {
-    return client.sendRaw("GET " + target + " HTTP/1.1\r\nHost: t\r\nAuthorization: " +
-                          *token_ + "\r\nAccept: " + accept + "\r\n\r\n");
+    return client.sendRaw("GET " + target + " HTTP/1.1\r\nHost: t\r\nAuthorization: " + *token_ +
+                          "\r\nAccept: " + accept + "\r\n\r\n");
   };
   const auto csv = raw(url, "text/csv");
   ASSERT_EQ(csv.status, 200u) << csv.body;
@@ -645,10 +651,10 @@ TEST_F(HttpServerTest, AcceptHeaderSelectsCsvAndFormatOverridesIt) {
   EXPECT_EQ(csv.body,
             "ts,value,count\r\n2026-01-01T00:00:00.000Z,119.5,120\r\n"
             "2026-01-01T00:01:00.000Z,239.5,120\r\n");
-  const auto firstCsv = raw(
-      "/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&to=2026-01-01T00:02:00Z&"
-      "bucket=1m&agg=first&format=csv",
-      "application/json");
+  const auto firstCsv =
+      raw("/api/v1/devices/sensor-1/series/temp?from=2026-01-01T00:00:00Z&to=2026-01-01T00:02:00Z&"
+          "bucket=1m&agg=first&format=csv",
+          "application/json");
   ASSERT_EQ(firstCsv.status, 200u) << firstCsv.body;
   EXPECT_EQ(firstCsv.body,
             "ts,value,count\r\n2026-01-01T00:00:00.000Z,0.5,120\r\n"

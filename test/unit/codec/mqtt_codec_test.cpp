@@ -83,8 +83,8 @@ std::vector<Sample> samples() {
   s.push_back({"PublishSys", Publish{.topic = "$SYS/broker/uptime", .payload = "1"}});
   s.push_back({"PublishNulPayload", Publish{.topic = "z", .payload = std::string(5, '\0')}});
 
-  for (const PacketType type : {PacketType::kPuback, PacketType::kPubrec, PacketType::kPubrel,
-                                PacketType::kPubcomp}) {
+  for (const PacketType type :
+       {PacketType::kPuback, PacketType::kPubrec, PacketType::kPubrel, PacketType::kPubcomp}) {
     const std::string name = packetTypeName(type);
     s.push_back({name + "Id1", Ack{.type = type, .packetId = 1}});
     s.push_back({name + "Id65535", Ack{.type = type, .packetId = 65535}});

@@ -49,24 +49,61 @@ TEST(ConfigTest, Defaults) {
 }
 
 TEST(ConfigTest, ListsAllKeys) {
-  const std::vector<std::string> expected{
-      "server.data_dir",   "server.node_id",     "server.threads",        "server.log_format",
-      "server.log_level",  "mqtt.listen",        "mqtt.max_packet_size",  "mqtt.max_inflight",
-      "mqtt.max_queued",   "mqtt.max_connections", "mqtt.sys_interval",
-      "mqtt.server_keep_alive", "mqtt.receive_maximum", "mqtt.topic_alias_maximum",
-      "mqtt.proxy_protocol",
-      "mqtt.tls_listen",   "mqtt.tls_cert",      "mqtt.tls_key",          "mqtt.tls_ca",
-      "mqtt.tls_require_client_cert", "mqtt.websocket", "mqtt.ws_listen", "mqtt.wss_listen",
-      "http.listen",       "api.token_ttl",      "api.refresh_ttl",       "api.login_max_failures",
-      "storage.backend",    "storage.sync",          "storage.url",
-      "storage.retention", "storage.retention_keys", "storage.retention_schedule",
-      "storage.rollups", "storage.rollup_schedule", "ingest.routes",
-      "ingest.batch_size", "ingest.batch_ms",    "ingest.queue_capacity", "ingest.spool",
-      "ingest.spool_max_bytes", "ingest.latest_cache_devices", "trackers.enabled",
-      "trackers.host",     "trackers.register_unknown", "trackers.proxy_protocol",
-      "trackers.gt06_port", "trackers.teltonika_port", "trackers.h02_port", "trackers.tk103_port",
-      "trackers.gps103_port", "trackers.gl200_port", "trackers.meitrack_port",
-      "trackers.ruptela_port", "trackers.osmand_port"};
+  const std::vector<std::string> expected{"server.data_dir",
+                                          "server.node_id",
+                                          "server.threads",
+                                          "server.log_format",
+                                          "server.log_level",
+                                          "mqtt.listen",
+                                          "mqtt.max_packet_size",
+                                          "mqtt.max_inflight",
+                                          "mqtt.max_queued",
+                                          "mqtt.max_connections",
+                                          "mqtt.sys_interval",
+                                          "mqtt.server_keep_alive",
+                                          "mqtt.receive_maximum",
+                                          "mqtt.topic_alias_maximum",
+                                          "mqtt.proxy_protocol",
+                                          "mqtt.tls_listen",
+                                          "mqtt.tls_cert",
+                                          "mqtt.tls_key",
+                                          "mqtt.tls_ca",
+                                          "mqtt.tls_require_client_cert",
+                                          "mqtt.websocket",
+                                          "mqtt.ws_listen",
+                                          "mqtt.wss_listen",
+                                          "http.listen",
+                                          "api.token_ttl",
+                                          "api.refresh_ttl",
+                                          "api.login_max_failures",
+                                          "storage.backend",
+                                          "storage.sync",
+                                          "storage.url",
+                                          "storage.retention",
+                                          "storage.retention_keys",
+                                          "storage.retention_schedule",
+                                          "storage.rollups",
+                                          "storage.rollup_schedule",
+                                          "ingest.routes",
+                                          "ingest.batch_size",
+                                          "ingest.batch_ms",
+                                          "ingest.queue_capacity",
+                                          "ingest.spool",
+                                          "ingest.spool_max_bytes",
+                                          "ingest.latest_cache_devices",
+                                          "trackers.enabled",
+                                          "trackers.host",
+                                          "trackers.register_unknown",
+                                          "trackers.proxy_protocol",
+                                          "trackers.gt06_port",
+                                          "trackers.teltonika_port",
+                                          "trackers.h02_port",
+                                          "trackers.tk103_port",
+                                          "trackers.gps103_port",
+                                          "trackers.gl200_port",
+                                          "trackers.meitrack_port",
+                                          "trackers.ruptela_port",
+                                          "trackers.osmand_port"};
   EXPECT_EQ(configKeys(), expected);
 }
 
@@ -171,7 +208,8 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"server.threads", {"257", "-1", "abc", "", "4 "}},
       {"server.log_format", {"xml", ""}},
       {"server.log_level", {"loud", "INFO"}},
-      {"mqtt.listen", {"foo", "1883", ":1883", "host:", "host:65536", "host:x", "::1:1883", "[::1]1883", "[]:1"}},
+      {"mqtt.listen",
+       {"foo", "1883", ":1883", "host:", "host:65536", "host:x", "::1:1883", "[::1]1883", "[]:1"}},
       {"mqtt.max_packet_size", {"15", "268435456", "1e6"}},
       {"mqtt.max_inflight", {"0", "65536", "abc", "+5", "0x10"}},
       {"mqtt.max_queued", {"0", "10000001"}},
@@ -192,8 +230,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"storage.retention_schedule", {""}},
       {"storage.rollups", {"maybe", ""}},
       {"storage.rollup_schedule", {""}},
-      {"ingest.routes", {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
-                         "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
+      {"ingest.routes",
+       {"nofilter", "=topic:1", "a/+=topic:0", "a/+=topic:x", "a/+=json:", "a/+=json:.x",
+        "a/+=mqtt:1", "a/#/b=topic:1", "a/b+=topic:1"}},
       {"ingest.batch_size", {"0", "1000001"}},
       {"ingest.batch_ms", {"10001"}},
       {"ingest.queue_capacity", {"99", "100000001", "99999999999999999999999"}},
@@ -244,7 +283,8 @@ TEST(ConfigTest, ErrorMessagesReadWell) {
             R"(config: storage.sync: expected one of normal|full, got "off")");
   EXPECT_EQ(errorOf([&] { applyConfigValue(c, "storage.backend", "pg"); }),
             R"(config: storage.backend: expected one of sqlite|postgres, got "pg")");
-  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "mqtt.nope", "1"); }), R"(config: unknown key "mqtt.nope")");
+  EXPECT_EQ(errorOf([&] { applyConfigValue(c, "mqtt.nope", "1"); }),
+            R"(config: unknown key "mqtt.nope")");
 }
 
 TEST(ConfigTest, ParsesHostPort) {
@@ -306,16 +346,19 @@ TEST(ConfigTest, TomlErrorsNameKeyFileOrLine) {
   };
   const Case cases[] = {
       {"[mqtt]\nmax_inflight = \"10\"\n", "config: mqtt.max_inflight: expected an integer"},
-      {"[mqtt]\nmax_inflight = 0\n", "config: mqtt.max_inflight: expected an integer between 1 and 65535, got \"0\""},
+      {"[mqtt]\nmax_inflight = 0\n",
+       "config: mqtt.max_inflight: expected an integer between 1 and 65535, got \"0\""},
       {"[mqtt]\nmax_inflight = -3\n", "config: mqtt.max_inflight:"},
       {"[mqtt]\nmax_inflight = 1.5\n", "config: mqtt.max_inflight:"},
       {"[mqtt]\nlisten = 1883\n", "config: mqtt.listen: expected a string, got integer 1883"},
       {"[server]\nthreads = true\n", "config: server.threads:"},
       {"[ingest]\nroutes = \"a=topic:1\"\n", "config: ingest.routes:"},
       {"[[ingest.routes]]\nfilter = \"a/+\"\n", "config: ingest.routes[0]: missing device_id"},
-      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\n[[ingest.routes]]\nfilter = \"b\"\ndevice_id = \"x\"\n",
+      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\n[[ingest.routes]]\nfilter = "
+       "\"b\"\ndevice_id = \"x\"\n",
        "config: ingest.routes[1]:"},
-      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\nqos = 1\n", "config: ingest.routes[0].qos:"},
+      {"[[ingest.routes]]\nfilter = \"a/+\"\ndevice_id = \"topic:2\"\nqos = 1\n",
+       "config: ingest.routes[0].qos:"},
   };
   for (const auto& tc : cases) {
     Config c;
@@ -326,9 +369,11 @@ TEST(ConfigTest, TomlErrorsNameKeyFileOrLine) {
 
   Config c;
   const std::string unknown = writeTemp("unknown", "[mqtt]\nmax_infilght = 3\n");
-  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknown); }).find("\"mqtt.max_infilght\""), std::string::npos);
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknown); }).find("\"mqtt.max_infilght\""),
+            std::string::npos);
   const std::string unknownSection = writeTemp("unknown_section", "[mqqt]\nlisten = \"a:1\"\n");
-  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknownSection); }).find("\"mqqt.listen\""), std::string::npos);
+  EXPECT_NE(errorOf([&] { applyConfigFile(c, unknownSection); }).find("\"mqqt.listen\""),
+            std::string::npos);
   const std::string topLevel = writeTemp("top_level", "threads = 3\n");
   EXPECT_NE(errorOf([&] { applyConfigFile(c, topLevel); }).find("\"threads\""), std::string::npos);
 
@@ -363,10 +408,13 @@ TEST(ConfigTest, AppliesEnvironment) {
   ASSERT_EQ(c.ingest.routes.size(), 2u);
   EXPECT_EQ(c.ingest.routes[1].deviceId, "json:uuid");
 
-  EXPECT_EQ(errorOf([&] { applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIHGT", "3"}}); }),
+  EXPECT_EQ(errorOf([&] {
+              applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIHGT", "3"}});
+            }),
             "config: unknown environment variable TERN_MQTT_MAX_INFLIHGT");
-  EXPECT_EQ(errorOf([&] { applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIGHT", "x"}}); })
-                .rfind("config: mqtt.max_inflight:", 0),
+  EXPECT_EQ(errorOf([&] {
+              applyConfigEnv(c, {{"TERN_MQTT_MAX_INFLIGHT", "x"}});
+            }).rfind("config: mqtt.max_inflight:", 0),
             0u);
   // Names outside the TERN_ prefix are not ours to judge.
   EXPECT_NO_THROW(applyConfigEnv(c, {{"HOME", "/root"}, {"TERNARY", "1"}}));
@@ -390,10 +438,10 @@ max_connections = 30
   applyConfigEnv(c, {{"TERN_MQTT_MAX_QUEUED", "200"}, {"TERN_MQTT_MAX_CONNECTIONS", "300"}});
   applyConfigValue(c, "mqtt.max_connections", "3000");
   c.finalize();
-  EXPECT_EQ(c.mqtt.maxInflight, 10u);  // file only
-  EXPECT_EQ(c.mqtt.maxQueued, 200u);  // env beats file
+  EXPECT_EQ(c.mqtt.maxInflight, 10u);       // file only
+  EXPECT_EQ(c.mqtt.maxQueued, 200u);        // env beats file
   EXPECT_EQ(c.mqtt.maxConnections, 3000u);  // explicit beats env
-  EXPECT_EQ(c.mqtt.sysInterval, 10u);  // default untouched
+  EXPECT_EQ(c.mqtt.sysInterval, 10u);       // default untouched
 }
 
 TEST(ConfigTest, ReadsProcessEnvironment) {

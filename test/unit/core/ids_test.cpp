@@ -40,7 +40,9 @@ TEST(IdsTest, UuidsAreUniqueAcrossThreads) {
   EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
 }
 
-TEST(IdsTest, HostNameIsNotEmpty) { EXPECT_FALSE(hostName().empty()); }
+TEST(IdsTest, HostNameIsNotEmpty) {
+  EXPECT_FALSE(hostName().empty());
+}
 
 }  // namespace
 }  // namespace tern::core

@@ -32,7 +32,11 @@ TEST(LoggingTest, JsonKeepsUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
   out.clear();
   // Stray continuation byte, truncated sequence, overlong '/', UTF-16 surrogate.
-  appendJsonEscaped(out, "a\x80" "b\xc3" "c\xc0\xaf" "d\xed\xa0\x80");
+  appendJsonEscaped(out,
+                    "a\x80"
+                    "b\xc3"
+                    "c\xc0\xaf"
+                    "d\xed\xa0\x80");
   EXPECT_EQ(out, R"(a\ufffdb\ufffdc\ufffd\ufffdd\ufffd\ufffd\ufffd)");
 }
 

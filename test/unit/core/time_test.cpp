@@ -65,13 +65,33 @@ TEST(TimeTest, ParsesOffsets) {
 }
 
 TEST(TimeTest, RejectsGarbageAndOutOfRange) {
-  for (const char* bad :
-       {"", "x", "2026", "2026-11", "2026-1-22", "26-11-22", "2026/11/22", "2026-13-01",
-        "2026-00-10", "2026-11-00", "2026-11-31", "2025-02-29", "2026-11-22T", "2026-11-22T24:00:00Z",
-        "2026-11-22T23:60:00Z", "2026-11-22T23:59:60Z", "2026-11-22T7:33:47Z", "2026-11-22X07:33:47Z",
-        "2026-11-22T07:33:47+2", "2026-11-22T07:33:47+24:00", "2026-11-22T07:33:47+02:60",
-        "2026-11-22T07:33:47ZZ", "2026-11-22T07:33:47Q", " 2026-11-22", "2026-11-22 ",
-        "2026-11-22T07:33:47.123Z trailing", "2026-11-22T07:33:4"}) {
+  for (const char* bad : {"",
+                          "x",
+                          "2026",
+                          "2026-11",
+                          "2026-1-22",
+                          "26-11-22",
+                          "2026/11/22",
+                          "2026-13-01",
+                          "2026-00-10",
+                          "2026-11-00",
+                          "2026-11-31",
+                          "2025-02-29",
+                          "2026-11-22T",
+                          "2026-11-22T24:00:00Z",
+                          "2026-11-22T23:60:00Z",
+                          "2026-11-22T23:59:60Z",
+                          "2026-11-22T7:33:47Z",
+                          "2026-11-22X07:33:47Z",
+                          "2026-11-22T07:33:47+2",
+                          "2026-11-22T07:33:47+24:00",
+                          "2026-11-22T07:33:47+02:60",
+                          "2026-11-22T07:33:47ZZ",
+                          "2026-11-22T07:33:47Q",
+                          " 2026-11-22",
+                          "2026-11-22 ",
+                          "2026-11-22T07:33:47.123Z trailing",
+                          "2026-11-22T07:33:4"}) {
     EXPECT_EQ(parseIso8601(bad), std::nullopt) << bad;
   }
 }
@@ -88,11 +108,11 @@ TEST(TimeTest, RoundTripsFormatAndParse) {
 
 TEST(TimeTest, TimeParamTellsUnitsByMagnitude) {
   EXPECT_EQ(parseTimeParam("1795332827"), 1'795'332'827'000'000);  // seconds
-  EXPECT_EQ(parseTimeParam("1795332827123"), kSample);  // milliseconds
-  EXPECT_EQ(parseTimeParam("1795332827123000"), kSample);  // microseconds
+  EXPECT_EQ(parseTimeParam("1795332827123"), kSample);             // milliseconds
+  EXPECT_EQ(parseTimeParam("1795332827123000"), kSample);          // microseconds
   EXPECT_EQ(parseTimeParam("0"), 0);
-  EXPECT_EQ(parseTimeParam("99999999999"), 99'999'999'999'000'000);  // just below 1e11
-  EXPECT_EQ(parseTimeParam("100000000000"), 100'000'000'000'000);  // 1e11 → ms
+  EXPECT_EQ(parseTimeParam("99999999999"), 99'999'999'999'000'000);   // just below 1e11
+  EXPECT_EQ(parseTimeParam("100000000000"), 100'000'000'000'000);     // 1e11 → ms
   EXPECT_EQ(parseTimeParam("100000000000000"), 100'000'000'000'000);  // 1e14 → µs
   EXPECT_EQ(parseTimeParam("2026-11-22T07:33:47.123Z"), kSample);
   EXPECT_EQ(parseTimeParam(""), std::nullopt);

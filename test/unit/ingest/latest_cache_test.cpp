@@ -273,8 +273,7 @@ TEST_F(LatestCacheTest, RefreshStaysExactWhileTheWriterCommits) {
     std::vector<storage::Record> old;
     for (int d = 0; d < kDevices; ++d) {
       for (int i = 0; i < 20; ++i) {
-        old.push_back(
-            record(deviceName(d), kT0 + i * kSecond, {{"i", std::int64_t{i}}}));
+        old.push_back(record(deviceName(d), kT0 + i * kSecond, {{"i", std::int64_t{i}}}));
       }
     }
     commit(cache, old);

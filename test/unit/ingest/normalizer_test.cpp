@@ -98,9 +98,9 @@ TEST(FlattenJsonTest, UnicodeStringsAndKeys) {
 }
 
 TEST(FlattenJsonTest, BigIntegers) {
-  const Flat f = flat(
-      R"({"max":9223372036854775807,"min":-9223372036854775808,"above":9223372036854775808,)"
-      R"("umax":18446744073709551615})");
+  const Flat f =
+      flat(R"({"max":9223372036854775807,"min":-9223372036854775808,"above":9223372036854775808,)"
+           R"("umax":18446744073709551615})");
   ASSERT_TRUE(f.ok);
   EXPECT_EQ(*f.get("max"), FieldValue(std::numeric_limits<std::int64_t>::max()));
   EXPECT_EQ(*f.get("min"), FieldValue(std::numeric_limits<std::int64_t>::min()));
@@ -164,8 +164,7 @@ TEST(FlattenJsonTest, DeviceTimeFromTsOrTime) {
 
 TEST(FlattenJsonTest, InvalidOrScalarJsonIsFlagged) {
   for (const char* text : {"", "   ", "not json", "{\"a\":1", "{\"a\":1,}", "{\"a\":1} x",
-                           "{'a':1}", "42", "\"str\"", "true", "null", "{\"a\":NaN}",
-                           "[1 2]"}) {
+                           "{'a':1}", "42", "\"str\"", "true", "null", "{\"a\":NaN}", "[1 2]"}) {
     std::vector<Field> fields{{"stale", std::int64_t{1}}};
     std::optional<std::int64_t> time = 5;
     EXPECT_FALSE(flattenJson(text, fields, time)) << text;
@@ -176,7 +175,9 @@ TEST(FlattenJsonTest, InvalidOrScalarJsonIsFlagged) {
   EXPECT_TRUE(flat(" [ ] ").ok);
 }
 
-std::vector<core::IngestRoute> defaultRoutes() { return {{"device/+", "topic:2"}}; }
+std::vector<core::IngestRoute> defaultRoutes() {
+  return {{"device/+", "topic:2"}};
+}
 
 TEST(NormalizerTest, DeviceFromTopicLevel) {
   const Normalizer normalizer(defaultRoutes(), "node-a");
@@ -236,8 +237,7 @@ TEST(NormalizerTest, DeviceFromJsonField) {
   EXPECT_FALSE(normalizer.normalize("json/x", R"({"id":{"x":1}})", 1).has_value());
   EXPECT_FALSE(normalizer.normalize("json/x", "not json", 1).has_value());
 
-  auto record =
-      normalizer.normalize("nested/a", R"({"meta":{"device":{"id":"d-1"}},"t":2})", 9);
+  auto record = normalizer.normalize("nested/a", R"({"meta":{"device":{"id":"d-1"}},"t":2})", 9);
   ASSERT_TRUE(record.has_value());
   EXPECT_EQ(record->deviceId, "d-1");
   EXPECT_TRUE(record->payloadIsJson);
@@ -248,8 +248,7 @@ TEST(NormalizerTest, DeviceFromJsonField) {
 TEST(NormalizerTest, FirstMatchingRouteWins) {
   const Normalizer normalizer({{"a/special", "json:id"}, {"a/+", "topic:2"}, {"#", "topic:1"}},
                               "n");
-  EXPECT_EQ(normalizer.normalize("a/special", R"({"id":"from-json"})", 1)->deviceId,
-            "from-json");
+  EXPECT_EQ(normalizer.normalize("a/special", R"({"id":"from-json"})", 1)->deviceId, "from-json");
   // The first match decides even when it finds no id: no fall-through to later routes.
   EXPECT_FALSE(normalizer.normalize("a/special", R"({"x":1})", 1).has_value());
   EXPECT_EQ(normalizer.normalize("a/other", "{}", 1)->deviceId, "other");
@@ -266,10 +265,12 @@ TEST(NormalizerTest, NoRoutesMatchNothing) {
 
 TEST(NormalizerTest, BadRoutesThrowConfigError) {
   const std::vector<core::IngestRoute> bad[] = {
-      {{"device/#/x", "topic:2"}}, {{"dev+/x", "topic:1"}}, {{"", "topic:1"}},
-      {{"device/+", "topic:0"}},   {{"device/+", "topic:"}}, {{"device/+", "topic:x"}},
-      {{"device/+", "topic:-1"}},  {{"device/+", "topic:2x"}}, {{"device/+", "json:"}},
-      {{"device/+", "json:.a"}},   {{"device/+", "json:a..b"}}, {{"device/+", "header:x"}},
+      {{"device/#/x", "topic:2"}}, {{"dev+/x", "topic:1"}},
+      {{"", "topic:1"}},           {{"device/+", "topic:0"}},
+      {{"device/+", "topic:"}},    {{"device/+", "topic:x"}},
+      {{"device/+", "topic:-1"}},  {{"device/+", "topic:2x"}},
+      {{"device/+", "json:"}},     {{"device/+", "json:.a"}},
+      {{"device/+", "json:a..b"}}, {{"device/+", "header:x"}},
       {{"device/+", ""}},          {{"device/+", "topic:2"}, {"ok/#", "nope"}},
   };
   for (const auto& routes : bad) {

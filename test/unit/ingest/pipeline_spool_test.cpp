@@ -118,7 +118,8 @@ class PipelineSpoolTest : public ::testing::Test {
     q.limit = 100000;
     auto rows = inner_->queryMessages(q);
     EXPECT_TRUE(rows.ok());
-    std::vector<storage::StoredRecord> sorted = rows.ok() ? *rows : std::vector<storage::StoredRecord>{};
+    std::vector<storage::StoredRecord> sorted =
+        rows.ok() ? *rows : std::vector<storage::StoredRecord>{};
     std::sort(sorted.begin(), sorted.end(),
               [](const auto& a, const auto& b) { return a.id < b.id; });
     std::vector<std::int64_t> out;

@@ -52,7 +52,9 @@ std::vector<storage::Record> numberedRange(int from, int to) {
   return out;
 }
 
-std::int64_t numberOf(const storage::Record& r) { return std::get<std::int64_t>(r.fields.at(0).value); }
+std::int64_t numberOf(const storage::Record& r) {
+  return std::get<std::int64_t>(r.fields.at(0).value);
+}
 
 // Everything the spool holds, in replay order, committing as it goes.
 std::vector<std::int64_t> drain(Spool& spool, std::size_t chunk = 4) {

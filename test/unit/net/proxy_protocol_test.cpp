@@ -35,7 +35,10 @@ std::string ipv6Block() {
   // 2001:db8::1:51234 → 2001:db8::2:8883
   std::string source(16, '\0');
   std::string destination(16, '\0');
-  source[0] = 0x20; source[1] = 0x01; source[2] = 0x0d; source[3] = static_cast<char>(0xb8);
+  source[0] = 0x20;
+  source[1] = 0x01;
+  source[2] = 0x0d;
+  source[3] = static_cast<char>(0xb8);
   destination = source;
   source[15] = 1;
   destination[15] = 2;
@@ -46,7 +49,9 @@ std::string tlv(int type, const std::string& value) {
   return bytes({type}) + be16(value.size()) + value;
 }
 
-ProxyParseResult parse(const std::string& data) { return parseProxyHeader(data); }
+ProxyParseResult parse(const std::string& data) {
+  return parseProxyHeader(data);
+}
 
 void expectInvalid(const std::string& data, const std::string& label) {
   ProxyParseResult r = parse(data);
@@ -62,7 +67,8 @@ void expectByteAtATime(const std::string& header, const std::string& label) {
     ASSERT_EQ(r.status, ProxyParseStatus::kNeedMore) << label << " at " << n << " bytes";
   }
   ProxyParseResult whole = parse(header);
-  ASSERT_EQ(whole.status, ProxyParseStatus::kOk) << label << ": " << (whole.error ? whole.error : "");
+  ASSERT_EQ(whole.status, ProxyParseStatus::kOk)
+      << label << ": " << (whole.error ? whole.error : "");
   EXPECT_EQ(whole.length, header.size()) << label;
   ProxyParseResult more = parse(header + bytes({0x10, 0x0c, 0x00}));
   ASSERT_EQ(more.status, ProxyParseStatus::kOk) << label;
@@ -111,8 +117,9 @@ TEST(ProxyProtocolTest, V1Unknown) {
 }
 
 TEST(ProxyProtocolTest, V1LongestLineIs107Bytes) {
-  const std::string longest = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
-                              "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+  const std::string longest =
+      "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
   ProxyParseResult r = parse(longest);
   ASSERT_EQ(r.status, ProxyParseStatus::kOk);
   EXPECT_EQ(r.sourceAddress, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
@@ -188,8 +195,7 @@ TEST(ProxyProtocolTest, V2LengthBound) {
   ProxyParseResult r = parse(largest);
   ASSERT_EQ(r.status, ProxyParseStatus::kOk);
   EXPECT_EQ(r.length, kProxyMaxHeaderLength);
-  const std::string tooLong =
-      v2(0x21, 0x11, ipv4Block() + tlv(0xE0, std::string(room + 1, 'a')));
+  const std::string tooLong = v2(0x21, 0x11, ipv4Block() + tlv(0xE0, std::string(room + 1, 'a')));
   expectInvalid(tooLong.substr(0, 16), "fixed part announcing 4097 bytes");
   expectInvalid(tooLong, "4097 bytes");
   expectInvalid(kSignature + bytes({0x21, 0x11, 0xff, 0xff}), "65535-byte block");
@@ -305,14 +311,15 @@ TEST(ProxyProtocolTest, MalformedV2) {
 
 TEST(ProxyProtocolTest, DecidesWithinTheBound) {
   // With kProxyMaxHeaderLength bytes that start like a header, the answer is never kNeedMore.
-  const std::vector<std::string> starts{
-      "PROXY ", "PROXY UNKNOWN ", kSignature, kSignature + bytes({0x21, 0x11, 0x0f, 0xf0}),
-      kSignature + bytes({0x20, 0x00, 0x0f, 0xf0})};
+  const std::vector<std::string> starts{"PROXY ", "PROXY UNKNOWN ", kSignature,
+                                        kSignature + bytes({0x21, 0x11, 0x0f, 0xf0}),
+                                        kSignature + bytes({0x20, 0x00, 0x0f, 0xf0})};
   for (const auto& start : starts) {
     for (char fill : {'a', ' ', '\0', '\xff'}) {
       std::string data = start + std::string(kProxyMaxHeaderLength, fill);
       data.resize(kProxyMaxHeaderLength);
-      EXPECT_NE(parse(data).status, ProxyParseStatus::kNeedMore) << start.size() << "/" << int(fill);
+      EXPECT_NE(parse(data).status, ProxyParseStatus::kNeedMore)
+          << start.size() << "/" << int(fill);
     }
   }
 }

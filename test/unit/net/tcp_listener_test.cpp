@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -160,13 +159,15 @@ TEST_F(TcpListenerTest, V2HeaderWithTlvsAndData) {
   startListener(true);
   tcp::socket client = connect();
   std::string block;
-  for (int b : {203, 0, 113, 7, 10, 0, 0, 1, 0x1f, 0x90, 0x07, 0x5b}) block.push_back(static_cast<char>(b));
+  for (int b : {203, 0, 113, 7, 10, 0, 0, 1, 0x1f, 0x90, 0x07, 0x5b})
+    block.push_back(static_cast<char>(b));
   block += std::string("\x04\x00\x03zzz", 6);  // a NOOP TLV
   std::string header = kSignature + "\x21\x11";
   header.push_back(0);
   header.push_back(static_cast<char>(block.size()));
   header += block;
-  const std::string payload(5000, 'p');  // more than the header buffer: the rest stays in the socket
+  const std::string payload(5000,
+                            'p');  // more than the header buffer: the rest stays in the socket
   asio::write(client, asio::buffer(header + payload));
   auto accepted = nextAccepted();
   ASSERT_TRUE(accepted);
@@ -196,7 +197,8 @@ TEST_F(TcpListenerTest, LocalAndUnknownKeepTheSocketPeer) {
 TEST_F(TcpListenerTest, InvalidHeaderIsClosed) {
   startListener(true);
   for (const std::string& bad :
-       {std::string("\x10\x0c\x00\x04MQTT", 8), std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n"),
+       {std::string("\x10\x0c\x00\x04MQTT", 8),
+        std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n"),
         std::string("PROXY ") + std::string(200, 'x'), kSignature + "\x21\x12"}) {
     tcp::socket client = connect();
     asio::write(client, asio::buffer(bad));

@@ -30,7 +30,7 @@ TEST(JobRunnerTest, RunsJobsWhenDueAndRecordsTheirStatus) {
     return core::Status(core::Error{"disk full"});
   });
   EXPECT_EQ(runner.runDue(now), 0u);  // nothing is due at 10:00:30
-  now = kT0 + kMinute;  // 10:01:30
+  now = kT0 + kMinute;                // 10:01:30
   EXPECT_EQ(runner.runDue(now), 1u);
   EXPECT_EQ(every, 1);
   EXPECT_EQ(runner.runDue(now), 0u) << "a job runs once per due time";
@@ -54,9 +54,8 @@ TEST(JobRunnerTest, RunsJobsWhenDueAndRecordsTheirStatus) {
 TEST(JobRunnerTest, AThrowingJobIsAFailureNotACrash) {
   std::int64_t now = kT0;
   JobRunner runner([&] { return now; });
-  runner.add("bad", *Schedule::parse("@every 1s"), []() -> core::Status {
-    throw std::runtime_error("boom");
-  });
+  runner.add("bad", *Schedule::parse("@every 1s"),
+             []() -> core::Status { throw std::runtime_error("boom"); });
   now += 2'000'000;
   EXPECT_EQ(runner.runDue(now), 1u);
   EXPECT_EQ(runner.status()[0].failures, 1u);

@@ -8,7 +8,9 @@
 namespace tern::scheduler {
 namespace {
 
-std::int64_t at(const char* rfc3339) { return *core::parseIso8601(rfc3339); }
+std::int64_t at(const char* rfc3339) {
+  return *core::parseIso8601(rfc3339);
+}
 
 std::string nextAfter(const char* schedule, const char* after) {
   auto parsed = Schedule::parse(schedule);
@@ -52,12 +54,23 @@ TEST(ScheduleTest, Shorthands) {
 
 TEST(ScheduleTest, BadExpressionsNameTheProblem) {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"", "five fields"},           {"* * * *", "five fields"},   {"* * * * * *", "five fields"},
-      {"60 * * * *", "minute"},      {"* 24 * * *", "hour"},      {"* * 0 * *", "day of month"},
-      {"* * 32 * *", "day of month"}, {"* * * 13 *", "month"},     {"* * * * 8", "day of week"},
-      {"*/0 * * * *", "step"},       {"5-1 * * * *", "minute"},    {"a * * * *", "minute"},
-      {"1,,2 * * * *", "minute"},    {"@every", "five fields"},    {"@every 0s", "@every"},
-      {"@every soon", "@every"},     {"@sometimes", "five fields"},
+      {"", "five fields"},
+      {"* * * *", "five fields"},
+      {"* * * * * *", "five fields"},
+      {"60 * * * *", "minute"},
+      {"* 24 * * *", "hour"},
+      {"* * 0 * *", "day of month"},
+      {"* * 32 * *", "day of month"},
+      {"* * * 13 *", "month"},
+      {"* * * * 8", "day of week"},
+      {"*/0 * * * *", "step"},
+      {"5-1 * * * *", "minute"},
+      {"a * * * *", "minute"},
+      {"1,,2 * * * *", "minute"},
+      {"@every", "five fields"},
+      {"@every 0s", "@every"},
+      {"@every soon", "@every"},
+      {"@sometimes", "five fields"},
   };
   for (const auto& [text, mention] : bad) {
     auto parsed = Schedule::parse(text);

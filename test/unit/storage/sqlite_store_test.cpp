@@ -26,9 +26,9 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("tern-store-test-" + std::to_string(::getpid()) + "-" +
-             std::to_string(counter++) + "-" + std::to_string(random()));
+    path_ =
+        fs::temp_directory_path() / ("tern-store-test-" + std::to_string(::getpid()) + "-" +
+                                     std::to_string(counter++) + "-" + std::to_string(random()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -239,8 +239,8 @@ TEST_F(SqliteStoreTest, NonJsonPayloadKeepsExactBytes) {
 }
 
 TEST_F(SqliteStoreTest, OrdersAscendingAndDescending) {
-  append({makeRecord("d", 300), makeRecord("d", 100), makeRecord("other", 150),
-          makeRecord("d", 200)});
+  append(
+      {makeRecord("d", 300), makeRecord("d", 100), makeRecord("other", 150), makeRecord("d", 200)});
   MessageQuery q;
   q.deviceId = "d";
   auto asc = query(q);
@@ -309,10 +309,8 @@ TEST_F(SqliteStoreTest, RangeIsFromInclusiveToExclusive) {
 TEST_F(SqliteStoreTest, SeriesBucketsEveryAggregate) {
   // Bucket [0,100): x = 1, 2.5, 4 (plus a bool and a string that must not count).
   // Bucket [100,200): nothing numeric. Bucket [200,300): x = -3, 10.
-  append({makeRecord("s1", 5, {{"a.x", std::int64_t{1}}}),
-          makeRecord("s1", 40, {{"a.x", 2.5}}),
-          makeRecord("s1", 60, {{"a.x", true}}),
-          makeRecord("s1", 70, {{"a.x", std::string("9")}}),
+  append({makeRecord("s1", 5, {{"a.x", std::int64_t{1}}}), makeRecord("s1", 40, {{"a.x", 2.5}}),
+          makeRecord("s1", 60, {{"a.x", true}}), makeRecord("s1", 70, {{"a.x", std::string("9")}}),
           makeRecord("s1", 99, {{"a.x", std::int64_t{4}}}),
           makeRecord("s1", 150, {{"other", std::int64_t{1}}}),
           makeRecord("s2", 160, {{"a.x", std::int64_t{1000}}}),
@@ -328,8 +326,8 @@ TEST_F(SqliteStoreTest, SeriesBucketsEveryAggregate) {
     double second;
   };
   const Expect expectations[] = {
-      {Aggregate::kAvg, 7.5 / 3, 3.5},  {Aggregate::kMin, 1, -3}, {Aggregate::kMax, 4, 10},
-      {Aggregate::kSum, 7.5, 7},        {Aggregate::kCount, 3, 2},
+      {Aggregate::kAvg, 7.5 / 3, 3.5}, {Aggregate::kMin, 1, -3},  {Aggregate::kMax, 4, 10},
+      {Aggregate::kSum, 7.5, 7},       {Aggregate::kCount, 3, 2},
   };
   for (const auto& e : expectations) {
     const auto buckets = series("a.x", e.aggregate);
@@ -448,8 +446,7 @@ TEST_F(SqliteStoreTest, MessageQueryUsesTheDeviceTimeIndex) {
   for (bool descending : {false, true}) {
     auto plan = explainMessageQuery(*store_, descending);
     ASSERT_TRUE(plan.ok()) << plan.error().message;
-    EXPECT_NE(plan->find(std::string("INDEX ") + kMessagesIndexName), std::string::npos)
-        << *plan;
+    EXPECT_NE(plan->find(std::string("INDEX ") + kMessagesIndexName), std::string::npos) << *plan;
     EXPECT_EQ(plan->find("SCAN messages"), std::string::npos) << *plan;
     EXPECT_EQ(plan->find("TEMP B-TREE"), std::string::npos) << *plan;  // no sort step
   }
@@ -534,8 +531,8 @@ TEST_F(SqliteStoreTest, FailedBatchRollsBackCompletely) {
           "BEGIN SELECT RAISE(ABORT, 'boom refused'); END");
   Record bad = makeRecord("new", 3);
   bad.topic = "boom";
-  const core::Status status = store_->appendBatch(std::vector<Record>{
-      makeRecord("new", 2), makeRecord("old", 2), bad});
+  const core::Status status =
+      store_->appendBatch(std::vector<Record>{makeRecord("new", 2), makeRecord("old", 2), bad});
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("boom refused"), std::string::npos) << status.message();
 
@@ -640,8 +637,9 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
     r.fields = {{"v", 1.5}};
     ASSERT_TRUE(store->appendBatch(std::vector<Record>{r}).ok());
   }
-  rawExec(empty, "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
-                 "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+  rawExec(empty,
+          "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+          "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
   {
     auto store = openSqliteStore(options);
     EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");

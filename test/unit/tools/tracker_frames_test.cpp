@@ -1,6 +1,8 @@
 // The simulator's device frames against Tern's codecs: every frame decodes to the values it was
 // built from, and the codec's answer is exactly the one the simulator expects (derived from the
 // protocol notes, not from the codecs).
+#include "tools/tracker_frames/tracker_frames.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,7 +13,6 @@
 #include "codec/trackers/osmand/osmand.h"
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
-#include "tools/tracker_frames/tracker_frames.h"
 
 namespace tern::tools {
 namespace {

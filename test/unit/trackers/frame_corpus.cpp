@@ -22,7 +22,9 @@ json::object loadFile(const std::string& protocol) {
   return json::parse(text.str()).as_object();
 }
 
-std::string str(const json::value& v) { return std::string(v.as_string().c_str()); }
+std::string str(const json::value& v) {
+  return std::string(v.as_string().c_str());
+}
 
 bool sameValue(const json::value& expected, const trk::AttributeValue& actual, std::string& how) {
   if (expected.is_bool()) {

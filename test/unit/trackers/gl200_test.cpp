@@ -25,7 +25,9 @@ std::unique_ptr<ProtocolCodec> newCodec() {
   return info->create();
 }
 
-bool isText(const std::string& frame) { return frame.size() > 1 && frame[1] != '\0' && frame.find(":GT") != std::string::npos; }
+bool isText(const std::string& frame) {
+  return frame.size() > 1 && frame[1] != '\0' && frame.find(":GT") != std::string::npos;
+}
 
 // The corpus keeps text frames as Traccar's tests wrote them: 24 lack the trailing '$' the
 // device sends. On the wire every text message ends with it.
@@ -41,7 +43,9 @@ void applySetup(const test::CorpusFrame& frame, SessionState& session) {
   }
 }
 
-const AttributeValue* attribute(const Position& p, std::string_view key) { return p.get(key); }
+const AttributeValue* attribute(const Position& p, std::string_view key) {
+  return p.get(key);
+}
 
 template <class T>
 T attributeAs(const Position& p, std::string_view key) {
@@ -73,13 +77,14 @@ TEST(Gl200Corpus, EveryFrameDecodesAsTraccarExpects) {
       std::string wire = onTheWire(*frame);
       FrameResult split = codec->splitFrame(wire);
       if (split.status != FrameStatus::kOk || split.size != wire.size()) {
-        ADD_FAILURE() << frame->id << ": splitFrame status " << static_cast<int>(split.status) << " size "
-                      << split.size << " of " << wire.size();
+        ADD_FAILURE() << frame->id << ": splitFrame status " << static_cast<int>(split.status)
+                      << " size " << split.size << " of " << wire.size();
         continue;
       }
       // Traccar's tests pass the frame as written (with or without '$'); decode it that way.
       DecodeResult result = codec->decode(frame->bytes, session, kServerTime);
-      std::string problem = test::checkExpectations(*frame, result) + test::checkResponse(*frame, result);
+      std::string problem =
+          test::checkExpectations(*frame, result) + test::checkResponse(*frame, result);
       if (!problem.empty()) {
         ADD_FAILURE() << frame->id << ": " << problem;
         continue;
@@ -108,7 +113,8 @@ TEST(Gl200Corpus, AssertedValuesHaveTraccarTypes) {
   auto codec = newCodec();
   SessionState session;
   std::map<std::string, DecodeResult> decoded;
-  for (const auto& frame : frames) decoded[frame.id] = codec->decode(frame.bytes, session, kServerTime);
+  for (const auto& frame : frames)
+    decoded[frame.id] = codec->decode(frame.bytes, session, kServerTime);
   auto first = [&](const char* id) -> const Position& { return decoded.at(id).positions.at(0); };
   EXPECT_EQ(attributeAs<std::string>(first("gl200-004"), "alarm"), "sos");
   EXPECT_EQ(attributeAs<std::int64_t>(first("gl200-012"), "fuel"), 479);
@@ -139,7 +145,8 @@ TEST(Gl200Corpus, AssertedValuesHaveTraccarTypes) {
   // A command acknowledgement is a command answer.
   const DecodeResult& ack = decoded.at("gl200-183");
   ASSERT_TRUE(ack.commandAnswer.has_value());
-  EXPECT_EQ(ack.commandAnswer->text, "+ACK:GTRTO,1A0800,860599000773978,GL300,VER,FFFF,20161006053520,0C19");
+  EXPECT_EQ(ack.commandAnswer->text,
+            "+ACK:GTRTO,1A0800,860599000773978,GL300,VER,FFFF,20161006053520,0C19");
   EXPECT_EQ(attributeAs<std::string>(ack.positions.at(0), "result"), "+ACK:GTRTO");
   // Binary: the legacy IMEI is seven two-digit bytes and a digit; the new format is hex.
   EXPECT_EQ(first("gl200-193").deviceId, "865084030003675");
@@ -179,7 +186,8 @@ std::vector<std::string> wireFrames() {
 }
 
 // Splits everything `stream` holds, feeding it `chunk` bytes at a time; returns the frames.
-std::vector<std::string> splitStream(const std::string& stream, std::size_t chunk, std::size_t* skipped = nullptr) {
+std::vector<std::string> splitStream(const std::string& stream, std::size_t chunk,
+                                     std::size_t* skipped = nullptr) {
   auto codec = newCodec();
   std::vector<std::string> frames;
   std::string buffer;
@@ -246,8 +254,9 @@ TEST(Gl200Split, CoalescedAndChunkedStreams) {
 TEST(Gl200Split, GarbageBeforeAndBetweenFramesIsSkipped) {
   std::vector<std::string> frames = wireFrames();
   const std::string garbage[] = {
-      std::string("\r\n"), std::string("hello"), std::string("\x00\x01\x02", 3), std::string("$$$"),
-      std::string("+\x7f"), std::string("+RS"), std::string("\0+", 2),
+      std::string("\r\n"),   std::string("hello"), std::string("\x00\x01\x02", 3),
+      std::string("$$$"),    std::string("+\x7f"), std::string("+RS"),
+      std::string("\0+", 2),
   };
   std::string stream = "GARBAGE";
   std::size_t garbageBytes = 7;
@@ -413,8 +422,9 @@ TEST(Gl200Known, NulTerminatedTextAndLightSensorReport) {
   EXPECT_EQ(split.size, hbd.size());
   EXPECT_EQ(codec->decode(hbd, session, kServerTime).response, "+SACK:GTHBD,1A0401,11F0$");
   // GTLSA (light sensor): location, then <ber>,<light level>,<battery %>,<mode>,<motion>,<temp>.
-  std::string lsa = "+RESP:GTLSA,441000,866427030112088,GL50,1,0,1,1,0.0,0,36.0,-0.623089,-51.582744,"
-                    "20161129174625,0234,0015,03C3,3550,,0,3,85,1,1,-21.5,20161129174626,0026$";
+  std::string lsa =
+      "+RESP:GTLSA,441000,866427030112088,GL50,1,0,1,1,0.0,0,36.0,-0.623089,-51.582744,"
+      "20161129174625,0234,0015,03C3,3550,,0,3,85,1,1,-21.5,20161129174626,0026$";
   DecodeResult r = codec->decode(lsa, session, kServerTime);
   ASSERT_EQ(r.positions.size(), 1u);
   const Position& p = r.positions[0];
@@ -437,7 +447,8 @@ TEST(Gl200Known, BlanketAcknowledgementWhenConfigured) {
   DecodeResult r = codec->decode(enc::encodeFri(report), session, kServerTime);
   EXPECT_EQ(r.positions.size(), 1u);
   EXPECT_EQ(r.response, "+SACK:00AB$");
-  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
+  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session,
+                    kServerTime);
   EXPECT_EQ(r.response, "+SACK:GTHBD,060100,0F3C$+SACK:0F3C$");
 }
 
@@ -451,7 +462,8 @@ TEST(Gl200Known, RejectedDeviceGetsNothing) {
   EXPECT_TRUE(r.positions.empty());
   EXPECT_TRUE(r.response.empty());
   EXPECT_NE(r.note, nullptr);
-  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session, kServerTime);
+  r = codec->decode(enc::encodeHeartbeat("060100", "862894020180553", "0F3C"), session,
+                    kServerTime);
   EXPECT_TRUE(r.response.empty());
 }
 
@@ -537,7 +549,8 @@ TEST(Gl200Known, TruncatedAndCorruptMessagesDoNotDecodeGarbage) {
   std::string binary = enc::encodeBinaryReport("865084030003675", {f}, 50, 12000, 5);
   for (std::size_t cut = 0; cut < binary.size(); ++cut) {
     DecodeResult r = codec->decode(binary.substr(0, cut), session, kServerTime);
-    for (const Position& p : r.positions) EXPECT_TRUE(!p.hasLocation || std::fabs(p.latitude - 10) < 1e-9);
+    for (const Position& p : r.positions)
+      EXPECT_TRUE(!p.hasLocation || std::fabs(p.latitude - 10) < 1e-9);
   }
   enc::FriReport report;
   report.fixes = {f};
@@ -593,8 +606,9 @@ TEST(Gl200Commands, AnswersDecodeIntoCommandAnswer) {
   // The position request is answered by an ack, then a GTRTL position.
   r = codec->decode(enc::encodeCommandAck("RTO", "862894020180553", "0002"), session, kServerTime);
   ASSERT_TRUE(r.commandAnswer.has_value());
-  std::string rtl = "+RESP:GTRTL,060100,862894020180553,,,00,1,1,4.3,92,70.0,121.354335,31.222073,"
-                    "20090214013254,0460,0000,18d8,6141,00,2000.0,20090214093254,11F0$";
+  std::string rtl =
+      "+RESP:GTRTL,060100,862894020180553,,,00,1,1,4.3,92,70.0,121.354335,31.222073,"
+      "20090214013254,0460,0000,18d8,6141,00,2000.0,20090214093254,11F0$";
   r = codec->decode(rtl, session, kServerTime);
   ASSERT_EQ(r.positions.size(), 1u);
   EXPECT_FALSE(r.commandAnswer.has_value());
@@ -605,8 +619,9 @@ TEST(Gl200Commands, AnswersDecodeIntoCommandAnswer) {
 TEST(Gl200Session, ModelOverrideChangesTheLayout) {
   // GV350M keeps the fuel value in its accessory list: without the override the version prefix
   // "F1" already says GV350M; declaring another model reads the message another way.
-  std::string eri = "+RESP:GTERI,F10415,862599050680717,GV350M,00000001,,50,1,1,0.0,274,2963.1,-78.691767,"
-                    "-0.951295,20250512214226,,,,,,0.0,,,100,210100,,1,1,1,01DF,20250512214226,009D$";
+  std::string eri =
+      "+RESP:GTERI,F10415,862599050680717,GV350M,00000001,,50,1,1,0.0,274,2963.1,-78.691767,"
+      "-0.951295,20250512214226,,,,,,0.0,,,100,210100,,1,1,1,01DF,20250512214226,009D$";
   auto codec = newCodec();
   SessionState session;
   DecodeResult r = codec->decode(eri, session, kServerTime);

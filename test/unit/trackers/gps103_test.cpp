@@ -1,11 +1,12 @@
 // GPS103 / Coban: the reference corpus, stream splitting, frames with known values, commands.
+#include "codec/trackers/gps103/gps103.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <map>
 
-#include "codec/trackers/gps103/gps103.h"
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
@@ -41,7 +42,8 @@ TEST(Gps103Corpus, EveryFrameDecodesAsExpected) {
       FrameResult split = codec->splitFrame(wire);
       EXPECT_EQ(split.status, FrameStatus::kOk) << frame->id;
       EXPECT_EQ(split.size, wire.size()) << frame->id;
-      DecodeResult result = codec->decode(std::string_view(wire).substr(0, split.size), session, kNow);
+      DecodeResult result =
+          codec->decode(std::string_view(wire).substr(0, split.size), session, kNow);
       EXPECT_EQ(test::checkExpectations(*frame, result), "") << frame->id << ": " << wire;
       EXPECT_EQ(test::checkResponse(*frame, result), "") << frame->id << ": " << wire;
       for (const auto& p : result.positions) {
@@ -196,14 +198,13 @@ struct KnownFix {
   std::string keyword = "tracker";
   int year = 2024, month = 2, day = 29;  // UTC
   int hour = 23, minute = 59, second = 58, millis = 250;
-  int zoneMinutes = 0;  // the device's local offset from UTC
+  int zoneMinutes = 0;                 // the device's local offset from UTC
   double latitude = 0, longitude = 0;  // degrees
   double knots = 0, course = 0;
 };
 
 std::int64_t utcMicros(const KnownFix& fix) {
-  return *civilToMicros(fix.year, fix.month, fix.day, fix.hour, fix.minute, fix.second,
-                        fix.millis);
+  return *civilToMicros(fix.year, fix.month, fix.day, fix.hour, fix.minute, fix.second, fix.millis);
 }
 
 std::string degreesMinutes(double value, int degreeDigits) {
@@ -240,8 +241,7 @@ std::string encodeRegular(const KnownFix& fix) {
                 static_cast<int>(days) + 1, static_cast<int>(secondOfDay / 3600),
                 static_cast<int>(secondOfDay / 60 % 60));
   char utc[64];
-  std::snprintf(utc, sizeof utc, "%02d%02d%02d.%03d", fix.hour, fix.minute, fix.second,
-                fix.millis);
+  std::snprintf(utc, sizeof utc, "%02d%02d%02d.%03d", fix.hour, fix.minute, fix.second, fix.millis);
   char speed[32];
   std::snprintf(speed, sizeof speed, "%.2f,%.2f", fix.knots, fix.course);
   return "imei:" + fix.imei + "," + fix.keyword + "," + local + ",,F," + utc + ",A," +
@@ -316,8 +316,8 @@ TEST(Gps103Known, SessionTimeZoneAppliesToLocalOnlySentences) {
   decodeOne(*codec, session, encodeRegular(fix));
   ASSERT_EQ(session.timeZoneOffsetSeconds, 10800);
   // Without a fix the sentence carries only the local time: 2024-03-01 02:00 local = 23:00 UTC.
-  DecodeResult l = decodeOne(*codec, session,
-                             "imei:359710049092324,ac alarm,2403010200,,L,,,296a,,51f7,,,;");
+  DecodeResult l =
+      decodeOne(*codec, session, "imei:359710049092324,ac alarm,2403010200,,L,,,296a,,51f7,,,;");
   ASSERT_EQ(l.positions.size(), 1u);
   EXPECT_FALSE(l.positions[0].hasLocation);
   EXPECT_EQ(l.positions[0].deviceTimeUs, *civilToMicros(2024, 2, 29, 23, 0, 0));
@@ -342,8 +342,7 @@ TEST(Gps103Known, SessionTimeZoneAppliesToLocalOnlySentences) {
   EXPECT_DOUBLE_EQ(std::get<double>(*o.get("battery")), 13.80);
   EXPECT_EQ(std::get<std::string>(*o.get("dtcs")), "P0137,P0430");
   // Another device on the session starts without a time zone.
-  DecodeResult other =
-      decodeOne(*codec, session, "imei:111111111111111,tracker,2403010200,,L,;");
+  DecodeResult other = decodeOne(*codec, session, "imei:111111111111111,tracker,2403010200,,L,;");
   ASSERT_EQ(other.positions.size(), 1u);
   EXPECT_FALSE(session.timeZoneOffsetSeconds.has_value());
   EXPECT_EQ(other.positions[0].deviceTimeUs, *civilToMicros(2024, 3, 1, 2, 0, 0));
@@ -413,10 +412,10 @@ TEST(Gps103Known, RejectedDevicesAndBrokenSentences) {
       "imei:111111111111111,tracker,1308282156,0,F,215630.000,A,5602.11015,N,9246.30767,E,1.4,,;");
   EXPECT_TRUE(rejected.positions.empty());
   EXPECT_FALSE(session.identified());
-  for (std::string bad : {"imei:;", "imei:abc,tracker;", "imei:359586015829802,tracker,,,F,;",
-                          "imei:359586015829802,tracker,,,F,1,A,9999.0,N,1.0,E;",
-                          "imei:359586015829802,OBD,1;", "imei:359586015829802,x,*",
-                          "imei:359586015829802,x,1,2,3,4,5,6,7,8,9,10,11,12,13;"}) {
+  for (std::string bad :
+       {"imei:;", "imei:abc,tracker;", "imei:359586015829802,tracker,,,F,;",
+        "imei:359586015829802,tracker,,,F,1,A,9999.0,N,1.0,E;", "imei:359586015829802,OBD,1;",
+        "imei:359586015829802,x,*", "imei:359586015829802,x,1,2,3,4,5,6,7,8,9,10,11,12,13;"}) {
     DecodeResult r = codec->decode(bad, session, kNow);
     EXPECT_TRUE(r.positions.empty()) << bad;
   }

@@ -1,4 +1,6 @@
 // H02: the reference corpus, stream splitting, known-value round trips, acks and commands.
+#include "codec/trackers/h02/h02.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "codec/trackers/h02/h02.h"
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
@@ -20,9 +21,11 @@ namespace enc = tools::frames::h02;
 // 2023-11-14 22:13:20 UTC.
 constexpr std::int64_t kNow = 1'700'000'000'000'000;
 constexpr const char* kNowLong = "20231114221320";  // yyyyMMddHHmmss
-constexpr const char* kNowShort = "221320";  // HHmmss
+constexpr const char* kNowShort = "221320";         // HHmmss
 
-std::unique_ptr<ProtocolCodec> makeCodec() { return findProtocol("h02")->create(); }
+std::unique_ptr<ProtocolCodec> makeCodec() {
+  return findProtocol("h02")->create();
+}
 
 // Decoder flags a Traccar test set (none for H02 so far) reach the codec as session extras.
 SessionState sessionFor(const test::CorpusFrame& frame) {
@@ -94,7 +97,9 @@ std::vector<std::string> splitByteByByte(ProtocolCodec& codec, const std::string
   return frames;
 }
 
-bool isText(const test::CorpusFrame& f) { return !f.bytes.empty() && f.bytes[0] == '*'; }
+bool isText(const test::CorpusFrame& f) {
+  return !f.bytes.empty() && f.bytes[0] == '*';
+}
 
 // ---- 1. the corpus ---------------------------------------------------------------------------
 
@@ -201,13 +206,14 @@ TEST(H02Corpus, SelectedValues) {
     EXPECT_EQ(p.speedKmh, 0);
     EXPECT_EQ(*p.course, 0);
     EXPECT_EQ(std::get<std::int64_t>(*p.get(attr::kBatteryLevel)), 100);  // level 6
-    EXPECT_EQ(std::get<std::string>(*p.get(attr::kAlarm)), "sos");  // bit 1 low
+    EXPECT_EQ(std::get<std::string>(*p.get(attr::kAlarm)), "sos");        // bit 1 low
     EXPECT_TRUE(r.response.empty());
   }
   {
     // 42-byte frame: 8-byte IMEI id.
-    auto bytes = *fromHex("2435248308419329301047591808172627335900074412294E024138FEFFFFFFFF0112"
-                          "0064BA73005ECC");
+    auto bytes = *fromHex(
+        "2435248308419329301047591808172627335900074412294E024138FEFFFFFFFF0112"
+        "0064BA73005ECC");
     DecodeResult r = decodeOne(bytes);
     ASSERT_EQ(r.positions.size(), 1u);
     EXPECT_EQ(r.positions[0].deviceId, "352483084193293");
@@ -305,7 +311,8 @@ TEST(H02Split, TextFramesByteByByte) {
 }
 
 // '$' frames have no length and no delimiter: byte by byte, each ends when the connection's size
-// is known (configured, as Traccar's h02.messageLength, or learnt from a frame followed by the next).
+// is known (configured, as Traccar's h02.messageLength, or learnt from a frame followed by the
+// next).
 TEST(H02Split, BinaryFramesByteByByteWithTheConnectionsSize) {
   std::map<std::size_t, std::vector<std::string>> bySize;
   for (const auto& f : test::loadCorpus("h02")) {
@@ -360,8 +367,10 @@ TEST(H02Split, CoalescedAndWithGarbage) {
     stream += f.bytes;
     // Garbage can follow a text frame (it ends at '#'); after a binary frame any bytes could be
     // its tail, so garbage there is not recoverable by any splitter.
-    if (isText(f)) noisy += f.bytes + "garbage$\x13\x99*?X\xff\xff\xff\xff\xff\xff\r\n";
-    else noisy += f.bytes;
+    if (isText(f))
+      noisy += f.bytes + "garbage$\x13\x99*?X\xff\xff\xff\xff\xff\xff\r\n";
+    else
+      noisy += f.bytes;
   }
   auto codec = makeCodec();
   std::string problem;
@@ -397,8 +406,7 @@ void expectFix(const Position& p, const enc::Fix& f, double tolerance) {
   EXPECT_EQ(p.valid, f.valid);
   EXPECT_NEAR(p.latitude, f.latitude, tolerance);
   EXPECT_NEAR(p.longitude, f.longitude, tolerance);
-  EXPECT_EQ(p.deviceTimeUs,
-            *civilToMicros(f.year, f.month, f.day, f.hour, f.minute, f.second));
+  EXPECT_EQ(p.deviceTimeUs, *civilToMicros(f.year, f.month, f.day, f.hour, f.minute, f.second));
   ASSERT_TRUE(p.course);
   EXPECT_NEAR(*p.course, f.course, 1e-9);
   EXPECT_EQ(p.deviceId, f.id);
@@ -445,8 +453,7 @@ TEST(H02Known, TextV1RoundTripAndAck) {
     ASSERT_EQ(r.positions.size(), 1u) << frame;
     // Minutes with 4 decimals: 1/600000 of a degree.
     expectFix(r.positions[0], f, 1.0 / 600000);
-    EXPECT_NEAR(r.positions[0].speedKmh, std::round(f.speedKnots * 100) / 100 * kKnotsToKmh,
-                1e-9);
+    EXPECT_NEAR(r.positions[0].speedKmh, std::round(f.speedKnots * 100) / 100 * kKnotsToKmh, 1e-9);
     EXPECT_EQ(std::get<std::int64_t>(*r.positions[0].get(attr::kStatus)), f.status);
     EXPECT_EQ(r.response, "*HQ," + f.id + ",V4,V1," + kNowLong + "#");
     EXPECT_EQ(session.deviceId, f.id);

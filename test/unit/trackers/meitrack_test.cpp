@@ -1,11 +1,12 @@
 // Meitrack: the reference corpus, stream splitting, frames with known values, commands.
+#include "codec/trackers/meitrack/meitrack.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <map>
 
-#include "codec/trackers/meitrack/meitrack.h"
 #include "codec/trackers/protocol.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
@@ -19,7 +20,9 @@ constexpr std::int64_t kNow = 1'700'000'000'000'000;  // serverTimeUs passed to 
 // 1086 bytes of which Traccar's test keeps 1024. A stream splitter must wait for the rest.
 constexpr std::string_view kTruncatedFrame = "meitrack-020";
 
-bool endsWithCrLf(std::string_view s) { return s.size() >= 2 && s.substr(s.size() - 2) == "\r\n"; }
+bool endsWithCrLf(std::string_view s) {
+  return s.size() >= 2 && s.substr(s.size() - 2) == "\r\n";
+}
 
 // As on the wire: 31 test frames lack the CR LF that the length field counts (the corpus notes).
 std::string wireFrame(const test::CorpusFrame& frame) {
@@ -278,23 +281,24 @@ std::string cccRecord(const KnownFix& f) {
   std::string r;
   putLe(r, static_cast<std::uint8_t>(f.event), 1);
   putLe(r, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.latitude * 1e6))), 4);
-  putLe(r, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.longitude * 1e6))), 4);
+  putLe(r, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.longitude * 1e6))),
+        4);
   putLe(r, since2000(f), 4);
-  putLe(r, 1, 1);  // valid
-  putLe(r, 7, 1);  // satellites
+  putLe(r, 1, 1);   // valid
+  putLe(r, 7, 1);   // satellites
   putLe(r, 21, 1);  // gsm
   putLe(r, static_cast<std::uint16_t>(f.speedKmh), 2);
   putLe(r, static_cast<std::uint16_t>(f.course), 2);
   putLe(r, 13, 2);  // hdop x10
   putLe(r, static_cast<std::uint16_t>(f.altitude), 2);
   putLe(r, 178157, 4);  // odometer
-  putLe(r, 93641, 4);  // runtime
-  putLe(r, 0, 8);  // cell
-  putLe(r, 2, 2);  // status
-  putLe(r, 3, 2);  // adc1
-  putLe(r, 417, 2);  // battery /100
-  putLe(r, 1218, 2);  // power
-  putLe(r, 0, 4);  // geofence
+  putLe(r, 93641, 4);   // runtime
+  putLe(r, 0, 8);       // cell
+  putLe(r, 2, 2);       // status
+  putLe(r, 3, 2);       // adc1
+  putLe(r, 417, 2);     // battery /100
+  putLe(r, 1218, 2);    // power
+  putLe(r, 0, 4);       // geofence
   EXPECT_EQ(r.size(), 0x34u);
   return r;
 }
@@ -330,14 +334,16 @@ std::string encodeCce(const std::vector<KnownFix>& fixes, std::string_view imei)
     putLe(rec, 2244, 2);  // rpm
     rec += "\x04";
     rec += "\x02";
-    putLe(rec, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.latitude * 1e6))), 4);
+    putLe(rec, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.latitude * 1e6))),
+          4);
     rec += "\x03";
-    putLe(rec, static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.longitude * 1e6))), 4);
+    putLe(rec,
+          static_cast<std::uint32_t>(static_cast<std::int32_t>(std::lround(f.longitude * 1e6))), 4);
     rec += "\x04";
     putLe(rec, since2000(f), 4);
     rec += std::string("\xFE\xF4", 2);
     putLe(rec, 644515, 4);  // engine minutes
-    rec += "\x01";  // one variable-length value: temperature sensor 1
+    rec += "\x01";          // one variable-length value: temperature sensor 1
     rec += std::string("\x2B\x03\x01", 3);
     putLe(rec, static_cast<std::uint16_t>(static_cast<std::int16_t>(-1234)), 2);
     putLe(body, rec.size(), 2);
@@ -447,8 +453,8 @@ TEST(MeitrackKnown, BinaryCccRecordsAndAcknowledgement) {
     EXPECT_DOUBLE_EQ(std::get<double>(*p.get("battery")), 4.17);
   }
   EXPECT_EQ(r.response, frameOf("@@", 'X', kImei, "CCC,2"));
-  EXPECT_EQ(r.response, "@@X27,353358017784062,CCC,2*" + checksum("@@X27,353358017784062,CCC,2*") +
-                            "\r\n");
+  EXPECT_EQ(r.response,
+            "@@X27,353358017784062,CCC,2*" + checksum("@@X27,353358017784062,CCC,2*") + "\r\n");
   // Eleven records: the count gets two digits and the length one more.
   std::vector<KnownFix> many(11, fixes[1]);
   DecodeResult r11 = codec->decode(encodeCcc(many, kImei), session, kNow);
@@ -572,7 +578,8 @@ TEST(MeitrackCommands, DeviceAnswers) {
   EXPECT_FALSE(r.badChecksum);
   // A10 (one position) is answered with a position report.
   std::string a10 = encodeAaa(knownFixes()[1], kImei);
-  a10 = frameOf("$$", 'Q', kImei, "A10" + a10.substr(a10.find(",AAA,") + 4, a10.find('*') - a10.find(",AAA,") - 4));
+  a10 = frameOf("$$", 'Q', kImei,
+                "A10" + a10.substr(a10.find(",AAA,") + 4, a10.find('*') - a10.find(",AAA,") - 4));
   DecodeResult p = codec->decode(a10, session, kNow);
   ASSERT_EQ(p.positions.size(), 1u) << a10;
   EXPECT_NEAR(p.positions[0].latitude, knownFixes()[1].latitude, 1e-9);

@@ -1,7 +1,8 @@
 // OsmAnd / Traccar Client parameter mapping: every parameter, errors, timestamps in all forms.
+#include "codec/trackers/osmand/osmand.h"
+
 #include <gtest/gtest.h>
 
-#include "codec/trackers/osmand/osmand.h"
 #include "codec/trackers/util.h"
 
 namespace tern::codec::trackers {
@@ -88,8 +89,8 @@ TEST(Osmand, EveryParameter) {
 }
 
 TEST(Osmand, IdAndHeadingAliases) {
-  Position p = decodeOk({{"id", "a"}, {"deviceid", "b"}, {"lat", "1"}, {"lon", "2"},
-                         {"heading", "90"}});
+  Position p =
+      decodeOk({{"id", "a"}, {"deviceid", "b"}, {"lat", "1"}, {"lon", "2"}, {"heading", "90"}});
   EXPECT_EQ(p.deviceId, "a");  // id wins over deviceid
   EXPECT_DOUBLE_EQ(*p.course, 90);
   Position q = decodeOk({{"id", ""}, {"deviceid", "b"}, {"lat", "1"}, {"lon", "2"}});
@@ -107,8 +108,8 @@ TEST(Osmand, LocationParameter) {
 
 TEST(Osmand, Flags) {
   Params base{{"id", "1"}, {"lat", "1"}, {"lon", "1"}};
-  for (auto [text, want] : {std::pair{"true", true}, {"1", true}, {"false", false}, {"0", false},
-                            {"yes", false}}) {
+  for (auto [text, want] :
+       {std::pair{"true", true}, {"1", true}, {"false", false}, {"0", false}, {"yes", false}}) {
     Params p = base;
     p["valid"] = text;
     p["charge"] = text;
@@ -133,8 +134,7 @@ TEST(Osmand, Errors) {
   EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "90.0001"}, {"lon", "2"}}),
             "parameter 'lat' out of range");
   EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "-91"}, {"lon", "2"}}), "parameter 'lat' out of range");
-  EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "1"}, {"lon", "180.5"}}),
-            "parameter 'lon' out of range");
+  EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "1"}, {"lon", "180.5"}}), "parameter 'lon' out of range");
   EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "1"}, {"lon", "2"}, {"timestamp", "yesterday"}}),
             "invalid parameter 'timestamp'");
   EXPECT_EQ(errorOf({{"id", "1"}, {"lat", "1"}, {"lon", "2"}, {"speed", "fast"}}),
@@ -156,33 +156,37 @@ TEST(Osmand, Errors) {
 }
 
 TEST(Osmand, OddButHarmlessValues) {
-  Position p = decodeOk({{"id", "1"}, {"lat", "+1.5"}, {"lon", " 2.5 "}, {"speed", "-1"},
-                         {"bearing", "400"}, {"note", std::string(300, 'x')}});
+  Position p = decodeOk({{"id", "1"},
+                         {"lat", "+1.5"},
+                         {"lon", " 2.5 "},
+                         {"speed", "-1"},
+                         {"bearing", "400"},
+                         {"note", std::string(300, 'x')}});
   EXPECT_DOUBLE_EQ(p.latitude, 1.5);
   EXPECT_DOUBLE_EQ(p.longitude, 2.5);
-  EXPECT_DOUBLE_EQ(p.speedKmh, 0);  // negative speed: unknown
+  EXPECT_DOUBLE_EQ(p.speedKmh, 0);     // negative speed: unknown
   EXPECT_FALSE(p.course.has_value());  // outside 0..360: unknown
-  EXPECT_EQ(p.get("note"), nullptr);  // long free text is not stored
+  EXPECT_EQ(p.get("note"), nullptr);   // long free text is not stored
 }
 
 TEST(Osmand, TimestampForms) {
   auto at = [](const std::string& text) {
-    OsmandResult r = decodeOsmand({{"id", "1"}, {"lat", "1"}, {"lon", "1"}, {"timestamp", text}},
-                                  kNow);
+    OsmandResult r =
+        decodeOsmand({{"id", "1"}, {"lat", "1"}, {"lon", "1"}, {"timestamp", text}}, kNow);
     EXPECT_EQ(r.error, "") << text;
     return r.position ? r.position->deviceTimeUs : -1;
   };
-  const std::int64_t t = utc(2023, 11, 14, 22, 13, 20);  // 1700000000
-  EXPECT_EQ(at("1700000000"), t);  // epoch seconds
-  EXPECT_EQ(at("1700000000123"), t + 123'000);  // epoch milliseconds
+  const std::int64_t t = utc(2023, 11, 14, 22, 13, 20);   // 1700000000
+  EXPECT_EQ(at("1700000000"), t);                         // epoch seconds
+  EXPECT_EQ(at("1700000000123"), t + 123'000);            // epoch milliseconds
   EXPECT_EQ(at("2147483646"), 2147483646LL * 1'000'000);  // largest value read as seconds
-  EXPECT_EQ(at("2147483647"), 2147483647LL * 1'000);  // from here on milliseconds
+  EXPECT_EQ(at("2147483647"), 2147483647LL * 1'000);      // from here on milliseconds
   EXPECT_EQ(at("0"), 0);
   EXPECT_EQ(at("1700000000.25"), t + 250'000);  // fractional seconds
   EXPECT_EQ(at("2023-11-14T22:13:20Z"), t);
   EXPECT_EQ(at("2023-11-14T22:13:20.123Z"), t + 123'000);
   EXPECT_EQ(at("2023-11-14T22:13:20.123456789Z"), t + 123'456);
-  EXPECT_EQ(at("2023-11-14T22:13:20"), t);  // no zone: UTC
+  EXPECT_EQ(at("2023-11-14T22:13:20"), t);             // no zone: UTC
   EXPECT_EQ(at("2023-11-14T22:13Z"), t - 20'000'000);  // no seconds
   EXPECT_EQ(at("2023-11-15T00:13:20+02:00"), t);
   EXPECT_EQ(at("2023-11-15T00:13:20+0200"), t);
@@ -190,13 +194,13 @@ TEST(Osmand, TimestampForms) {
   EXPECT_EQ(at("2023-11-14T17:13:20-05:00"), t);
   EXPECT_EQ(at("2023-11-15T03:43:20.000+05:30"), t);
   EXPECT_EQ(at("2023-11-15T00:13:20 02:00"), t);  // '+' that arrived unescaped
-  EXPECT_EQ(at("2023-11-14 22:13:20"), t);  // "yyyy-MM-dd HH:mm:ss" (UTC)
+  EXPECT_EQ(at("2023-11-14 22:13:20"), t);        // "yyyy-MM-dd HH:mm:ss" (UTC)
   EXPECT_EQ(at("2023-11-14 22:13:20.5"), t + 500'000);
 
-  for (std::string bad : {"", "-1", "abc", "99999999999999999999", "253402300800000",
-                          "2023-13-14T22:13:20Z", "2023-11-14T25:13:20Z", "2023-11-14T22:13:20X",
-                          "2023-11-14T22:13:20+2", "2023-11-14T22:13:20+19:00", "2023/11/14 22:13",
-                          "2023-11-14T22:13:20.Z", "1e9"}) {
+  for (std::string bad :
+       {"", "-1", "abc", "99999999999999999999", "253402300800000", "2023-13-14T22:13:20Z",
+        "2023-11-14T25:13:20Z", "2023-11-14T22:13:20X", "2023-11-14T22:13:20+2",
+        "2023-11-14T22:13:20+19:00", "2023/11/14 22:13", "2023-11-14T22:13:20.Z", "1e9"}) {
     OsmandResult r =
         decodeOsmand({{"id", "1"}, {"lat", "1"}, {"lon", "1"}, {"timestamp", bad}}, kNow);
     EXPECT_EQ(r.error, "invalid parameter 'timestamp'") << bad;

@@ -18,17 +18,25 @@ using test::CorpusFrame;
 constexpr std::int64_t kNow = 1'700'000'000'000'000;
 constexpr std::uint64_t kImei = 863071016796572;
 
-std::unique_ptr<ProtocolCodec> makeCodec() { return findProtocol("ruptela")->create(); }
+std::unique_ptr<ProtocolCodec> makeCodec() {
+  return findProtocol("ruptela")->create();
+}
 
-std::string hex(std::string_view s) { return toHex(s); }
-std::string unhex(std::string_view s) { return *fromHex(s); }
+std::string hex(std::string_view s) {
+  return toHex(s);
+}
+std::string unhex(std::string_view s) {
+  return *fromHex(s);
+}
 
 std::size_t declaredSize(const std::string& bytes) {
   ByteReader r(bytes);
   return std::size_t{r.u16()} + 4;
 }
 
-bool lengthConsistent(const CorpusFrame& f) { return declaredSize(f.bytes) == f.bytes.size(); }
+bool lengthConsistent(const CorpusFrame& f) {
+  return declaredSize(f.bytes) == f.bytes.size();
+}
 
 std::vector<std::vector<CorpusFrame>> groupsByMethod(const std::vector<CorpusFrame>& frames) {
   std::vector<std::vector<CorpusFrame>> groups;
@@ -141,7 +149,9 @@ TEST(Ruptela, CorpusDetails) {
   EXPECT_EQ(std::get<std::int64_t>(*p.get("odometer")), 0x77fa);
 }
 
-TEST(Ruptela, SplitCasesNone) { EXPECT_TRUE(test::loadSplitCases("ruptela").empty()); }
+TEST(Ruptela, SplitCasesNone) {
+  EXPECT_TRUE(test::loadSplitCases("ruptela").empty());
+}
 
 // The corpus frames that are whole and unambiguous on a stream, in order.
 std::vector<std::string> streamFrames() {
@@ -246,9 +256,10 @@ TEST(Ruptela, KnownValuesRecords) {
   recs[0].speedKmh = 87;
   recs[0].hdop = 0.9;
   recs[0].eventId = 7;
-  recs[0].io = {{2, enc::be(1, 1)},       {29, enc::be(12650, 2)}, {30, enc::be(4050, 2)},
-                {65, enc::be(123456, 4)}, {197, enc::be(8000, 2)}, {251, enc::be(1, 1)},
-                {100, enc::be(50, 2)},    {200, enc::be(0x0102030405060708, 8)}};
+  recs[0].io = {{2, enc::be(1, 1)},      {29, enc::be(12650, 2)},
+                {30, enc::be(4050, 2)},  {65, enc::be(123456, 4)},
+                {197, enc::be(8000, 2)}, {251, enc::be(1, 1)},
+                {100, enc::be(50, 2)},   {200, enc::be(0x0102030405060708, 8)}};
   recs[1].timeSeconds = 946'684'800;
   recs[1].latitude = 40.7127753;  // north, west
   recs[1].longitude = -74.0059728;
@@ -413,7 +424,8 @@ TEST(Ruptela, Commands) {
   };
   // Free text as an SMS-style command over GPRS: LEN, 08, text, CRC-16/KERMIT.
   EXPECT_EQ(encode(CommandType::kCustom, " coords"), "00080820636f6f72647353e8");
-  EXPECT_EQ(encode(CommandType::kCustom, "pass setio 1,0"), "000f087061737320736574696f20312c30d32c");
+  EXPECT_EQ(encode(CommandType::kCustom, "pass setio 1,0"),
+            "000f087061737320736574696f20312c30d32c");
   // The notes define no engine / position commands for Ruptela.
   EXPECT_EQ(encode(CommandType::kEngineStop), "none");
   EXPECT_EQ(encode(CommandType::kEngineResume), "none");
@@ -423,8 +435,8 @@ TEST(Ruptela, Commands) {
 
   // The device's answer (command 7).
   SessionState device;
-  DecodeResult r = codec->decode(enc::packet(kImei, 7, "2013-04-24 07:01, lat. 46.1443183"),
-                                 device, kNow);
+  DecodeResult r =
+      codec->decode(enc::packet(kImei, 7, "2013-04-24 07:01, lat. 46.1443183"), device, kNow);
   ASSERT_TRUE(r.commandAnswer);
   EXPECT_EQ(r.commandAnswer->text, "2013-04-24 07:01, lat. 46.1443183");
   ASSERT_EQ(r.positions.size(), 1u);

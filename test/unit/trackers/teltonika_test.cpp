@@ -17,10 +17,16 @@ using test::CorpusFrame;
 
 constexpr std::int64_t kNow = 1'700'000'000'000'000;  // 2023-11-14 22:13:20 UTC
 
-std::unique_ptr<ProtocolCodec> makeCodec() { return findProtocol("teltonika")->create(); }
+std::unique_ptr<ProtocolCodec> makeCodec() {
+  return findProtocol("teltonika")->create();
+}
 
-std::string hex(std::string_view s) { return toHex(s); }
-std::string unhex(std::string_view s) { return *fromHex(s); }
+std::string hex(std::string_view s) {
+  return toHex(s);
+}
+std::string unhex(std::string_view s) {
+  return *fromHex(s);
+}
 
 // The size the frame's own length field announces (AVL packets), or nullopt for IMEI packets
 // and pings. Traccar's tests feed some frames whose DATA_LEN contradicts their real size.
@@ -291,12 +297,18 @@ TEST(Teltonika, CoalescedAndGarbage) {
 TEST(Teltonika, TooLarge) {
   auto codec = makeCodec();
   // DATA_LEN of 1 MiB with a plausible codec byte.
-  std::string head = unhex("0000000000100000" "08");
+  std::string head = unhex(
+      "0000000000100000"
+      "08");
   EXPECT_EQ(codec->splitFrame(head).status, FrameStatus::kTooLarge);
   // Just inside the limit: waits for the rest.
-  std::string fits = unhex("000000000000fff4" "08");
+  std::string fits = unhex(
+      "000000000000fff4"
+      "08");
   EXPECT_EQ(codec->splitFrame(fits).status, FrameStatus::kNeedMore);
-  std::string over = unhex("000000000000fff5" "08");
+  std::string over = unhex(
+      "000000000000fff5"
+      "08");
   EXPECT_EQ(codec->splitFrame(over).status, FrameStatus::kTooLarge);
 }
 
@@ -343,7 +355,7 @@ TEST(Teltonika, LoginAndSessions) {
 TEST(Teltonika, KnownValuesAllCodecs) {
   std::vector<enc::Record> records(3);
   records[0].timeMs = 1'700'000'123'456;  // 2023-11-14 22:15:23.456 UTC
-  records[0].latitude = -33.8688197;  // Sydney: south, east
+  records[0].latitude = -33.8688197;      // Sydney: south, east
   records[0].longitude = 151.2092955;
   records[0].altitude = -12;
   records[0].angle = 271;
@@ -351,13 +363,12 @@ TEST(Teltonika, KnownValuesAllCodecs) {
   records[0].speedKmh = 87;
   records[0].priority = 1;
   records[0].eventId = 239;
-  records[0].io = {{239, enc::be(1, 1)},  {240, enc::be(1, 1)},
-                   {21, enc::be(4, 1)},   {66, enc::be(12650, 2)},
-                   {67, enc::be(4050, 2)}, {16, enc::be(123456789, 4)},
-                   {181, enc::be(12, 2)},  {182, enc::be(9, 2)},
-                   {200, enc::be(0x0102030405060708, 8)}};
+  records[0].io = {
+      {239, enc::be(1, 1)},    {240, enc::be(1, 1)},   {21, enc::be(4, 1)},
+      {66, enc::be(12650, 2)}, {67, enc::be(4050, 2)}, {16, enc::be(123456789, 4)},
+      {181, enc::be(12, 2)},   {182, enc::be(9, 2)},   {200, enc::be(0x0102030405060708, 8)}};
   records[1].timeMs = 946'684'800'000;  // 2000-01-01
-  records[1].latitude = 40.7127753;  // New York: north, west
+  records[1].latitude = 40.7127753;     // New York: north, west
   records[1].longitude = -74.0059728;
   records[1].angle = 360;
   records[1].satellites = 0;  // last known fix
@@ -374,8 +385,7 @@ TEST(Teltonika, KnownValuesAllCodecs) {
     SCOPED_TRACE(static_cast<int>(codecId));
     auto codec = makeCodec();
     SessionState session;
-    ASSERT_EQ(hex(codec->decode(enc::imeiPacket("352093081452251"), session, kNow).response),
-              "01");
+    ASSERT_EQ(hex(codec->decode(enc::imeiPacket("352093081452251"), session, kNow).response), "01");
     auto recs = records;
     if (codecId == 0x8E) recs[1].variableIo = {{256, "WVWZZZ1JZXW000001"}};
     std::string frame = enc::encodeAvl(codecId, recs);

@@ -1,4 +1,6 @@
 // TK103: the reference corpus, stream splitting, known-value round trips, acks and commands.
+#include "codec/trackers/tk103/tk103.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "codec/trackers/protocol.h"
-#include "codec/trackers/tk103/tk103.h"
 #include "codec/trackers/util.h"
 #include "frame_corpus.h"
 #include "tools/tracker_frames/tk103_encoder.h"
@@ -19,7 +20,9 @@ namespace enc = tools::frames::tk103;
 
 constexpr std::int64_t kNow = 1'700'000'000'000'000;  // 2023-11-14 22:13:20 UTC
 
-std::unique_ptr<ProtocolCodec> makeCodec() { return findProtocol("tk103")->create(); }
+std::unique_ptr<ProtocolCodec> makeCodec() {
+  return findProtocol("tk103")->create();
+}
 
 // Decoder flags a Traccar test set (none for TK103 so far) reach the codec as session extras.
 SessionState sessionFor(const test::CorpusFrame& frame) {
@@ -158,7 +161,8 @@ TEST(Tk103Corpus, SelectedValues) {
         "(013612345678BO012061830A2934.0133N10627.2544E040.0080331309.6200000000L000770AD)");
     ASSERT_EQ(r.positions.size(), 1u);
     EXPECT_EQ(std::get<std::string>(*r.positions[0].get(attr::kAlarm)), "sos");
-    r = decodeOne("(01029131573BR00150428A3801.6382N02351.0159E000.0080729278.7800000000LEF9ECB9C)");
+    r = decodeOne(
+        "(01029131573BR00150428A3801.6382N02351.0159E000.0080729278.7800000000LEF9ECB9C)");
     ASSERT_EQ(r.positions.size(), 1u);
     EXPECT_EQ(r.positions[0].deviceId, "01029131573");
     EXPECT_EQ(r.positions[0].deviceTimeUs, *civilToMicros(2015, 4, 28, 8, 7, 29));
@@ -169,8 +173,9 @@ TEST(Tk103Corpus, SelectedValues) {
   }
   {
     // Comma form: ddmmyy; the hemisphere letters follow the numbers.
-    DecodeResult r = decodeOne("(864768010869060,DW30,050117,A,5135.82713N,00001.17918E,0.089,"
-                               "154745,000.0,43.40,12)");
+    DecodeResult r = decodeOne(
+        "(864768010869060,DW30,050117,A,5135.82713N,00001.17918E,0.089,"
+        "154745,000.0,43.40,12)");
     ASSERT_EQ(r.positions.size(), 1u);
     EXPECT_EQ(r.positions[0].deviceTimeUs, *civilToMicros(2017, 1, 5, 15, 47, 45));
     EXPECT_NEAR(r.positions[0].latitude, 51 + 35.82713 / 60, 1e-9);
@@ -429,9 +434,8 @@ TEST(Tk103Commands, EncodeAndAnswers) {
             "Notice: Fuel cut (engine stopped)");
   EXPECT_EQ(r.positions[0].deviceTimeUs, *civilToMicros(2023, 11, 14, 22, 13, 30));
   std::string problem;
-  auto frames = splitAll(*codec,
-                         "(088047365460,ZC03,141123,221330,$a (b) c$)(088047365460BP00HSO)",
-                         problem);
+  auto frames =
+      splitAll(*codec, "(088047365460,ZC03,141123,221330,$a (b) c$)(088047365460BP00HSO)", problem);
   ASSERT_EQ(frames.size(), 2u);
   EXPECT_EQ(frames[0], "(088047365460,ZC03,141123,221330,$a (b) c$)");
 }

@@ -1,8 +1,9 @@
+#include "codec/trackers/util.h"
+
 #include <gtest/gtest.h>
 
 #include "codec/trackers/position.h"
 #include "codec/trackers/protocol.h"
-#include "codec/trackers/util.h"
 #include "frame_corpus.h"
 
 namespace tern::codec::trackers {

@@ -24,7 +24,7 @@ enum class Kind : std::uint8_t { kText, kBinary, kNotAFrame, kNeedMore };
 struct Layout {
   Kind kind = Kind::kText;
   std::size_t lengthOffset = 0;  // binary: where the length field is
-  std::size_t lengthWidth = 0;  // 1 or 2 bytes, big-endian
+  std::size_t lengthWidth = 0;   // 1 or 2 bytes, big-endian
 };
 
 // What the bytes at the front are, from at most the first few bytes.
@@ -65,7 +65,8 @@ class Gl200Codec : public ProtocolCodec {
  public:
   Gl200Codec() {
     const ProtocolInfo* info = findProtocol(gl200::kProtocolName);
-    maxFrameSize_ = info != nullptr && info->maxFrameSize > 0 ? info->maxFrameSize : kDefaultMaxFrameSize;
+    maxFrameSize_ =
+        info != nullptr && info->maxFrameSize > 0 ? info->maxFrameSize : kDefaultMaxFrameSize;
   }
 
   FrameResult splitFrame(std::string_view buf) override {
@@ -79,7 +80,8 @@ class Gl200Codec : public ProtocolCodec {
         return {FrameStatus::kSkip, next == std::string_view::npos ? buf.size() : next};
       }
       case Kind::kBinary: {
-        if (buf.size() < layout.lengthOffset + layout.lengthWidth) return {FrameStatus::kNeedMore, 0};
+        if (buf.size() < layout.lengthOffset + layout.lengthWidth)
+          return {FrameStatus::kNeedMore, 0};
         std::size_t length = static_cast<std::uint8_t>(buf[layout.lengthOffset]);
         if (layout.lengthWidth == 2) {
           length = (length << 8) | static_cast<std::uint8_t>(buf[layout.lengthOffset + 1]);
@@ -104,7 +106,8 @@ class Gl200Codec : public ProtocolCodec {
     return {FrameStatus::kNeedMore, 0};
   }
 
-  DecodeResult decode(std::string_view frame, SessionState& session, std::int64_t serverTimeUs) override {
+  DecodeResult decode(std::string_view frame, SessionState& session,
+                      std::int64_t serverTimeUs) override {
     (void)serverTimeUs;  // no answer depends on the time
     if (classify(frame).kind == Kind::kBinary) return gl200::decodeBinary(frame, session);
     return gl200::decodeText(frame, session);
@@ -114,7 +117,8 @@ class Gl200Codec : public ProtocolCodec {
   // factory password) and a 4-hex-digit serial number (Command::index) that the device echoes in
   // its "+ACK:GT...". Engine stop/resume drive output 1 through GTOUT; a position request is
   // GTRTO sub-command 1 (RTL), answered by "+ACK:GTRTO" and a "+RESP:GTRTL" position.
-  std::optional<std::string> encodeCommand(const Command& command, const SessionState& session) override {
+  std::optional<std::string> encodeCommand(const Command& command,
+                                           const SessionState& session) override {
     const std::string* configured = session.getExtra("password");
     std::string password = configured != nullptr ? *configured : "gl200";
     char serial[8];
@@ -145,6 +149,8 @@ class Gl200Codec : public ProtocolCodec {
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createGl200Codec() { return std::make_unique<Gl200Codec>(); }
+std::unique_ptr<ProtocolCodec> createGl200Codec() {
+  return std::make_unique<Gl200Codec>();
+}
 
 }  // namespace tern::codec::trackers

@@ -47,7 +47,9 @@ Position newPosition(const SessionState& session) {
   return p;
 }
 
-bool inRange(double lat, double lon) { return lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180; }
+bool inRange(double lat, double lon) {
+  return lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180;
+}
 
 // Seven bytes of two decimal digits and a last digit (e.g. 56 32 54 03 00 03 43 05 →
 // 865084030003675). Bytes outside that form (devices configured to send a name there) are
@@ -128,7 +130,8 @@ class BitReader {
     for (unsigned i = 0; i < count; ++i) {
       std::size_t byte = position_ / 8;
       unsigned shift = 7 - static_cast<unsigned>(position_ % 8);
-      std::uint32_t b = byte < data_.size() ? (static_cast<std::uint8_t>(data_[byte]) >> shift) & 1U : 0U;
+      std::uint32_t b =
+          byte < data_.size() ? (static_cast<std::uint8_t>(data_[byte]) >> shift) & 1U : 0U;
       value = (value << 1) | b;
       ++position_;
     }
@@ -299,7 +302,7 @@ void decodeInformation(std::string_view frame, SessionState& session, DecodeResu
   r.skip(1 + 2);  // device type, protocol version
   p.set("versionFw", std::to_string(r.u16()));
   if (type == kInfVersion) r.skip(6);  // hardware, MCU versions, reserved
-  r.skip(2);  // motion status, reserved
+  r.skip(2);                           // motion status, reserved
   p.satellites = r.u8();
   r.skip(1 + 7 + 1 + 1 + 2 + 2 + 2 + 4 + 1);  // mode, last fix time, reserved, masks, intervals
   if (type == kInfBattery) {
@@ -313,7 +316,7 @@ void decodeInformation(std::string_view frame, SessionState& session, DecodeResu
     p.set(attr::kRssi, std::int64_t{r.u8()});
     r.skip(1);
   }
-  r.skip(3);  // time zone
+  r.skip(3);                                // time zone
   if (type == kInfCell) r.skip(2 + 8 + 2);  // trigger, cell count, cell, ta, rx level
   auto time = readDateTime(r);
   if (r.failed()) {
@@ -344,7 +347,7 @@ void decodeTagged(std::string_view frame, SessionState& session, DecodeResult& r
   std::string imei = toHex(imeiRaw).substr(1);
   if (!identify(session, imei, result)) return;
   r.skip(2 + 2 + 1);  // device type, protocol version, custom version
-  r.skip(r.u8());  // reserved field
+  r.skip(r.u8());     // reserved field
   // Records end before the count number, check byte and tail.
   std::size_t recordsEnd = std::min(length, frame.size());
   recordsEnd = recordsEnd >= 4 ? recordsEnd - 4 : 0;

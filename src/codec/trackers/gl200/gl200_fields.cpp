@@ -7,7 +7,9 @@
 namespace tern::codec::trackers::gl200 {
 
 namespace {
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 bool isHexDigit(char c) {
   return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -82,7 +84,8 @@ std::optional<double> toDouble(std::string_view s) {
   if (!body.empty() && body.front() == '-') body.remove_prefix(1);
   std::size_t dot = body.find('.');
   std::string_view whole = body.substr(0, dot);
-  std::string_view fraction = dot == std::string_view::npos ? std::string_view() : body.substr(dot + 1);
+  std::string_view fraction =
+      dot == std::string_view::npos ? std::string_view() : body.substr(dot + 1);
   if (whole.size() + fraction.size() == 0 || whole.size() > 30 || fraction.size() > 30) {
     return std::nullopt;
   }

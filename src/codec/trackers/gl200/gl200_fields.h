@@ -57,7 +57,9 @@ std::optional<std::int64_t> toTime(std::string_view s);
 // "hhhhh:mm:ss" engine hours → ms; nullopt when malformed.
 std::optional<std::int64_t> toHoursMs(std::string_view s);
 
-inline bool bit(std::uint64_t value, unsigned index) { return index < 64 && ((value >> index) & 1U) != 0; }
+inline bool bit(std::uint64_t value, unsigned index) {
+  return index < 64 && ((value >> index) & 1U) != 0;
+}
 
 // Reads fields in order. Reading past the end yields "" and marks the cursor failed, so a decoder
 // can walk a whole layout and check once (a layout that runs out of fields is not that layout).

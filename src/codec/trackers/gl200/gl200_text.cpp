@@ -30,25 +30,34 @@ struct ModelPrefix {
   std::string_view model;
 };
 constexpr std::array kModels = {
-    ModelPrefix{"02", "GL200"},    ModelPrefix{"04", "GV200"},     ModelPrefix{"06", "GV300"},
-    ModelPrefix{"08", "GMT100"},   ModelPrefix{"09", "GV50P"},     ModelPrefix{"0F", "GV55"},
-    ModelPrefix{"10", "GV55 LITE"}, ModelPrefix{"11", "GL500"},    ModelPrefix{"1A", "GL300"},
-    ModelPrefix{"1F", "GV500"},    ModelPrefix{"21", "GL200"},     ModelPrefix{"25", "GV300"},
-    ModelPrefix{"27", "GV300W"},   ModelPrefix{"28", "GL300VC"},   ModelPrefix{"2C", "GL300W"},
-    ModelPrefix{"2D", "GV500VC"},  ModelPrefix{"2F", "GV55"},      ModelPrefix{"4F", "GV56"},
-    ModelPrefix{"30", "GL300"},    ModelPrefix{"31", "GV65"},      ModelPrefix{"35", "GV200"},
-    ModelPrefix{"36", "GV500"},    ModelPrefix{"3F", "GMT100"},    ModelPrefix{"40", "GL500"},
-    ModelPrefix{"41", "GV75W"},    ModelPrefix{"42", "GT501"},     ModelPrefix{"44", "GL530"},
-    ModelPrefix{"45", "GB100"},    ModelPrefix{"50", "GV55W"},     ModelPrefix{"52", "GL50"},
-    ModelPrefix{"55", "GL50B"},    ModelPrefix{"5E", "GV500MAP"},  ModelPrefix{"6E", "GV310LAU"},
-    ModelPrefix{"74", "GV350CEU"}, ModelPrefix{"BD", "CV200"},     ModelPrefix{"C2", "GV600M"},
-    ModelPrefix{"C3", "GL320M"},   ModelPrefix{"DC", "GV600MG"},   ModelPrefix{"DE", "GL500M"},
-    ModelPrefix{"DF", "CV100LG"},  ModelPrefix{"F1", "GV350M"},    ModelPrefix{"F8", "GV800W"},
-    ModelPrefix{"FC", "GV600W"},   ModelPrefix{"802004", "GV58LAU"}, ModelPrefix{"802005", "GV355CEU"},
-    ModelPrefix{"80201E", "GV30CEU"},
+    ModelPrefix{"02", "GL200"},        ModelPrefix{"04", "GV200"},
+    ModelPrefix{"06", "GV300"},        ModelPrefix{"08", "GMT100"},
+    ModelPrefix{"09", "GV50P"},        ModelPrefix{"0F", "GV55"},
+    ModelPrefix{"10", "GV55 LITE"},    ModelPrefix{"11", "GL500"},
+    ModelPrefix{"1A", "GL300"},        ModelPrefix{"1F", "GV500"},
+    ModelPrefix{"21", "GL200"},        ModelPrefix{"25", "GV300"},
+    ModelPrefix{"27", "GV300W"},       ModelPrefix{"28", "GL300VC"},
+    ModelPrefix{"2C", "GL300W"},       ModelPrefix{"2D", "GV500VC"},
+    ModelPrefix{"2F", "GV55"},         ModelPrefix{"4F", "GV56"},
+    ModelPrefix{"30", "GL300"},        ModelPrefix{"31", "GV65"},
+    ModelPrefix{"35", "GV200"},        ModelPrefix{"36", "GV500"},
+    ModelPrefix{"3F", "GMT100"},       ModelPrefix{"40", "GL500"},
+    ModelPrefix{"41", "GV75W"},        ModelPrefix{"42", "GT501"},
+    ModelPrefix{"44", "GL530"},        ModelPrefix{"45", "GB100"},
+    ModelPrefix{"50", "GV55W"},        ModelPrefix{"52", "GL50"},
+    ModelPrefix{"55", "GL50B"},        ModelPrefix{"5E", "GV500MAP"},
+    ModelPrefix{"6E", "GV310LAU"},     ModelPrefix{"74", "GV350CEU"},
+    ModelPrefix{"BD", "CV200"},        ModelPrefix{"C2", "GV600M"},
+    ModelPrefix{"C3", "GL320M"},       ModelPrefix{"DC", "GV600MG"},
+    ModelPrefix{"DE", "GL500M"},       ModelPrefix{"DF", "CV100LG"},
+    ModelPrefix{"F1", "GV350M"},       ModelPrefix{"F8", "GV800W"},
+    ModelPrefix{"FC", "GV600W"},       ModelPrefix{"802004", "GV58LAU"},
+    ModelPrefix{"802005", "GV355CEU"}, ModelPrefix{"80201E", "GV30CEU"},
 };
 
-bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool startsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 bool endsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -57,18 +66,25 @@ bool isGv35xCeu(std::string_view model) {
   return model.size() == 8 && startsWith(model, "GV35") && endsWith(model, "CEU");
 }
 
-bool isImei(std::string_view s) { return isDigits(s, 15, 15) || isHex(s, 14, 14); }
+bool isImei(std::string_view s) {
+  return isDigits(s, 15, 15) || isHex(s, 14, 14);
+}
 bool isVin(std::string_view s) {
   if (s.size() != 17) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); });
 }
-bool isOneOf01(std::string_view s) { return s == "0" || s == "1"; }
-bool isNegativeDigits(std::string_view s) { return s.size() >= 2 && s[0] == '-' && isDigits(s.substr(1), 1, 10); }
+bool isOneOf01(std::string_view s) {
+  return s == "0" || s == "1";
+}
+bool isNegativeDigits(std::string_view s) {
+  return s.size() >= 2 && s[0] == '-' && isDigits(s.substr(1), 1, 10);
+}
 
 struct Message {
   const Fields& f;
   std::string_view header;  // "+RESP:GTFRI"
-  std::string_view type;  // "FRI"
+  std::string_view type;    // "FRI"
   std::string model;
   std::string deviceId;
 
@@ -113,7 +129,7 @@ void setOdometerKm(Position& p, std::string_view km, std::string_view key = "odo
 struct Block {
   std::string_view hdop, speed, course, altitude, longitude, latitude, time;
   std::string_view extra;  // the field after the cell id
-  std::size_t next = 0;  // index of the first field after the block
+  std::size_t next = 0;    // index of the first field after the block
 };
 
 // Applies a block's GPS part. Fields that are present but do not parse fail the message.
@@ -180,8 +196,10 @@ std::optional<Block> strictBlock(const Fields& f, std::size_t i) {
     if (k > j + 1) j = k;
   }
   if (j + 5 > n) return std::nullopt;
-  if (!(f[j].empty() || isDigits(f[j], 1, 10)) || !(f[j + 1].empty() || isDigits(f[j + 1], 1, 10)) ||
-      !(f[j + 2].empty() || isHex(f[j + 2], 1, 16)) || !(f[j + 3].empty() || isHex(f[j + 3], 1, 16)) ||
+  if (!(f[j].empty() || isDigits(f[j], 1, 10)) ||
+      !(f[j + 1].empty() || isDigits(f[j + 1], 1, 10)) ||
+      !(f[j + 2].empty() || isHex(f[j + 2], 1, 16)) ||
+      !(f[j + 3].empty() || isHex(f[j + 3], 1, 16)) ||
       !emptyOr(f[j + 4], shape::kDigitsOrDecimal)) {
     return std::nullopt;
   }
@@ -219,7 +237,7 @@ void readLocation(Cursor& c, const std::string& model, Position& p) {
     }
     c.skip(static_cast<std::size_t>(*count) * 5);  // mac, rssi, 3 reserved
   }
-  c.skip(4);  // mcc, mnc, lac, cell id
+  c.skip(4);                                // mcc, mnc, lac, cell id
   if (startsWith(model, "GL5")) c.skip(2);  // csq rssi, csq ber
   if (model == "GT500MA" || model == "GT501") {
     c.skip(1);  // csq rssi
@@ -292,10 +310,13 @@ bool standardHead(const Message& m) {
 
 // "<time or empty>,<count>" ending the message at index i.
 bool endsAt(const Message& m, std::size_t i) {
-  return i + 2 == m.size() && (m.f[i].empty() || isDigits(m.f[i], 14, 14)) && isHex(m.f[i + 1], 4, 4);
+  return i + 2 == m.size() && (m.f[i].empty() || isDigits(m.f[i], 14, 14)) &&
+         isHex(m.f[i + 1], 4, 4);
 }
 // Any fields, then "<count>": the layouts that allow extra fields before the end.
-bool endsAfter(const Message& m, std::size_t i) { return i + 2 <= m.size() && isHex(m.f.back(), 4, 4); }
+bool endsAfter(const Message& m, std::size_t i) {
+  return i + 2 <= m.size() && isHex(m.f.back(), 4, 4);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fixed report (FRI) and its relatives (GEO, RTL, DOG): one or more location blocks between a
@@ -303,9 +324,9 @@ bool endsAfter(const Message& m, std::size_t i) { return i + 2 <= m.size() && is
 
 struct Tail {
   int layout = 0;
-  std::string_view batteryMv, batteryLevel, temperature;  // 1: GL5xx
+  std::string_view batteryMv, batteryLevel, temperature;            // 1: GL5xx
   std::string_view odometer, hours, adc1, adc2, status, rpm, fuel;  // 2: vehicle trackers
-  std::string_view rssi;  // 3: personal trackers
+  std::string_view rssi;                                            // 3: personal trackers
   std::size_t end = 0;
 };
 
@@ -314,8 +335,9 @@ bool matchTail(const Message& m, std::size_t t, Tail& tail) {
   auto fits = [&](std::size_t end) { return end + 2 <= m.size(); };
   // 1: <reserved>,<battery mV>,<battery %>,<mode>,<motion>,<temperature>
   if (isDigits(at(t), 1, 2) && (at(t + 1).empty() || isDigits(at(t + 1), 1, 5)) &&
-      isDigits(at(t + 2), 1, 3) && isOneOf01(at(t + 3)) && (at(t + 4).empty() || isOneOf01(at(t + 4))) &&
-      emptyOr(at(t + 5), shape::kTemperature) && fits(t + 6)) {
+      isDigits(at(t + 2), 1, 3) && isOneOf01(at(t + 3)) &&
+      (at(t + 4).empty() || isOneOf01(at(t + 4))) && emptyOr(at(t + 5), shape::kTemperature) &&
+      fits(t + 6)) {
     tail = Tail{};
     tail.layout = 1;
     tail.batteryMv = at(t + 1);
@@ -338,9 +360,11 @@ bool matchTail(const Message& m, std::size_t t, Tail& tail) {
         if (reserved == 1 && !(at(u).empty() || isDigits(at(u), 1, 30))) continue;
         u += reserved;
         std::string_view consumption = at(u + 3);
-        bool consumptionOk = consumption.empty() || consumption == "Inf" || consumption == "NaN" ||
-                             hasShape(consumption, NumberShape{false, 1, 30, NumberShape::Dot::kOptional, 0, 30});
-        if ((at(u).empty() || isDigits(at(u), 1, 3)) && (at(u + 1).empty() || isHex(at(u + 1), 6, 6)) &&
+        bool consumptionOk =
+            consumption.empty() || consumption == "Inf" || consumption == "NaN" ||
+            hasShape(consumption, NumberShape{false, 1, 30, NumberShape::Dot::kOptional, 0, 30});
+        if ((at(u).empty() || isDigits(at(u), 1, 3)) &&
+            (at(u + 1).empty() || isHex(at(u + 1), 6, 6)) &&
             (at(u + 2).empty() || isDigits(at(u + 2), 1, 30)) && consumptionOk &&
             (at(u + 4).empty() || isDigits(at(u + 4), 1, 30)) && fits(u + 5)) {
           tail = Tail{};
@@ -441,11 +465,13 @@ Decoded decodeFri(const Message& m) {
           positions.push_back(std::move(p));
         }
         Position& last = positions.back();
-        if (auto v = toInt(power); v && *v > 10) last.set(attr::kPower, static_cast<double>(*v) / 1000.0);
+        if (auto v = toInt(power); v && *v > 10)
+          last.set(attr::kPower, static_cast<double>(*v) / 1000.0);
         setInt(last, attr::kBatteryLevel, toInt(battery));
         switch (tail.layout) {
           case 1:
-            if (auto mv = toInt(tail.batteryMv)) last.set(attr::kBattery, static_cast<double>(*mv) / 1000.0);
+            if (auto mv = toInt(tail.batteryMv))
+              last.set(attr::kBattery, static_cast<double>(*mv) / 1000.0);
             setInt(last, attr::kBatteryLevel, toInt(tail.batteryLevel));
             setDouble(last, "temp1", toDouble(tail.temperature));
             break;
@@ -545,7 +571,8 @@ Decoded decodeEri(const Message& m) {
     c.skip(2);  // reserved
     std::uint64_t dataMask = c.nextHex().value_or(0);
     if (bit(dataMask, 0)) {
-      if (auto v = c.nextHex()) p.set(attr::kFuel, static_cast<std::int64_t>(*v & 0x7FFFFFFFFFFFFFFF));
+      if (auto v = c.nextHex())
+        p.set(attr::kFuel, static_cast<std::int64_t>(*v & 0x7FFFFFFFFFFFFFFF));
     }
     if (bit(dataMask, 1)) c.skip(1);  // fuel height
   }
@@ -573,7 +600,7 @@ Decoded decodeEri(const Message& m) {
         }
       }
       if (bit(mask, 3)) setDouble(p, attr::kFuel, c.nextDouble());
-      if (bit(mask, 4)) c.skip(1);  // volume
+      if (bit(mask, 4)) c.skip(1);   // volume
       if (bit(mask, 10)) c.skip(1);  // fuel temperature
     }
   }
@@ -613,9 +640,9 @@ Decoded decodeEri(const Message& m) {
 
 Decoded decodeIgnition(const Message& m) {
   Cursor c(m.f, 3);
-  c.skip(1);  // device name
+  c.skip(1);                          // device name
   if (m.model == "CV200") c.skip(2);  // reserved, report type
-  c.skip(1);  // duration of the previous ignition state
+  c.skip(1);                          // duration of the previous ignition state
   Position p = m.base();
   readLocation(c, m.model, p);
   p.set(attr::kIgnition, m.type.find("GN") != std::string_view::npos);
@@ -673,7 +700,7 @@ Decoded decodeInf(const Message& m) {
   }
   setText(p, "iccid", c.next());
   setInt(p, attr::kRssi, c.nextInt());
-  c.skip(2);  // signal quality, external power supply
+  c.skip(2);                     // signal quality, external power supply
   if (c.peek(1).size() >= 12) {  // a BLE sensor: mac, temperature, humidity
     c.skip(1);
     setInt(p, "deviceTemp", c.nextInt());
@@ -738,7 +765,8 @@ Decoded decodeCan(const Message& m) {
   setInt(p, attr::kRpm, toInt(field(mask, 5)));  // rpm comes before speed on the wire
   setInt(p, attr::kObdSpeed, toInt(field(mask, 4)));
   setInt(p, attr::kCoolantTemp, toInt(field(mask, 6)));
-  if (auto v = field(mask, 7); startsWith(v, "L/H")) setDouble(p, "fuelConsumption", toDouble(v.substr(3)));
+  if (auto v = field(mask, 7); startsWith(v, "L/H"))
+    setDouble(p, "fuelConsumption", toDouble(v.substr(3)));
   if (auto v = field(mask, 8); v.size() > 1) setDouble(p, attr::kFuel, toDouble(v.substr(1)));
   setInt(p, "range", scaled(toInt(field(mask, 9)), 100));
   setInt(p, attr::kThrottle, toInt(field(mask, 10)));
@@ -749,8 +777,10 @@ Decoded decodeCan(const Message& m) {
     setDouble(p, "idleFuelConsumption", toDouble(stripPrefix(v, "L")));
   }
   setInt(p, "axleWeight", toInt(field(mask, 15)));
-  if (auto v = toHex(field(mask, 16))) p.set("tachographInfo", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
-  if (auto v = toHex(field(mask, 17))) p.set("indicators", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
+  if (auto v = toHex(field(mask, 16)))
+    p.set("tachographInfo", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
+  if (auto v = toHex(field(mask, 17)))
+    p.set("indicators", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
   if (auto v = toHex(field(mask, 18))) p.set("lights", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
   if (auto v = toHex(field(mask, 19))) p.set("doors", static_cast<std::int64_t>(*v & 0xFFFFFFFF));
   setDouble(p, "vehicleOverspeed", toDouble(field(mask, 20)));
@@ -763,7 +793,8 @@ Decoded decodeCan(const Message& m) {
   std::uint64_t ext = 0;
   if (auto v = field(mask, 29); !v.empty()) ext = toHex(v).value_or(0);
   if (auto v = field(ext, 0); !v.empty()) {
-    setDouble(p, "adBlueLevel", toDouble(startsWith(v, "L") || startsWith(v, "P") ? v.substr(1) : v));
+    setDouble(p, "adBlueLevel",
+              toDouble(startsWith(v, "L") || startsWith(v, "P") ? v.substr(1) : v));
   }
   setInt(p, "axleWeight1", toInt(field(ext, 1)));
   setInt(p, "axleWeight3", toInt(field(ext, 2)));
@@ -808,15 +839,15 @@ Decoded decodeCan(const Message& m) {
   field(ext, 30);  // tachograph information expand
   std::uint64_t can = 0;
   if (auto v = field(ext, 31); !v.empty()) can = toHex(v).value_or(0);
-  field(can, 0);  // retarder usage
-  field(can, 1);  // power mode
+  field(can, 0);                           // retarder usage
+  field(can, 1);                           // power mode
   if (model != "GV350CEU") field(can, 2);  // tachograph timestamp
   if (ceu) {
     for (unsigned b = 4; b <= 12; ++b) field(can, b);
-    field(can, 14);  // gross vehicle weight
+    field(can, 14);                    // gross vehicle weight
     if (bit(can, 15)) skipCounted(5);  // axle, wheel, pressure, temperature, status
     for (unsigned b = 16; b <= 19; ++b) field(can, b);
-    if (bit(can, 3)) skipMasked();  // e-genset data
+    if (bit(can, 3)) skipMasked();    // e-genset data
     if (bit(mask, 28)) skipMasked();  // electric vehicle data
   }
   if (model == "GV355CEU") {
@@ -851,28 +882,36 @@ Decoded decodeCan(const Message& m) {
 Decoded decodeObd(const Message& m) {
   if (!standardHead(m)) return std::nullopt;
   auto at = [&](std::size_t i) { return m.at(i); };
-  auto optDigits = [&](std::size_t i, std::size_t max) { return at(i).empty() || isDigits(at(i), 1, max); };
+  auto optDigits = [&](std::size_t i, std::size_t max) {
+    return at(i).empty() || isDigits(at(i), 1, max);
+  };
   std::string_view consumption = at(14);
-  bool consumptionOk = consumption.empty() || consumption == "Inf" || consumption == "NaN" ||
-                       hasShape(consumption, NumberShape{false, 1, 30, NumberShape::Dot::kOptional, 0, 30});
-  if (!(at(3).empty() || isVin(at(3))) || at(4).size() > 20 || !isOneOf01(at(5)) || !isHex(at(6), 1, 8) ||
-      !(at(7).empty() || isVin(at(7))) || !isOneOf01(at(8)) || !optDigits(9, 5) ||
-      !(at(10).empty() || isHex(at(10), 8, 8)) || !optDigits(11, 5) || !optDigits(12, 3) ||
-      !(at(13).empty() || hasShape(at(13), NumberShape{true, 1, 3})) || !consumptionOk ||
-      !optDigits(15, 5) || !optDigits(16, 5) || !(at(17).empty() || isOneOf01(at(17))) ||
-      !optDigits(18, 3) || !(at(19).empty() || isHex(at(19), 1, 200)) || !optDigits(20, 3) ||
-      !optDigits(21, 3) || !optDigits(22, 3)) {
+  bool consumptionOk =
+      consumption.empty() || consumption == "Inf" || consumption == "NaN" ||
+      hasShape(consumption, NumberShape{false, 1, 30, NumberShape::Dot::kOptional, 0, 30});
+  if (!(at(3).empty() || isVin(at(3))) || at(4).size() > 20 || !isOneOf01(at(5)) ||
+      !isHex(at(6), 1, 8) || !(at(7).empty() || isVin(at(7))) || !isOneOf01(at(8)) ||
+      !optDigits(9, 5) || !(at(10).empty() || isHex(at(10), 8, 8)) || !optDigits(11, 5) ||
+      !optDigits(12, 3) || !(at(13).empty() || hasShape(at(13), NumberShape{true, 1, 3})) ||
+      !consumptionOk || !optDigits(15, 5) || !optDigits(16, 5) ||
+      !(at(17).empty() || isOneOf01(at(17))) || !optDigits(18, 3) ||
+      !(at(19).empty() || isHex(at(19), 1, 200)) || !optDigits(20, 3) || !optDigits(21, 3) ||
+      !optDigits(22, 3)) {
     return std::nullopt;
   }
-  for (std::size_t protocolField = 1; protocolField != static_cast<std::size_t>(-1); --protocolField) {
+  for (std::size_t protocolField = 1; protocolField != static_cast<std::size_t>(-1);
+       --protocolField) {
     std::string_view proto = at(23);
-    if (protocolField == 1 && !(proto.size() == 1 && (std::isdigit(static_cast<unsigned char>(proto[0])) != 0 || proto[0] == 'A'))) {
+    if (protocolField == 1 &&
+        !(proto.size() == 1 &&
+          (std::isdigit(static_cast<unsigned char>(proto[0])) != 0 || proto[0] == 'A'))) {
       continue;
     }
     std::size_t odometerIndex = 23 + protocolField;
     if (!isDigits(at(odometerIndex), 1, 18)) continue;
     auto block = strictBlock(m.f, odometerIndex + 1);
-    if (!block || !emptyOr(at(block->next), shape::kMileage) || !endsAt(m, block->next + 1)) continue;
+    if (!block || !emptyOr(at(block->next), shape::kMileage) || !endsAt(m, block->next + 1))
+      continue;
     Position p = m.base();
     if (!applyStrictBlock(p, *block)) return std::nullopt;
     setInt(p, attr::kRpm, toInt(at(11)));
@@ -908,7 +947,8 @@ Decoded decodeSwitch(const Message& m) {
 
 // IDA: driver identification: <rfid>, location, <mileage>.
 Decoded decodeIda(const Message& m) {
-  if (!standardHead(m) || !m.at(4).empty() || m.at(5).empty() || !isOneOf01(m.at(6)) || m.at(7) != "1") {
+  if (!standardHead(m) || !m.at(4).empty() || m.at(5).empty() || !isOneOf01(m.at(6)) ||
+      m.at(7) != "1") {
     return std::nullopt;
   }
   auto block = strictBlock(m.f, 8);
@@ -916,8 +956,8 @@ Decoded decodeIda(const Message& m) {
   // <mileage>, four reserved empty fields, <send time>, <count>.
   std::size_t i = block->next;
   if (!hasShape(m.at(i), NumberShape{false, 1, 30, NumberShape::Dot::kRequired, 1, 1}) ||
-      !m.at(i + 1).empty() || !m.at(i + 2).empty() || !m.at(i + 3).empty() || !m.at(i + 4).empty() ||
-      !endsAt(m, i + 5)) {
+      !m.at(i + 1).empty() || !m.at(i + 2).empty() || !m.at(i + 3).empty() ||
+      !m.at(i + 4).empty() || !endsAt(m, i + 5)) {
     return std::nullopt;
   }
   Position p = m.base();
@@ -929,8 +969,8 @@ Decoded decodeIda(const Message& m) {
 
 // DAR: driver attention warning: <warning type>,<fatigue degree>,,, location.
 Decoded decodeDar(const Message& m) {
-  if (!standardHead(m) || !isDigits(m.at(4), 1, 1) || !isDigits(m.at(5), 1, 2) || !m.at(6).empty() ||
-      !m.at(7).empty()) {
+  if (!standardHead(m) || !isDigits(m.at(4), 1, 1) || !isDigits(m.at(5), 1, 2) ||
+      !m.at(6).empty() || !m.at(7).empty()) {
     return std::nullopt;
   }
   auto block = strictBlock(m.f, 8);
@@ -953,7 +993,8 @@ Decoded decodeAccessory(const Message& m, bool alarm) {
   if (!standardHead(m)) return std::nullopt;
   std::size_t i = 4;
   if (alarm) {
-    if (!isHex(m.at(4), 1, 16) || !isDigits(m.at(5), 1, 1) || !isDigits(m.at(6), 1, 1) || !isHex(m.at(7), 1, 16)) {
+    if (!isHex(m.at(4), 1, 16) || !isDigits(m.at(5), 1, 1) || !isDigits(m.at(6), 1, 1) ||
+        !isHex(m.at(7), 1, 16)) {
       return std::nullopt;
     }
     i = 8;
@@ -978,14 +1019,16 @@ Decoded decodeAccessory(const Message& m, bool alarm) {
       if (bit(*mask, 1)) setText(p, "accessoryMac", nextValue());
       if (bit(*mask, 2)) setInt(p, "accessoryStatus", toInt(nextValue()));
       if (bit(*mask, 3)) {
-        if (auto mv = toInt(nextValue())) p.set("accessoryVoltage", static_cast<double>(*mv) / 1000.0);
+        if (auto mv = toInt(nextValue()))
+          p.set("accessoryVoltage", static_cast<double>(*mv) / 1000.0);
       }
       if (bit(*mask, 4)) setInt(p, "accessoryTemp", toInt(nextValue()));
       if (bit(*mask, 5)) setInt(p, "accessoryHumidity", toInt(nextValue()));
     } else {
       if (bit(*mask, 1)) setText(p, "accessoryMac", nextValue());
       if (bit(*mask, 3)) {
-        if (auto mv = toInt(nextValue())) p.set("accessoryVoltage", static_cast<double>(*mv) / 1000.0);
+        if (auto mv = toInt(nextValue()))
+          p.set("accessoryVoltage", static_cast<double>(*mv) / 1000.0);
       }
     }
     return Positions{std::move(p)};
@@ -995,7 +1038,8 @@ Decoded decodeAccessory(const Message& m, bool alarm) {
 
 // LSA: light sensor: location, <ber>,<light level>,<battery %>,<mode>,<motion>,<temperature>.
 Decoded decodeLightSensor(const Message& m) {
-  if (!standardHead(m) || !isDigits(m.at(4), 1, 1) || !isDigits(m.at(5), 1, 1) || !isDigits(m.at(6), 1, 10)) {
+  if (!standardHead(m) || !isDigits(m.at(4), 1, 1) || !isDigits(m.at(5), 1, 1) ||
+      !isDigits(m.at(6), 1, 10)) {
     return std::nullopt;
   }
   auto block = strictBlock(m.f, 7);
@@ -1003,7 +1047,8 @@ Decoded decodeLightSensor(const Message& m) {
   std::size_t i = block->next;
   if (!isDigits(m.at(i), 1, 10) || !isDigits(m.at(i + 1), 1, 1) || !isDigits(m.at(i + 2), 1, 3) ||
       !isOneOf01(m.at(i + 3)) || !(m.at(i + 4).empty() || isOneOf01(m.at(i + 4))) ||
-      !emptyOr(m.at(i + 5), NumberShape{true, 1, 10, NumberShape::Dot::kRequired, 1, 1}) || !endsAt(m, i + 6)) {
+      !emptyOr(m.at(i + 5), NumberShape{true, 1, 10, NumberShape::Dot::kRequired, 1, 1}) ||
+      !endsAt(m, i + 6)) {
     return std::nullopt;
   }
   Position p = m.base();
@@ -1057,12 +1102,12 @@ Decoded decodeVersion(const Message& m) {
 Decoded decodeWifi(const Message& m) {
   if (!standardHead(m) || !isDigits(m.at(4), 1, 3)) return std::nullopt;
   std::size_t i = 5;
-  while (isHex(m.at(i), 12, 12) && hasShape(m.at(i + 1), NumberShape{true, 1, 10}) && m.at(i + 2).empty() &&
-         m.at(i + 3).empty() && m.at(i + 4).empty()) {
+  while (isHex(m.at(i), 12, 12) && hasShape(m.at(i + 1), NumberShape{true, 1, 10}) &&
+         m.at(i + 2).empty() && m.at(i + 3).empty() && m.at(i + 4).empty()) {
     i += 5;
   }
-  if (i == 5 || !m.at(i).empty() || !m.at(i + 1).empty() || !m.at(i + 2).empty() || !m.at(i + 3).empty() ||
-      !isDigits(m.at(i + 4), 1, 3) || !endsAt(m, i + 5)) {
+  if (i == 5 || !m.at(i).empty() || !m.at(i + 1).empty() || !m.at(i + 2).empty() ||
+      !m.at(i + 3).empty() || !isDigits(m.at(i + 4), 1, 3) || !endsAt(m, i + 5)) {
     return std::nullopt;
   }
   Position p = m.base();
@@ -1085,8 +1130,9 @@ Decoded decodeCells(const Message& m) {
 
 // DTT: transparent data (hex); a fuel sensor's "COMB,<id>,<fuel>,..." line gives the fuel.
 Decoded decodeTransparent(const Message& m) {
-  if (!standardHead(m) || m.size() != 11 || !m.at(4).empty() || !m.at(5).empty() || !isDigits(m.at(6), 1, 1) ||
-      !isDigits(m.at(7), 1, 10) || !isHex(m.at(8), 1, 100000) || !endsAt(m, 9)) {
+  if (!standardHead(m) || m.size() != 11 || !m.at(4).empty() || !m.at(5).empty() ||
+      !isDigits(m.at(6), 1, 1) || !isDigits(m.at(7), 1, 10) || !isHex(m.at(8), 1, 100000) ||
+      !endsAt(m, 9)) {
     return std::nullopt;
   }
   auto data = fromHex(m.at(8));
@@ -1118,7 +1164,9 @@ Decoded decodeLbs(const Message& m) {
 // Generic reader for every other event (SOS, SPD, STT, BPL, ...) and for layouts the readers
 // above do not recognise: finds a location block by its two 6-decimal coordinates.
 
-bool isCoordinate(std::string_view s) { return hasShape(s, NumberShape{true, 1, 3, NumberShape::Dot::kRequired, 6, 6}); }
+bool isCoordinate(std::string_view s) {
+  return hasShape(s, NumberShape{true, 1, 3, NumberShape::Dot::kRequired, 6, 6});
+}
 
 std::optional<Position> decodeGeneric(const Message& m) {
   const Fields& f = m.f;
@@ -1170,7 +1218,8 @@ std::optional<Position> decodeGeneric(const Message& m) {
   // A cell tower <mcc>,<mnc>,<lac>,<cell id> counts as content even without a fix.
   bool cell = false;
   for (std::size_t i = 2; i + 3 < n && !cell; ++i) {
-    cell = isDigits(f[i], 4, 4) && isDigits(f[i + 1], 4, 4) && isHex(f[i + 2], 4, 4) && isHex(f[i + 3], 4, 8);
+    cell = isDigits(f[i], 4, 4) && isDigits(f[i + 1], 4, 4) && isHex(f[i + 2], 4, 4) &&
+           isHex(f[i + 3], 4, 8);
   }
   if (located && n >= 3 && isDigits(f[n - 3], 1, 3) && isDigits(f[n - 2], 14, 14)) {
     setInt(p, attr::kBatteryLevel, toInt(f[n - 3]));
@@ -1227,12 +1276,14 @@ std::string textDeviceId(const Fields& f) {
 }  // namespace
 
 std::string deviceModel(const SessionState& session, std::string_view protocolVersion) {
-  if (const std::string* declared = session.getExtra("model"); declared != nullptr && !declared->empty()) {
+  if (const std::string* declared = session.getExtra("model");
+      declared != nullptr && !declared->empty()) {
     std::string upper = *declared;
     for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     return upper;
   }
-  std::string_view prefix = protocolVersion.size() > 6 ? protocolVersion.substr(0, 6) : protocolVersion.substr(0, 2);
+  std::string_view prefix =
+      protocolVersion.size() > 6 ? protocolVersion.substr(0, 6) : protocolVersion.substr(0, 2);
   for (const auto& entry : kModels) {
     if (entry.prefix == prefix) return std::string(entry.model);
   }

@@ -28,7 +28,9 @@ constexpr std::size_t kLoginMaxLength = 30;  // a short sentence with "imei:" is
 constexpr std::int64_t kMicros = 1'000'000;
 constexpr std::int64_t kMsPerHour = 3'600'000;
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool allDigits(std::string_view s) {
   if (s.empty()) return false;
@@ -38,7 +40,9 @@ bool allDigits(std::string_view s) {
   return true;
 }
 
-bool isDelimiter(char c) { return c == ';' || c == '*' || c == '\n'; }
+bool isDelimiter(char c) {
+  return c == ';' || c == '*' || c == '\n';
+}
 
 // Integer with an optional sign; nullopt for anything else (empty, letters, overflow).
 std::optional<std::int64_t> parseInt(std::string_view s) {
@@ -99,7 +103,9 @@ std::vector<std::string_view> splitFields(std::string_view s, char separator) {
 class Fields {
  public:
   explicit Fields(std::string_view s) : items_(splitFields(s, ',')) {}
-  std::string_view at(std::size_t i) const { return i < items_.size() ? items_[i] : std::string_view(); }
+  std::string_view at(std::size_t i) const {
+    return i < items_.size() ? items_[i] : std::string_view();
+  }
   std::size_t size() const { return items_.size(); }
 
  private:
@@ -206,12 +212,10 @@ std::string_view alarmFor(std::string_view keyword) {
     std::string_view keyword, alarm;
   };
   static constexpr Entry kAlarms[] = {
-      {"help me", "sos"},          {"low battery", "lowBattery"},
-      {"stockade", "geofence"},    {"move", "movement"},
-      {"speed", "overspeed"},      {"door alarm", "door"},
-      {"ac alarm", "powerCut"},    {"accident alarm", "accident"},
-      {"sensor alarm", "vibration"}, {"bonnet alarm", "bonnet"},
-      {"footbrake alarm", "footBrake"}, {"DTC", "fault"},
+      {"help me", "sos"},         {"low battery", "lowBattery"},    {"stockade", "geofence"},
+      {"move", "movement"},       {"speed", "overspeed"},           {"door alarm", "door"},
+      {"ac alarm", "powerCut"},   {"accident alarm", "accident"},   {"sensor alarm", "vibration"},
+      {"bonnet alarm", "bonnet"}, {"footbrake alarm", "footBrake"}, {"DTC", "fault"},
   };
   for (const auto& entry : kAlarms) {
     if (entry.keyword == keyword) return entry.alarm;
@@ -219,7 +223,9 @@ std::string_view alarmFor(std::string_view keyword) {
   return {};
 }
 
-std::int64_t minutesToMicros(std::int64_t minutes) { return minutes * 60 * kMicros; }
+std::int64_t minutesToMicros(std::int64_t minutes) {
+  return minutes * 60 * kMicros;
+}
 
 // A time read in the device's local clock, shifted by the offset learnt on this session (UTC
 // until one is learnt, as Traccar's default decoder time zone).
@@ -454,8 +460,7 @@ void Gps103Codec::decodeRegular(const Fields& f, const std::string& imei, Sessio
                            utc->second, utc->millis);
     if (t) p.deviceTimeUs = *t - minutesToMicros(delta);
     // Time zones are whole quarter hours; the two clocks can differ by a minute.
-    session.timeZoneOffsetSeconds =
-        static_cast<std::int32_t>(std::lround(delta / 15.0) * 15 * 60);
+    session.timeZoneOffsetSeconds = static_cast<std::int32_t>(std::lround(delta / 15.0) * 15 * 60);
   } else if (local) {
     auto t = civilToMicros(local->year, local->month, local->day, local->hour, local->minute,
                            local->second);
@@ -636,6 +641,8 @@ std::optional<std::string> Gps103Codec::encodeCommand(const Command& command,
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createGps103Codec() { return std::make_unique<Gps103Codec>(); }
+std::unique_ptr<ProtocolCodec> createGps103Codec() {
+  return std::make_unique<Gps103Codec>();
+}
 
 }  // namespace tern::codec::trackers

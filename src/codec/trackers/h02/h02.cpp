@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <initializer_list>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,9 +24,9 @@ namespace tern::codec::trackers {
 namespace {
 
 constexpr std::string_view kProtocolName = "h02";
-constexpr std::size_t kShortBinary = 32;  // '$' with a 5-byte id; every 'X' frame
+constexpr std::size_t kShortBinary = 32;   // '$' with a 5-byte id; every 'X' frame
 constexpr std::size_t kLongIdBinary = 42;  // '$' with an 8-byte IMEI id
-constexpr std::size_t kMaxBinary = 64;  // longer than any '$' variant seen
+constexpr std::size_t kMaxBinary = 64;     // longer than any '$' variant seen
 constexpr std::size_t kDefaultMaxFrame = 8 * 1024;
 // '$' sizes seen from devices (5-byte id, 8-byte id); see splitBinary.
 constexpr std::array<std::size_t, 4> kKnownShortIdSizes = {32, 45, 46, 48};
@@ -36,14 +36,24 @@ using Fields = std::vector<std::string_view>;
 
 // ---- small text helpers -------------------------------------------------------------------
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 bool isHexDigit(char c) {
   return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-bool isAlnum(char c) { return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool allDigits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isDigit); }
-bool allHex(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isHexDigit); }
-bool sixDigits(std::string_view s) { return s.size() == 6 && allDigits(s); }
+bool isAlnum(char c) {
+  return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool allDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isDigit);
+}
+bool allHex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isHexDigit);
+}
+bool sixDigits(std::string_view s) {
+  return s.size() == 6 && allDigits(s);
+}
 bool signedDigits(std::string_view s) {
   if (!s.empty() && s[0] == '-') s.remove_prefix(1);
   return allDigits(s);
@@ -169,7 +179,9 @@ std::string yyyyMMddHHmmss(std::int64_t micros) {
 
 // ---- binary frame shape ---------------------------------------------------------------------
 
-std::uint8_t byteAt(std::string_view s, std::size_t i) { return static_cast<std::uint8_t>(s[i]); }
+std::uint8_t byteAt(std::string_view s, std::size_t i) {
+  return static_cast<std::uint8_t>(s[i]);
+}
 
 enum class Fit : std::uint8_t { kNo, kMaybe, kYes };
 
@@ -199,7 +211,9 @@ Fit checkCore(std::string_view b, std::size_t at, std::size_t idLen) {
   return Fit::kYes;
 }
 
-bool isMarker(char c) { return c == '*' || c == '$' || c == 'X'; }
+bool isMarker(char c) {
+  return c == '*' || c == '$' || c == 'X';
+}
 
 // Whether a frame could start at `at`.
 Fit startFit(std::string_view b, std::size_t at) {
@@ -292,9 +306,8 @@ std::optional<std::int64_t> binaryBatteryLevel(unsigned value) {
 // ---- binary '$' frame -----------------------------------------------------------------------
 
 void decodeBinary(std::string_view frame, Context& ctx) {
-  const bool longId =
-      frame.size() == kLongIdBinary ||
-      (checkCore(frame, 0, 5) != Fit::kYes && checkCore(frame, 0, 8) == Fit::kYes);
+  const bool longId = frame.size() == kLongIdBinary ||
+                      (checkCore(frame, 0, 5) != Fit::kYes && checkCore(frame, 0, 8) == Fit::kYes);
   ByteReader r(frame);
   r.skip(1);
   std::string id = longId ? toHex(r.bytes(8)).substr(0, 15) : toHex(r.bytes(5));
@@ -374,20 +387,21 @@ std::optional<double> textCoordinate(std::string_view v) {
   if (v.size() < 7 || !allDigits(v)) return std::nullopt;
   auto d = toInt(v.substr(0, v.size() - 6));
   if (!d) return std::nullopt;
-  double minutes = twoDigits(v, v.size() - 6) +
-                   static_cast<double>(*toInt(v.substr(v.size() - 4))) / 10000.0;
+  double minutes =
+      twoDigits(v, v.size() - 6) + static_cast<double>(*toInt(v.substr(v.size() - 4))) / 10000.0;
   return static_cast<double>(*d) + minutes / 60;
 }
 
 // The general text position ("V1", "V4" answers and the other "V…" variants):
 //   *XX,<id>,{V4,<answer…>|V…},[hhmmss],[A|V|B|coding],<lat>,N|S,<lon>,E|W,<speed>,[course],
-//     [battery,][ddmmyy][,sim,sim,sim][,<status 8 hex>[,odometer,temp,fuel,altitude,lac,cid|,data…]]#
+//     [battery,][ddmmyy][,sim,sim,sim][,<status 8
+//     hex>[,odometer,temp,fuel,altitude,lac,cid|,data…]]#
 // Optional parts are tried in the order a device most likely means them; where that differs
 // from Traccar's pattern (date before battery, status before SIM fields) Traccar loses the date
 // or the status of the frame.
 struct TextFix {
   std::size_t answerFrom = 0, answerTo = 0;  // answer fields [from, to) of a V4 frame
-  std::string_view type;  // "V1", "V8", …; empty for a V4 answer
+  std::string_view type;                     // "V1", "V8", …; empty for a V4 answer
   std::string_view time, validity, date;
   bool coding = false;  // a coding-scheme number instead of A/V: a valid fix
   double latitude = 0, longitude = 0, speedKnots = 0, course = 0;
@@ -700,9 +714,8 @@ void decodeVp1(const Fields& f, Context& ctx) {
   }
   if ((f[3] != "A" && f[3] != "B") || n < 11) return;
   if (f[4].find('.') == std::string_view::npos || f[6].find('.') == std::string_view::npos ||
-      (f[5] != "N" && f[5] != "S") || (f[7] != "E" && f[7] != "W") ||
-      !decimalWithPoint(f[8]) || !decimalWithPoint(f[9]) || f[10].size() < 6 ||
-      !allDigits(f[10].substr(0, 6))) {
+      (f[5] != "N" && f[5] != "S") || (f[7] != "E" && f[7] != "W") || !decimalWithPoint(f[8]) ||
+      !decimalWithPoint(f[9]) || f[10].size() < 6 || !allDigits(f[10].substr(0, 6))) {
     return;
   }
   double lat = 0;
@@ -920,7 +933,9 @@ class H02Codec final : public ProtocolCodec {
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createH02Codec() { return std::make_unique<H02Codec>(0); }
+std::unique_ptr<ProtocolCodec> createH02Codec() {
+  return std::make_unique<H02Codec>(0);
+}
 
 std::unique_ptr<ProtocolCodec> createH02CodecWithLength(std::size_t binaryLength) {
   return std::make_unique<H02Codec>(binaryLength);

@@ -30,7 +30,9 @@ constexpr std::size_t kCccHeaderSize = 8;
 constexpr std::int64_t kMicros = 1'000'000;
 constexpr std::int64_t kEpoch2000 = 946'684'800;  // 2000-01-01 in Unix seconds
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -39,8 +41,12 @@ int hexValue(char c) {
   return -1;
 }
 
-bool isHex(char c) { return hexValue(c) >= 0; }
-bool isPrintable(char c) { return c >= 0x20 && c <= 0x7e; }
+bool isHex(char c) {
+  return hexValue(c) >= 0;
+}
+bool isPrintable(char c) {
+  return c >= 0x20 && c <= 0x7e;
+}
 
 bool allDigits(std::string_view s) {
   if (s.empty()) return false;
@@ -137,23 +143,39 @@ std::string buildMessage(char flag, std::string_view imei, std::string_view cont
 // Event code → Traccar alarm name, or empty.
 std::string_view alarmFor(std::int64_t event) {
   switch (event) {
-    case 1: return "sos";
-    case 17: return "lowBattery";
-    case 18: return "lowPower";
-    case 19: return "overspeed";
-    case 20: return "geofenceEnter";
-    case 21: return "geofenceExit";
-    case 22: return "powerRestored";
-    case 23: return "powerCut";
-    case 36: return "tow";
-    case 44: return "jamming";
-    case 78: return "accident";
+    case 1:
+      return "sos";
+    case 17:
+      return "lowBattery";
+    case 18:
+      return "lowPower";
+    case 19:
+      return "overspeed";
+    case 20:
+      return "geofenceEnter";
+    case 21:
+      return "geofenceExit";
+    case 22:
+      return "powerRestored";
+    case 23:
+      return "powerCut";
+    case 36:
+      return "tow";
+    case 44:
+      return "jamming";
+    case 78:
+      return "accident";
     case 90:
-    case 91: return "hardCornering";
-    case 129: return "hardBraking";
-    case 130: return "hardAcceleration";
-    case 135: return "fatigueDriving";
-    default: return {};
+    case 91:
+      return "hardCornering";
+    case 129:
+      return "hardBraking";
+    case 130:
+      return "hardAcceleration";
+    case 135:
+      return "fatigueDriving";
+    default:
+      return {};
   }
 }
 
@@ -413,9 +435,7 @@ std::optional<Position> MeitrackCodec::decodeText(const Header& h, const Session
       !allDigits(stamp) || (validity != "A" && validity != "V")) {
     return std::nullopt;
   }
-  auto two = [&](std::size_t pos) {
-    return (stamp[pos] - '0') * 10 + (stamp[pos + 1] - '0');
-  };
+  auto two = [&](std::size_t pos) { return (stamp[pos] - '0') * 10 + (stamp[pos + 1] - '0'); };
   auto time = civilToMicros(2000 + two(0), two(2), two(4), two(6), two(8), two(10));
   if (!time || !inRange(*latitude, *longitude)) return std::nullopt;
 
@@ -427,7 +447,8 @@ std::optional<Position> MeitrackCodec::decodeText(const Header& h, const Session
   p.set(attr::kEvent, *event);
   if (auto alarm = alarmFor(*event); !alarm.empty()) p.addAlarm(alarm);
 
-  if (auto sats = parseInt(at(v, i + 5)); sats && *sats < 1000) p.satellites = static_cast<int>(*sats);
+  if (auto sats = parseInt(at(v, i + 5)); sats && *sats < 1000)
+    p.satellites = static_cast<int>(*sats);
   if (auto rssi = parseInt(at(v, i + 6))) p.set(attr::kRssi, *rssi);
   if (auto speed = parseDecimal(at(v, i + 7)); speed && *speed >= 0) p.speedKmh = *speed;
   if (auto course = parseDecimal(at(v, i + 8)); course && *course >= 0 && *course <= 360) {
@@ -500,7 +521,8 @@ std::optional<Position> MeitrackCodec::decodeText(const Header& h, const Session
     auto whole = parseHex(fuel.substr(0, 2));
     auto hundredths = parseHex(fuel.substr(2, 2));
     if (whole && hundredths) {
-      p.set(attr::kFuelLevel, static_cast<double>(*whole) + static_cast<double>(*hundredths) * 0.01);
+      p.set(attr::kFuelLevel,
+            static_cast<double>(*whole) + static_cast<double>(*hundredths) * 0.01);
     }
   }
   std::string_view temps = at(v, i + 20);
@@ -617,18 +639,35 @@ void decodeCceRecord(ByteReader& r, Position& p) {
         p.set(attr::kEvent, value);
         if (auto alarm = alarmFor(value); !alarm.empty()) p.addAlarm(alarm);
         break;
-      case 0x05: p.valid = value > 0; break;
-      case 0x06: p.satellites = static_cast<int>(value); break;
-      case 0x07: p.set(attr::kRssi, value); break;
-      case 0x14: p.set(attr::kOutput, value); break;
-      case 0x15: p.set(attr::kInput, value); break;
+      case 0x05:
+        p.valid = value > 0;
+        break;
+      case 0x06:
+        p.satellites = static_cast<int>(value);
+        break;
+      case 0x07:
+        p.set(attr::kRssi, value);
+        break;
+      case 0x14:
+        p.set(attr::kOutput, value);
+        break;
+      case 0x15:
+        p.set(attr::kInput, value);
+        break;
       case 0x47:
         if (value > 0) p.set("lock", value == 2);
         break;
-      case 0x97: p.set(attr::kThrottle, value); break;
-      case 0x9D: p.set(attr::kFuelLevel, value); break;
-      case 0xFE69: p.set(attr::kBatteryLevel, value); break;
-      default: break;
+      case 0x97:
+        p.set(attr::kThrottle, value);
+        break;
+      case 0x9D:
+        p.set(attr::kFuelLevel, value);
+        break;
+      case 0xFE69:
+        p.set(attr::kBatteryLevel, value);
+        break;
+      default:
+        break;
     }
   }
   count = r.u8();
@@ -637,29 +676,58 @@ void decodeCceRecord(ByteReader& r, Position& p) {
     std::uint16_t raw = r.u16le();
     std::int64_t value = raw;
     switch (id) {
-      case 0x08: p.speedKmh = raw; break;
+      case 0x08:
+        p.speedKmh = raw;
+        break;
       case 0x09:
         if (raw <= 360) p.course = raw;
         break;
-      case 0x0A: p.hdop = raw * 0.1; break;
-      case 0x0B: p.altitude = static_cast<std::int16_t>(raw); break;
-      case 0x16: p.set("adc1", raw * 0.01); break;
-      case 0x17: p.set("adc2", raw * 0.01); break;
-      case 0x19: p.set(attr::kBattery, raw * 0.01); break;
-      case 0x1A: p.set(attr::kPower, raw * 0.01); break;
-      case 0x29: p.set(attr::kFuelLevel, raw * 0.01); break;
+      case 0x0A:
+        p.hdop = raw * 0.1;
+        break;
+      case 0x0B:
+        p.altitude = static_cast<std::int16_t>(raw);
+        break;
+      case 0x16:
+        p.set("adc1", raw * 0.01);
+        break;
+      case 0x17:
+        p.set("adc2", raw * 0.01);
+        break;
+      case 0x19:
+        p.set(attr::kBattery, raw * 0.01);
+        break;
+      case 0x1A:
+        p.set(attr::kPower, raw * 0.01);
+        break;
+      case 0x29:
+        p.set(attr::kFuelLevel, raw * 0.01);
+        break;
       case 0x40:
         p.set(attr::kEvent, value);
         if (auto alarm = alarmFor(value); !alarm.empty()) p.addAlarm(alarm);
         break;
       case 0x91:
-      case 0x92: p.set(attr::kObdSpeed, value); break;
-      case 0x98: p.set("fuelUsed", value); break;
-      case 0x99: p.set(attr::kRpm, value); break;
-      case 0x9C: p.set(attr::kCoolantTemp, value); break;
-      case 0x9F: p.set("temp1", value); break;
-      case 0xC9: p.set("fuelConsumption", value); break;
-      default: break;
+      case 0x92:
+        p.set(attr::kObdSpeed, value);
+        break;
+      case 0x98:
+        p.set("fuelUsed", value);
+        break;
+      case 0x99:
+        p.set(attr::kRpm, value);
+        break;
+      case 0x9C:
+        p.set(attr::kCoolantTemp, value);
+        break;
+      case 0x9F:
+        p.set("temp1", value);
+        break;
+      case 0xC9:
+        p.set("fuelConsumption", value);
+        break;
+      default:
+        break;
     }
   }
   count = r.u8();
@@ -668,17 +736,38 @@ void decodeCceRecord(ByteReader& r, Position& p) {
     std::uint32_t raw = r.u32le();
     std::int64_t value = raw;
     switch (id) {
-      case 0x02: latitude = static_cast<std::int32_t>(raw) * 1e-6; break;
-      case 0x03: longitude = static_cast<std::int32_t>(raw) * 1e-6; break;
-      case 0x04: p.deviceTimeUs = (kEpoch2000 + value) * kMicros; break;
-      case 0x0C: p.set(attr::kOdometer, value); break;
-      case 0x0D: p.set("runtime", value); break;
-      case 0x25: p.set("driverUniqueId", std::to_string(raw)); break;
-      case 0x9B: p.set("obdOdometer", value); break;
-      case 0xA0: p.set("fuelUsed", raw * 0.001); break;
-      case 0xA2: p.set("fuelConsumption", raw * 0.01); break;
-      case 0xFEF4: p.set(attr::kHours, value * 60'000); break;  // minutes → ms
-      default: break;
+      case 0x02:
+        latitude = static_cast<std::int32_t>(raw) * 1e-6;
+        break;
+      case 0x03:
+        longitude = static_cast<std::int32_t>(raw) * 1e-6;
+        break;
+      case 0x04:
+        p.deviceTimeUs = (kEpoch2000 + value) * kMicros;
+        break;
+      case 0x0C:
+        p.set(attr::kOdometer, value);
+        break;
+      case 0x0D:
+        p.set("runtime", value);
+        break;
+      case 0x25:
+        p.set("driverUniqueId", std::to_string(raw));
+        break;
+      case 0x9B:
+        p.set("obdOdometer", value);
+        break;
+      case 0xA0:
+        p.set("fuelUsed", raw * 0.001);
+        break;
+      case 0xA2:
+        p.set("fuelConsumption", raw * 0.01);
+        break;
+      case 0xFEF4:
+        p.set(attr::kHours, value * 60'000);
+        break;  // minutes → ms
+      default:
+        break;
     }
   }
   count = r.u8();
@@ -789,6 +878,8 @@ std::optional<std::string> MeitrackCodec::encodeCommand(const Command& command,
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createMeitrackCodec() { return std::make_unique<MeitrackCodec>(); }
+std::unique_ptr<ProtocolCodec> createMeitrackCodec() {
+  return std::make_unique<MeitrackCodec>();
+}
 
 }  // namespace tern::codec::trackers

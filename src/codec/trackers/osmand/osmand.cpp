@@ -21,9 +21,11 @@ constexpr std::int64_t kMicros = 1'000'000;
 // Traccar's rule: a number below 2^31 is seconds, anything larger milliseconds.
 constexpr std::int64_t kSecondsLimit = 2'147'483'647;
 constexpr std::int64_t kMaxEpochMs = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
-constexpr std::size_t kMaxTextAttribute = 256;  // longer free text is not stored
+constexpr std::size_t kMaxTextAttribute = 256;             // longer free text is not stored
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool allDigits(std::string_view s) {
   if (s.empty()) return false;
@@ -152,9 +154,13 @@ std::optional<std::int64_t> parseTimestamp(std::string_view s) {
   return static_cast<std::int64_t>(std::llround(*seconds * static_cast<double>(kMicros)));
 }
 
-OsmandResult fail(std::string error) { return {std::nullopt, std::move(error)}; }
+OsmandResult fail(std::string error) {
+  return {std::nullopt, std::move(error)};
+}
 
-std::string invalid(std::string_view key) { return "invalid parameter '" + std::string(key) + "'"; }
+std::string invalid(std::string_view key) {
+  return "invalid parameter '" + std::string(key) + "'";
+}
 
 }  // namespace
 

@@ -18,7 +18,7 @@ namespace {
 // Kept equal to the registry's maxFrameSize for "ruptela" (a test checks it).
 constexpr std::size_t kMaxFrameSize = 64 * 1024;
 constexpr std::size_t kHeaderSize = 2 + 8 + 1;  // LEN, IMEI, CMD
-constexpr std::size_t kMinLength = 8 + 1;  // LEN covers at least the IMEI and the command
+constexpr std::size_t kMinLength = 8 + 1;       // LEN covers at least the IMEI and the command
 // IMEIs have 15 digits, so the uint64 is below 10^15 < 2^50: its top six bits are clear.
 constexpr std::uint8_t kImeiHighMask = 0xFC;
 
@@ -287,6 +287,8 @@ std::optional<std::string> RuptelaCodec::encodeCommand(const Command& command,
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createRuptelaCodec() { return std::make_unique<RuptelaCodec>(); }
+std::unique_ptr<ProtocolCodec> createRuptelaCodec() {
+  return std::make_unique<RuptelaCodec>();
+}
 
 }  // namespace tern::codec::trackers

@@ -26,7 +26,9 @@ std::int64_t signedValue(std::string_view v) {
   return static_cast<std::int64_t>(x);  // modular since C++20
 }
 
-std::int64_t asInt(std::string_view v) { return static_cast<std::int64_t>(unsignedValue(v)); }
+std::int64_t asInt(std::string_view v) {
+  return static_cast<std::int64_t>(unsignedValue(v));
+}
 
 // v × factor when it fits in int64 (8-byte values can be anything on a broken packet).
 std::optional<std::int64_t> multiplied(std::string_view v, std::uint64_t factor) {
@@ -43,7 +45,9 @@ double scaled(std::string_view v, double scale) {
 // private key until the record is complete.
 constexpr std::string_view kHalfPrefix = "_driverHalf";
 
-std::string halfKey(unsigned id) { return std::string(kHalfPrefix) + std::to_string(id); }
+std::string halfKey(unsigned id) {
+  return std::string(kHalfPrefix) + std::to_string(id);
+}
 
 // Takes a parked half out of the attributes.
 std::optional<std::string> takeHalf(Position& p, unsigned id) {

@@ -46,7 +46,9 @@ bool knownCodec(std::uint8_t codec) {
          codec == kCodec13 || codec == kCodec14 || codec == kCodec16;
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Where the next frame could start: a 0x00 (IMEI or AVL packet) or a 0xFF ping.
 std::size_t nextCandidate(std::string_view buffer) {
@@ -59,7 +61,8 @@ std::size_t nextCandidate(std::string_view buffer) {
 
 std::string u32be(std::uint32_t v) {
   std::string out(4, '\0');
-  for (int i = 0; i < 4; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(v >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    out[static_cast<std::size_t>(i)] = static_cast<char>(v >> (24 - 8 * i));
   return out;
 }
 
@@ -408,8 +411,8 @@ bool TeltonikaCodec::decodeGh3000Record(ByteReader& r, Position& p) {
   return p.hasLocation || !p.attributes.empty();
 }
 
-TeltonikaCodec::Serial TeltonikaCodec::decodeSerial(ByteReader& r, std::uint8_t codec,
-                                                    Position& p, DecodeResult& result) {
+TeltonikaCodec::Serial TeltonikaCodec::decodeSerial(ByteReader& r, std::uint8_t codec, Position& p,
+                                                    DecodeResult& result) {
   std::uint8_t type = r.u8();
   if (codec == kCodec12 && type == kSerialPhoto && !r.failed()) {
     // Camera chunks: Tern has nowhere to keep images, so the photo flow is not driven.
@@ -493,6 +496,8 @@ std::optional<std::string> TeltonikaCodec::encodeCommand(const Command& command,
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createTeltonikaCodec() { return std::make_unique<TeltonikaCodec>(); }
+std::unique_ptr<ProtocolCodec> createTeltonikaCodec() {
+  return std::make_unique<TeltonikaCodec>();
+}
 
 }  // namespace tern::codec::trackers

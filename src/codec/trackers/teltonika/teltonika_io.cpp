@@ -24,7 +24,9 @@ std::int64_t signedValue(std::string_view v) {
   return static_cast<std::int64_t>(x);  // modular since C++20
 }
 
-std::int64_t asInt(std::string_view v) { return static_cast<std::int64_t>(unsignedValue(v)); }
+std::int64_t asInt(std::string_view v) {
+  return static_cast<std::int64_t>(unsignedValue(v));
+}
 
 // Sets `key` to the unsigned value scaled (volts from mV and the like).
 void setScaled(Position& p, std::string_view key, std::string_view v, double scale) {
@@ -72,7 +74,8 @@ bool decodeCommon(Position& p, unsigned id, std::string_view v) {
     case 78: {
       // iButton: the key's 64-bit serial, sent little-endian; 0 means no key present.
       std::uint64_t key = 0;
-      for (std::size_t i = v.size(); i > 0; --i) key = (key << 8) | static_cast<std::uint8_t>(v[i - 1]);
+      for (std::size_t i = v.size(); i > 0; --i)
+        key = (key << 8) | static_cast<std::uint8_t>(v[i - 1]);
       if (key != 0) {
         char text[17];
         std::snprintf(text, sizeof text, "%016" PRIX64, key);

@@ -32,14 +32,24 @@ using Fields = std::vector<std::string_view>;
 
 // ---- small text helpers -------------------------------------------------------------------
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool isUpper(char c) {
+  return c >= 'A' && c <= 'Z';
+}
 bool isHexDigit(char c) {
   return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-bool allDigits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isDigit); }
-bool allHex(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isHexDigit); }
-bool sixDigits(std::string_view s) { return s.size() >= 6 && allDigits(s.substr(0, 6)); }
+bool allDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isDigit);
+}
+bool allHex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isHexDigit);
+}
+bool sixDigits(std::string_view s) {
+  return s.size() >= 6 && allDigits(s.substr(0, 6));
+}
 
 // Joins pieces (plain appends: GCC 12 warns falsely on chains of string operator+).
 std::string concat(std::initializer_list<std::string_view> parts) {
@@ -160,8 +170,7 @@ void applyCommand(Position& p, std::string_view command, std::string_view data) 
       {{"ZC27", "DW40", "DW60"}, "lowPower", false},
   };
   for (const Event& e : kEvents) {
-    if (std::find(std::begin(e.commands), std::end(e.commands), command) !=
-        std::end(e.commands)) {
+    if (std::find(std::begin(e.commands), std::end(e.commands), command) != std::end(e.commands)) {
       if (e.alarm != nullptr) {
         p.addAlarm(e.alarm);
       } else {
@@ -172,15 +181,15 @@ void applyCommand(Position& p, std::string_view command, std::string_view data) 
   }
   if (command == "BO01") {
     // The first data digit.
-    static constexpr const char* kAlarms[] = {nullptr,    "accident",  "sos",        "vibration",
+    static constexpr const char* kAlarms[] = {nullptr,    "accident",  "sos",         "vibration",
                                               "lowspeed", "overspeed", "geofenceExit"};
     if (!data.empty() && data[0] >= '1' && data[0] <= '6') p.addAlarm(kAlarms[data[0] - '0']);
   } else if (command == "BQ81") {
     // ",ALARM,<type>,…" or the type alone.
     std::size_t at = data.find("ALARM,");
     char type = at != std::string_view::npos && at + 6 < data.size() ? data[at + 6]
-                : !data.empty() && isDigit(data.back()) ? data.back()
-                                                        : '?';
+                : !data.empty() && isDigit(data.back())              ? data.back()
+                                                                     : '?';
     static constexpr const char* kAlarms[] = {"lowBattery",       "overspeed",   "idle",
                                               "hardAcceleration", "hardBraking", "temperature"};
     if (type >= '0' && type <= '5') p.addAlarm(kAlarms[type - '0']);
@@ -283,8 +292,7 @@ class BodyMatcher {
       std::size_t q = p + len;
       std::size_t r = q;
       while (r < s_.size() && isDigit(s_[r])) ++r;
-      if ((r < s_.size() && s_[r] == ',' && timeAndCourse(r + 1, out)) ||
-          timeAndCourse(q, out)) {
+      if ((r < s_.size() && s_[r] == ',' && timeAndCourse(r + 1, out)) || timeAndCourse(q, out)) {
         out.speed = toNumber(speed).value_or(0);
         return true;
       }
@@ -312,8 +320,8 @@ class BodyMatcher {
     std::size_t fraction = p;
     while (p < s_.size() && isDigit(s_[p])) ++p;
     if (p == fraction || p >= s_.size() || (s_[p] != positive && s_[p] != negative)) return false;
-    auto degrees = dot - whole > 2 ? toInt(s_.substr(whole, dot - whole - 2))
-                                   : std::optional<std::int64_t>(0);
+    auto degrees =
+        dot - whole > 2 ? toInt(s_.substr(whole, dot - whole - 2)) : std::optional<std::int64_t>(0);
     auto minutes = toNumber(s_.substr(dot - 2, p - (dot - 2)));
     if (!degrees || !minutes) return false;
     value = static_cast<double>(*degrees) + *minutes / 60;
@@ -333,10 +341,10 @@ class BodyMatcher {
     for (std::size_t len : {std::size_t{6}, std::size_t{2}}) {
       if (p + len > s_.size()) continue;
       std::string_view course = s_.substr(p, len);
-      bool ok = len == 2 ? allDigits(course)
-                         : std::all_of(course.begin(), course.end(), [](char ch) {
-                             return ch == ' ' || ch == '.' || isDigit(ch);
-                           });
+      bool ok =
+          len == 2 ? allDigits(course) : std::all_of(course.begin(), course.end(), [](char ch) {
+            return ch == ' ' || ch == '.' || isDigit(ch);
+          });
       if (!ok) continue;
       std::size_t q = p + len;
       if ((q < s_.size() && s_[q] == ',' && ioAndOdometer(q + 1, out)) || ioAndOdometer(q, out)) {
@@ -380,8 +388,7 @@ class BodyMatcher {
 std::optional<double> trailingTemperature(std::string_view rest) {
   if (rest.size() < 6) return std::nullopt;
   std::string_view t = rest.substr(rest.size() - 6);
-  if ((t[0] != '+' && t[0] != '-') || !allDigits(t.substr(1, 3)) || t[4] != '.' ||
-      !isDigit(t[5])) {
+  if ((t[0] != '+' && t[0] != '-') || !allDigits(t.substr(1, 3)) || t[4] != '.' || !isDigit(t[5])) {
     return std::nullopt;
   }
   auto value = toNumber(t.substr(1));
@@ -761,6 +768,8 @@ class Tk103Codec final : public ProtocolCodec {
 
 }  // namespace
 
-std::unique_ptr<ProtocolCodec> createTk103Codec() { return std::make_unique<Tk103Codec>(); }
+std::unique_ptr<ProtocolCodec> createTk103Codec() {
+  return std::make_unique<Tk103Codec>();
+}
 
 }  // namespace tern::codec::trackers
