@@ -10,6 +10,12 @@ pkgs=(
   mosquitto mosquitto-clients python3-paho-mqtt curl sqlite3
   postgresql postgresql-client libpq-dev
 )
+# Node.js and npm build the web assets (web/, npm ci). Any node that brings npm will do (e.g. a
+# NodeSource nodejs, which bundles npm and conflicts with Debian's npm package): only when there is
+# no npm at all are Debian's packages installed.
+if ! command -v npm >/dev/null 2>&1; then
+  pkgs+=(nodejs npm)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -23,12 +23,14 @@ using auth::Role;
 constexpr std::int64_t kSecondUs = 1'000'000;
 
 // Reachable without credentials. Everything else — every route added later included — needs a
-// token or API key; a new public path (static web assets, say) must be added here on purpose.
-// /mqtt is the MQTT-over-WebSocket upgrade: the broker authenticates MQTT clients itself.
+// token or API key; a new public path must be added here on purpose. /mqtt is the
+// MQTT-over-WebSocket upgrade: the broker authenticates MQTT clients itself. The API description
+// and Swagger UI (/docs) are public so a browser can load them before it has a token.
 bool publicPath(const std::vector<std::string>& s) {
   if (s.size() == 1 && s[0] == "mqtt") return true;
+  if (!s.empty() && s[0] == "docs" && s.size() <= 2) return true;
   if (s.size() < 3 || s[0] != "api" || s[1] != "v1") return false;
-  if (s.size() == 3 && s[2] == "health") return true;
+  if (s.size() == 3 && (s[2] == "health" || s[2] == "openapi.json")) return true;
   return s.size() == 4 && s[2] == "auth" && (s[3] == "login" || s[3] == "refresh");
 }
 
@@ -90,14 +92,6 @@ ApiResponse authErrorResponse(const AuthError& e, bool presented) {
     default:
       return unauthorized(e.detail, presented);
   }
-}
-
-ApiResponse methodNotAllowed(std::string_view method, std::string_view allowed) {
-  ApiResponse response =
-      problemResponse(405, "method " + quoteInput(method) +
-                               " is not allowed here; allowed: " + std::string(allowed));
-  response.allow = allowed;
-  return response;
 }
 
 // The request body as a JSON object, or a 400 naming what was expected.
@@ -181,53 +175,14 @@ ApiResponse Router::authenticated(const ApiRequest& request) const {
                    "' or higher");
     }
   }
-  if (auto response = authRoute(request, parsed, principal ? &*principal : nullptr)) {
-    return std::move(*response);
-  }
-  return route(request.method, request.target, request.body, request.accept);
+  return dispatch(request, parsed, principal ? &*principal : nullptr);
 }
 
-std::optional<ApiResponse> Router::authRoute(const ApiRequest& request, const RequestTarget& target,
-                                             const Principal* principal) const {
-  const auto& s = target.segments;
-  if (s.size() < 3 || s[0] != "api" || s[1] != "v1") return std::nullopt;
-  const std::string_view method = request.method;
-  if (s[2] == "auth" && s.size() == 4) {
-    if (!target.params.empty()) {
-      return problemResponse(400, "parameter " + quoteInput(target.params.front().first) +
-                                      ": this endpoint takes no parameters");
-    }
-    if (options_.auth == nullptr) {
-      return problemResponse(503, "authentication is not configured on this server");
-    }
-    if (s[3] == "login") {
-      return method == "POST" ? login(request) : methodNotAllowed(method, "POST");
-    }
-    if (s[3] == "refresh") {
-      return method == "POST" ? refresh(request.body) : methodNotAllowed(method, "POST");
-    }
-    if (s[3] == "logout") {
-      return method == "POST" ? logout(*principal, request.body) : methodNotAllowed(method, "POST");
-    }
-    if (s[3] == "me") return method == "GET" ? me(*principal) : methodNotAllowed(method, "GET");
-    return std::nullopt;
+ApiResponse Router::login(const Call& call) const {
+  if (options_.auth == nullptr) {
+    return problemResponse(503, "authentication is not configured on this server");
   }
-  if (s[2] == "api-keys" && (s.size() == 3 || (s.size() == 4 && !s[3].empty()))) {
-    if (!target.params.empty()) {
-      return problemResponse(400, "parameter " + quoteInput(target.params.front().first) +
-                                      ": this endpoint takes no parameters");
-    }
-    if (s.size() == 3) {
-      if (method == "POST") return createApiKey(*principal, request.body);
-      if (method == "GET") return listApiKeys();
-      return methodNotAllowed(method, "GET, POST");
-    }
-    return method == "DELETE" ? revokeApiKey(s[3]) : methodNotAllowed(method, "DELETE");
-  }
-  return std::nullopt;
-}
-
-ApiResponse Router::login(const ApiRequest& request) const {
+  const ApiRequest& request = call.request;
   auto object = bodyObject(request.body, "{\"name\":\"admin\",\"password\":\"...\"}");
   if (auto* problem = std::get_if<ApiResponse>(&object)) return std::move(*problem);
   const auto& body = std::get<json::object>(object);
@@ -244,7 +199,11 @@ ApiResponse Router::login(const ApiRequest& request) const {
   return jsonResponse(200, tokenPairJson(std::get<auth::TokenPair>(outcome)));
 }
 
-ApiResponse Router::refresh(std::string_view bodyText) const {
+ApiResponse Router::refresh(const Call& call) const {
+  if (options_.auth == nullptr) {
+    return problemResponse(503, "authentication is not configured on this server");
+  }
+  const std::string_view bodyText = call.request.body;
   auto object = bodyObject(bodyText, "{\"refresh_token\":\"...\"}");
   if (auto* problem = std::get_if<ApiResponse>(&object)) return std::move(*problem);
   auto token = stringField(std::get<json::object>(object), "refresh_token");
@@ -256,7 +215,9 @@ ApiResponse Router::refresh(std::string_view bodyText) const {
   return jsonResponse(200, tokenPairJson(std::get<auth::TokenPair>(outcome)));
 }
 
-ApiResponse Router::logout(const Principal& principal, std::string_view bodyText) const {
+ApiResponse Router::logout(const Call& call) const {
+  const Principal& principal = *call.principal;
+  const std::string_view bodyText = call.request.body;
   std::string refreshToken;
   if (!bodyText.empty()) {
     auto object = bodyObject(bodyText, "{\"refresh_token\":\"...\"} or no body");
@@ -278,7 +239,8 @@ ApiResponse Router::logout(const Principal& principal, std::string_view bodyText
   return response;
 }
 
-ApiResponse Router::me(const Principal& principal) const {
+ApiResponse Router::me(const Call& call) const {
+  const Principal& principal = *call.principal;
   json::object out;
   out["name"] = toValidUtf8(principal.name);
   out["role"] = auth::roleName(principal.role);
@@ -286,7 +248,9 @@ ApiResponse Router::me(const Principal& principal) const {
   return jsonResponse(200, out);
 }
 
-ApiResponse Router::createApiKey(const Principal& principal, std::string_view bodyText) const {
+ApiResponse Router::createApiKey(const Call& call) const {
+  const Principal& principal = *call.principal;
+  const std::string_view bodyText = call.request.body;
   auto object = bodyObject(bodyText, "{\"name\":\"exporter\",\"role\":\"viewer\"}");
   if (auto* problem = std::get_if<ApiResponse>(&object)) return std::move(*problem);
   const auto& body = std::get<json::object>(object);
@@ -330,7 +294,7 @@ ApiResponse Router::createApiKey(const Principal& principal, std::string_view bo
   return response;
 }
 
-ApiResponse Router::listApiKeys() const {
+ApiResponse Router::listApiKeys(const Call& /*call*/) const {
   auto keys = options_.auth->listApiKeys();
   if (!keys) return storeProblem("listing API keys", keys.error());
   json::array list;
@@ -338,7 +302,8 @@ ApiResponse Router::listApiKeys() const {
   return jsonResponse(200, json::object{{"api_keys", std::move(list)}});
 }
 
-ApiResponse Router::revokeApiKey(const std::string& idText) const {
+ApiResponse Router::revokeApiKey(const Call& call) const {
+  const std::string& idText = call.args[0];
   std::int64_t id = 0;
   const auto [end, ec] = std::from_chars(idText.data(), idText.data() + idText.size(), id);
   if (ec != std::errc{} || end != idText.data() + idText.size() || id <= 0) {

@@ -61,6 +61,12 @@ std::optional<Problem> parseRequestTarget(std::string_view target, RequestTarget
 std::optional<Problem> QueryParams::make(
     const std::vector<std::pair<std::string, std::string>>& raw,
     std::initializer_list<std::string_view> allowed, QueryParams& out) {
+  return make(raw, std::span<const std::string_view>(allowed.begin(), allowed.size()), out);
+}
+
+std::optional<Problem> QueryParams::make(
+    const std::vector<std::pair<std::string, std::string>>& raw,
+    std::span<const std::string_view> allowed, QueryParams& out) {
   out.values_.clear();
   for (const auto& [name, value] : raw) {
     if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {

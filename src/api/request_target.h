@@ -3,6 +3,7 @@
 // parameters. Segments are split before decoding, so "%2F" stays inside a device id.
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,6 +28,8 @@ class QueryParams {
   static std::optional<Problem> make(const std::vector<std::pair<std::string, std::string>>& raw,
                                      std::initializer_list<std::string_view> allowed,
                                      QueryParams& out);
+  static std::optional<Problem> make(const std::vector<std::pair<std::string, std::string>>& raw,
+                                     std::span<const std::string_view> allowed, QueryParams& out);
   std::optional<std::string_view> get(std::string_view name) const;
 
  private:

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <exception>
 #include <map>
+#include <span>
 
 #include "api/csv_out.h"
 #include "api/encoding.h"
@@ -26,7 +27,6 @@ constexpr std::int64_t kMinBucketUs = kSecondUs;
 constexpr std::int64_t kMaxBucketUs = 366 * kDayUs;
 constexpr std::uint64_t kMaxBuckets = 100'000;
 constexpr std::string_view kDefaultBucket = "1m";
-constexpr std::string_view kAllowGet = "GET";
 
 ApiResponse jsonResponse(unsigned status, const boost::json::value& body) {
   ApiResponse response;
@@ -153,138 +153,129 @@ ApiResponse Router::handle(const ApiRequest& request) const noexcept {
   }
 }
 
-ApiResponse Router::route(std::string_view method, std::string_view target, std::string_view body,
-                          std::string_view accept) const {
-  RequestTarget parsed;
-  if (auto problem = parseRequestTarget(target, parsed)) return problemResponse(*problem);
-  const auto& s = parsed.segments;
+// The route table: every (method, path pattern) the API serves, the query parameters each
+// accepts (space-separated; anything else is a 400), and its handler. Table order is the order of
+// the Allow header on a 405. The OpenAPI document (openapi.json) must list exactly these API
+// routes; test/unit/api/openapi_test.cpp compares the two.
+struct Router::Route {
+  std::string_view method;
+  std::string_view pattern;
+  std::string_view query;
+  ApiResponse (Router::*handler)(const Call&) const;
+  bool api = true;
+};
 
-  enum class Endpoint {
-    kNone,
-    kHealth,
-    kDevices,
-    kDevice,
-    kMessages,
-    kSeries,
-    kPositions,
-    kLatestPositions,
-    kCommands,
-    kFleetLatest,
-    kFleetThreshold,
-    kFleetStationary,
-    kFleetDaily
+std::span<const Router::Route> Router::table() {
+  using R = Router;
+  static constexpr Route kRoutes[] = {
+      {"GET", "/api/v1/health", "", &R::health},
+      {"GET", "/api/v1/openapi.json", "", &R::openApi},
+      {"POST", "/api/v1/auth/login", "", &R::login},
+      {"POST", "/api/v1/auth/refresh", "", &R::refresh},
+      {"POST", "/api/v1/auth/logout", "", &R::logout},
+      {"GET", "/api/v1/auth/me", "", &R::me},
+      {"GET", "/api/v1/api-keys", "", &R::listApiKeys},
+      {"POST", "/api/v1/api-keys", "", &R::createApiKey},
+      {"DELETE", "/api/v1/api-keys/{id}", "", &R::revokeApiKey},
+      {"GET", "/api/v1/devices", "tag", &R::devices},
+      {"GET", "/api/v1/devices/{id}", "", &R::getDevice},
+      {"PUT", "/api/v1/devices/{id}", "", &R::putDevice},
+      {"GET", "/api/v1/devices/{id}/messages", "from to limit order cursor format",
+       &R::messagesRoute},
+      {"GET", "/api/v1/devices/{id}/series/{key}", "from to bucket agg format", &R::seriesRoute},
+      {"GET", "/api/v1/devices/{id}/positions", "from to limit order cursor", &R::positions},
+      {"GET", "/api/v1/devices/{id}/commands", "", &R::listCommands},
+      {"POST", "/api/v1/devices/{id}/commands", "", &R::submitCommand},
+      {"GET", "/api/v1/positions/latest", "", &R::latestPositions},
+      {"GET", "/api/v1/fleet/latest", "tag keys", &R::fleetLatest},
+      {"GET", "/api/v1/fleet/threshold", "tag key below above", &R::fleetThreshold},
+      {"GET", "/api/v1/fleet/stationary", "tag key below above window from to",
+       &R::fleetStationary},
+      {"GET", "/api/v1/fleet/daily", "tag key agg from to by", &R::fleetDaily},
+      // Swagger UI: web assets, not part of the API description.
+      {"GET", "/docs", "", &R::docsIndex, false},
+      {"GET", "/docs/", "", &R::docsIndex, false},
+      {"GET", "/docs/{file}", "", &R::docsAsset, false},
   };
-  Endpoint endpoint = Endpoint::kNone;
-  if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
-    if (s.size() == 3 && s[2] == "health") {
-      endpoint = Endpoint::kHealth;
-    } else if (s.size() == 4 && s[2] == "positions" && s[3] == "latest") {
-      endpoint = Endpoint::kLatestPositions;
-    } else if (s.size() == 4 && s[2] == "fleet") {
-      if (s[3] == "latest") endpoint = Endpoint::kFleetLatest;
-      if (s[3] == "threshold") endpoint = Endpoint::kFleetThreshold;
-      if (s[3] == "stationary") endpoint = Endpoint::kFleetStationary;
-      if (s[3] == "daily") endpoint = Endpoint::kFleetDaily;
-    } else if (s[2] == "devices") {
-      if (s.size() == 3) {
-        endpoint = Endpoint::kDevices;
-      } else if (!s[3].empty()) {
-        if (s.size() == 4) {
-          endpoint = Endpoint::kDevice;
-        } else if (s.size() == 5 && s[4] == "messages") {
-          endpoint = Endpoint::kMessages;
-        } else if (s.size() == 5 && s[4] == "positions") {
-          endpoint = Endpoint::kPositions;
-        } else if (s.size() == 5 && s[4] == "commands") {
-          endpoint = Endpoint::kCommands;
-        } else if (s.size() == 6 && s[4] == "series" && !s[5].empty()) {
-          endpoint = Endpoint::kSeries;
-        }
-      }
-    }
-  }
-  if (endpoint == Endpoint::kNone) {
-    return problemResponse(404, "no such resource: " + quoteInput(target, 200));
-  }
-  if (endpoint == Endpoint::kCommands && method == "POST") {
-    return submitCommand(s[3], body);
-  }
-  if (endpoint == Endpoint::kDevice && method == "PUT") {
-    QueryParams none;
-    if (auto problem = QueryParams::make(parsed.params, {}, none)) return problemResponse(*problem);
-    return putDevice(s[3], body);
-  }
-  if (method != "GET") {
-    const std::string_view allowed = endpoint == Endpoint::kCommands ? "GET, POST"
-                                     : endpoint == Endpoint::kDevice ? "GET, PUT"
-                                                                     : kAllowGet;
-    ApiResponse response =
-        problemResponse(405, "method " + quoteInput(method) +
-                                 " is not allowed here; allowed: " + std::string(allowed));
-    response.allow = allowed;
-    return response;
-  }
-
-  QueryParams params;
-  std::optional<Problem> problem;
-  switch (endpoint) {
-    case Endpoint::kHealth:
-      problem = QueryParams::make(parsed.params, {}, params);
-      return problem ? problemResponse(*problem) : health(params);
-    case Endpoint::kDevices:
-      problem = QueryParams::make(parsed.params, {"tag"}, params);
-      if (problem) return problemResponse(*problem);
-      return params.get("tag") ? listDevicesWithTag(params) : listDevices(params);
-    case Endpoint::kDevice:
-      problem = QueryParams::make(parsed.params, {}, params);
-      return problem ? problemResponse(*problem) : getDevice(s[3], params);
-    case Endpoint::kMessages:
-      problem = QueryParams::make(parsed.params,
-                                  {"from", "to", "limit", "order", "cursor", "format"}, params);
-      if (problem) return problemResponse(*problem);
-      if (auto csv = wantsCsv(params, accept); csv.problem) {
-        return problemResponse(*csv.problem);
-      } else {
-        return messages(s[3], params, csv.csv);
-      }
-    case Endpoint::kSeries:
-      problem = QueryParams::make(parsed.params, {"from", "to", "bucket", "agg", "format"}, params);
-      if (problem) return problemResponse(*problem);
-      if (auto csv = wantsCsv(params, accept); csv.problem) {
-        return problemResponse(*csv.problem);
-      } else {
-        return series(s[3], s[5], params, csv.csv);
-      }
-    case Endpoint::kPositions:
-      problem =
-          QueryParams::make(parsed.params, {"from", "to", "limit", "order", "cursor"}, params);
-      return problem ? problemResponse(*problem) : positions(s[3], params);
-    case Endpoint::kLatestPositions:
-      problem = QueryParams::make(parsed.params, {}, params);
-      return problem ? problemResponse(*problem) : latestPositions(params);
-    case Endpoint::kCommands:
-      problem = QueryParams::make(parsed.params, {}, params);
-      return problem ? problemResponse(*problem) : listCommands(s[3]);
-    case Endpoint::kFleetLatest:
-      problem = QueryParams::make(parsed.params, {"tag", "keys"}, params);
-      return problem ? problemResponse(*problem) : fleetLatest(params);
-    case Endpoint::kFleetThreshold:
-      problem = QueryParams::make(parsed.params, {"tag", "key", "below", "above"}, params);
-      return problem ? problemResponse(*problem) : fleetThreshold(params);
-    case Endpoint::kFleetStationary:
-      problem = QueryParams::make(parsed.params,
-                                  {"tag", "key", "below", "above", "window", "from", "to"}, params);
-      return problem ? problemResponse(*problem) : fleetStationary(params);
-    case Endpoint::kFleetDaily:
-      problem = QueryParams::make(parsed.params, {"tag", "key", "agg", "from", "to", "by"}, params);
-      return problem ? problemResponse(*problem) : fleetDaily(params);
-    case Endpoint::kNone:
-      break;
-  }
-  return problemResponse(404, "no such resource");
+  return kRoutes;
 }
 
-ApiResponse Router::health(const QueryParams& /*params*/) const {
+namespace {
+
+std::vector<std::string_view> splitWords(std::string_view text) {
+  std::vector<std::string_view> words;
+  while (!text.empty()) {
+    const auto space = text.find(' ');
+    if (space != 0) words.push_back(text.substr(0, space));
+    if (space == std::string_view::npos) break;
+    text.remove_prefix(space + 1);
+  }
+  return words;
+}
+
+// Matches request path segments against a pattern; {name} takes one non-empty segment.
+bool matchPattern(std::string_view pattern, const std::vector<std::string>& segments,
+                  std::vector<std::string>& args) {
+  args.clear();
+  pattern.remove_prefix(1);  // the leading '/'
+  std::size_t i = 0;
+  while (true) {
+    const auto slash = pattern.find('/');
+    const std::string_view part = pattern.substr(0, slash);
+    if (i >= segments.size()) return false;
+    if (part.size() >= 2 && part.front() == '{' && part.back() == '}') {
+      if (segments[i].empty()) return false;
+      args.push_back(segments[i]);
+    } else if (segments[i] != part) {
+      return false;
+    }
+    ++i;
+    if (slash == std::string_view::npos) break;
+    pattern.remove_prefix(slash + 1);
+  }
+  return i == segments.size();
+}
+
+}  // namespace
+
+std::vector<RouteInfo> Router::routes() {
+  std::vector<RouteInfo> out;
+  for (const Route& route : table()) {
+    out.push_back({route.method, route.pattern, splitWords(route.query), route.api});
+  }
+  return out;
+}
+
+ApiResponse Router::dispatch(const ApiRequest& request, const RequestTarget& target,
+                             const auth::Principal* principal) const {
+  std::string allowed;
+  std::vector<std::string> args;
+  for (const Route& route : table()) {
+    if (!matchPattern(route.pattern, target.segments, args)) continue;
+    if (route.method != request.method) {
+      if (allowed.find(route.method) == std::string::npos) {
+        if (!allowed.empty()) allowed += ", ";
+        allowed += route.method;
+      }
+      continue;
+    }
+    const auto names = splitWords(route.query);
+    QueryParams params;
+    if (auto problem = QueryParams::make(target.params, names, params)) {
+      return problemResponse(*problem);
+    }
+    return (this->*route.handler)(Call{request, std::move(args), params, principal});
+  }
+  if (allowed.empty()) {
+    return problemResponse(404, "no such resource: " + quoteInput(request.target, 200));
+  }
+  ApiResponse response = problemResponse(
+      405, "method " + quoteInput(request.method) + " is not allowed here; allowed: " + allowed);
+  response.allow = std::move(allowed);
+  return response;
+}
+
+ApiResponse Router::health(const Call& /*call*/) const {
   bool healthy = true;
   boost::json::object storageInfo;
   storageInfo["backend"] = store_.backendName();
@@ -333,7 +324,11 @@ core::Result<std::optional<storage::DeviceSummary>> Router::readDevice(
   return options_.devices.get ? options_.devices.get(deviceId) : store_.getDevice(deviceId);
 }
 
-ApiResponse Router::listDevices(const QueryParams& /*params*/) const {
+ApiResponse Router::devices(const Call& call) const {
+  return call.params.get("tag") ? listDevicesWithTag(call.params) : listDevices();
+}
+
+ApiResponse Router::listDevices() const {
   auto devices = readDevices();
   if (!devices) return storeError("listing devices", devices.error());
   boost::json::array list;
@@ -344,7 +339,8 @@ ApiResponse Router::listDevices(const QueryParams& /*params*/) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::getDevice(const std::string& deviceId, const QueryParams& /*params*/) const {
+ApiResponse Router::getDevice(const Call& call) const {
+  const std::string& deviceId = call.args[0];
   auto device = readDevice(deviceId);
   if (!device) return storeError("reading a device", device.error());
   if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
@@ -356,6 +352,18 @@ std::optional<ApiResponse> Router::unknownDevice(const std::string& deviceId) co
   if (!device) return storeError("reading a device", device.error());
   if (!device->has_value()) return problemResponse(404, notFoundDevice(deviceId));
   return std::nullopt;
+}
+
+ApiResponse Router::messagesRoute(const Call& call) const {
+  const auto csv = wantsCsv(call.params, call.request.accept);
+  if (csv.problem) return problemResponse(*csv.problem);
+  return messages(call.args[0], call.params, csv.csv);
+}
+
+ApiResponse Router::seriesRoute(const Call& call) const {
+  const auto csv = wantsCsv(call.params, call.request.accept);
+  if (csv.problem) return problemResponse(*csv.problem);
+  return series(call.args[0], call.args[1], call.params, csv.csv);
 }
 
 ApiResponse Router::messages(const std::string& deviceId, const QueryParams& params,
@@ -531,7 +539,9 @@ constexpr std::string_view kCommandTypes[] = {"engineStop", "engineResume", "pos
 
 }  // namespace
 
-ApiResponse Router::positions(const std::string& deviceId, const QueryParams& params) const {
+ApiResponse Router::positions(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  const QueryParams& params = call.params;
   storage::MessageQuery query;
   query.deviceId = deviceId;
   query.toUs = core::nowMicros() + kDayUs;
@@ -591,7 +601,7 @@ ApiResponse Router::positions(const std::string& deviceId, const QueryParams& pa
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::latestPositions(const QueryParams& /*params*/) const {
+ApiResponse Router::latestPositions(const Call& /*call*/) const {
   // From the per-device latest values (the latest-state cache when the app wires it): no history
   // scan, however long the tracks are.
   auto devices = readDevices();
@@ -611,7 +621,9 @@ ApiResponse Router::latestPositions(const QueryParams& /*params*/) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::submitCommand(const std::string& deviceId, std::string_view body) const {
+ApiResponse Router::submitCommand(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  const std::string_view body = call.request.body;
   if (!options_.commands.submit) {
     return problemResponse(503, "downlink commands need the tracker gateway, which is not running");
   }
@@ -656,7 +668,8 @@ ApiResponse Router::submitCommand(const std::string& deviceId, std::string_view 
   return jsonResponse(202, command);
 }
 
-ApiResponse Router::listCommands(const std::string& deviceId) const {
+ApiResponse Router::listCommands(const Call& call) const {
+  const std::string& deviceId = call.args[0];
   if (!options_.commands.list) {
     return problemResponse(503, "downlink commands need the tracker gateway, which is not running");
   }
@@ -770,7 +783,9 @@ std::string_view jsonKindName(const boost::json::value& value) {
 
 }  // namespace
 
-ApiResponse Router::putDevice(const std::string& deviceId, std::string_view body) const {
+ApiResponse Router::putDevice(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  const std::string_view body = call.request.body;
   boost::system::error_code ec;
   boost::json::value parsed = boost::json::parse(body, ec);
   if (ec || !parsed.is_object()) {
@@ -855,7 +870,8 @@ ApiResponse Router::listDevicesWithTag(const QueryParams& params) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::fleetLatest(const QueryParams& params) const {
+ApiResponse Router::fleetLatest(const Call& call) const {
+  const QueryParams& params = call.params;
   storage::FleetLatestQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
   if (const auto text = params.get("keys")) {
@@ -898,7 +914,8 @@ ApiResponse Router::fleetLatest(const QueryParams& params) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::fleetThreshold(const QueryParams& params) const {
+ApiResponse Router::fleetThreshold(const Call& call) const {
+  const QueryParams& params = call.params;
   storage::FleetThresholdQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
   if (auto problem = keyParam(params, "key", query.key, std::nullopt)) {
@@ -925,7 +942,8 @@ ApiResponse Router::fleetThreshold(const QueryParams& params) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::fleetStationary(const QueryParams& params) const {
+ApiResponse Router::fleetStationary(const Call& call) const {
+  const QueryParams& params = call.params;
   storage::FleetWindowQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
   // Tracker positions carry `speed` (km/h): by default, devices averaging under 1 km/h.
@@ -978,7 +996,8 @@ ApiResponse Router::fleetStationary(const QueryParams& params) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::fleetDaily(const QueryParams& params) const {
+ApiResponse Router::fleetDaily(const Call& call) const {
+  const QueryParams& params = call.params;
   storage::FleetDailyQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
   if (auto problem = keyParam(params, "key", query.key, std::nullopt)) {

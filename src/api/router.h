@@ -3,8 +3,10 @@
 // HTTP server calls handle() once per request from any of its threads.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/http_server.h"
 #include "api/problem.h"
@@ -25,49 +27,80 @@ struct ApiRequest {
   std::string clientAddress;       // the peer's IP address, for login rate limits and logs
 };
 
+// One entry of the router's table: what it serves, for the OpenAPI consistency test and docs.
+struct RouteInfo {
+  std::string_view method;   // GET, POST, PUT, PATCH, DELETE
+  std::string_view pattern;  // "/api/v1/devices/{id}/series/{key}": {name} matches one segment
+  std::vector<std::string_view> query;  // the query parameters the route accepts
+  bool api = true;  // false for web assets (/docs), which the OpenAPI document does not list
+};
+
 class Router {
  public:
   Router(storage::Store& store, ApiOptions options);
 
   // Never throws: anything escaping a handler becomes a 500 problem. Authentication and role
-  // checks happen here, before any handler, for every route (see authorize in router.cpp).
+  // checks happen here, before any handler, for every route (see authenticated in
+  // auth_routes.cpp).
   ApiResponse handle(const ApiRequest& request) const noexcept;
 
- private:
-  ApiResponse authenticated(const ApiRequest& request) const;
-  // /api/v1/auth/..., /api/v1/api-keys...; nullopt when the path is not one of them.
-  std::optional<ApiResponse> authRoute(const ApiRequest& request, const RequestTarget& target,
-                                       const auth::Principal* principal) const;
-  ApiResponse login(const ApiRequest& request) const;
-  ApiResponse refresh(std::string_view body) const;
-  ApiResponse logout(const auth::Principal& principal, std::string_view body) const;
-  ApiResponse me(const auth::Principal& principal) const;
-  ApiResponse createApiKey(const auth::Principal& principal, std::string_view body) const;
-  ApiResponse listApiKeys() const;
-  ApiResponse revokeApiKey(const std::string& id) const;
+  // Every route the router dispatches on, in table order.
+  static std::vector<RouteInfo> routes();
 
-  ApiResponse route(std::string_view method, std::string_view target, std::string_view body,
-                    std::string_view accept) const;
-  ApiResponse health(const QueryParams& params) const;
-  ApiResponse listDevices(const QueryParams& params) const;
-  ApiResponse getDevice(const std::string& deviceId, const QueryParams& params) const;
+  // A matched request: what a route's handler gets.
+  struct Call {
+    const ApiRequest& request;
+    std::vector<std::string> args;     // the pattern's {parameters}, decoded, in pattern order
+    const QueryParams& params;         // checked against the route's list
+    const auth::Principal* principal;  // null on public routes
+  };
+  struct Route;
+
+ private:
+  static std::span<const Route> table();
+  ApiResponse authenticated(const ApiRequest& request) const;
+  // Finds the route for the method and path: 404 when no pattern matches, 405 when only the
+  // method does not.
+  ApiResponse dispatch(const ApiRequest& request, const RequestTarget& target,
+                       const auth::Principal* principal) const;
+
+  // Auth endpoints (auth_routes.cpp).
+  ApiResponse login(const Call& call) const;
+  ApiResponse refresh(const Call& call) const;
+  ApiResponse logout(const Call& call) const;
+  ApiResponse me(const Call& call) const;
+  ApiResponse createApiKey(const Call& call) const;
+  ApiResponse listApiKeys(const Call& call) const;
+  ApiResponse revokeApiKey(const Call& call) const;
+
+  // The API description and Swagger UI (docs_routes.cpp).
+  ApiResponse openApi(const Call& call) const;
+  ApiResponse docsIndex(const Call& call) const;
+  ApiResponse docsAsset(const Call& call) const;
+
+  ApiResponse health(const Call& call) const;
+  ApiResponse devices(const Call& call) const;
+  ApiResponse listDevices() const;
+  ApiResponse getDevice(const Call& call) const;
+  ApiResponse messagesRoute(const Call& call) const;
   ApiResponse messages(const std::string& deviceId, const QueryParams& params, bool csv) const;
+  ApiResponse seriesRoute(const Call& call) const;
   ApiResponse series(const std::string& deviceId, const std::string& key, const QueryParams& params,
                      bool csv) const;
-  ApiResponse positions(const std::string& deviceId, const QueryParams& params) const;
-  ApiResponse latestPositions(const QueryParams& params) const;
-  ApiResponse submitCommand(const std::string& deviceId, std::string_view body) const;
-  ApiResponse listCommands(const std::string& deviceId) const;
+  ApiResponse positions(const Call& call) const;
+  ApiResponse latestPositions(const Call& call) const;
+  ApiResponse submitCommand(const Call& call) const;
+  ApiResponse listCommands(const Call& call) const;
   // Device summaries through ApiOptions::devices, or the store.
   core::Result<std::vector<storage::DeviceSummary>> readDevices() const;
   core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
   // Device tags and attributes (the API's first write), and fleet queries over a tag group.
-  ApiResponse putDevice(const std::string& deviceId, std::string_view body) const;
+  ApiResponse putDevice(const Call& call) const;
   ApiResponse listDevicesWithTag(const QueryParams& params) const;
-  ApiResponse fleetLatest(const QueryParams& params) const;
-  ApiResponse fleetThreshold(const QueryParams& params) const;
-  ApiResponse fleetStationary(const QueryParams& params) const;
-  ApiResponse fleetDaily(const QueryParams& params) const;
+  ApiResponse fleetLatest(const Call& call) const;
+  ApiResponse fleetThreshold(const Call& call) const;
+  ApiResponse fleetStationary(const Call& call) const;
+  ApiResponse fleetDaily(const Call& call) const;
   // For an empty result: 404 when the device does not exist, else nullopt.
   std::optional<ApiResponse> unknownDevice(const std::string& deviceId) const;
 

@@ -141,6 +141,30 @@ def test_precedence_flag_env_file(args):
         server.stop()
 
 
+def test_docs_and_openapi_are_served(args):
+    """The real binary carries the OpenAPI document and Swagger UI's files (npm swagger-ui-dist,
+    compiled in at build time); both are public."""
+    with TernServer(args.tern, os.path.join(args.tmp, "data-docs"), node_id="bb-docs") as server:
+        server.start()
+        status, raw, headers = ternlib.http_get(server.url("/api/v1/openapi.json"))
+        check_equal(status, 200, "GET /api/v1/openapi.json without credentials")
+        doc = json.loads(raw)
+        check(doc.get("openapi", "").startswith("3.1."), "openapi version %r" % doc.get("openapi"))
+        check("/api/v1/devices" in doc.get("paths", {}), "the document lists /api/v1/devices")
+        status, raw, headers = ternlib.http_get(server.url("/docs"), headers={"Accept": "text/html"})
+        check_equal(status, 200, "GET /docs")
+        check(headers.get("Content-Type", "").startswith("text/html"), "/docs is HTML")
+        check(b"/docs/swagger-ui-bundle.js" in raw and b"/api/v1/openapi.json" in raw,
+              "/docs loads the bundle and the document")
+        status, raw, headers = ternlib.http_get(server.url("/docs/swagger-ui-bundle.js"),
+                                                headers={"Accept": "*/*"})
+        check_equal(status, 200, "GET /docs/swagger-ui-bundle.js")
+        check(headers.get("Content-Type", "").startswith("application/javascript"),
+              "bundle content type %r" % headers.get("Content-Type"))
+        check(len(raw) > 500000 and b"SwaggerUIBundle" in raw, "the real bundle (%d bytes)" % len(raw))
+        server.stop()
+
+
 def test_json_logs(args):
     with TernServer(args.tern, os.path.join(args.tmp, "data"), node_id="bb-json",
                     extra_args=["--log-format", "json", "--log-level", "debug"]) as server:
@@ -210,6 +234,7 @@ if __name__ == "__main__":
         test_bad_values_exit_2,
         test_precedence_flag_env_file,
         test_json_logs,
+        test_docs_and_openapi_are_served,
         test_sigint_stops_cleanly,
         test_sigterm_stops_cleanly,
     ], __doc__)
