@@ -12,6 +12,7 @@
 #include "auth/auth_service.h"
 #include "bridge/source_client.h"
 #include "broker/broker.h"
+#include "broker/state_store.h"
 #include "core/time.h"
 #include "ingest/latest_cache.h"
 #include "ingest/normalizer.h"
@@ -138,8 +139,16 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   pipeline_ =
       std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions), latest_.get());
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
-  broker_ =
-      std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(), normalizer_.get());
+  if (config_.mqtt.persistence) {
+    // Local to this node even with storage.backend = "postgres": these are its own sessions.
+    std::filesystem::create_directories(config_.server.dataDir);
+    broker::StateStoreOptions stateOptions;
+    stateOptions.path = (std::filesystem::path(config_.server.dataDir) / "broker.db").string();
+    stateOptions.syncFull = config_.storage.sync == "full";
+    brokerState_ = std::make_unique<broker::StateStore>(std::move(stateOptions));
+  }
+  broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(),
+                                             normalizer_.get(), brokerState_.get());
   for (const auto& source : config_.sources) {
     sources_.push_back(std::make_shared<bridge::SourceClient>(pool_->next(), source, *pipeline_,
                                                               *normalizer_, broker_.get(),
@@ -368,11 +377,14 @@ void Server::stop() {
     if (trackers_) trackers_->shutdown(std::chrono::milliseconds(1000));
     http_->stop();
     pool_->stop();
+    // Last: the sessions detached by the shutdown above are written before the file closes.
+    if (brokerState_) brokerState_->stop();
   } else {
     pipeline_->stop();
   }
   sources_.clear();  // before the loops their sockets belong to
   broker_.reset();
+  brokerState_.reset();
   trackers_.reset();
   osmand_.reset();
   http_.reset();

@@ -24,7 +24,8 @@ class LatestCache;
 }  // namespace tern::ingest
 namespace tern::broker {
 class Broker;
-}
+class StateStore;
+}  // namespace tern::broker
 namespace tern::net {
 class EventLoopPool;
 }
@@ -88,6 +89,7 @@ class Server {
   std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)
   std::unique_ptr<ingest::Pipeline> pipeline_;
   std::unique_ptr<net::EventLoopPool> pool_;
+  std::unique_ptr<broker::StateStore> brokerState_;  // outlives broker_
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<trackers::TrackerServer> trackers_;
   std::unique_ptr<trackers::OsmandServer> osmand_;

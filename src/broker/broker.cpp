@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "broker/connection.h"
+#include "broker/state_store.h"
 #include "codec/mqtt/packets.h"
 #include "core/time.h"
 #include "ingest/normalizer.h"
@@ -18,11 +19,12 @@ namespace tern::broker {
 namespace asio = boost::asio;
 
 Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeline* pipeline,
-               const ingest::Normalizer* normalizer)
+               const ingest::Normalizer* normalizer, StateStore* state)
     : pool_(pool),
       config_(std::move(config)),
       pipeline_(pipeline),
       normalizer_(normalizer),
+      state_(state),
       listener_(pool, "mqtt", net::StreamKind::kTcp,
                 [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }),
       wsListener_(pool, "mqtt-ws", net::StreamKind::kWebSocket,
@@ -39,8 +41,63 @@ net::WebSocketOptions Broker::webSocketOptions() {
   return net::WebSocketOptions{kWebSocketPath, {"mqtt", "mqttv3.1"}};
 }
 
+void Broker::restoreState() {
+  auto loaded = state_->load();
+  if (!loaded) throw std::runtime_error(loaded.error().message);
+  for (const MessagePtr& message : loaded->retained) retained_.set(message);
+  retained_.setStateStore(state_);  // after the restore: those are on disk already
+  const std::int64_t nowWall = core::nowMicros();
+  const std::int64_t nowMono = core::monotonicMicros();
+  std::size_t restored = 0;
+  std::size_t expired = 0;
+  std::size_t messages = 0;
+  std::lock_guard lock(sessionsMutex_);
+  for (const StoredSession& stored : loaded->sessions) {
+    std::int64_t expiresAt = 0;
+    if (stored.expiryInterval != kSessionNeverExpires) {
+      // A session that was attached when the server went down starts its expiry clock now.
+      std::int64_t deadline = stored.expiresAtWallUs;
+      if (deadline == 0) {
+        deadline = nowWall + std::int64_t{stored.expiryInterval} * 1'000'000;
+        state_->putSession(stored.clientId, stored.expiryInterval, deadline);
+      }
+      if (deadline <= nowWall) {
+        state_->deleteSession(stored.clientId);
+        ++expired;
+        continue;
+      }
+      expiresAt = nowMono + (deadline - nowWall);
+    }
+    auto session =
+        std::make_shared<Session>(stored.clientId, stored.expiryInterval, sessionLimits());
+    session->restore(stored, expiresAt);
+    for (const auto& [filter, options] : stored.subscriptions) {
+      subscriptions_.subscribe(session, filter, options);
+    }
+    if (expiresAt != 0) timed_[session.get()] = session;
+    sessions_[stored.clientId] = std::move(session);
+    messages += stored.messages.size();
+    ++restored;
+  }
+  spdlog::info(
+      "mqtt: restored {} sessions ({} queued or in-flight messages) and {} retained messages; {} "
+      "sessions expired while the server was down",
+      restored, messages, loaded->retained.size(), expired);
+  state_->start();
+}
+
+void Broker::whenStateDurable(std::uint64_t seq, std::function<void()> callback) {
+  if (state_ == nullptr || seq == 0) {
+    callback();
+    return;
+  }
+  state_->whenDurable(seq, std::move(callback));
+}
+
 void Broker::start() {
   startedUs_ = core::monotonicMicros();
+  // Before any listener accepts: a client that comes back finds its session.
+  if (state_ != nullptr) restoreState();
   const bool tls = !config_.tlsCert.empty();
   std::shared_ptr<boost::asio::ssl::context> tlsContext;
   if (tls) {
@@ -120,9 +177,12 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
 }
 
 SessionLimits Broker::sessionLimits() const {
-  return SessionLimits{config_.maxInflight, config_.maxQueued, config_.maxPacketSize,
+  return SessionLimits{config_.maxInflight,
+                       config_.maxQueued,
+                       config_.maxPacketSize,
                        const_cast<std::atomic<std::uint64_t>*>(&messagesSent_),
-                       const_cast<std::atomic<std::uint64_t>*>(&messagesDropped_)};
+                       const_cast<std::atomic<std::uint64_t>*>(&messagesDropped_),
+                       state_};
 }
 
 void Broker::acceptWebSocketUpgrade(net::HttpUpgrade upgrade) {
@@ -165,16 +225,21 @@ void Broker::connectionClosed(const Connection* connection) {
   openConnections_.fetch_sub(1);
 }
 
-std::size_t Broker::route(const MessagePtr& message, const Session* publisher) {
-  if (message->retain) retained_.set(message);
+std::size_t Broker::route(const MessagePtr& message, const Session* publisher,
+                          std::uint64_t* durableSeq) {
+  std::uint64_t seq = 0;
+  if (message->retain) seq = retained_.set(message);
   thread_local std::vector<Delivery> deliveries;
   deliveries.clear();
   subscriptions_.match(message->topic, publisher, deliveries);
   // Subscribers get the message with RETAIN cleared (it is live, not a retained replay) unless
   // they asked for retain as published (MQTT 5).
   for (const Delivery& d : deliveries) {
-    d.session->deliver(message, d.qos, d.retainAsPublished && message->retain, d.subscriptionIds);
+    seq = std::max(seq, d.session->deliver(message, d.qos, d.retainAsPublished && message->retain,
+                                           d.subscriptionIds));
   }
+  // Writes are committed in sequence order: waiting for the highest covers them all.
+  if (durableSeq != nullptr) *durableSeq = std::max(*durableSeq, seq);
   const std::size_t count = deliveries.size();
   deliveries.clear();
   return count;
@@ -239,6 +304,7 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
     owners_[session.get()] = connection;
   }
   if (discarded) {
+    discarded->discard();
     dropSubscriptions(*discarded);
     // The old session ended: a will it was still holding back goes out now.
     if (MessagePtr will = discarded->takeWill(0, true)) publishWill(will);
@@ -293,7 +359,10 @@ void Broker::closeSession(const std::shared_ptr<Session>& session, const Connect
       }
     }
   }
-  if (remove) dropSubscriptions(*session);
+  if (remove) {
+    session->discard();
+    dropSubscriptions(*session);
+  }
   if (publishNow) publishWill(will);
 }
 
@@ -337,6 +406,7 @@ void Broker::expireSessions() {
   for (const MessagePtr& will : wills) publishWill(will);
   for (const auto& session : ended) {
     spdlog::debug("mqtt: session '{}' expired", session->clientId());
+    session->discard();
     dropSubscriptions(*session);
   }
 }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,6 +29,7 @@ class Normalizer;
 namespace tern::broker {
 
 class Connection;
+class StateStore;
 
 struct BrokerStats {
   std::uint64_t clientsConnected = 0;
@@ -46,15 +48,19 @@ struct BrokerStats {
 
 class Broker {
  public:
-  // pipeline/normalizer may be null: then the broker routes only to subscribers.
+  // pipeline/normalizer may be null: then the broker routes only to subscribers. `state`: where
+  // persistent sessions and retained messages are kept (restored by start()); null: memory only.
+  // The caller starts nothing: start() loads it and starts its writer; the caller stops it after
+  // shutdown().
   Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeline* pipeline,
-         const ingest::Normalizer* normalizer);
+         const ingest::Normalizer* normalizer, StateStore* state = nullptr);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  // Binds the listeners (TCP; TLS, WebSocket, TLS WebSocket as configured; throws on failure,
-  // also for unusable TLS files) and starts $SYS publishing.
+  // Restores the stored sessions and retained messages (throws when they cannot be read), binds
+  // the listeners (TCP; TLS, WebSocket, TLS WebSocket as configured; throws on failure, also for
+  // unusable TLS files) and starts $SYS publishing.
   void start();
   void stopAccepting();
   // Closes every connection (wills of clients that did not disconnect are not sent: the server
@@ -89,8 +95,15 @@ class Broker {
   const ingest::Normalizer* normalizer() const { return normalizer_; }
   // Fans a message out to subscribers and updates retained state (when message->retain).
   // `publisher`: the publishing session, for MQTT 5 no-local subscriptions. Returns how many
-  // sessions it went to.
-  std::size_t route(const MessagePtr& message, const Session* publisher = nullptr);
+  // sessions it went to. `durableSeq` (if given) is raised to the state store sequence number
+  // that must be committed before the publish may be acknowledged (copies queued for persistent
+  // sessions, the retained update); see whenStateDurable.
+  std::size_t route(const MessagePtr& message, const Session* publisher = nullptr,
+                    std::uint64_t* durableSeq = nullptr);
+  // Runs `callback` once the state store has committed `seq` (at once without a store, or for
+  // seq 0); on the store's writer thread or the caller's: post, do not work, in it.
+  void whenStateDurable(std::uint64_t seq, std::function<void()> callback);
+  StateStore* stateStore() const { return state_; }
   // A will: routed like a publish and handed to ingest (not acknowledged to anyone).
   void publishWill(const MessagePtr& will);
   // Binds a client id to `connection`: takes over (closes, MQTT 5: DISCONNECT 0x8E) an existing
@@ -131,11 +144,15 @@ class Broker {
   void expireSessions();
   // Removes an ended session's subscriptions from the tree.
   void dropSubscriptions(const Session& session);
+  // Start-up: sessions (detached, with their remaining expiry), subscriptions, queues and
+  // retained messages from the state store.
+  void restoreState();
 
   net::EventLoopPool& pool_;
   const core::MqttConfig config_;
   ingest::Pipeline* pipeline_;
   const ingest::Normalizer* normalizer_;
+  StateStore* state_;
   net::StreamListener listener_;
   std::unique_ptr<net::StreamListener> tlsListener_;
   // Also takes the HTTP API's upgrades, so it exists even when mqtt.ws_listen is off.

@@ -8,6 +8,7 @@
 
 #include "broker/broker.h"
 #include "broker/session.h"
+#include "broker/state_store.h"
 #include "codec/mqtt/codec.h"
 #include "core/ids.h"
 #include "core/time.h"
@@ -101,6 +102,17 @@ void Connection::onRead(const boost::system::error_code& ec, std::size_t bytes) 
     paused_ = true;
     broker_.countReadPause();
     pipeline->onDrain([weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        asio::post(self->executor(), [self] { self->resumeReading(); });
+      }
+    });
+    return;
+  }
+  if (StateStore* state = broker_.stateStore(); state != nullptr && state->overloaded()) {
+    // The same for the broker state store (copies for persistent sessions, retained updates).
+    paused_ = true;
+    broker_.countReadPause();
+    state->onDrain([weak = weak_from_this()] {
       if (auto self = weak.lock()) {
         asio::post(self->executor(), [self] { self->resumeReading(); });
       }
@@ -359,6 +371,7 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
     record = normalizer->normalize(publish.topic, publish.payload, core::nowMicros());
   }
   std::size_t delivered = 0;
+  std::uint64_t durableSeq = 0;  // state store writes the acknowledgement waits for
   if (routable) {
     auto message = std::make_shared<Message>();
     message->qos = qos;
@@ -380,16 +393,24 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
       message->topic = std::move(publish.topic);
       message->payload = std::move(publish.payload);
     }
-    delivered = broker_.route(message, session_.get());
+    delivered = broker_.route(message, session_.get(), &durableSeq);
   }
 
   mqtt::PacketType ackType = qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
   if (!record) {
-    if (qos == 2) session_->markIncomingQos2Committed(packetId);
+    if (qos == 2) durableSeq = std::max(durableSeq, session_->markIncomingQos2Committed(packetId));
     // MQTT 5 tells the publisher when nobody received it (0x10 is still a success).
     const std::uint8_t code =
         routable && delivered == 0 ? mqtt::reason::kNoMatchingSubscribers : mqtt::reason::kSuccess;
-    if (qos > 0) queueAck(ackType, packetId, true, code);
+    if (qos > 0 && durableSeq == 0) {
+      queueAck(ackType, packetId, true, code);
+    } else if (qos > 0) {
+      // Copies for persistent sessions (or the retained update) must be on disk first.
+      const std::uint64_t sequence = queueAck(ackType, packetId, false, code);
+      broker_.whenStateDurable(durableSeq, [self = shared_from_this(), sequence] {
+        asio::post(self->executor(), [self, sequence] { self->onAckReady(sequence); });
+      });
+    }
     return true;
   }
 
@@ -399,12 +420,17 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
     return true;
   }
   // Durable acknowledgement: the PUBACK/PUBREC is released by the writer thread after commit.
+  // With persistent subscribers it also waits for the broker state store: both writes were
+  // queued before this and commit in parallel; the later one releases the ack.
   std::uint64_t sequence = queueAck(ackType, packetId, false);
-  broker_.pipeline()->submit(
-      std::move(*record), [self = shared_from_this(), session = session_, sequence, packetId, qos] {
-        if (qos == 2) session->markIncomingQos2Committed(packetId);
-        asio::post(self->executor(), [self, sequence] { self->onAckReady(sequence); });
-      });
+  broker_.pipeline()->submit(std::move(*record), [self = shared_from_this(), session = session_,
+                                                  sequence, packetId, qos, durableSeq] {
+    std::uint64_t seq = durableSeq;
+    if (qos == 2) seq = std::max(seq, session->markIncomingQos2Committed(packetId));
+    self->broker_.whenStateDurable(seq, [self, sequence] {
+      asio::post(self->executor(), [self, sequence] { self->onAckReady(sequence); });
+    });
+  });
   return true;
 }
 

@@ -1,17 +1,21 @@
 #include "broker/retained_store.h"
 
+#include "broker/state_store.h"
 #include "codec/mqtt/topic.h"
 #include "core/time.h"
 
 namespace tern::broker {
 
-void RetainedStore::set(const MessagePtr& message) {
+std::uint64_t RetainedStore::set(const MessagePtr& message) {
   std::lock_guard lock(mutex_);
   if (message->payload.empty()) {
-    messages_.erase(message->topic);
+    if (messages_.erase(message->topic) == 0) return 0;  // nothing to clear
   } else {
     messages_.insert_or_assign(message->topic, message);
   }
+  // Under the mutex, so the store sees the changes of one topic in the order memory did.
+  if (store_ == nullptr || message->topic.starts_with("$SYS")) return 0;
+  return store_->setRetained(*message);
 }
 
 std::vector<MessagePtr> RetainedStore::matching(std::string_view filter) const {

@@ -11,14 +11,21 @@
 
 namespace tern::broker {
 
+class StateStore;
+
 class RetainedStore {
  public:
-  // Stores the message, or clears the topic when the payload is empty.
-  void set(const MessagePtr& message);
+  // From now on every change (but of $SYS topics, which the broker rewrites) is also written
+  // there.
+  void setStateStore(StateStore* store) { store_ = store; }
+  // Stores the message, or clears the topic when the payload is empty. Returns the state store
+  // sequence number of the write (0: none).
+  std::uint64_t set(const MessagePtr& message);
   std::vector<MessagePtr> matching(std::string_view filter) const;
   std::size_t size() const;
 
  private:
+  StateStore* store_ = nullptr;
   mutable std::mutex mutex_;
   std::map<std::string, MessagePtr, std::less<>> messages_;
 };

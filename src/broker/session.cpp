@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "broker/connection.h"
+#include "broker/state_store.h"
 #include "codec/mqtt/codec.h"
 #include "core/time.h"
 
@@ -12,7 +13,10 @@ namespace tern::broker {
 namespace mqtt = codec::mqtt;
 
 Session::Session(std::string clientId, std::uint32_t expiryInterval, SessionLimits limits)
-    : clientId_(std::move(clientId)), limits_(limits), expiryInterval_(expiryInterval) {}
+    : clientId_(std::move(clientId)),
+      limits_(limits),
+      expiryInterval_(expiryInterval),
+      persistent_(limits.store != nullptr && expiryInterval != 0) {}
 
 std::uint32_t Session::expiryInterval() const {
   std::lock_guard lock(mutex_);
@@ -22,6 +26,47 @@ std::uint32_t Session::expiryInterval() const {
 void Session::setExpiryInterval(std::uint32_t seconds) {
   std::lock_guard lock(mutex_);
   expiryInterval_ = seconds;
+  // The session now ends with its connection: nothing of it may come back after a restart.
+  // (The other direction cannot happen: a session with interval 0 is never resumed.)
+  if (persistent_ && seconds == 0) {
+    persistent_ = false;
+    limits_.store->deleteSession(clientId_);
+  }
+}
+
+bool Session::persistent() const {
+  std::lock_guard lock(mutex_);
+  return persistent_;
+}
+
+void Session::discard() {
+  std::lock_guard lock(mutex_);
+  // Under the session mutex: a delivery racing with this either wrote before the delete (and
+  // is deleted with it) or sees persistent_ false and writes nothing.
+  if (!persistent_) return;
+  persistent_ = false;
+  limits_.store->deleteSession(clientId_);
+}
+
+void Session::restore(const StoredSession& stored, std::int64_t expiresAtUs) {
+  std::lock_guard lock(mutex_);
+  expiresAtUs_ = expiresAtUs;
+  subscriptions_ = stored.subscriptions;
+  for (const StoredMessage& m : stored.messages) {
+    if (m.packetId != 0) {
+      // Sent before the restart: resent with DUP (or its PUBREL) when the client comes back.
+      inflight_.push_back(Outgoing{m.packetId, m.released ? nullptr : m.message, m.qos, m.retain,
+                                   m.released, m.subscriptionIds, m.id});
+      lastPacketId_ = std::max(lastPacketId_, m.packetId);
+    } else {
+      queue_.push_back(Queued{m.message, m.qos, m.retain, m.subscriptionIds, m.id});
+    }
+  }
+  for (std::uint16_t id : stored.incomingQos2) incomingQos2_[id] = true;
+}
+
+void Session::forgetStoredLocked(std::uint64_t storeId) {
+  if (storeId != 0 && persistent_) limits_.store->deleteMessage(storeId);
 }
 
 std::int64_t Session::expiresAtUs() const {
@@ -29,8 +74,8 @@ std::int64_t Session::expiresAtUs() const {
   return expiresAtUs_;
 }
 
-void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
-                      const std::vector<std::uint32_t>& subscriptionIds) {
+std::uint64_t Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
+                               const std::vector<std::uint32_t>& subscriptionIds) {
   std::uint8_t qos = std::min(message->qos, grantedQos);
   std::lock_guard lock(mutex_);
   bool online = connectionRaw_ != nullptr;
@@ -38,26 +83,33 @@ void Session::deliver(const MessagePtr& message, std::uint8_t grantedQos, bool r
     // QoS 0 is never kept for an offline client, and a slow reader loses QoS 0 first.
     if (!online || outboxQos0_ >= limits_.maxQueued) {
       countDropLocked();
-      return;
+      return 0;
     }
     sendLocked(message, 0, retainFlag, subscriptionIds);
-    return;
+    return 0;
   }
   if (online && queue_.empty() && inflight_.size() < windowLocked()) {
-    sendLocked(message, qos, retainFlag, subscriptionIds);
-    return;
+    return sendLocked(message, qos, retainFlag, subscriptionIds);
   }
   if (queue_.size() >= limits_.maxQueued) {
     auto qos0 =
         std::find_if(queue_.begin(), queue_.end(), [](const Queued& q) { return q.qos == 0; });
     if (qos0 == queue_.end()) {
       countDropLocked();
-      return;
+      return 0;
     }
     queue_.erase(qos0);
     countDropLocked();
   }
-  queue_.push_back(Queued{message, qos, retainFlag, subscriptionIds});
+  // A persistent session's copy must be on disk before the publisher hears it was received.
+  std::uint64_t seq = 0;
+  std::uint64_t storeId = 0;
+  if (persistent_) {
+    storeId = limits_.store->nextMessageId();
+    seq = limits_.store->addMessage(storeId, clientId_, *message, qos, retainFlag, subscriptionIds);
+  }
+  queue_.push_back(Queued{message, qos, retainFlag, subscriptionIds, storeId});
+  return seq;
 }
 
 std::uint32_t Session::windowLocked() const {
@@ -116,27 +168,40 @@ bool Session::encodePublishLocked(const Message& message, std::uint8_t qos, bool
   return true;
 }
 
-void Session::sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
-                         std::vector<std::uint32_t> subscriptionIds) {
+std::uint64_t Session::sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
+                                  std::vector<std::uint32_t> subscriptionIds,
+                                  std::uint64_t storeId) {
   // An expired message is not delivered (MQTT 5 message expiry).
   if (message->expired(core::monotonicMicros())) {
     countDropLocked();
-    return;
+    forgetStoredLocked(storeId);
+    return 0;
   }
   std::uint16_t packetId = qos > 0 ? nextPacketIdLocked() : 0;
   if (!encodePublishLocked(*message, qos, retain, false, packetId, subscriptionIds)) {
     countDropLocked();
-    return;
+    forgetStoredLocked(storeId);
+    return 0;
   }
+  std::uint64_t seq = 0;
   if (qos > 0) {
+    // Stored with its packet id, so that after a restart it is resent as the same PUBLISH (DUP).
+    if (persistent_ && storeId == 0) {
+      storeId = limits_.store->nextMessageId();
+      seq = limits_.store->addMessage(storeId, clientId_, *message, qos, retain, subscriptionIds,
+                                      packetId);
+    } else if (persistent_) {
+      limits_.store->markSent(storeId, packetId);
+    }
     inflight_.push_back(
-        Outgoing{packetId, message, qos, retain, false, std::move(subscriptionIds)});
+        Outgoing{packetId, message, qos, retain, false, std::move(subscriptionIds), storeId});
   } else {
     ++outboxQos0_;
   }
   ++counters_.sent;
   if (limits_.sentCounter != nullptr) limits_.sentCounter->fetch_add(1, std::memory_order_relaxed);
   wakeConnectionLocked();
+  return seq;
 }
 
 std::uint16_t Session::nextPacketIdLocked() {
@@ -162,7 +227,7 @@ void Session::fillWindowLocked() {
   while (!queue_.empty() && inflight_.size() < windowLocked()) {
     Queued next = std::move(queue_.front());
     queue_.pop_front();
-    sendLocked(next.message, next.qos, next.retain, std::move(next.subscriptionIds));
+    sendLocked(next.message, next.qos, next.retain, std::move(next.subscriptionIds), next.storeId);
   }
 }
 
@@ -177,6 +242,7 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
   wakePosted_ = false;
   outbox_.clear();
   outboxQos0_ = 0;
+  if (persistent_) limits_.store->putSession(clientId_, expiryInterval_, 0);
   for (auto it = inflight_.begin(); it != inflight_.end();) {
     if (it->released) {
       if (params_.version == mqtt::ProtocolVersion::kV5) {
@@ -189,6 +255,7 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
                                     it->subscriptionIds)) {
       // The new connection accepts smaller packets than the old one did.
       countDropLocked();
+      forgetStoredLocked(it->storeId);
       it = inflight_.erase(it);
       continue;
     } else {
@@ -213,6 +280,14 @@ void Session::detach(const Connection* connection) {
   if (expiryInterval_ != 0 && expiryInterval_ != kSessionNeverExpires) {
     expiresAtUs_ = core::monotonicMicros() + std::int64_t{expiryInterval_} * 1'000'000;
   }
+  if (persistent_) {
+    // Wall time: the expiry clock keeps running while the server is down.
+    const std::int64_t wallExpiry =
+        expiryInterval_ == kSessionNeverExpires
+            ? 0
+            : core::nowMicros() + std::int64_t{expiryInterval_} * 1'000'000;
+    limits_.store->putSession(clientId_, expiryInterval_, wallExpiry);
+  }
 }
 
 bool Session::attachedTo(const Connection* connection) const {
@@ -229,6 +304,7 @@ bool Session::eraseInflightLocked(std::uint16_t packetId, bool wantReleased, std
   auto it = std::find_if(inflight_.begin(), inflight_.end(),
                          [&](const Outgoing& o) { return o.packetId == packetId; });
   if (it == inflight_.end() || it->qos != qos || it->released != wantReleased) return false;
+  forgetStoredLocked(it->storeId);
   inflight_.erase(it);
   fillWindowLocked();
   return true;
@@ -246,6 +322,7 @@ bool Session::onPubrec(std::uint16_t packetId) {
   if (it == inflight_.end() || it->qos != 2) return false;
   it->released = true;
   it->message.reset();  // the payload is no longer needed once the receiver has it
+  if (persistent_ && it->storeId != 0) limits_.store->markReleased(it->storeId);
   if (params_.version == mqtt::ProtocolVersion::kV5) {
     mqtt::encodeAck5(mqtt::PacketType::kPubrel, packetId, mqtt::reason::kSuccess, nullptr, outbox_);
   } else {
@@ -276,15 +353,20 @@ bool Session::incomingQos2Committed(std::uint16_t packetId) const {
   return it != incomingQos2_.end() && it->second;
 }
 
-void Session::markIncomingQos2Committed(std::uint16_t packetId) {
+std::uint64_t Session::markIncomingQos2Committed(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
   auto it = incomingQos2_.find(packetId);
-  if (it != incomingQos2_.end()) it->second = true;
+  if (it == incomingQos2_.end()) return 0;
+  it->second = true;
+  // After a restart, a resent PUBLISH with this id is then known as a duplicate (exactly once).
+  return persistent_ ? limits_.store->putIncomingQos2(clientId_, packetId) : 0;
 }
 
 bool Session::releaseIncomingQos2(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  return incomingQos2_.erase(packetId) > 0;
+  if (incomingQos2_.erase(packetId) == 0) return false;
+  if (persistent_) limits_.store->deleteIncomingQos2(clientId_, packetId);
+  return true;
 }
 
 void Session::takeOutbox(std::string& out) {
@@ -297,12 +379,15 @@ void Session::takeOutbox(std::string& out) {
 
 bool Session::addSubscription(const std::string& filter, const SubscriptionOptions& options) {
   std::lock_guard lock(mutex_);
+  if (persistent_) limits_.store->putSubscription(clientId_, filter, options);
   return !subscriptions_.insert_or_assign(filter, options).second;
 }
 
 bool Session::removeSubscription(const std::string& filter) {
   std::lock_guard lock(mutex_);
-  return subscriptions_.erase(filter) > 0;
+  if (subscriptions_.erase(filter) == 0) return false;
+  if (persistent_) limits_.store->deleteSubscription(clientId_, filter);
+  return true;
 }
 
 std::map<std::string, SubscriptionOptions> Session::subscriptions() const {

@@ -20,6 +20,8 @@
 namespace tern::broker {
 
 class Connection;
+class StateStore;
+struct StoredSession;
 
 struct SessionLimits {
   std::uint32_t maxInflight = 64;
@@ -27,6 +29,8 @@ struct SessionLimits {
   std::uint32_t maxPacketSize = 1024 * 1024;
   std::atomic<std::uint64_t>* sentCounter = nullptr;     // the broker's $SYS messages/sent
   std::atomic<std::uint64_t>* droppedCounter = nullptr;  // the broker's $SYS messages/dropped
+  // Where a persistent session (expiry interval > 0) keeps its state; null: memory only.
+  StateStore* store = nullptr;
 };
 
 // What the attached connection negotiated (MQTT 5 CONNECT properties; 3.1.1 keeps defaults).
@@ -52,14 +56,24 @@ class Session {
 
   const std::string& clientId() const { return clientId_; }
   std::uint32_t expiryInterval() const;
+  // Setting 0 ends the session's persistence (its stored state is deleted).
   void setExpiryInterval(std::uint32_t seconds);
+  // Whether its state goes to the state store (a store is set and the expiry interval is > 0).
+  bool persistent() const;
+  // The session has ended (expired, or replaced by a clean start): its stored state is deleted
+  // and nothing more is written for it.
+  void discard();
+  // At start, before any connection: the state a previous run stored. `expiresAtUs`: monotonic
+  // deadline of the detached session (0: never).
+  void restore(const StoredSession& stored, std::int64_t expiresAtUs);
   // Monotonic µs when a detached session ends (0: attached, or never).
   std::int64_t expiresAtUs() const;
 
   // From any thread: queue or send one message at min(message QoS, granted QoS), with the
-  // identifiers of the subscriptions it matched (MQTT 5).
-  void deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
-               const std::vector<std::uint32_t>& subscriptionIds = {});
+  // identifiers of the subscriptions it matched (MQTT 5). Returns the state store sequence
+  // number the copy must reach before the publish is acknowledged (0: nothing to wait for).
+  std::uint64_t deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
+                        const std::vector<std::uint32_t>& subscriptionIds = {});
 
   // On the connection's loop. attach() re-sends in-flight messages (DUP set) and PUBRELs, then
   // moves queued messages into the window.
@@ -80,7 +94,8 @@ class Session {
   bool beginIncomingQos2(std::uint16_t packetId);
   // Whether the first copy was committed (so a duplicate can get PUBREC at once).
   bool incomingQos2Committed(std::uint16_t packetId) const;
-  void markIncomingQos2Committed(std::uint16_t packetId);
+  // Returns the state store sequence number of the write that records it (0: none).
+  std::uint64_t markIncomingQos2Committed(std::uint16_t packetId);
   // False when the id was not known.
   bool releaseIncomingQos2(std::uint16_t packetId);
 
@@ -111,18 +126,22 @@ class Session {
     bool retain = false;
     bool released = false;  // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
     std::vector<std::uint32_t> subscriptionIds;
+    std::uint64_t storeId = 0;  // its row in the state store (0: not stored)
   };
   struct Queued {
     MessagePtr message;
     std::uint8_t qos = 0;
     bool retain = false;
     std::vector<std::uint32_t> subscriptionIds;
+    std::uint64_t storeId = 0;
   };
 
   // All of these run with mutex_ held.
   void countDropLocked();
-  void sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
-                  std::vector<std::uint32_t> subscriptionIds);
+  // Returns the state store sequence number of a new stored copy (0: none).
+  std::uint64_t sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
+                           std::vector<std::uint32_t> subscriptionIds, std::uint64_t storeId = 0);
+  void forgetStoredLocked(std::uint64_t storeId);
   // Encodes one PUBLISH for the attached client; false (nothing appended) when it is larger
   // than the client accepts.
   bool encodePublishLocked(const Message& message, std::uint8_t qos, bool retain, bool dup,
@@ -138,6 +157,7 @@ class Session {
 
   mutable std::mutex mutex_;
   std::uint32_t expiryInterval_;
+  bool persistent_ = false;
   std::int64_t expiresAtUs_ = 0;
   std::weak_ptr<Connection> connection_;
   const Connection* connectionRaw_ = nullptr;

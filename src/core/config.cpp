@@ -282,6 +282,7 @@ const std::vector<KeyDescriptor>& keyTable() {
                            &MqttConfig::maxConnections));
     t.push_back(
         integerKey("mqtt.sys_interval", 0, 86'400, &Config::mqtt, &MqttConfig::sysInterval));
+    t.push_back(boolKey("mqtt.persistence", &Config::mqtt, &MqttConfig::persistence));
     t.push_back(integerKey("mqtt.server_keep_alive", 0, 65535, &Config::mqtt,
                            &MqttConfig::serverKeepAlive));
     t.push_back(

@@ -41,6 +41,8 @@ struct MqttConfig {
   std::uint32_t maxConnections = 10000;
   std::uint32_t sysInterval = 10;  // seconds between $SYS updates; 0 disables
   bool proxyProtocol = false;      // expect a PROXY protocol v1/v2 header first (behind HAProxy)
+  // Persistent sessions and retained messages kept in <data_dir>/broker.db across restarts.
+  bool persistence = true;
   // MQTT 5 (announced in CONNACK):
   std::uint32_t serverKeepAlive = 0;     // seconds imposed on MQTT 5 clients; 0 = the client's own
   std::uint32_t receiveMaximum = 65535;  // QoS 1/2 publishes a client may have unacknowledged

@@ -60,6 +60,7 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "mqtt.max_queued",
                                           "mqtt.max_connections",
                                           "mqtt.sys_interval",
+                                          "mqtt.persistence",
                                           "mqtt.server_keep_alive",
                                           "mqtt.receive_maximum",
                                           "mqtt.topic_alias_maximum",
@@ -120,6 +121,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "mqtt.max_queued", "10000000");
   applyConfigValue(c, "mqtt.max_connections", "1000000");
   applyConfigValue(c, "mqtt.sys_interval", "0");
+  applyConfigValue(c, "mqtt.persistence", "false");
   applyConfigValue(c, "mqtt.server_keep_alive", "30");
   applyConfigValue(c, "mqtt.receive_maximum", "100");
   applyConfigValue(c, "mqtt.topic_alias_maximum", "0");
@@ -172,6 +174,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.mqtt.tlsCa, "/etc/tern/ca.pem");
   EXPECT_TRUE(c.mqtt.tlsRequireClientCert);
   EXPECT_FALSE(c.mqtt.websocket);
+  EXPECT_FALSE(c.mqtt.persistence);
   ASSERT_TRUE(c.mqtt.wsListen);
   EXPECT_EQ(c.mqtt.wsListen->port, 8083);
   ASSERT_TRUE(c.mqtt.wssListen);
@@ -215,6 +218,7 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.max_queued", {"0", "10000001"}},
       {"mqtt.max_connections", {"0", "1000001"}},
       {"mqtt.sys_interval", {"86401", "1.5"}},
+      {"mqtt.persistence", {"yes please"}},
       {"mqtt.server_keep_alive", {"65536", "x"}},
       {"mqtt.receive_maximum", {"0", "65536"}},
       {"mqtt.topic_alias_maximum", {"65536", "-1"}},
