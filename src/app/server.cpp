@@ -243,6 +243,13 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                               {"complete", l.complete},
                                               {"store_reads", l.storeReads},
                                               {"refreshes", l.refreshes}};
+    if (brokerState_) {
+      broker::StateStoreStats st = brokerState_->stats();
+      out["broker_state"] = boost::json::object{{"writes", st.writes},
+                                                {"commits", st.commits},
+                                                {"commit_failures", st.commitFailures},
+                                                {"queued", st.queued}};
+    }
     out["ingest"] = boost::json::object{
         {"submitted", p.submitted},
         {"committed", p.committed},

@@ -339,17 +339,25 @@ bool SourceClient::onPublish(mqtt::Publish& publish) {
       normalizer_.normalize(publish.topic, publish.payload, core::nowMicros());
   // Local subscribers see the message as if it had been published here; '$' topics (the
   // source's own $SYS) stay out of the local tree.
+  std::uint64_t durableSeq = 0;  // broker state writes (persistent sessions, retained) to wait for
   if (broker_ != nullptr && !publish.topic.starts_with('$')) {
     auto message = std::make_shared<broker::Message>();
     message->qos = publish.qos;
     message->retain = publish.retain;
     message->topic = publish.topic;
     message->payload = record ? publish.payload : std::move(publish.payload);
-    broker_->route(message);
+    broker_->route(message, nullptr, &durableSeq);
   }
   const bool qos1 = publish.qos == 1;
   if (!record) {
-    if (qos1) queueAck(publish.packetId, true);  // nothing to store: ack in order, at once
+    if (qos1 && durableSeq == 0) {
+      queueAck(publish.packetId, true);  // nothing to store: ack in order, at once
+    } else if (qos1) {
+      const std::uint64_t sequence = queueAck(publish.packetId, false);
+      broker_->whenStateDurable(durableSeq, [self = shared_from_this(), gen = gen_, sequence] {
+        asio::post(self->io_, [self, gen, sequence] { self->onAckReady(gen, sequence); });
+      });
+    }
     return true;
   }
   if (!qos1) {
@@ -357,9 +365,17 @@ bool SourceClient::onPublish(mqtt::Publish& publish) {
     return true;
   }
   const std::uint64_t sequence = queueAck(publish.packetId, false);
-  pipeline_.submit(std::move(*record), [self = shared_from_this(), gen = gen_, sequence] {
-    asio::post(self->io_, [self, gen, sequence] { self->onAckReady(gen, sequence); });
-  });
+  pipeline_.submit(
+      std::move(*record), [self = shared_from_this(), gen = gen_, sequence, durableSeq] {
+        auto ready = [self, gen, sequence] {
+          asio::post(self->io_, [self, gen, sequence] { self->onAckReady(gen, sequence); });
+        };
+        if (self->broker_ == nullptr) {
+          ready();
+        } else {
+          self->broker_->whenStateDurable(durableSeq, std::move(ready));
+        }
+      });
   return true;
 }
 
