@@ -188,6 +188,15 @@ class RawClient:
     def puback(self, packet_id):
         self.send(0x40, struct.pack("!H", packet_id))
 
+    def publish_qos2(self, topic, payload, packet_id, dup=False):
+        self.send(0x34 | (0x08 if dup else 0),
+                  _utf8(topic) + struct.pack("!H", packet_id) + payload.encode())
+
+    def expect_ack(self, packet_type, packet_id, what):
+        header, body = self.read_packet()
+        check_equal((header >> 4, struct.unpack("!H", body[:2])[0]), (packet_type, packet_id),
+                    what + " (packet type, packet id)")
+
     def close(self):
         try:
             self.sock.close()
@@ -327,6 +336,49 @@ def test_inflight_redelivered_with_dup_after_kill9(args):
         server.stop()
 
 
+def test_incoming_qos2_id_survives_kill9(args):
+    """A QoS 2 publish answered with PUBREC before the crash: after kill -9 the resent PUBLISH
+    (DUP) is known and not routed again, and PUBREL gets PUBCOMP (exactly once across the
+    crash)."""
+    data = os.path.join(args.tmp, "data")
+    with TernServer(args.tern, data) as server:
+        server.start()
+        watcher = PahoClient(server.mqtt_port, client_id="q2-watcher", clean_session=False)
+        try:
+            watcher.subscribe("q2/#", 1)
+        finally:
+            watcher.close()
+        raw = RawClient(server.mqtt_port, "q2-publisher", clean_session=False)
+        try:
+            raw.publish_qos2("q2/once", "once", 7)
+            raw.expect_ack(5, 7, "PUBREC")
+            server.kill9()
+        finally:
+            raw.close()
+        server.start()
+        raw = RawClient(server.mqtt_port, "q2-publisher", clean_session=False)
+        try:
+            check(raw.session_present, "publisher's session present after kill -9")
+            # The publisher did not see our PUBREC in time, so it sends the PUBLISH again.
+            raw.publish_qos2("q2/once", "once", 7, dup=True)
+            raw.expect_ack(5, 7, "PUBREC for the resent PUBLISH")
+            raw.send(0x62, struct.pack("!H", 7))  # PUBREL
+            raw.expect_ack(7, 7, "PUBCOMP")
+        finally:
+            raw.close()
+        watcher = PahoClient(server.mqtt_port, client_id="q2-watcher", clean_session=False,
+                             connect=False)
+        try:
+            check_equal(watcher.connect().get("session present"), 1, "watcher session present")
+            mosquitto_pub(server.mqtt_port, "q2/marker", "marker", qos=1)
+            got = watcher.wait_messages(2)
+            check_equal([m.payload.decode() for m in got], ["once", "marker"],
+                        "the QoS 2 message exactly once, then the marker")
+        finally:
+            watcher.close()
+        server.stop()
+
+
 def test_session_expiry_across_restart(args):
     data = os.path.join(args.tmp, "data")
     with TernServer(args.tern, data) as server:
@@ -391,6 +443,7 @@ if __name__ == "__main__":
         test_persistent_session_graceful_restart,
         test_persistent_session_kill9,
         test_inflight_redelivered_with_dup_after_kill9,
+        test_incoming_qos2_id_survives_kill9,
         test_session_expiry_across_restart,
         test_clean_sessions_not_restored,
     ], __doc__)
