@@ -1,6 +1,7 @@
 #include "api/encoding.h"
 
 #include <array>
+#include <cctype>
 
 namespace tern::api {
 namespace {
@@ -164,6 +165,23 @@ std::optional<std::string> base64UrlDecode(std::string_view text) {
   }
   // Leftover bits must be zero, so each byte string has exactly one encoding.
   if ((acc & ((1U << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+std::string percentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0x0F];
+    }
+  }
   return out;
 }
 

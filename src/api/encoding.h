@@ -24,6 +24,9 @@ std::optional<std::string> base64UrlDecode(std::string_view text);
 // nullopt on a malformed escape.
 std::optional<std::string> percentDecode(std::string_view text, bool plusIsSpace);
 
+// Percent-encodes everything but RFC 3986 unreserved characters (for one path segment).
+std::string percentEncode(std::string_view text);
+
 // Quotes client input for an error detail: at most maxChars characters, valid UTF-8.
 std::string quoteInput(std::string_view text, std::size_t maxChars = 64);
 

@@ -23,6 +23,8 @@ std::string_view statusTitle(unsigned status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 409:
+      return "Conflict";
     case 408:
       return "Request Timeout";
     case 413:

@@ -2,13 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <map>
 #include <span>
+#include <variant>
 
 #include "api/csv_out.h"
 #include "api/encoding.h"
@@ -177,9 +181,11 @@ std::span<const Router::Route> Router::table() {
       {"GET", "/api/v1/api-keys", "", &R::listApiKeys},
       {"POST", "/api/v1/api-keys", "", &R::createApiKey},
       {"DELETE", "/api/v1/api-keys/{id}", "", &R::revokeApiKey},
-      {"GET", "/api/v1/devices", "tag", &R::devices},
+      {"GET", "/api/v1/devices", "tag search sort limit cursor", &R::devices},
+      {"POST", "/api/v1/devices", "", &R::createDevice},
       {"GET", "/api/v1/devices/{id}", "", &R::getDevice},
       {"PUT", "/api/v1/devices/{id}", "", &R::putDevice},
+      {"PATCH", "/api/v1/devices/{id}", "", &R::patchDevice},
       {"GET", "/api/v1/devices/{id}/messages", "from to limit order cursor format",
        &R::messagesRoute},
       {"GET", "/api/v1/devices/{id}/series/{key}", "from to bucket agg format", &R::seriesRoute},
@@ -322,21 +328,6 @@ core::Result<std::vector<storage::DeviceSummary>> Router::readDevices() const {
 core::Result<std::optional<storage::DeviceSummary>> Router::readDevice(
     const std::string& deviceId) const {
   return options_.devices.get ? options_.devices.get(deviceId) : store_.getDevice(deviceId);
-}
-
-ApiResponse Router::devices(const Call& call) const {
-  return call.params.get("tag") ? listDevicesWithTag(call.params) : listDevices();
-}
-
-ApiResponse Router::listDevices() const {
-  auto devices = readDevices();
-  if (!devices) return storeError("listing devices", devices.error());
-  boost::json::array list;
-  list.reserve(devices->size());
-  for (const auto& device : *devices) list.push_back(deviceToJson(device));
-  boost::json::object body;
-  body["devices"] = std::move(list);
-  return jsonResponse(200, body);
 }
 
 ApiResponse Router::getDevice(const Call& call) const {
@@ -687,6 +678,8 @@ constexpr std::size_t kMaxTags = 64;
 constexpr std::size_t kMaxTagKeyBytes = 128;
 constexpr std::size_t kMaxTagValueBytes = 256;
 constexpr std::size_t kMaxFleetKeys = 100;
+constexpr std::size_t kMaxDeviceIdBytes = 256;
+constexpr std::uint32_t kDefaultDeviceLimit = 1000;
 constexpr std::int64_t kDefaultStationaryWindowUs = 10 * 60 * kSecondUs;
 constexpr std::int64_t kMaxDailyRangeUs = 366 * kDayUs;
 constexpr std::int64_t kDefaultDailyRangeUs = 7 * kDayUs;
@@ -783,9 +776,12 @@ std::string_view jsonKindName(const boost::json::value& value) {
 
 }  // namespace
 
-ApiResponse Router::putDevice(const Call& call) const {
-  const std::string& deviceId = call.args[0];
-  const std::string_view body = call.request.body;
+namespace {
+
+// The body of POST /devices (with `id`, `create`), PUT and PATCH /devices/{id}: the members
+// to change, checked; a problem response names the first bad one.
+std::optional<ApiResponse> parseDeviceBody(std::string_view body, bool create, std::string& id,
+                                           storage::DeviceUpdate& update) {
   boost::system::error_code ec;
   boost::json::value parsed = boost::json::parse(body, ec);
   if (ec || !parsed.is_object()) {
@@ -794,11 +790,17 @@ ApiResponse Router::putDevice(const Call& call) const {
                            "{\"tags\":{\"fleet\":\"east\"},\"attributes\":{}}");
   }
   const auto& object = parsed.as_object();
-  storage::DeviceUpdate update;
   for (const auto& member : object) {
     const std::string_view name = member.key();
     const boost::json::value& value = member.value();
-    if (name == "tags") {
+    if (create && name == "id") {
+      if (!value.is_string() || value.as_string().empty() ||
+          value.as_string().size() > kMaxDeviceIdBytes) {
+        return problemResponse(400, "field 'id': expected a string of 1 to " +
+                                        std::to_string(kMaxDeviceIdBytes) + " bytes");
+      }
+      id = std::string(value.as_string());
+    } else if (name == "tags") {
       if (!value.is_object()) {
         return problemResponse(400, "field 'tags': expected an object of strings, got " +
                                         std::string(jsonKindName(value)));
@@ -836,15 +838,22 @@ ApiResponse Router::putDevice(const Call& call) const {
       // Stored in this canonical form, so both backends give back the same text.
       update.attributes = toJsonText(value);
     } else {
-      return problemResponse(
-          400, "field " + quoteInput(name) + ": unknown; expected 'tags' and/or 'attributes'");
+      return problemResponse(400, "field " + quoteInput(name) + ": unknown; expected " +
+                                      (create ? "'id', " : "") + "'tags' and/or 'attributes'");
     }
   }
-  if (!update.tags && !update.attributes) {
+  if (create && id.empty()) return problemResponse(400, "field 'id': required");
+  if (!create && !update.tags && !update.attributes) {
     return problemResponse(400, "request body: expected 'tags' and/or 'attributes'");
   }
-  auto existing = store_.getDevice(deviceId);
-  if (!existing) return storeError("reading a device", existing.error());
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Writes a device and tells the device cache; the store's answer, or a problem.
+std::variant<storage::DeviceSummary, ApiResponse> Router::writeDevice(
+    const std::string& deviceId, const storage::DeviceUpdate& update) const {
   auto device = store_.updateDevice(deviceId, update);
   if (!device) return storeError("updating a device", device.error());
   if (options_.devices.updated) {
@@ -854,19 +863,169 @@ ApiResponse Router::putDevice(const Call& call) const {
                    quoteInput(deviceId, 200), status.message());
     }
   }
-  return jsonResponse(existing->has_value() ? 200 : 201, deviceToJson(*device));
+  return std::move(*device);
 }
 
-ApiResponse Router::listDevicesWithTag(const QueryParams& params) const {
-  storage::DeviceGroup group;
-  if (auto problem = tagParam(params, group)) return problemResponse(*problem);
-  auto devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+ApiResponse Router::putDevice(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  std::string unused;
+  storage::DeviceUpdate update;
+  if (auto problem = parseDeviceBody(call.request.body, false, unused, update)) {
+    return std::move(*problem);
+  }
+  auto existing = store_.getDevice(deviceId);
+  if (!existing) return storeError("reading a device", existing.error());
+  auto device = writeDevice(deviceId, update);
+  if (auto* problem = std::get_if<ApiResponse>(&device)) return std::move(*problem);
+  return jsonResponse(existing->has_value() ? 200 : 201,
+                      deviceToJson(std::get<storage::DeviceSummary>(device)));
+}
+
+ApiResponse Router::patchDevice(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  std::string unused;
+  storage::DeviceUpdate update;
+  if (auto problem = parseDeviceBody(call.request.body, false, unused, update)) {
+    return std::move(*problem);
+  }
+  // PATCH changes a device that exists; PUT (and POST /devices) register one.
+  auto existing = store_.getDevice(deviceId);
+  if (!existing) return storeError("reading a device", existing.error());
+  if (!existing->has_value()) return problemResponse(404, notFoundDevice(deviceId));
+  auto device = writeDevice(deviceId, update);
+  if (auto* problem = std::get_if<ApiResponse>(&device)) return std::move(*problem);
+  return jsonResponse(200, deviceToJson(std::get<storage::DeviceSummary>(device)));
+}
+
+ApiResponse Router::createDevice(const Call& call) const {
+  std::string deviceId;
+  storage::DeviceUpdate update;
+  if (auto problem = parseDeviceBody(call.request.body, true, deviceId, update)) {
+    return std::move(*problem);
+  }
+  // Two concurrent creates of one id may both pass this check; the second then updates.
+  auto existing = store_.getDevice(deviceId);
+  if (!existing) return storeError("reading a device", existing.error());
+  if (existing->has_value()) {
+    return problemResponse(409, "field 'id': a device with id " + quoteInput(deviceId, 256) +
+                                    " exists; change it with PATCH /api/v1/devices/{id}");
+  }
+  auto device = writeDevice(deviceId, update);
+  if (auto* problem = std::get_if<ApiResponse>(&device)) return std::move(*problem);
+  ApiResponse response = jsonResponse(201, deviceToJson(std::get<storage::DeviceSummary>(device)));
+  response.headers.emplace_back("Location", "/api/v1/devices/" + percentEncode(deviceId));
+  return response;
+}
+
+namespace {
+
+enum class DeviceSort { kId, kIdDesc, kLastSeen, kLastSeenDesc };
+constexpr std::pair<std::string_view, DeviceSort> kDeviceSorts[] = {
+    {"id", DeviceSort::kId},
+    {"-id", DeviceSort::kIdDesc},
+    {"last_seen", DeviceSort::kLastSeen},
+    {"-last_seen", DeviceSort::kLastSeenDesc}};
+
+// The sort key besides the id; a device that never sent anything sorts as the oldest.
+std::int64_t sortKey(DeviceSort sort, const storage::DeviceSummary& device) {
+  if (sort == DeviceSort::kId || sort == DeviceSort::kIdDesc) return 0;
+  return device.neverSeen() ? std::numeric_limits<std::int64_t>::min() : device.lastSeenUs;
+}
+
+// Whether (key a, id a) comes before (key b, id b) in the list's order.
+bool sortsBefore(DeviceSort sort, std::int64_t keyA, std::string_view idA, std::int64_t keyB,
+                 std::string_view idB) {
+  const bool descending = sort == DeviceSort::kIdDesc || sort == DeviceSort::kLastSeenDesc;
+  if (keyA != keyB) return descending ? keyA > keyB : keyA < keyB;
+  return descending ? idA > idB : idA < idB;
+}
+
+bool containsIgnoringCase(std::string_view text, std::string_view needle) {
+  const auto lower = [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  };
+  return std::search(text.begin(), text.end(), needle.begin(), needle.end(),
+                     [&](char a, char b) { return lower(a) == lower(b); }) != text.end();
+}
+
+}  // namespace
+
+ApiResponse Router::devices(const Call& call) const {
+  const QueryParams& params = call.params;
+  DeviceSort sort = DeviceSort::kId;
+  std::string_view sortName = "id";
+  if (const auto text = params.get("sort")) {
+    bool known = false;
+    for (const auto& [name, value] : kDeviceSorts) {
+      if (*text == name) {
+        sort = value;
+        sortName = name;
+        known = true;
+      }
+    }
+    if (!known) return problemResponse(badParam("sort", "id, -id, last_seen or -last_seen", *text));
+  }
+  std::uint32_t limit = kDefaultDeviceLimit;
+  if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
+  // The cursor is the last device of the previous page: its sort key and id.
+  std::optional<std::pair<std::int64_t, std::string>> after;
+  if (const auto text = params.get("cursor")) {
+    const auto decoded = base64UrlDecode(*text);
+    const auto first = decoded ? decoded->find('\n') : std::string::npos;
+    const auto second = first == std::string::npos ? first : decoded->find('\n', first + 1);
+    std::int64_t key = 0;
+    bool ok = second != std::string::npos && decoded->substr(0, first) == sortName;
+    if (ok) {
+      const char* begin = decoded->data() + first + 1;
+      const char* end = decoded->data() + second;
+      const auto [ptr, ec] = std::from_chars(begin, end, key);
+      ok = ec == std::errc{} && ptr == end;
+    }
+    if (!ok) {
+      return problemResponse(badParam(
+          "cursor", "a next_cursor value from a previous response with the same sort", *text));
+    }
+    after.emplace(key, decoded->substr(second + 1));
+  }
+  core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
+  if (params.get("tag")) {
+    // Tag groups come from the store (one index range), not the cache.
+    storage::DeviceGroup group;
+    if (auto problem = tagParam(params, group)) return problemResponse(*problem);
+    devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+  } else {
+    devices = readDevices();
+  }
   if (!devices) return storeError("listing devices", devices.error());
+  std::vector<storage::DeviceSummary>& all = *devices;
+  if (const auto search = params.get("search")) {
+    std::erase_if(all, [&](const storage::DeviceSummary& device) {
+      return !containsIgnoringCase(device.deviceId, *search);
+    });
+  }
+  if (after) {
+    std::erase_if(all, [&](const storage::DeviceSummary& device) {
+      return !sortsBefore(sort, after->first, after->second, sortKey(sort, device),
+                          device.deviceId);
+    });
+  }
+  std::sort(all.begin(), all.end(), [&](const auto& a, const auto& b) {
+    return sortsBefore(sort, sortKey(sort, a), a.deviceId, sortKey(sort, b), b.deviceId);
+  });
+  const bool more = all.size() > limit;
+  if (more) all.resize(limit);
   boost::json::array list;
-  list.reserve(devices->size());
-  for (const auto& device : *devices) list.push_back(deviceToJson(device));
+  list.reserve(all.size());
+  for (const auto& device : all) list.push_back(deviceToJson(device));
   boost::json::object body;
   body["devices"] = std::move(list);
+  if (more) {
+    const auto& last = all.back();
+    body["next_cursor"] = base64UrlEncode(
+        std::string(sortName) + "\n" + std::to_string(sortKey(sort, last)) + "\n" + last.deviceId);
+  } else {
+    body["next_cursor"] = nullptr;
+  }
   return jsonResponse(200, body);
 }
 

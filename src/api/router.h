@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "api/http_server.h"
@@ -79,8 +80,11 @@ class Router {
   ApiResponse docsAsset(const Call& call) const;
 
   ApiResponse health(const Call& call) const;
+  // Device management: the list (filter, sort, pages), create, change (PUT registers, PATCH
+  // needs an existing device).
   ApiResponse devices(const Call& call) const;
-  ApiResponse listDevices() const;
+  ApiResponse createDevice(const Call& call) const;
+  ApiResponse patchDevice(const Call& call) const;
   ApiResponse getDevice(const Call& call) const;
   ApiResponse messagesRoute(const Call& call) const;
   ApiResponse messages(const std::string& deviceId, const QueryParams& params, bool csv) const;
@@ -96,7 +100,9 @@ class Router {
   core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
   // Device tags and attributes (the API's first write), and fleet queries over a tag group.
   ApiResponse putDevice(const Call& call) const;
-  ApiResponse listDevicesWithTag(const QueryParams& params) const;
+  // Writes through the store and tells the device cache.
+  std::variant<storage::DeviceSummary, ApiResponse> writeDevice(
+      const std::string& deviceId, const storage::DeviceUpdate& update) const;
   ApiResponse fleetLatest(const Call& call) const;
   ApiResponse fleetThreshold(const Call& call) const;
   ApiResponse fleetStationary(const Call& call) const;
