@@ -379,6 +379,67 @@ def test_incoming_qos2_id_survives_kill9(args):
         server.stop()
 
 
+def test_every_acknowledged_copy_survives_kill9_mid_flood(args):
+    """A paho QoS 1 publisher floods a topic an offline persistent session subscribes to; the
+    server is killed while publishes are in flight. Every publish whose PUBACK came back must
+    reach the subscriber after the restart (and arrive before a marker published afterwards)."""
+    import paho.mqtt.client as mqtt
+    data = os.path.join(args.tmp, "data")
+    total = 800  # below mqtt.max_queued (1000): the queue keeps all of them
+    with TernServer(args.tern, data) as server:
+        server.start()
+        keeper = PahoClient(server.mqtt_port, client_id="flood-keeper", clean_session=False)
+        try:
+            keeper.subscribe("flood/#", 1)
+        finally:
+            keeper.close()
+        lock = threading.Lock()
+        mid_to_seq = {}
+        acked_mids = set()
+        publisher = mqtt.Client(client_id="flood-publisher", clean_session=True,
+                                protocol=mqtt.MQTTv311)
+        publisher.max_inflight_messages_set(50)
+        publisher.max_queued_messages_set(0)
+
+        def on_publish(client, userdata, mid):
+            with lock:
+                acked_mids.add(mid)
+        publisher.on_publish = on_publish
+        publisher.connect("127.0.0.1", server.mqtt_port, keepalive=30)
+        publisher.loop_start()
+        try:
+            for seq in range(total):
+                # Not under `lock`: paho runs on_publish holding its own lock, which publish()
+                # needs too.
+                info = publisher.publish("flood/n", str(seq), qos=1)
+                with lock:
+                    mid_to_seq[info.mid] = seq
+            ternlib.wait_until(lambda: len(acked_mids) >= 300, TIMEOUT, what="300 PUBACKs")
+            server.kill9()
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+        with lock:
+            acked = {mid_to_seq[mid] for mid in acked_mids if mid in mid_to_seq}
+        check(len(acked) >= 300, "at least 300 acknowledged before the kill: %d" % len(acked))
+        ternlib.log("%d of %d publishes acknowledged before the kill" % (len(acked), total))
+        server.start()
+        keeper = PahoClient(server.mqtt_port, client_id="flood-keeper", clean_session=False,
+                            connect=False)
+        try:
+            check_equal(keeper.connect().get("session present"), 1, "keeper session present")
+            mosquitto_pub(server.mqtt_port, "flood/marker", "marker", qos=1)
+            keeper.wait_messages(1, topic="flood/marker")
+            got = [int(m.payload) for m in keeper.messages("flood/n")]
+            missing = sorted(acked - set(got))
+            check(not missing, "%d acknowledged messages lost (first: %r); %d acked, %d received"
+                  % (len(missing), missing[:10], len(acked), len(got)))
+            check_equal(got, sorted(got), "delivered in publish order")
+        finally:
+            keeper.close()
+        server.stop()
+
+
 def test_session_expiry_across_restart(args):
     data = os.path.join(args.tmp, "data")
     with TernServer(args.tern, data) as server:
@@ -444,6 +505,7 @@ if __name__ == "__main__":
         test_persistent_session_kill9,
         test_inflight_redelivered_with_dup_after_kill9,
         test_incoming_qos2_id_survives_kill9,
+        test_every_acknowledged_copy_survives_kill9_mid_flood,
         test_session_expiry_across_restart,
         test_clean_sessions_not_restored,
     ], __doc__)
