@@ -1743,6 +1743,72 @@ TEST_P(PostgresStoreTest, ReconnectsAfterTheServerRestarts) {
   EXPECT_EQ(*counted, 4);
 }
 
+// The reply to COMMIT is lost (the connection dies right after COMMIT is sent): the batch may
+// or may not be stored, and the pipeline retries it. The retry asks the server whether that
+// transaction committed and does not store its records a second time.
+TEST_P(PostgresStoreTest, ARetryAfterALostCommitReplyStoresNothingTwice) {
+  postgres::PostgresOptions options = postgresOptions(backend_.url());
+  options.faultLoseCommitReplies = 1;
+  auto store = postgres::openPostgresStore(options);
+  const std::vector<Record> batch{makeRecord("lost", 1), makeRecord("lost", 2),
+                                  makeRecord("other", 3)};
+  const core::Status lost = store->appendBatch(batch);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_NE(lost.message().find("reply lost"), std::string::npos) << lost.message();
+  // The server got the COMMIT before the socket closed: wait (bounded) until it shows.
+  std::vector<std::string> count;
+  for (int i = 0; i < 100; ++i) {
+    count = sql("SELECT count(*) FROM messages");
+    if (!count.empty() && count[0] == "3") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(count, std::vector<std::string>{"3"}) << "the injected fault should commit";
+
+  // The retry, as the pipeline sends it: the same batch (here with one more record behind it,
+  // as a spool replay chunk may have).
+  std::vector<Record> retry = batch;
+  retry.push_back(makeRecord("lost", 4));
+  core::Status status = store->appendBatch(retry);
+  for (int i = 0; i < 50 && !status.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = store->appendBatch(retry);
+  }
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_EQ(sql("SELECT count(*) FROM messages"), std::vector<std::string>{"4"});
+  auto device = store->getDevice("lost");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 3);
+
+  // Later batches are written normally.
+  ASSERT_TRUE(store->appendBatch(std::vector<Record>{makeRecord("lost", 5)}).ok());
+  EXPECT_EQ(sql("SELECT count(*) FROM messages"), std::vector<std::string>{"5"});
+}
+
+// A lost reply to a COMMIT that did not happen: the retry writes the batch.
+TEST_P(PostgresStoreTest, ARetryAfterALostCommitReplyWritesWhatDidNotCommit) {
+  postgres::PostgresOptions options = postgresOptions(backend_.url());
+  options.faultLoseCommitReplies = 1;
+  auto store = postgres::openPostgresStore(options);
+  // A deferred constraint fails at COMMIT time, so the transaction aborts there.
+  sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "IF NEW.topic = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; "
+      "END $$");
+  sql("CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED "
+      "FOR EACH ROW EXECUTE FUNCTION refuse()");
+  Record refused = makeRecord("abort", 1);
+  refused.topic = "refused";
+  const std::vector<Record> batch{refused, makeRecord("abort", 2)};
+  ASSERT_FALSE(store->appendBatch(batch).ok());
+  sql("DROP TRIGGER refuse ON messages");
+  core::Status status = store->appendBatch(batch);
+  for (int i = 0; i < 50 && !status.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = store->appendBatch(batch);
+  }
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_EQ(sql("SELECT count(*) FROM messages"), std::vector<std::string>{"2"});
+}
+
 // PostgreSQL text refuses NUL bytes and invalid UTF-8, and its json functions refuse \u0000.
 // Such a record must not block ingest (the pipeline would retry the batch forever): they
 // become U+FFFD, and the payload keeps its exact bytes.

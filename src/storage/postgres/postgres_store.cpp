@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -231,8 +232,11 @@ constexpr const char* kSqlSetProgress =
     "INSERT INTO tern_retention_progress(key, done_before) VALUES ($1, $2::int8) "
     "ON CONFLICT(key) DO UPDATE SET done_before = excluded.done_before";
 // Rollups.
+// Also the transaction's id: when the COMMIT's reply is lost, txid_status() tells the outcome.
 constexpr const char* kSqlPendingForShare =
-    "SELECT pending FROM tern_rollup_state WHERE id = 1 FOR SHARE";
+    "SELECT pending, txid_current() FROM tern_rollup_state WHERE id = 1 FOR SHARE";
+constexpr const char* kSqlTxidCurrent = "SELECT txid_current()";
+constexpr const char* kSqlTxidStatus = "SELECT txid_status($1::int8)";
 constexpr const char* kSqlMarkDirty =
     "INSERT INTO tern_rollup_dirty(device_id, bucket) VALUES ($1, $2::int8)";
 constexpr const char* kSqlRollupLock = "SELECT pg_advisory_lock(7384612094)";
@@ -805,7 +809,8 @@ class PostgresStore final : public Store {
   explicit PostgresStore(const PostgresOptions& options)
       : options_(options),
         gate_(options.url, options.reconnectMin, options.reconnectMax),
-        readers_(gate_) {
+        readers_(gate_),
+        faultLoseCommitReplies_(options.faultLoseCommitReplies) {
     if (options_.url.empty()) {
       throw std::runtime_error("postgres: no connection URL (storage.url)");
     }
@@ -864,6 +869,9 @@ class PostgresStore final : public Store {
   core::Status ensureWriter();
   core::Status ensurePartitions(const std::vector<std::int64_t>& indexes);
   core::Status writeBatch(std::span<const Record> records, bool& commitSent);
+  // After a lost COMMIT reply: asks the server whether that transaction committed and returns
+  // how many leading records of `records` (the retry) are therefore already stored.
+  core::Result<std::size_t> resolveUncertainCommit(std::span<const Record> records);
   void keepPartitionAhead();
   // The maintenance connection (retention), opened on demand; call with maintenanceMutex_.
   core::Result<PGconn*> maintenanceLocked();
@@ -885,6 +893,17 @@ class PostgresStore final : public Store {
   // Bumped when retention detaches partitions; the writer reloads its partition set then.
   std::atomic<std::uint64_t> partitionsEpoch_{0};
   std::uint64_t writerEpoch_ = 0;  // the writer thread's only
+  // The transaction id of the batch being written (the writer thread's only).
+  std::int64_t batchXid_ = 0;
+  // A batch whose COMMIT was sent but whose reply was lost with the connection: it may or may
+  // not be stored. The caller retries it (at once, or later from the spool, in order); the retry
+  // skips it if it committed, so a lost reply does not store records twice.
+  struct UncertainBatch {
+    std::int64_t xid = 0;
+    std::vector<Record> records;
+  };
+  std::optional<UncertainBatch> uncertain_;  // the writer thread's only
+  int faultLoseCommitReplies_ = 0;
   std::mutex maintenanceMutex_;
   ConnPtr maintenance_;
 };
@@ -1063,6 +1082,16 @@ core::Status PostgresStore::appendBatch(std::span<const Record> records) {
         return status;
       }
     }
+    if (uncertain_) {
+      auto stored = resolveUncertainCommit(records);
+      if (!stored) {
+        return stored.error();
+      }
+      records = records.subspan(*stored);
+      if (records.empty()) {
+        return {};
+      }
+    }
     bool commitSent = false;
     core::Status status = writeBatch(records, commitSent);
     if (status.ok()) {
@@ -1072,6 +1101,13 @@ core::Status PostgresStore::appendBatch(std::span<const Record> records) {
     if (broken(writer_.get())) {
       gate_.noteLost(status.message());
       writer_.reset();
+      if (commitSent && batchXid_ != 0) {
+        uncertain_ = UncertainBatch{batchXid_, {records.begin(), records.end()}};
+        spdlog::warn(
+            "postgres: the reply to COMMIT of {} records was lost ({}); the retry will "
+            "ask the server whether transaction {} committed",
+            records.size(), status.message(), batchXid_);
+      }
       // A connection that died before COMMIT was sent committed nothing, so the batch can go
       // again at once on a fresh one (the server may have restarted since the last batch).
       // After COMMIT was sent the outcome is unknown: report the error and let the caller
@@ -1155,8 +1191,19 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
   if (!pending) {
     return pending.error();
   }
+  const bool haveState = PQntuples(pending->get()) > 0;
   const std::int64_t rolledBefore =
-      PQntuples(pending->get()) > 0 ? cellInt64(pending->get(), 0, 0) : rollup::kNoWatermark;
+      haveState ? cellInt64(pending->get(), 0, 0) : rollup::kNoWatermark;
+  batchXid_ = 0;
+  if (haveState) {
+    batchXid_ = cellInt64(pending->get(), 0, 1);
+  } else {
+    auto xid = exec(writer_.get(), kSqlTxidCurrent, "read the transaction id");
+    if (!xid) {
+      return xid.error();
+    }
+    batchXid_ = cellInt64(xid->get(), 0, 0);
+  }
   copy_.reset();
   for (const DeviceBatch& device : devices) {
     scratch_.clear();
@@ -1224,7 +1271,69 @@ core::Status PostgresStore::writeBatch(std::span<const Record> records, bool& co
     }
   }
   commitSent = true;
+  if (faultLoseCommitReplies_ > 0) {
+    --faultLoseCommitReplies_;
+    if (PQsendQuery(writer_.get(), "COMMIT") == 1) {
+      while (PQflush(writer_.get()) == 1) {
+      }
+    }
+    ::shutdown(PQsocket(writer_.get()), SHUT_RDWR);
+    while (PGresult* lost = PQgetResult(writer_.get())) {
+      PQclear(lost);
+    }
+    return core::Error{"postgres: commit: reply lost (fault injected)"};
+  }
   return command(writer_.get(), "COMMIT", "commit");
+}
+
+namespace {
+// The fields that tell one record from another, for matching a retried batch.
+bool sameRecord(const Record& a, const Record& b) {
+  return a.serverTimeUs == b.serverTimeUs && a.deviceId == b.deviceId && a.topic == b.topic &&
+         a.nodeId == b.nodeId && a.deviceTimeUs == b.deviceTimeUs && a.payload == b.payload;
+}
+}  // namespace
+
+core::Result<std::size_t> PostgresStore::resolveUncertainCommit(std::span<const Record> records) {
+  auto answer = exec(writer_.get(), kSqlTxidStatus, "ask for an earlier commit's outcome",
+                     {toText(uncertain_->xid)});
+  if (!answer) {
+    return answer.error();
+  }
+  const PGresult* result = answer->get();
+  const bool known = PQntuples(result) > 0 && PQgetisnull(result, 0, 0) == 0;
+  const std::string_view outcome = known ? cell(result, 0, 0) : std::string_view("unknown");
+  if (outcome == "in progress") {
+    // The server has not finished with the dead connection's transaction yet.
+    return core::Error{"postgres: an earlier batch's commit is still in progress; retrying"};
+  }
+  if (outcome != "committed") {
+    spdlog::info("postgres: transaction {} did not commit ({}); its records are written again",
+                 uncertain_->xid, outcome);
+    uncertain_.reset();
+    return std::size_t{0};
+  }
+  // Committed: the retry starts with those records (same batch, or the spool replaying it).
+  std::vector<Record>& stored = uncertain_->records;
+  std::size_t same = 0;
+  while (same < stored.size() && same < records.size() && sameRecord(stored[same], records[same])) {
+    ++same;
+  }
+  if (same == 0) {
+    spdlog::warn(
+        "postgres: transaction {} committed, but the next batch does not start with its "
+        "records; writing it as it is",
+        uncertain_->xid);
+    uncertain_.reset();
+    return std::size_t{0};
+  }
+  spdlog::info("postgres: transaction {} had committed; skipping its {} records in the retry",
+               uncertain_->xid, same);
+  stored.erase(stored.begin(), stored.begin() + static_cast<std::ptrdiff_t>(same));
+  if (stored.empty()) {
+    uncertain_.reset();
+  }
+  return same;
 }
 
 core::Result<std::vector<StoredRecord>> PostgresStore::queryMessages(const MessageQuery& query) {

@@ -23,6 +23,9 @@ struct PostgresOptions {
   std::chrono::milliseconds reconnectMax{5000};
   // Try TimescaleDB when the server offers it (first start only; the layout is then fixed).
   bool useTimescale = true;
+  // Fault injection for tests: the next this-many batches lose their COMMIT reply (the socket is
+  // shut right after COMMIT is sent), as when the server or network fails at that moment.
+  int faultLoseCommitReplies = 0;
 };
 
 // Connects, runs pending migrations and creates the partitions ahead. Throws
