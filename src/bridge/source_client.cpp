@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
 #include <variant>
@@ -71,7 +72,36 @@ SourceClient::SourceClient(asio::io_context& io, core::SourceConfig config,
       resolver_(io),
       socket_(io),
       timer_(io),
-      backoff_(kBackoffMin) {}
+      backoff_(kBackoffMin) {
+  if (config_.tls) {
+    // Start-up code: a bad file throws and stops the server with the message.
+    namespace ssl = asio::ssl;
+    tlsContext_ = std::make_unique<ssl::context>(ssl::context::tls_client);
+    tlsContext_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                             ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                             ssl::context::no_tlsv1_1);
+    if (config_.tlsCa.empty()) {
+      tlsContext_->set_default_verify_paths();
+    } else {
+      tlsContext_->load_verify_file(config_.tlsCa);
+    }
+    if (!config_.tlsCert.empty()) {
+      tlsContext_->use_certificate_chain_file(config_.tlsCert);
+      tlsContext_->use_private_key_file(config_.tlsKey, ssl::context::pem);
+    }
+    if (config_.tlsVerify) {
+      tlsContext_->set_verify_mode(ssl::verify_peer);
+    } else {
+      tlsContext_->set_verify_mode(ssl::verify_none);
+      spdlog::warn("source '{}': tls_verify = false: the source's certificate is not checked",
+                   config_.name);
+    }
+  }
+}
+
+asio::ip::tcp::socket& SourceClient::lowest() {
+  return tlsStream_ ? tlsStream_->next_layer() : socket_;
+}
 
 SourceClient::~SourceClient() = default;
 
@@ -145,6 +175,7 @@ void SourceClient::connect() {
   state_ = State::kConnecting;
   const std::uint32_t gen = ++gen_;
   arm(Clock::now() + kConnectTimeout, [this] { lost("connect timed out"); });
+  if (tlsContext_) tlsStream_ = std::make_shared<TlsStream>(io_, *tlsContext_);
   resolver_.async_resolve(
       config_.host, std::to_string(config_.port),
       [self = shared_from_this(), gen](const boost::system::error_code& ec,
@@ -155,21 +186,49 @@ void SourceClient::connect() {
           return;
         }
         asio::async_connect(
-            self->socket_, results,
+            self->lowest(), results,
             [self, gen](const boost::system::error_code& error, const tcp::endpoint&) {
               if (gen != self->gen_) return;
               if (error) {
                 self->lost("connect: " + error.message());
                 return;
               }
-              self->onTcpConnected();
+              if (!self->tlsStream_) {
+                self->onTcpConnected();
+                return;
+              }
+              auto stream = self->tlsStream_;
+              // SNI, and the certificate must name the host we dialled (name or address).
+              SSL_set_tlsext_host_name(stream->native_handle(), self->config_.host.c_str());
+              if (self->config_.tlsVerify) {
+                stream->set_verify_callback(asio::ssl::host_name_verification(self->config_.host));
+              }
+              stream->async_handshake(
+                  asio::ssl::stream_base::client,
+                  [self, gen, stream](const boost::system::error_code& handshakeError) {
+                    if (gen != self->gen_) return;
+                    self->onTlsHandshake(handshakeError);
+                  });
             });
       });
 }
 
+void SourceClient::onTlsHandshake(const boost::system::error_code& ec) {
+  if (ec) {
+    std::string reason = "TLS handshake: " + ec.message();
+    const long verify = SSL_get_verify_result(tlsStream_->native_handle());
+    if (verify != X509_V_OK) {
+      reason += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    }
+    lost(reason);
+    return;
+  }
+  onTcpConnected();
+}
+
 void SourceClient::onTcpConnected() {
   boost::system::error_code ignored;
-  socket_.set_option(tcp::no_delay(true), ignored);
+  lowest().set_option(tcp::no_delay(true), ignored);
   state_ = State::kAwaitConnack;
   mqtt::Connect connect;
   connect.protocolName = "MQTT";
@@ -187,6 +246,16 @@ void SourceClient::onTcpConnected() {
 void SourceClient::startRead() {
   if (reading_ || paused_ || stopping_) return;
   reading_ = true;
+  if (tlsStream_) {
+    tlsStream_->async_read_some(
+        asio::buffer(chunk_), [self = shared_from_this(), gen = gen_, stream = tlsStream_](
+                                  const boost::system::error_code& ec, std::size_t bytes) {
+          if (gen != self->gen_) return;
+          // A source closing without close_notify ends the stream as plain TCP would.
+          self->onRead(ec == asio::ssl::error::stream_truncated ? asio::error::eof : ec, bytes);
+        });
+    return;
+  }
   socket_.async_read_some(asio::buffer(chunk_),
                           [self = shared_from_this(), gen = gen_](
                               const boost::system::error_code& ec, std::size_t bytes) {
@@ -437,20 +506,24 @@ void SourceClient::flush() {
   std::swap(out_, wbuf_);
   out_.clear();
   lastSend_ = Clock::now();
-  asio::async_write(
-      socket_, asio::buffer(wbuf_),
-      [self = shared_from_this(), gen = gen_](const boost::system::error_code& ec, std::size_t) {
-        if (gen != self->gen_) return;
-        self->writing_ = false;
-        self->wbuf_.clear();
-        if (ec) {
-          self->lost("write: " + ec.message());
-        } else if (!self->out_.empty()) {
-          self->flush();
-        } else if (self->state_ == State::kDisconnecting) {
-          self->finish();
-        }
-      });
+  auto done = [self = shared_from_this(), gen = gen_, stream = tlsStream_](
+                  const boost::system::error_code& ec, std::size_t) {
+    if (gen != self->gen_) return;
+    self->writing_ = false;
+    self->wbuf_.clear();
+    if (ec) {
+      self->lost("write: " + ec.message());
+    } else if (!self->out_.empty()) {
+      self->flush();
+    } else if (self->state_ == State::kDisconnecting) {
+      self->finish();
+    }
+  };
+  if (tlsStream_) {
+    asio::async_write(*tlsStream_, asio::buffer(wbuf_), std::move(done));
+  } else {
+    asio::async_write(socket_, asio::buffer(wbuf_), std::move(done));
+  }
 }
 
 void SourceClient::lost(const std::string& reason) {
@@ -477,10 +550,12 @@ void SourceClient::closeSocket() {
   ++gen_;  // every handler of the old connection now ignores its result
   boost::system::error_code ignored;
   resolver_.cancel();
-  if (socket_.is_open()) {
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+  tcp::socket& socket = lowest();
+  if (socket.is_open()) {
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
   }
+  tlsStream_.reset();  // pending handlers keep it alive until they have run
   rx_.clear();
   out_.clear();
   wbuf_.clear();

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -113,8 +115,17 @@ class SourceClient : public std::enable_shared_from_this<SourceClient> {
   broker::Broker* broker_;
   const std::uint32_t maxPacketSize_;
 
+  // The TCP socket of the current connection: socket_, or the one inside tlsStream_.
+  boost::asio::ip::tcp::socket& lowest();
+  void onTlsHandshake(const boost::system::error_code& ec);
+
+  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
   boost::asio::ip::tcp::resolver resolver_;
-  boost::asio::ip::tcp::socket socket_;
+  boost::asio::ip::tcp::socket socket_;                    // plain TCP
+  std::unique_ptr<boost::asio::ssl::context> tlsContext_;  // set when config_.tls
+  // One per connection attempt (an SSL session cannot be reused after a failure). Handlers hold
+  // a reference too, so a torn-down stream lives until its pending operations have completed.
+  std::shared_ptr<TlsStream> tlsStream_;
   boost::asio::steady_timer timer_;  // connect timeout, keep-alive, reconnect backoff
   std::uint32_t timerSeq_ = 0;
   std::uint32_t gen_ = 0;  // bumped whenever a connection is torn down; stale handlers compare

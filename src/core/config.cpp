@@ -562,8 +562,20 @@ void validateSource(const std::string& key, const SourceConfig& source) {
     // Max QoS 1 keeps the ack after commit simple; QoS 2 publishes are downgraded by the broker.
     failExpected(key + ".qos", "0 or 1", std::to_string(source.qos));
   }
-  if (source.tls) {
-    fail(key + ".tls", "TLS to a source is not supported yet; use a plain TCP listener");
+  if (!source.tls && (!source.tlsCa.empty() || !source.tlsCert.empty() || !source.tlsKey.empty() ||
+                      !source.tlsVerify)) {
+    fail(key + ".tls", "tls_ca, tls_cert, tls_key and tls_verify need tls = true");
+  }
+  if (source.tlsCert.empty() != source.tlsKey.empty()) {
+    fail(key + (source.tlsCert.empty() ? ".tls_cert" : ".tls_key"),
+         "a client certificate needs both tls_cert and tls_key");
+  }
+  for (const auto& [field, path] :
+       {std::pair{".tls_ca", &source.tlsCa}, std::pair{".tls_cert", &source.tlsCert},
+        std::pair{".tls_key", &source.tlsKey}}) {
+    if (!path->empty() && !std::ifstream(*path).good()) {
+      failExpected(key + field, "a readable file", *path);
+    }
   }
 }
 
@@ -642,10 +654,19 @@ std::vector<SourceConfig> sourcesFromToml(const toml::node& node) {
         source.keepAlive = static_cast<std::uint16_t>(integer(0, 65535));
       } else if (field == "tls") {
         source.tls = boolean();
+      } else if (field == "tls_ca") {
+        source.tlsCa = text();
+      } else if (field == "tls_cert") {
+        source.tlsCert = text();
+      } else if (field == "tls_key") {
+        source.tlsKey = text();
+      } else if (field == "tls_verify") {
+        source.tlsVerify = boolean();
       } else {
         fail(fieldKey,
              "unknown key (expected name, host, port, username, password, client_id, "
-             "topics, qos, clean_session, keep_alive, tls)");
+             "topics, qos, clean_session, keep_alive, tls, tls_ca, tls_cert, tls_key, "
+             "tls_verify)");
       }
     }
     if (!haveName || !haveHost || !haveTopics) {

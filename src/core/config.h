@@ -131,7 +131,13 @@ struct SourceConfig {
   // is down.
   bool cleanSession = false;
   std::uint16_t keepAlive = 60;  // seconds
-  bool tls = false;              // not supported yet: true is a config error
+  // TLS to the source: its certificate is verified against tlsCa (or the system's CAs) and
+  // must name `host`.
+  bool tls = false;
+  std::string tlsCa;    // PEM file; empty: the system's trusted CAs
+  std::string tlsCert;  // a client certificate (PEM), with tlsKey
+  std::string tlsKey;
+  bool tlsVerify = true;  // false: no verification at all (tests only; warned about at start)
 };
 
 struct Config {

@@ -28,6 +28,7 @@
 #include "storage/sqlite/sqlite_store.h"
 #include "storage/store.h"
 #include "support/mqtt_test_client.h"
+#include "support/test_pki.h"
 #include "support/test_server.h"
 
 extern char** environ;
@@ -350,6 +351,117 @@ TEST_F(BridgeTest, CredentialsAreSentAndARefusalIsRetried) {
   EXPECT_EQ(messagesOf(server.server(), "secure").size(), 1u);
 }
 
+// TLS to the source: mosquitto gets a second listener with a certificate from a throwaway CA
+// (and, in the second part, demands a client certificate). The bridge verifies the source's
+// certificate and host name; a source signed by another CA is refused and retried.
+TEST_F(BridgeTest, TlsToTheSourceIsVerifiedAndCarriesClientCertificates) {
+  TempDir dir;
+  TestPki pki;
+  ASSERT_TRUE(makeTestPki(dir.path(), pki));
+  // mosquitto started as root drops to the `mosquitto` user before it reads its key.
+  namespace fs = std::filesystem;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read |
+                                  fs::perms::group_exec | fs::perms::others_read |
+                                  fs::perms::others_exec);
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    fs::permissions(entry.path(), fs::perms::group_read | fs::perms::others_read,
+                    fs::perm_options::add);
+  }
+  const std::uint16_t tlsPort = freePort();
+  mosquitto_.stop(SIGTERM);
+  ASSERT_TRUE(mosquitto_.start(port_, "allow_anonymous true\nlistener " + std::to_string(tlsPort) +
+                                          " 127.0.0.1\ncafile " + pki.caCert.string() +
+                                          "\ncertfile " + pki.serverCert.string() + "\nkeyfile " +
+                                          pki.serverKey.string() + "\n"))
+      << mosquitto_.log();
+  const auto tlsSource = [&](const std::string& clientId, const std::filesystem::path& ca) {
+    core::SourceConfig s = source(clientId);
+    s.port = tlsPort;
+    s.tls = true;
+    s.tlsCa = ca.string();
+    return s;
+  };
+
+  {
+    // Signed by a CA we do not trust: the handshake fails, and is retried with backoff.
+    TestServer untrusted([&](core::Config& c) {
+      c.sources.push_back(tlsSource("tern-bridge-tls-untrusted", pki.otherCaCert));
+    });
+    ASSERT_TRUE(waitFor([&] { return stats(untrusted.server()).reconnects >= 2; }));
+    EXPECT_FALSE(stats(untrusted.server()).connected);
+  }
+  {
+    // tls_verify = false accepts it (tests only).
+    TestServer unverified([&](core::Config& c) {
+      core::SourceConfig s = tlsSource("tern-bridge-tls-unverified", pki.otherCaCert);
+      s.tlsVerify = false;
+      c.sources.push_back(s);
+    });
+    ASSERT_TRUE(waitFor([&] { return stats(unverified.server()).connected; })) << mosquitto_.log();
+  }
+  {
+    TestServer server(
+        [&](core::Config& c) { c.sources.push_back(tlsSource("tern-bridge-tls", pki.caCert)); });
+    ASSERT_TRUE(waitFor([&] { return stats(server.server()).connected; })) << mosquitto_.log();
+    ASSERT_TRUE(publishToSource("device/tls-1", 5, "v"));
+    ASSERT_TRUE(waitFor([&] { return count(server.server()) == 5; }));
+    EXPECT_EQ(messagesOf(server.server(), "tls-1").size(), 5u);
+    ASSERT_TRUE(waitFor([&] { return stats(server.server()).acked == 5; }));
+  }
+
+  // Client certificates required by the source.
+  mosquitto_.stop(SIGTERM);
+  ASSERT_TRUE(mosquitto_.start(port_, "allow_anonymous true\nlistener " + std::to_string(tlsPort) +
+                                          " 127.0.0.1\ncafile " + pki.caCert.string() +
+                                          "\ncertfile " + pki.serverCert.string() + "\nkeyfile " +
+                                          pki.serverKey.string() + "\nrequire_certificate true\n"))
+      << mosquitto_.log();
+  {
+    TestServer without([&](core::Config& c) {
+      c.sources.push_back(tlsSource("tern-bridge-tls-nocert", pki.caCert));
+    });
+    ASSERT_TRUE(waitFor([&] { return stats(without.server()).reconnects >= 2; }));
+    EXPECT_FALSE(stats(without.server()).connected);
+  }
+  TestServer server([&](core::Config& c) {
+    core::SourceConfig s = tlsSource("tern-bridge-tls-cert", pki.caCert);
+    s.tlsCert = pki.clientCert.string();
+    s.tlsKey = pki.clientKey.string();
+    c.sources.push_back(s);
+  });
+  ASSERT_TRUE(waitFor([&] { return stats(server.server()).connected; })) << mosquitto_.log();
+  ASSERT_TRUE(publishToSource("device/tls-2", 3, "v"));
+  ASSERT_TRUE(waitFor([&] { return count(server.server()) == 3; }));
+  EXPECT_EQ(messagesOf(server.server(), "tls-2").size(), 3u);
+}
+
+TEST(BridgeConfigTest, TlsSettingsAreChecked) {
+  TempDir dir;
+  const auto configError = [&](const std::string& source) {
+    const std::string file = (dir.path() / "tern.toml").string();
+    {
+      std::ofstream out(file, std::ios::trunc);
+      out << "[[sources]]\nname = \"ext\"\nhost = \"127.0.0.1\"\ntopics = [\"a/#\"]\n" << source;
+    }
+    try {
+      core::Config config;
+      core::applyConfigFile(config, file);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(configError("tls_ca = \"/nonexistent.pem\"\n").find("need tls = true"),
+            std::string::npos);
+  EXPECT_NE(configError("tls = true\ntls_ca = \"/nonexistent.pem\"\n").find("readable file"),
+            std::string::npos);
+  const std::string pem = (dir.path() / "x.pem").string();
+  std::ofstream(pem) << "x";
+  EXPECT_NE(configError("tls = true\ntls_cert = \"" + pem + "\"\n").find("tls_key"),
+            std::string::npos);
+  EXPECT_EQ(configError("tls = true\n"), "");
+}
+
 // The pipeline is overloaded (its store blocks): the source stops being read, nothing is
 // acknowledged; once the store commits again, reading resumes and every message is stored and
 // acknowledged, in order.
@@ -409,7 +521,7 @@ TEST(BridgeConfigTest, BadSourceStopsTheServerWithExitStatus2) {
   bad.name = "tls";
   bad.host = "127.0.0.1";
   bad.topics = {"#"};
-  bad.tls = true;
+  bad.tlsCa = "/etc/hostname";  // TLS settings without tls = true
   config.sources.push_back(bad);
   try {
     app::Server server(config);
