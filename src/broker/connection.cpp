@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -62,8 +63,26 @@ void Connection::start() {
   readMore();
 }
 
+namespace {
+// One read buffer per event loop thread, for plain TCP connections with nothing buffered.
+struct LoopReadBuffer {
+  std::array<char, kMaxReadChunk> bytes;
+  bool inUse = false;
+};
+thread_local LoopReadBuffer loopReadBuffer;
+}  // namespace
+
 void Connection::readMore() {
   if (reading_ || paused_ || state_ == State::kClosed) return;
+  if (inputUsed_ == 0 && stream_.plainTcp()) {
+    // Wait for readability without a buffer: idle connections then hold no read memory.
+    if (!input_.empty()) std::string().swap(input_);
+    reading_ = true;
+    stream_.socket().async_wait(
+        asio::ip::tcp::socket::wait_read,
+        [self = shared_from_this()](const boost::system::error_code& ec) { self->onReadable(ec); });
+    return;
+  }
   if (input_.size() - inputUsed_ < 1024) {
     std::size_t grown =
         std::max(kInitialReadBuffer, std::min(input_.size() * 2, inputUsed_ + kMaxReadChunk));
@@ -93,6 +112,55 @@ void Connection::onRead(const boost::system::error_code& ec, std::size_t bytes) 
   inputUsed_ += bytes;
   lastActivityUs_ = core::monotonicMicros();
   processInput();
+  afterInput();
+}
+
+void Connection::onReadable(const boost::system::error_code& ec) {
+  reading_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    close("connection lost: " + ec.message(), false, true);
+    return;
+  }
+  asio::ip::tcp::socket& socket = stream_.socket();
+  boost::system::error_code readError;
+  socket.non_blocking(true, readError);
+  LoopReadBuffer& buffer = loopReadBuffer;
+  if (buffer.inUse) {
+    // Not expected (handlers do not nest), but never share the buffer: read the owned way.
+    input_.resize(kInitialReadBuffer);
+    const std::size_t n = socket.read_some(asio::buffer(input_), readError);
+    if (readError == asio::error::would_block || readError == asio::error::try_again) {
+      input_.clear();
+      readMore();
+      return;
+    }
+    onRead(readError, n);
+    return;
+  }
+  const std::size_t n = socket.read_some(asio::buffer(buffer.bytes), readError);
+  if (readError == asio::error::would_block || readError == asio::error::try_again) {
+    readMore();  // a spurious wake-up
+    return;
+  }
+  if (readError) {
+    onRead(readError, 0);
+    return;
+  }
+  lastActivityUs_ = core::monotonicMicros();
+  buffer.inUse = true;
+  const std::string_view data(buffer.bytes.data(), n);
+  const std::size_t used = handleBytes(data);
+  if (state_ != State::kClosed && used < n) {
+    // The start of a packet: keep it until the rest comes.
+    input_.assign(data.substr(used));
+    inputUsed_ = input_.size();
+  }
+  buffer.inUse = false;
+  afterInput();
+}
+
+void Connection::afterInput() {
   if (state_ == State::kClosed) return;
   flush();
   ingest::Pipeline* pipeline = broker_.pipeline();
@@ -128,27 +196,7 @@ void Connection::resumeReading() {
 }
 
 void Connection::processInput() {
-  std::size_t offset = 0;
-  const std::uint32_t maxPacket = broker_.config().maxPacketSize;
-  while (state_ != State::kClosed && offset < inputUsed_) {
-    std::string_view available(input_.data() + offset, inputUsed_ - offset);
-    mqtt::Frame frame = mqtt::splitFrame(available, maxPacket);
-    if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
-    if (frame.status != mqtt::DecodeStatus::kOk) {
-      close(frame.error != nullptr ? frame.error : "malformed packet", true, true,
-            frame.reasonCode);
-      return;
-    }
-    mqtt::Packet packet;
-    mqtt::ParseResult parsed = mqtt::parsePacket(frame.header, frame.body, packet, version_);
-    if (parsed.status != mqtt::DecodeStatus::kOk) {
-      close(parsed.error != nullptr ? parsed.error : "malformed packet", true, true,
-            parsed.reasonCode);
-      return;
-    }
-    offset += frame.size;
-    if (!handlePacket(packet)) return;
-  }
+  const std::size_t offset = handleBytes(std::string_view(input_.data(), inputUsed_));
   if (offset > 0 && state_ != State::kClosed) {
     std::memmove(input_.data(), input_.data() + offset, inputUsed_ - offset);
     inputUsed_ -= offset;
@@ -158,6 +206,31 @@ void Connection::processInput() {
     input_.resize(kInitialReadBuffer);
     input_.shrink_to_fit();
   }
+}
+
+std::size_t Connection::handleBytes(std::string_view data) {
+  std::size_t offset = 0;
+  const std::uint32_t maxPacket = broker_.config().maxPacketSize;
+  while (state_ != State::kClosed && offset < data.size()) {
+    std::string_view available = data.substr(offset);
+    mqtt::Frame frame = mqtt::splitFrame(available, maxPacket);
+    if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
+    if (frame.status != mqtt::DecodeStatus::kOk) {
+      close(frame.error != nullptr ? frame.error : "malformed packet", true, true,
+            frame.reasonCode);
+      return offset;
+    }
+    mqtt::Packet packet;
+    mqtt::ParseResult parsed = mqtt::parsePacket(frame.header, frame.body, packet, version_);
+    if (parsed.status != mqtt::DecodeStatus::kOk) {
+      close(parsed.error != nullptr ? parsed.error : "malformed packet", true, true,
+            parsed.reasonCode);
+      return offset;
+    }
+    offset += frame.size;
+    if (!handlePacket(packet)) return offset;
+  }
+  return offset;
 }
 
 bool Connection::handlePacket(mqtt::Packet& packet) {
@@ -244,7 +317,7 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   const core::MqttConfig& config = broker_.config();
   if (v5() && config.serverKeepAlive > 0)
     keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
-  will_ = std::move(connect.will);
+  if (connect.will) will_ = std::make_unique<mqtt::Will>(std::move(*connect.will));
   state_ = State::kConnected;
   counted_ = true;
   broker_.countConnected(1);

@@ -2,8 +2,8 @@
 // One MQTT client connection, pinned to one event loop. Every member runs on that loop; other
 // threads reach it only through posted handlers (onSessionWake, onAckReady, resumeReading).
 #include <boost/asio/steady_timer.hpp>
+#include <boost/container/deque.hpp>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,7 +64,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void readMore();
   void onRead(const boost::system::error_code& ec, std::size_t bytes);
+  // Plain TCP with nothing buffered: the socket became readable; read into the loop's buffer.
+  void onReadable(const boost::system::error_code& ec);
+  // After bytes were added to input_ (or handled from the loop's buffer): checks back-pressure
+  // and reads on.
+  void afterInput();
   void processInput();
+  // Handles every whole packet at the start of `data`; returns the bytes it used.
+  std::size_t handleBytes(std::string_view data);
   // Returns false when the connection must close (the reason is already logged).
   bool handlePacket(codec::mqtt::Packet& packet);
   bool handleConnect(codec::mqtt::Connect& connect);
@@ -101,7 +108,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = State::kAwaitConnect;
   std::string clientId_;
   std::shared_ptr<Session> session_;
-  std::optional<codec::mqtt::Will> will_;
+  std::unique_ptr<codec::mqtt::Will> will_;  // on the heap: a Will is ~560 bytes, rarely set
   std::uint16_t keepAlive_ = 0;
   codec::mqtt::ProtocolVersion version_ = codec::mqtt::ProtocolVersion::kV311;
   std::uint32_t sessionExpiry_ = 0;          // MQTT 5, as set by CONNECT (DISCONNECT may change it)
@@ -109,6 +116,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::string> topicAliasesIn_;  // MQTT 5 alias - 1 → topic, grown on demand
   std::int64_t lastActivityUs_ = 0;
 
+  // Bytes of a packet not yet complete (plain TCP), or the read buffer (other transports). Plain
+  // TCP reads into a per-loop buffer and keeps nothing here between packets, so an idle
+  // connection holds no read buffer.
   std::string input_;
   std::size_t inputUsed_ = 0;
   bool reading_ = false;
@@ -120,7 +130,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closeAfterWrite_ = false;
   bool goodbyePending_ = false;  // the transport is saying goodbye (a WebSocket close frame)
 
-  std::deque<PendingAck> acks_;
+  // boost's deque allocates nothing until used: most connections never hold an ack.
+  boost::container::deque<PendingAck> acks_;
   std::uint64_t nextAckSequence_ = 0;
   bool counted_ = false;  // counted in clientsConnected
 };

@@ -5,8 +5,8 @@
 // (uncontended unless two loops deliver to the same client at once); the socket itself is only
 // touched on the connection's own loop.
 #include <atomic>
+#include <boost/container/deque.hpp>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -166,8 +166,10 @@ class Session {
   std::string outbox_;
   std::uint32_t outboxQos0_ = 0;  // QoS 0 messages in outbox_, bounded by maxQueued
   bool wakePosted_ = false;
-  std::deque<Outgoing> inflight_;
-  std::deque<Queued> queue_;
+  // boost's deque allocates nothing until used (std::deque allocates ~600 bytes when built),
+  // which matters for the many sessions that never receive anything.
+  boost::container::deque<Outgoing> inflight_;
+  boost::container::deque<Queued> queue_;
   std::uint16_t lastPacketId_ = 0;
   std::unordered_map<std::uint16_t, bool> incomingQos2_;  // id → committed
   std::map<std::string, SubscriptionOptions> subscriptions_;
