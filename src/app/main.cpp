@@ -14,6 +14,7 @@
 #include "app/server.h"
 #include "auth/auth_service.h"
 #include "auth/crypto.h"
+#include "auth/device_credentials.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "core/time.h"
@@ -137,6 +138,100 @@ int runUserCommand(const std::string& action, const UserFlags& flags) {
   return 0;
 }
 
+struct DeviceFlags {
+  ServeFlags store;  // --config, --data-dir: which database
+  std::string id;
+  std::optional<std::string> password;
+  bool passwordStdin = false;
+  bool revoke = false;
+};
+
+// `tern device add|token|remove|list`: MQTT device credentials, on the configured store. A
+// running server notices removals and revocations within mqtt.credential_check_interval and
+// disconnects the clients concerned.
+int runDeviceCommand(const std::string& action, const DeviceFlags& flags) {
+  tern::core::Config config = buildConfig(flags.store);
+  auto store = tern::app::openAuthStore(config);
+  tern::auth::DeviceCredentials devices(*store);
+  if (action == "add") {
+    std::string password;
+    bool generated = false;
+    if (flags.password) {
+      password = *flags.password;
+    } else if (flags.passwordStdin) {
+      std::getline(std::cin, password);
+      if (!password.empty() && password.back() == '\r') password.pop_back();
+    } else if (::isatty(STDIN_FILENO) != 0) {
+      password = readHidden("Password (empty: generate one): ");
+      if (!password.empty() && readHidden("Repeat: ") != password) {
+        std::cerr << "tern device add: the passwords differ\n";
+        return 1;
+      }
+    }
+    if (password.empty()) {
+      password = tern::auth::generatePassword();
+      generated = true;
+    }
+    auto id = devices.addDevice(flags.id, password);
+    if (!id) {
+      std::cerr << "tern device add: " << id.error().message << "\n";
+      return 1;
+    }
+    std::cout << "added device '" << flags.id << "'";
+    if (generated) std::cout << " with password " << password;
+    std::cout << std::endl;
+    return 0;
+  }
+  if (action == "token") {
+    if (flags.revoke) {
+      auto revoked = devices.revokeTokens(flags.id);
+      if (!revoked) {
+        std::cerr << "tern device token: " << revoked.error().message << "\n";
+        return 1;
+      }
+      std::cout << "revoked " << *revoked << " token(s) of device '" << flags.id << "'"
+                << std::endl;
+      return 0;
+    }
+    auto token = devices.createToken(flags.id);
+    if (!token) {
+      std::cerr << "tern device token: " << token.error().message << "\n";
+      return 1;
+    }
+    // Only the token on stdout, so scripts can capture it; the note goes to stderr.
+    std::cerr << "new token for device '" << flags.id
+              << "' (shown only this once; use it as the MQTT username with an empty password):\n";
+    std::cout << token->token << std::endl;
+    return 0;
+  }
+  if (action == "remove") {
+    auto removed = devices.removeDevice(flags.id);
+    if (!removed) {
+      std::cerr << "tern device remove: " << removed.error().message << "\n";
+      return 1;
+    }
+    if (!*removed) {
+      std::cerr << "tern device remove: no credentials for device '" << flags.id << "'\n";
+      return 1;
+    }
+    std::cout << "removed device '" << flags.id << "' (password and tokens)" << std::endl;
+    return 0;
+  }
+  auto list = devices.listDevices();
+  if (!list) {
+    std::cerr << "tern device list: " << list.error().message << "\n";
+    return 1;
+  }
+  std::printf("%-40s %-8s %-6s %s\n", "DEVICE", "PASSWORD", "TOKENS", "CREATED");
+  for (const auto& device : *list) {
+    std::printf("%-40s %-8s %-6lld %s\n", device.deviceId.c_str(),
+                device.passwordHash.empty() ? "no" : "yes",
+                static_cast<long long>(device.activeTokens),
+                tern::core::formatRfc3339Millis(device.createdUs).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,6 +279,39 @@ int main(int argc, char** argv) {
   CLI::App* userRemove = user->add_subcommand("remove", "Remove a user and end its sessions");
   userRemove->add_option("name", userFlags.name, "User name")->required();
   storeFlags(userRemove);
+
+  DeviceFlags deviceFlags;
+  CLI::App* device =
+      app.add_subcommand("device", "Manage MQTT device credentials (in the configured database)");
+  device->require_subcommand(1);
+  const auto deviceStoreFlags = [&](CLI::App* command) {
+    command->add_option("--config", deviceFlags.store.configFile, "TOML configuration file")
+        ->check(CLI::ExistingFile);
+    addValueFlag(command, deviceFlags.store, "--data-dir", "server.data_dir",
+                 "Data directory [./data]");
+  };
+  CLI::App* deviceAdd = device->add_subcommand("add", "Give a device a password");
+  deviceAdd->add_option("id", deviceFlags.id, "Device id (its MQTT username)")->required();
+  auto* passwordOption = deviceAdd->add_option(
+      "--password", deviceFlags.password,
+      "The password (else: --password-stdin, a prompt on a terminal, or a generated one)");
+  deviceAdd
+      ->add_flag("--password-stdin", deviceFlags.passwordStdin,
+                 "Read the password from the first line of stdin")
+      ->excludes(passwordOption);
+  deviceStoreFlags(deviceAdd);
+  CLI::App* deviceToken =
+      device->add_subcommand("token", "Create an access token for a device (printed once)");
+  deviceToken->add_option("id", deviceFlags.id, "Device id")->required();
+  deviceToken->add_flag("--revoke", deviceFlags.revoke,
+                        "Revoke every token of the device instead (its clients are disconnected)");
+  deviceStoreFlags(deviceToken);
+  CLI::App* deviceRemove = device->add_subcommand(
+      "remove", "Remove a device's password and tokens (its clients are disconnected)");
+  deviceRemove->add_option("id", deviceFlags.id, "Device id")->required();
+  deviceStoreFlags(deviceRemove);
+  CLI::App* deviceList = device->add_subcommand("list", "List devices with credentials");
+  deviceStoreFlags(deviceList);
 
   CLI::App* sim = app.add_subcommand("sim", "Emulate fleets of devices");
   sim->require_subcommand(1);
@@ -271,6 +399,14 @@ int main(int argc, char** argv) {
                                  : userRemove->parsed() ? "remove"
                                                         : "list";
       return runUserCommand(action, userFlags);
+    }
+    if (device->parsed()) {
+      tern::core::initLogging(tern::core::LogFormat::kText, "warn");
+      const std::string action = deviceAdd->parsed()      ? "add"
+                                 : deviceToken->parsed()  ? "token"
+                                 : deviceRemove->parsed() ? "remove"
+                                                          : "list";
+      return runDeviceCommand(action, deviceFlags);
     }
     if (simMqtt->parsed()) {
       tern::core::initLogging(tern::core::LogFormat::kText, "info");

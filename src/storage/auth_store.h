@@ -31,6 +31,24 @@ struct ApiKeyRecord {
   std::int64_t revokedUs = 0;  // 0 = active
 };
 
+// MQTT device credentials: a password (argon2id) and/or access tokens (SHA-256), per device id.
+struct DeviceCredential {
+  std::int64_t id = 0;  // row id: a device removed and added again gets a new one
+  std::string deviceId;
+  std::string passwordHash;  // argon2id PHC string; empty: no password login (tokens only)
+  std::int64_t createdUs = 0;
+  std::int64_t activeTokens = 0;  // filled by listDevices
+};
+
+struct DeviceToken {
+  std::int64_t id = 0;
+  std::string deviceId;
+  std::string prefix;  // the first characters of the token, for lists
+  std::string hash;    // SHA-256 hex of the whole token
+  std::int64_t createdUs = 0;
+  std::int64_t revokedUs = 0;  // 0 = active
+};
+
 // What a valid session or key resolves to.
 struct SessionUser {
   std::int64_t userId = 0;
@@ -99,6 +117,29 @@ class AuthStore {
   virtual core::Result<std::optional<ApiKeyRecord>> findApiKey(const std::string& hash) = 0;
   // False when there is no such active key.
   virtual core::Result<bool> revokeApiKey(std::int64_t id, std::int64_t nowUs) = 0;
+
+  // --- MQTT device credentials
+  // Sets the password of a new device, or of a device that so far has tokens only. Fails when
+  // the device already has a password. Returns the device's row id.
+  virtual core::Result<std::int64_t> addDevice(const DeviceCredential& device) = 0;
+  virtual core::Result<std::optional<DeviceCredential>> findDevice(const std::string& deviceId) = 0;
+  // Every device with credentials, by id, with its number of active tokens.
+  virtual core::Result<std::vector<DeviceCredential>> listDevices() = 0;
+  // Removes the device's password and all its tokens. False when it had none.
+  virtual core::Result<bool> removeDevice(const std::string& deviceId) = 0;
+  // Stores a token (registering the device without a password if it is new); returns its id.
+  virtual core::Result<std::int64_t> addDeviceToken(const DeviceToken& token) = 0;
+  // The active token with this hash.
+  virtual core::Result<std::optional<DeviceToken>> findDeviceToken(const std::string& hash) = 0;
+  // Every active token: for re-checking live connections.
+  virtual core::Result<std::vector<DeviceToken>> listDeviceTokens() = 0;
+  // Revokes every active token of the device; returns how many.
+  virtual core::Result<std::int64_t> revokeDeviceTokens(const std::string& deviceId,
+                                                        std::int64_t nowUs) = 0;
+  // A counter raised by every change that can invalidate a connected MQTT client (removing a
+  // device or a user, revoking tokens), also when made by another process (the CLI): a
+  // running broker polls it and re-checks its clients when it moved.
+  virtual core::Result<std::int64_t> credentialsGeneration() = 0;
 
   virtual std::string backendName() const = 0;
 };

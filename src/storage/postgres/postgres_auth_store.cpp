@@ -14,7 +14,7 @@
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kAuthSchemaVersion = 1;
+constexpr int kAuthSchemaVersion = 2;
 // Serialises auth migrations when several nodes start at once (apart from the message schema's).
 constexpr const char* kMigrationLockKey = "7384612094";
 
@@ -54,6 +54,26 @@ CREATE TABLE api_keys(
   revoked bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE auth_secrets(name text PRIMARY KEY, value text NOT NULL);
+)sql",
+    // MQTT device credentials, and the counter a running broker polls to notice removals.
+    R"sql(
+CREATE TABLE device_credentials(
+  id bigserial PRIMARY KEY,
+  device_id text NOT NULL UNIQUE,
+  password_hash text NOT NULL,
+  created bigint NOT NULL
+);
+CREATE TABLE device_tokens(
+  id bigserial PRIMARY KEY,
+  device_id text NOT NULL,
+  prefix text NOT NULL,
+  hash text NOT NULL UNIQUE,
+  created bigint NOT NULL,
+  revoked bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX device_tokens_device ON device_tokens(device_id);
+CREATE TABLE auth_generation(id integer PRIMARY KEY CHECK (id = 1), value bigint NOT NULL);
+INSERT INTO auth_generation(id, value) VALUES(1, 0);
 )sql",
 };
 static_assert(std::size(kMigrations) == kAuthSchemaVersion, "one migration per schema version");
@@ -122,7 +142,8 @@ class PostgresAuthStore final : public AuthStore {
     auto r = query(
         "WITH u AS (DELETE FROM users WHERE name = $1 RETURNING id), "
         "s AS (DELETE FROM auth_sessions WHERE user_id IN (SELECT id FROM u) RETURNING id), "
-        "t AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM s)) "
+        "t AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM s)), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM u)) "
         "SELECT count(*) FROM u",
         {name}, "remove user");
     if (!r) return r.error();
@@ -261,9 +282,132 @@ class PostgresAuthStore final : public AuthStore {
     return std::string_view(PQcmdTuples(r->get())) != "0";
   }
 
+  core::Result<std::int64_t> addDevice(const DeviceCredential& device) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "INSERT INTO device_credentials(device_id, password_hash, created) "
+        "VALUES($1, $2, $3::int8) ON CONFLICT(device_id) DO UPDATE "
+        "SET password_hash = excluded.password_hash "
+        "WHERE device_credentials.password_hash = '' RETURNING id",
+        {device.deviceId, device.passwordHash, std::to_string(device.createdUs)}, "add device");
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) {
+      return core::Error{"device '" + device.deviceId + "' already has a password"};
+    }
+    return intAt(*r, 0, 0);
+  }
+
+  core::Result<std::optional<DeviceCredential>> findDevice(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "SELECT id, device_id, password_hash, created, 0 FROM device_credentials "
+        "WHERE device_id = $1",
+        {deviceId}, "find device");
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) return std::optional<DeviceCredential>();
+    return std::optional<DeviceCredential>(readDevice(*r, 0));
+  }
+
+  core::Result<std::vector<DeviceCredential>> listDevices() override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "SELECT d.id, d.device_id, d.password_hash, d.created, "
+        "(SELECT count(*) FROM device_tokens AS t WHERE t.device_id = d.device_id "
+        "AND t.revoked = 0) FROM device_credentials AS d ORDER BY d.device_id COLLATE \"C\"",
+        {}, "list devices");
+    if (!r) return r.error();
+    std::vector<DeviceCredential> devices;
+    for (int i = 0; i < PQntuples(r->get()); ++i) devices.push_back(readDevice(*r, i));
+    return devices;
+  }
+
+  core::Result<bool> removeDevice(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "WITH d AS (DELETE FROM device_credentials WHERE device_id = $1 RETURNING id), "
+        "t AS (DELETE FROM device_tokens WHERE device_id = $1 RETURNING id), "
+        "n AS (SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM t) AS changed), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE (SELECT changed FROM n) > 0) "
+        "SELECT changed FROM n",
+        {deviceId}, "remove device");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0) > 0;
+  }
+
+  core::Result<std::int64_t> addDeviceToken(const DeviceToken& token) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "WITH d AS (INSERT INTO device_credentials(device_id, password_hash, created) "
+        "VALUES($1, '', $4::int8) ON CONFLICT(device_id) DO NOTHING) "
+        "INSERT INTO device_tokens(device_id, prefix, hash, created) "
+        "VALUES($1, $2, $3, $4::int8) RETURNING id",
+        {token.deviceId, token.prefix, token.hash, std::to_string(token.createdUs)},
+        "add device token");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0);
+  }
+
+  core::Result<std::optional<DeviceToken>> findDeviceToken(const std::string& hash) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens "
+        "WHERE hash = $1 AND revoked = 0",
+        {hash}, "find device token");
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) return std::optional<DeviceToken>();
+    return std::optional<DeviceToken>(readToken(*r, 0));
+  }
+
+  core::Result<std::vector<DeviceToken>> listDeviceTokens() override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens "
+        "WHERE revoked = 0 ORDER BY id",
+        {}, "list device tokens");
+    if (!r) return r.error();
+    std::vector<DeviceToken> tokens;
+    for (int i = 0; i < PQntuples(r->get()); ++i) tokens.push_back(readToken(*r, i));
+    return tokens;
+  }
+
+  core::Result<std::int64_t> revokeDeviceTokens(const std::string& deviceId,
+                                                std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "WITH t AS (UPDATE device_tokens SET revoked = $2::int8 WHERE device_id = $1 "
+        "AND revoked = 0 RETURNING id), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM t)) "
+        "SELECT count(*) FROM t",
+        {deviceId, std::to_string(nowUs > 0 ? nowUs : 1)}, "revoke device tokens");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0);
+  }
+
+  core::Result<std::int64_t> credentialsGeneration() override {
+    std::lock_guard lock(mutex_);
+    auto r =
+        query("SELECT value FROM auth_generation WHERE id = 1", {}, "read credentials generation");
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) return core::Error{"postgres auth: no credentials generation"};
+    return intAt(*r, 0, 0);
+  }
+
   std::string backendName() const override { return "postgres"; }
 
  private:
+  static DeviceCredential readDevice(const ResultPtr& r, int row) {
+    return DeviceCredential{intAt(r, row, 0), PQgetvalue(r.get(), row, 1),
+                            PQgetvalue(r.get(), row, 2), intAt(r, row, 3), intAt(r, row, 4)};
+  }
+  static DeviceToken readToken(const ResultPtr& r, int row) {
+    return DeviceToken{intAt(r, row, 0),
+                       PQgetvalue(r.get(), row, 1),
+                       PQgetvalue(r.get(), row, 2),
+                       PQgetvalue(r.get(), row, 3),
+                       intAt(r, row, 4),
+                       intAt(r, row, 5)};
+  }
+
   core::Result<RefreshResult> rotateLocked(const std::string& oldHash, const std::string& newHash,
                                            std::int64_t nowUs, std::int64_t newExpiresUs) {
     RefreshResult result;

@@ -14,7 +14,7 @@
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kAuthSchemaVersion = 1;
+constexpr int kAuthSchemaVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 
 struct Migration {
@@ -59,6 +59,26 @@ CREATE TABLE api_keys(
   revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE auth_secrets(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql"},
+    // MQTT device credentials, and the counter a running broker polls to notice removals.
+    {2, R"sql(
+CREATE TABLE device_credentials(
+  id INTEGER PRIMARY KEY,
+  device_id TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE device_tokens(
+  id INTEGER PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX device_tokens_device ON device_tokens(device_id);
+CREATE TABLE auth_generation(id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT INTO auth_generation(id, value) VALUES(1, 0);
 )sql"},
 };
 static_assert(std::size(kMigrations) == kAuthSchemaVersion, "one migration per schema version");
@@ -157,6 +177,37 @@ constexpr const char* kSqlFindKey =
 constexpr const char* kSqlRevokeKey =
     "UPDATE api_keys SET revoked = ?2 WHERE id = ?1 AND revoked = 0";
 
+constexpr const char* kSqlBumpGeneration = "UPDATE auth_generation SET value = value + 1";
+constexpr const char* kSqlGeneration = "SELECT value FROM auth_generation WHERE id = 1";
+// A device that so far has only tokens (empty hash) gets the password; one with a password
+// keeps it (no row returned).
+constexpr const char* kSqlAddDevice =
+    "INSERT INTO device_credentials(device_id, password_hash, created) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(device_id) DO UPDATE SET password_hash = excluded.password_hash "
+    "WHERE device_credentials.password_hash = '' RETURNING id";
+constexpr const char* kSqlEnsureDevice =
+    "INSERT INTO device_credentials(device_id, password_hash, created) VALUES(?1, '', ?2) "
+    "ON CONFLICT(device_id) DO NOTHING";
+constexpr const char* kSqlFindDevice =
+    "SELECT id, device_id, password_hash, created, 0 FROM device_credentials WHERE device_id = ?1";
+constexpr const char* kSqlListDevices =
+    "SELECT d.id, d.device_id, d.password_hash, d.created, "
+    "(SELECT count(*) FROM device_tokens AS t WHERE t.device_id = d.device_id AND t.revoked = 0) "
+    "FROM device_credentials AS d ORDER BY d.device_id";
+constexpr const char* kSqlDeleteDevice = "DELETE FROM device_credentials WHERE device_id = ?1";
+constexpr const char* kSqlDeleteDeviceTokens = "DELETE FROM device_tokens WHERE device_id = ?1";
+constexpr const char* kSqlAddDeviceToken =
+    "INSERT INTO device_tokens(device_id, prefix, hash, created) VALUES(?1, ?2, ?3, ?4) "
+    "RETURNING id";
+constexpr const char* kSqlFindDeviceToken =
+    "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens "
+    "WHERE hash = ?1 AND revoked = 0";
+constexpr const char* kSqlListDeviceTokens =
+    "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens WHERE revoked = 0 "
+    "ORDER BY id";
+constexpr const char* kSqlRevokeDeviceTokens =
+    "UPDATE device_tokens SET revoked = ?2 WHERE device_id = ?1 AND revoked = 0";
+
 class SqliteAuthStore final : public AuthStore {
  public:
   explicit SqliteAuthStore(const std::string& path) {
@@ -230,6 +281,9 @@ class SqliteAuthStore final : public AuthStore {
         Stmt s(db_, *stmt);
         s.integer(1, **id);
         if (s.step() != SQLITE_DONE) return sqlError(db_, "remove user");
+      }
+      if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+        return core::Error{status.message()};
       }
       return true;
     });
@@ -445,9 +499,153 @@ class SqliteAuthStore final : public AuthStore {
     return sqlite3_changes(db_) > 0;
   }
 
+  core::Result<std::int64_t> addDevice(const DeviceCredential& device) override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlAddDevice);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    s.text(1, device.deviceId).text(2, device.passwordHash).integer(3, device.createdUs);
+    const int rc = s.step();
+    if (rc == SQLITE_ROW) return s.columnInt(0);
+    if (rc == SQLITE_DONE) {
+      return core::Error{"device '" + device.deviceId + "' already has a password"};
+    }
+    return sqlError(db_, "add device");
+  }
+
+  core::Result<std::optional<DeviceCredential>> findDevice(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlFindDevice);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    s.text(1, deviceId);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<DeviceCredential>();
+    if (rc != SQLITE_ROW) return sqlError(db_, "find device");
+    return std::optional<DeviceCredential>(readDevice(s));
+  }
+
+  core::Result<std::vector<DeviceCredential>> listDevices() override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlListDevices);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    std::vector<DeviceCredential> devices;
+    int rc = SQLITE_ROW;
+    while ((rc = s.step()) == SQLITE_ROW) devices.push_back(readDevice(s));
+    if (rc != SQLITE_DONE) return sqlError(db_, "list devices");
+    return devices;
+  }
+
+  core::Result<bool> removeDevice(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    return transaction<bool>("remove device", [&]() -> core::Result<bool> {
+      int changed = 0;
+      for (const char* sql : {kSqlDeleteDeviceTokens, kSqlDeleteDevice}) {
+        if (auto status = runWithText(sql, deviceId); !status.ok()) {
+          return core::Error{status.message()};
+        }
+        changed += sqlite3_changes(db_);
+      }
+      if (changed == 0) return false;
+      if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+        return core::Error{status.message()};
+      }
+      return true;
+    });
+  }
+
+  core::Result<std::int64_t> addDeviceToken(const DeviceToken& token) override {
+    std::lock_guard lock(mutex_);
+    return transaction<std::int64_t>("add device token", [&]() -> core::Result<std::int64_t> {
+      {
+        auto stmt = prepare(kSqlEnsureDevice);
+        if (!stmt) return stmt.error();
+        Stmt s(db_, *stmt);
+        s.text(1, token.deviceId).integer(2, token.createdUs);
+        if (s.step() != SQLITE_DONE) return sqlError(db_, "register device");
+      }
+      auto stmt = prepare(kSqlAddDeviceToken);
+      if (!stmt) return stmt.error();
+      Stmt s(db_, *stmt);
+      s.text(1, token.deviceId).text(2, token.prefix).text(3, token.hash);
+      s.integer(4, token.createdUs);
+      if (s.step() != SQLITE_ROW) return sqlError(db_, "add device token");
+      return s.columnInt(0);
+    });
+  }
+
+  core::Result<std::optional<DeviceToken>> findDeviceToken(const std::string& hash) override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlFindDeviceToken);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    s.text(1, hash);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<DeviceToken>();
+    if (rc != SQLITE_ROW) return sqlError(db_, "find device token");
+    return std::optional<DeviceToken>(readToken(s));
+  }
+
+  core::Result<std::vector<DeviceToken>> listDeviceTokens() override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlListDeviceTokens);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    std::vector<DeviceToken> tokens;
+    int rc = SQLITE_ROW;
+    while ((rc = s.step()) == SQLITE_ROW) tokens.push_back(readToken(s));
+    if (rc != SQLITE_DONE) return sqlError(db_, "list device tokens");
+    return tokens;
+  }
+
+  core::Result<std::int64_t> revokeDeviceTokens(const std::string& deviceId,
+                                                std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    return transaction<std::int64_t>("revoke device tokens", [&]() -> core::Result<std::int64_t> {
+      auto stmt = prepare(kSqlRevokeDeviceTokens);
+      if (!stmt) return stmt.error();
+      Stmt s(db_, *stmt);
+      s.text(1, deviceId).integer(2, nowUs > 0 ? nowUs : 1);
+      if (s.step() != SQLITE_DONE) return sqlError(db_, "revoke device tokens");
+      const std::int64_t revoked = sqlite3_changes(db_);
+      if (revoked > 0) {
+        if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+          return core::Error{status.message()};
+        }
+      }
+      return revoked;
+    });
+  }
+
+  core::Result<std::int64_t> credentialsGeneration() override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlGeneration);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    if (s.step() != SQLITE_ROW) return sqlError(db_, "read credentials generation");
+    return s.columnInt(0);
+  }
+
   std::string backendName() const override { return "sqlite"; }
 
  private:
+  static DeviceCredential readDevice(const Stmt& s) {
+    return DeviceCredential{s.columnInt(0), s.columnText(1), s.columnText(2), s.columnInt(3),
+                            s.columnInt(4)};
+  }
+  static DeviceToken readToken(const Stmt& s) {
+    return DeviceToken{s.columnInt(0),  s.columnText(1), s.columnText(2),
+                       s.columnText(3), s.columnInt(4),  s.columnInt(5)};
+  }
+  core::Status runPlain(const char* sql) {
+    auto stmt = prepare(sql);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    if (s.step() != SQLITE_DONE) return sqlError(db_, "update");
+    return {};
+  }
+
   static UserRecord readUser(const Stmt& s) {
     return UserRecord{s.columnInt(0), s.columnText(1), s.columnText(2), s.columnText(3),
                       s.columnInt(4)};
