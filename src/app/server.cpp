@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 #include <csignal>
 #include <cstdio>
@@ -10,6 +11,7 @@
 
 #include "api/http_server.h"
 #include "auth/auth_service.h"
+#include "auth/mqtt_authenticator.h"
 #include "bridge/source_client.h"
 #include "broker/broker.h"
 #include "broker/state_store.h"
@@ -87,7 +89,28 @@ codec::trackers::CommandType commandType(const std::string& name) {
   return CommandType::kCustom;
 }
 
+bool loopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
 }  // namespace
+
+std::vector<std::string> exposedMqttListeners(const core::Config& config) {
+  std::vector<std::string> exposed;
+  const auto note = [&](const char* key, const core::HostPort& listen) {
+    if (!loopbackHost(listen.host)) exposed.push_back(std::string(key) + "=" + listen.toString());
+  };
+  const core::MqttConfig& mqtt = config.mqtt;
+  note("mqtt.listen", mqtt.listen);
+  if (!mqtt.tlsCert.empty()) note("mqtt.tls_listen", mqtt.tlsListen);
+  if (mqtt.wsListen) note("mqtt.ws_listen", *mqtt.wsListen);
+  if (mqtt.wssListen) note("mqtt.wss_listen", *mqtt.wssListen);
+  if (mqtt.websocket) note("http.listen", config.http.listen);
+  return exposed;
+}
 
 std::unique_ptr<storage::AuthStore> openAuthStore(const core::Config& config) {
   if (config.storage.backend == "postgres") {
@@ -149,6 +172,29 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   }
   broker_ = std::make_unique<broker::Broker>(*pool_, config_.mqtt, pipeline_.get(),
                                              normalizer_.get(), brokerState_.get());
+  {
+    const std::vector<std::string> exposed = exposedMqttListeners(config_);
+    std::string where;
+    for (const auto& listener : exposed) where += (where.empty() ? "" : ", ") + listener;
+    auth::MqttAuthOptions mqttAuth;
+    mqttAuth.allowAnonymous = config_.mqtt.allowAnonymous.value_or(exposed.empty());
+    if (mqttAuth.allowAnonymous && !exposed.empty()) {
+      spdlog::warn(
+          "mqtt: anonymous clients are allowed (mqtt.allow_anonymous = true) while MQTT listens "
+          "beyond loopback ({}): anyone who reaches it may publish and subscribe to everything",
+          where);
+    } else if (!mqttAuth.allowAnonymous && !config_.mqtt.allowAnonymous) {
+      spdlog::info(
+          "mqtt: clients must log in (device credentials: 'tern device'): {} is beyond loopback; "
+          "mqtt.allow_anonymous = true lets anonymous clients in",
+          where);
+    }
+    mqttAuth.loginMaxFailures = config_.mqtt.loginMaxFailures;
+    mqttAuth.credentialCheckUs = config_.mqtt.credentialCheckUs;
+    mqttAuth.acl = config_.mqtt.acl;
+    mqttAuth_ = std::make_unique<auth::MqttAuthenticator>(*authStore_, std::move(mqttAuth));
+    broker_->setAuthenticator(mqttAuth_.get());
+  }
   for (const auto& source : config_.sources) {
     sources_.push_back(std::make_shared<bridge::SourceClient>(pool_->next(), source, *pipeline_,
                                                               *normalizer_, broker_.get(),
@@ -200,6 +246,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         {"messages_sent", b.messagesSent},
         {"messages_dropped", b.messagesDropped},
         {"protocol_errors", b.protocolErrors},
+        {"denied", b.denied},
         {"subscriptions", b.subscriptions},
         {"retained", b.retained},
     };
@@ -389,6 +436,9 @@ void Server::stop() {
   } else {
     pipeline_->stop();
   }
+  // The loops are stopped: no connection asks it anything any more, and its checker must not
+  // call into the broker being destroyed.
+  mqttAuth_.reset();
   sources_.clear();  // before the loops their sockets belong to
   broker_.reset();
   brokerState_.reset();

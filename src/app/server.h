@@ -16,6 +16,7 @@ class AuthStore;
 namespace tern::auth {
 class AuthService;
 struct AuthOptions;
+class MqttAuthenticator;
 }  // namespace tern::auth
 namespace tern::ingest {
 class Pipeline;
@@ -65,6 +66,7 @@ class Server {
   const core::Config& config() const { return config_; }
   storage::Store& store() { return *store_; }
   auth::AuthService& auth() { return *auth_; }
+  auth::MqttAuthenticator& mqttAuth() { return *mqttAuth_; }
   broker::Broker& broker() { return *broker_; }
   ingest::Pipeline& pipeline() { return *pipeline_; }
   ingest::LatestCache& latest() { return *latest_; }
@@ -88,6 +90,7 @@ class Server {
   std::unique_ptr<ingest::Normalizer> normalizer_;
   std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)
   std::unique_ptr<ingest::Pipeline> pipeline_;
+  std::unique_ptr<auth::MqttAuthenticator> mqttAuth_;  // outlives the broker's connections
   std::unique_ptr<net::EventLoopPool> pool_;
   std::unique_ptr<broker::StateStore> brokerState_;  // outlives broker_
   std::unique_ptr<broker::Broker> broker_;
@@ -105,6 +108,10 @@ class Server {
 std::unique_ptr<storage::AuthStore> openAuthStore(const core::Config& config);
 // The auth settings from the config (token lifetimes, login rate limit).
 auth::AuthOptions authOptions(const core::Config& config);
+
+// The MQTT listeners (the HTTP port's /mqtt included) that are not on loopback, as
+// "key=host:port"; anonymous MQTT clients are allowed by default only when there are none.
+std::vector<std::string> exposedMqttListeners(const core::Config& config);
 
 // `tern serve`: starts a Server and runs it until SIGINT or SIGTERM. Returns the exit status.
 int runServe(const core::Config& config);

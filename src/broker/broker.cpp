@@ -190,6 +190,27 @@ void Broker::acceptWebSocketUpgrade(net::HttpUpgrade upgrade) {
   wsListener_.acceptUpgrade(std::move(upgrade));
 }
 
+void Broker::setAuthenticator(Authenticator* authenticator) {
+  authenticator_ = authenticator;
+  if (authenticator_ != nullptr) {
+    authenticator_->onRevoked(
+        [this](std::vector<std::string> grants) { closeRevoked(std::move(grants)); });
+  }
+}
+
+void Broker::closeRevoked(std::vector<std::string> grants) {
+  if (grants.empty()) return;
+  // Revocations are rare: every connection checks its own grant, on its own loop.
+  auto shared = std::make_shared<const std::vector<std::string>>(std::move(grants));
+  std::lock_guard lock(connectionsMutex_);
+  for (auto& [raw, weak] : connections_) {
+    if (auto connection = weak.lock()) {
+      asio::post(connection->executor(),
+                 [connection, shared] { connection->closeIfRevoked(*shared); });
+    }
+  }
+}
+
 void Broker::onAccept(net::AcceptedStream accepted) {
   if (stopping_) {
     accepted.stream.close();
@@ -444,6 +465,7 @@ BrokerStats Broker::stats() const {
   s.messagesIngested = messagesIngested_.load();
   s.protocolErrors = protocolErrors_.load();
   s.readPauses = readPauses_.load();
+  s.denied = denied_.load();
   s.subscriptions = subscriptions_.size();
   s.retained = retained_.size();
   s.uptimeSeconds = startedUs_ == 0 ? 0 : (core::monotonicMicros() - startedUs_) / 1'000'000;

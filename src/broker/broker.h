@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/authenticator.h"
 #include "broker/message.h"
 #include "broker/retained_store.h"
 #include "broker/session.h"
@@ -41,6 +42,7 @@ struct BrokerStats {
   std::uint64_t messagesIngested = 0;  // routed to storage
   std::uint64_t protocolErrors = 0;
   std::uint64_t readPauses = 0;  // times a connection stopped reading for back-pressure
+  std::uint64_t denied = 0;      // publishes and subscriptions the client's topic rules refused
   std::uint64_t subscriptions = 0;
   std::uint64_t retained = 0;
   std::int64_t uptimeSeconds = 0;
@@ -89,6 +91,11 @@ class Broker {
   void acceptWebSocketUpgrade(net::HttpUpgrade upgrade);
   BrokerStats stats() const;
 
+  // Who may connect and what they may do. Null (the default): everyone, everything. Set before
+  // start(); must outlive the broker's connections.
+  void setAuthenticator(Authenticator* authenticator);
+  Authenticator* authenticator() const { return authenticator_; }
+
   // --- for Connection ---
   const core::MqttConfig& config() const { return config_; }
   ingest::Pipeline* pipeline() const { return pipeline_; }
@@ -129,6 +136,7 @@ class Broker {
   void countReceived() { messagesReceived_.fetch_add(1, std::memory_order_relaxed); }
   void countIngested() { messagesIngested_.fetch_add(1, std::memory_order_relaxed); }
   void countProtocolError() { protocolErrors_.fetch_add(1, std::memory_order_relaxed); }
+  void countDenied() { denied_.fetch_add(1, std::memory_order_relaxed); }
   void countReadPause() { readPauses_.fetch_add(1, std::memory_order_relaxed); }
   void countConnected(int delta) { clientsConnected_.fetch_add(delta, std::memory_order_relaxed); }
   std::atomic<std::uint64_t>& sentCounter() { return messagesSent_; }
@@ -147,6 +155,8 @@ class Broker {
   // Start-up: sessions (detached, with their remaining expiry), subscriptions, queues and
   // retained messages from the state store.
   void restoreState();
+  // Closes every connection whose grant is among `grants` (each on its own loop).
+  void closeRevoked(std::vector<std::string> grants);
 
   net::EventLoopPool& pool_;
   const core::MqttConfig config_;
@@ -178,6 +188,8 @@ class Broker {
   std::atomic<std::uint64_t> messagesIngested_{0};
   std::atomic<std::uint64_t> protocolErrors_{0};
   std::atomic<std::uint64_t> readPauses_{0};
+  std::atomic<std::uint64_t> denied_{0};
+  Authenticator* authenticator_ = nullptr;
   std::atomic<std::size_t> openConnections_{0};
   std::int64_t startedUs_ = 0;
   std::unique_ptr<boost::asio::steady_timer> sysTimer_;

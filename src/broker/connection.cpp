@@ -22,6 +22,16 @@ namespace asio = boost::asio;
 namespace mqtt = codec::mqtt;
 
 namespace {
+// "ip:port" or "[v6]:port" → the address alone (what failed logins are counted by).
+std::string addressOf(const std::string& peer) {
+  if (peer.starts_with('[')) {
+    const std::size_t end = peer.find(']');
+    return end == std::string::npos ? peer : peer.substr(1, end - 1);
+  }
+  const std::size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
 constexpr std::size_t kInitialReadBuffer = 4096;  // small: most connections are idle sensors
 constexpr std::size_t kMaxReadChunk = 64 * 1024;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
@@ -73,7 +83,7 @@ thread_local LoopReadBuffer loopReadBuffer;
 }  // namespace
 
 void Connection::readMore() {
-  if (reading_ || paused_ || state_ == State::kClosed) return;
+  if (reading_ || paused_ || authPending_ || state_ == State::kClosed) return;
   if (inputUsed_ == 0 && stream_.plainTcp()) {
     // Wait for readability without a buffer: idle connections then hold no read memory.
     if (!input_.empty()) std::string().swap(input_);
@@ -211,7 +221,7 @@ void Connection::processInput() {
 std::size_t Connection::handleBytes(std::string_view data) {
   std::size_t offset = 0;
   const std::uint32_t maxPacket = broker_.config().maxPacketSize;
-  while (state_ != State::kClosed && offset < data.size()) {
+  while (state_ != State::kClosed && !authPending_ && offset < data.size()) {
     std::string_view available = data.substr(offset);
     mqtt::Frame frame = mqtt::splitFrame(available, maxPacket);
     if (frame.status == mqtt::DecodeStatus::kNeedMore) break;
@@ -312,12 +322,114 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
     connect.clientId = "auto-" + core::randomUuid();
   }
   clientId_ = connect.clientId;
+  if (Authenticator* authenticator = broker_.authenticator()) {
+    ConnectInfo info{clientId_,      connect.username, connect.password,
+                     certificateCn_, addressOf(peer_), std::string(transportName())};
+    authPending_ = true;
+    assignedId_ = assignedId;
+    pendingConnect_ = std::make_unique<mqtt::Connect>(std::move(connect));
+    // The answer may come from another thread: back to this loop. The handler keeps the
+    // connection alive until then.
+    authenticator->authenticate(
+        std::move(info), [self = shared_from_this()](AuthDecision decision) mutable {
+          auto executor = self->executor();
+          asio::post(executor, [self = std::move(self), d = std::move(decision)]() mutable {
+            self->onAuthenticated(std::move(d));
+          });
+        });
+    return true;
+  }
+  return finishConnect(connect, assignedId);
+}
+
+void Connection::onAuthenticated(AuthDecision decision) {
+  authPending_ = false;
+  if (state_ == State::kClosed) {
+    if (!decision.grant.empty()) broker_.authenticator()->release(decision.grant);
+    return;
+  }
+  if (decision.outcome != AuthDecision::Outcome::kAllowed) {
+    refuseAuthentication(decision);
+    return;
+  }
+  grant_ = std::move(decision.grant);
+  identity_ = decision.identity.empty() ? "(anonymous)" : std::move(decision.identity);
+  if (!decision.allowAll) acl_ = std::make_shared<const TopicAcl>(std::move(decision.rules));
+  mqtt::Connect connect = std::move(*pendingConnect_);
+  pendingConnect_.reset();
+  if (!finishConnect(connect, assignedId_)) return;
+  // Packets that came behind the CONNECT waited in the buffer.
+  processInput();
+  if (state_ == State::kClosed) return;
+  flush();
+  readMore();
+}
+
+void Connection::refuseAuthentication(const AuthDecision& decision) {
+  using Outcome = AuthDecision::Outcome;
+  mqtt::ConnackCode code = mqtt::ConnackCode::kNotAuthorized;
+  switch (decision.outcome) {
+    case Outcome::kBadCredentials:
+      code = v5() ? mqtt::ConnackCode::kBadUserNameOrPassword5
+                  : mqtt::ConnackCode::kBadUsernameOrPassword;
+      break;
+    case Outcome::kRateLimited:
+      code =
+          v5() ? mqtt::ConnackCode::kConnectionRateExceeded : mqtt::ConnackCode::kServerUnavailable;
+      break;
+    case Outcome::kUnavailable:
+      code = v5() ? mqtt::ConnackCode::kServerUnavailable5 : mqtt::ConnackCode::kServerUnavailable;
+      break;
+    default:
+      code = v5() ? mqtt::ConnackCode::kNotAuthorized5 : mqtt::ConnackCode::kNotAuthorized;
+      break;
+  }
+  if (v5()) {
+    mqtt::encodeConnack5(mqtt::Connack{.returnCode = code}, outbox_);
+  } else {
+    mqtt::encodeConnack(false, code, outbox_);
+  }
+  const std::string& who = decision.identity;
+  if (decision.outcome == Outcome::kRateLimited) {
+    spdlog::info("mqtt: refused client '{}' ({}) as '{}': {}", clientId_, peer_, who,
+                 decision.reason);
+  } else {
+    spdlog::warn("mqtt: refused client '{}' ({}) as '{}': {}", clientId_, peer_, who,
+                 decision.reason);
+  }
+  pendingConnect_.reset();
+  close(decision.reason, false, false);
+}
+
+void Connection::closeIfRevoked(const std::vector<std::string>& revoked) {
+  if (grant_.empty() || state_ != State::kConnected) return;
+  if (std::find(revoked.begin(), revoked.end(), grant_) == revoked.end()) return;
+  spdlog::warn("mqtt: closing client '{}' ({}) of '{}': its credentials were revoked", clientId_,
+               peer_, identity_);
+  if (v5()) {
+    // With a reason string: it says why, and some clients (paho 1.6) only read the reason code
+    // of a DISCONNECT that has properties.
+    mqtt::Properties properties;
+    properties.reasonString = "credentials revoked";
+    mqtt::encodeDisconnect5(mqtt::reason::kNotAuthorized, &properties, outbox_);
+  }
+  close("credentials revoked", false, false);
+}
+
+bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
+  const mqtt::Properties& props = connect.properties;
   username_ = connect.username ? *connect.username : certificateCn_;
   keepAlive_ = connect.keepAlive;
   const core::MqttConfig& config = broker_.config();
   if (v5() && config.serverKeepAlive > 0)
     keepAlive_ = static_cast<std::uint16_t>(config.serverKeepAlive);
   if (connect.will) will_ = std::make_unique<mqtt::Will>(std::move(*connect.will));
+  if (will_ && acl_ && !acl_->mayPublish(will_->topic)) {
+    // Kept out rather than refusing the client: the will is the only thing wrong.
+    spdlog::warn("mqtt: client '{}' ({}) of '{}' may not publish its will on '{}'; dropped",
+                 clientId_, peer_, identity_, will_->topic);
+    will_.reset();
+  }
   state_ = State::kConnected;
   counted_ = true;
   broker_.countConnected(1);
@@ -422,6 +534,7 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
     }
     if (!resolveTopicAlias(publish)) return false;
   }
+  if (acl_ && !acl_->mayPublish(publish.topic)) return denyPublish(publish);
   if (qos == 2 && !session_->beginIncomingQos2(packetId)) {
     // A resend of a QoS 2 message we already have: do not route it twice. Answer PUBREC once
     // the first copy is committed; until then the first copy's PUBREC is still coming.
@@ -507,6 +620,33 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
   return true;
 }
 
+bool Connection::denyPublish(const mqtt::Publish& publish) {
+  broker_.countDenied();
+  spdlog::info("mqtt: client '{}' ({}) of '{}' may not publish on '{}'; dropped", clientId_, peer_,
+               identity_, publish.topic);
+  if (publish.qos == 0) return true;
+  const mqtt::PacketType ackType =
+      publish.qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
+  if (v5()) {
+    // 0x87 ends the exchange (a PUBREC with an error is not followed by PUBREL). A PUBACK
+    // leaving lowers the receive-maximum count, so a QoS 1 one counts until then.
+    if (publish.qos == 1) ++inboundInflight_;
+    queueAck(ackType, publish.packetId, true, mqtt::reason::kNotAuthorized);
+    return true;
+  }
+  // 3.1.1 has no way to say no: acknowledge as if delivered, so the client moves on. A QoS 2
+  // exchange is recorded as committed so that its PUBREL is answered normally.
+  if (publish.qos == 2) {
+    if (!session_->beginIncomingQos2(publish.packetId) &&
+        !session_->incomingQos2Committed(publish.packetId)) {
+      return true;  // the first copy's PUBREC is still coming
+    }
+    session_->markIncomingQos2Committed(publish.packetId);
+  }
+  queueAck(ackType, publish.packetId, true);
+  return true;
+}
+
 bool Connection::handleAck(const mqtt::Ack& ack) {
   switch (ack.type) {
     case mqtt::PacketType::kPuback:
@@ -550,6 +690,13 @@ bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
     const std::optional<SharedFilter> shared = parseSharedFilter(subscription.filter);
     if (shared && !shared->valid) {
       codes.push_back(v5() ? mqtt::reason::kTopicFilterInvalid : mqtt::kSubackFailure);
+      continue;
+    }
+    if (acl_ && !acl_->maySubscribe(subscription.filter)) {
+      broker_.countDenied();
+      spdlog::info("mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'", clientId_, peer_,
+                   identity_, subscription.filter);
+      codes.push_back(v5() ? mqtt::reason::kNotAuthorized : mqtt::kSubackFailure);
       continue;
     }
     SubscriptionOptions options{.qos = subscription.qos,
@@ -729,6 +876,10 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
     session_.reset();
   } else if (will) {
     broker_.publishWill(will);
+  }
+  if (!grant_.empty()) {
+    broker_.authenticator()->release(grant_);
+    grant_.clear();
   }
   if (counted_) broker_.countConnected(-1);
   broker_.connectionClosed(this);

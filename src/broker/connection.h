@@ -10,7 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "broker/authenticator.h"
 #include "broker/message.h"
+#include "broker/topic_acl.h"
 #include "codec/mqtt/packets.h"
 #include "net/byte_stream.h"
 
@@ -41,8 +43,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // "tcp", "tls", "ws" or "wss".
   std::string_view transportName() const { return stream_.name(); }
 
+  // The grant of its credential (see Authenticator), empty for clients that cannot be revoked.
+  const std::string& grant() const { return grant_; }
+
   // Posted handlers.
   void onSessionWake();
+  // The authenticator's answer to this connection's CONNECT.
+  void onAuthenticated(AuthDecision decision);
+  // Closes the connection (MQTT 5: DISCONNECT 0x87) when its grant is among `revoked`.
+  void closeIfRevoked(const std::vector<std::string>& revoked);
   void onAckReady(std::uint64_t sequence);
   void resumeReading();
   // Another connection took this client id over, or the server is shutting down. An MQTT 5
@@ -75,7 +84,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Returns false when the connection must close (the reason is already logged).
   bool handlePacket(codec::mqtt::Packet& packet);
   bool handleConnect(codec::mqtt::Connect& connect);
+  // The part of CONNECT after authentication: session, CONNACK.
+  bool finishConnect(codec::mqtt::Connect& connect, bool assignedId);
+  // Refuses a CONNECT the authenticator turned down, with the version's CONNACK code.
+  void refuseAuthentication(const AuthDecision& decision);
   bool handlePublish(codec::mqtt::Publish& publish);
+  // A PUBLISH the client's topic rules do not allow: not routed, not stored; acknowledged
+  // (MQTT 5: with 0x87).
+  bool denyPublish(const codec::mqtt::Publish& publish);
   bool handleAck(const codec::mqtt::Ack& ack);
   bool handleSubscribe(const codec::mqtt::Subscribe& subscribe);
   bool handleUnsubscribe(const codec::mqtt::Unsubscribe& unsubscribe);
@@ -115,6 +131,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t inboundInflight_ = 0;        // QoS 1/2 publishes from the client not yet completed
   std::vector<std::string> topicAliasesIn_;  // MQTT 5 alias - 1 → topic, grown on demand
   std::int64_t lastActivityUs_ = 0;
+  // Authentication: while the authenticator works, the CONNECT waits here and nothing else is
+  // read or processed. Then the topic rules (null: everything allowed) and the grant.
+  bool authPending_ = false;
+  bool assignedId_ = false;
+  std::unique_ptr<codec::mqtt::Connect> pendingConnect_;
+  std::shared_ptr<const TopicAcl> acl_;
+  std::string grant_;
+  std::string identity_;  // who the authenticator said the client is (for logs)
 
   // Bytes of a packet not yet complete (plain TCP), or the read buffer (other transports). Plain
   // TCP reads into a per-loop buffer and keeps nothing here between packets, so an idle

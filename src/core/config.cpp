@@ -46,7 +46,7 @@ std::string quoted(const std::string& value) {
   fail(key, "expected " + expected + ", got " + quoted(got));
 }
 
-enum class Kind { kInteger, kString, kRoutes, kBool, kList };
+enum class Kind { kInteger, kString, kRoutes, kBool, kList, kAcl };
 
 struct KeyDescriptor {
   const char* name;  // "section.key"
@@ -302,6 +302,22 @@ const std::vector<KeyDescriptor>& keyTable() {
     t.push_back(boolKey("mqtt.websocket", &Config::mqtt, &MqttConfig::websocket));
     t.push_back(optionalHostPortKey("mqtt.ws_listen", &Config::mqtt, &MqttConfig::wsListen));
     t.push_back(optionalHostPortKey("mqtt.wss_listen", &Config::mqtt, &MqttConfig::wssListen));
+    t.push_back({"mqtt.allow_anonymous", Kind::kBool, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   if (text.empty() || text == "auto") {
+                     c.mqtt.allowAnonymous.reset();
+                   } else {
+                     c.mqtt.allowAnonymous = parseBool(key, text);
+                   }
+                 }});
+    t.push_back(integerKey("mqtt.login_max_failures", 0, 1'000'000, &Config::mqtt,
+                           &MqttConfig::loginMaxFailures));
+    t.push_back(durationKey("mqtt.credential_check_interval", 1'000'000, 3'600'000'000LL,
+                            "1s and 1h (5s)", &Config::mqtt, &MqttConfig::credentialCheckUs));
+    t.push_back(
+        {"mqtt.acl", Kind::kAcl, 0, 0, [](Config&, const KeyDescriptor& key, const std::string&) {
+           fail(key.name, "set it in the TOML file ([[mqtt.acl]] entries)");
+         }});
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
     t.push_back(durationKey("api.token_ttl", 1'000'000, 86'400'000'000LL, "1s and 1d (15m)",
                             &Config::api, &ApiConfig::tokenTtlUs));
@@ -540,6 +556,80 @@ std::vector<IngestRoute> routesFromToml(const KeyDescriptor& key, const toml::no
   return routes;
 }
 
+// Checks an ACL entry however it was built: a topic filter once %u/%c are substituted, no
+// other '%', a known role.
+void validateAclEntry(const std::string& key, const MqttAclEntry& entry) {
+  std::string probe;
+  for (std::size_t i = 0; i < entry.topic.size(); ++i) {
+    if (entry.topic[i] != '%') {
+      probe.push_back(entry.topic[i]);
+      continue;
+    }
+    if (i + 1 < entry.topic.size() && (entry.topic[i + 1] == 'u' || entry.topic[i + 1] == 'c')) {
+      probe.push_back('x');
+      ++i;
+      continue;
+    }
+    fail(key + ".topic",
+         "only %u (user) and %c (client id) may follow '%', got " + quoted(entry.topic));
+  }
+  if (!validFilter(probe)) failExpected(key + ".topic", "an MQTT topic filter", entry.topic);
+  if (!entry.role.empty() && entry.role != "device" && entry.role != "service") {
+    failExpected(key + ".role", "device or service", entry.role);
+  }
+  if (entry.access < 1 || entry.access > 3) {
+    fail(key + ".access", "expected read, write or readwrite");
+  }
+}
+
+std::vector<MqttAclEntry> aclFromToml(const toml::node& node) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    fail("mqtt.acl", "expected an array of tables ([[mqtt.acl]]), got " + describeTomlValue(node));
+  }
+  std::vector<MqttAclEntry> entries;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const std::string itemKey = "mqtt.acl[" + std::to_string(i) + "]";
+    const toml::table* table = (*array)[i].as_table();
+    if (table == nullptr) fail(itemKey, "expected a table, got " + describeTomlValue((*array)[i]));
+    MqttAclEntry entry;
+    bool haveTopic = false;
+    for (const auto& item : *table) {
+      const std::string field(item.first.str());
+      const toml::node& v = item.second;
+      if (!v.is_string()) {
+        fail(itemKey + "." + field, "expected a string, got " + describeTomlValue(v));
+      }
+      const std::string text = v.as_string()->get();
+      if (field == "user") {
+        if (text.empty()) failExpected(itemKey + ".user", "a device id or user name", text);
+        entry.user = text;
+      } else if (field == "role") {
+        entry.role = text;
+      } else if (field == "access") {
+        if (text == "read") {
+          entry.access = 1;
+        } else if (text == "write") {
+          entry.access = 2;
+        } else if (text == "readwrite") {
+          entry.access = 3;
+        } else {
+          failExpected(itemKey + ".access", "read, write or readwrite", text);
+        }
+      } else if (field == "topic") {
+        entry.topic = text;
+        haveTopic = true;
+      } else {
+        fail(itemKey + "." + field, "unknown key (expected user, role, access, topic)");
+      }
+    }
+    if (!haveTopic) fail(itemKey, "missing topic");
+    validateAclEntry(itemKey, entry);
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
 // A [[sources]] entry: the checks that apply however it was built (file or code).
 void validateSource(const std::string& key, const SourceConfig& source) {
   const auto printable = [](const std::string& text) {
@@ -683,6 +773,9 @@ void applyTomlValue(Config& config, const KeyDescriptor& key, const toml::node& 
     case Kind::kRoutes:
       config.ingest.routes = routesFromToml(key, node);
       return;
+    case Kind::kAcl:
+      config.mqtt.acl = aclFromToml(node);
+      return;
     case Kind::kInteger:
       if (!node.is_integer()) {
         fail(key.name, "expected " + integerExpectation(key) + ", got " + describeTomlValue(node));
@@ -822,6 +915,9 @@ void Config::finalize() {
   }
   if (mqtt.wssListen && mqtt.tlsCert.empty()) {
     fail("mqtt.wss_listen", "needs mqtt.tls_cert and mqtt.tls_key");
+  }
+  for (std::size_t i = 0; i < mqtt.acl.size(); ++i) {
+    validateAclEntry("mqtt.acl[" + std::to_string(i) + "]", mqtt.acl[i]);
   }
   if (storage.backend == "postgres" && storage.url.empty()) {
     fail("storage.url", "required when storage.backend is postgres");

@@ -33,6 +33,15 @@ struct ServerConfig {
   std::string logLevel = "info";
 };
 
+// One [[mqtt.acl]] entry: an allow rule for MQTT clients, on top of the built-in ones (a device:
+// device/<id> and device/<id>/#; a service user: everything).
+struct MqttAclEntry {
+  std::string user;         // applies to this device id or user name only (empty: any)
+  std::string role;         // "device" or "service" (empty: any authenticated client)
+  std::uint8_t access = 3;  // 1 read (subscribe), 2 write (publish), 3 both
+  std::string topic;        // a topic filter; %u = the device id / user name, %c = the client id
+};
+
 struct MqttConfig {
   HostPort listen{"0.0.0.0", 1883};
   std::uint32_t maxPacketSize = 1024 * 1024;  // bytes, whole packet
@@ -56,6 +65,14 @@ struct MqttConfig {
   bool websocket = true;              // MQTT over WebSocket at /mqtt on the HTTP listener
   std::optional<HostPort> wsListen;   // a dedicated WebSocket listener (path /mqtt)
   std::optional<HostPort> wssListen;  // a dedicated WebSocket-over-TLS listener (tlsCert/tlsKey)
+  // Clients without credentials. Unset: allowed only when every MQTT listener (the HTTP port's
+  // /mqtt included) is on loopback.
+  std::optional<bool> allowAnonymous;
+  std::uint32_t loginMaxFailures = 10;  // failed MQTT logins per client address per minute; 0 = off
+  // How often a running server checks whether credentials of connected clients were removed or
+  // revoked (by `tern device`/`tern user`, possibly in another process).
+  std::int64_t credentialCheckUs = 5'000'000;
+  std::vector<MqttAclEntry> acl;
 };
 
 struct HttpConfig {

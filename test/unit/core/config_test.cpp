@@ -73,6 +73,10 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "mqtt.websocket",
                                           "mqtt.ws_listen",
                                           "mqtt.wss_listen",
+                                          "mqtt.allow_anonymous",
+                                          "mqtt.login_max_failures",
+                                          "mqtt.credential_check_interval",
+                                          "mqtt.acl",
                                           "http.listen",
                                           "api.token_ttl",
                                           "api.refresh_ttl",
@@ -252,6 +256,10 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.websocket", {"on"}},
       {"mqtt.ws_listen", {"foo", "[::1]"}},
       {"mqtt.wss_listen", {"1.2.3.4:x"}},
+      {"mqtt.allow_anonymous", {"maybe", "2"}},
+      {"mqtt.login_max_failures", {"-1", "x", "1000001"}},
+      {"mqtt.credential_check_interval", {"", "5", "0s", "2h"}},
+      {"mqtt.acl", {"", "role=device"}},
       {"trackers.enabled", {"gt06,unknown", "GT06"}},
       {"trackers.host", {""}},
       {"trackers.register_unknown", {"maybe"}},
@@ -603,6 +611,76 @@ TEST(ConfigTest, SourceErrorsNameTheKey) {
   same.topics.emplace_back(1, 't');
   c.sources = {same, same};
   EXPECT_EQ(errorOf([&] { c.finalize(); }).rfind("config: sources[1].name: duplicate", 0), 0u);
+}
+
+}  // namespace
+}  // namespace tern::core
+
+namespace tern::core {
+namespace {
+
+TEST(ConfigTest, MqttAuthenticationKeys) {
+  Config c;
+  EXPECT_FALSE(c.mqtt.allowAnonymous.has_value()) << "unset: decided by the listeners";
+  EXPECT_EQ(c.mqtt.loginMaxFailures, 10u);
+  EXPECT_EQ(c.mqtt.credentialCheckUs, 5'000'000);
+  applyConfigValue(c, "mqtt.allow_anonymous", "true");
+  EXPECT_EQ(c.mqtt.allowAnonymous, std::optional<bool>(true));
+  applyConfigValue(c, "mqtt.allow_anonymous", "auto");
+  EXPECT_FALSE(c.mqtt.allowAnonymous.has_value());
+  applyConfigValue(c, "mqtt.login_max_failures", "0");
+  EXPECT_EQ(c.mqtt.loginMaxFailures, 0u);
+  applyConfigValue(c, "mqtt.credential_check_interval", "2s");
+  EXPECT_EQ(c.mqtt.credentialCheckUs, 2'000'000);
+  EXPECT_NE(errorOf([&] {
+              applyConfigValue(c, "mqtt.allow_anonymous", "maybe");
+            }).find("mqtt.allow_anonymous"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] {
+              applyConfigValue(c, "mqtt.credential_check_interval", "0s");
+            }).find("mqtt.credential_check_interval"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { applyConfigValue(c, "mqtt.acl", "x"); }).find("[[mqtt.acl]]"),
+            std::string::npos);
+
+  const std::string path = writeTemp("acl", R"(
+[mqtt]
+allow_anonymous = false
+
+[[mqtt.acl]]
+role = "device"
+access = "read"
+topic = "broadcast/#"
+
+[[mqtt.acl]]
+user = "gateway-2"
+topic = "clients/%c/%u/#"
+)");
+  Config f;
+  applyConfigFile(f, path);
+  EXPECT_EQ(f.mqtt.allowAnonymous, std::optional<bool>(false));
+  ASSERT_EQ(f.mqtt.acl.size(), 2u);
+  EXPECT_EQ(f.mqtt.acl[0].role, "device");
+  EXPECT_EQ(f.mqtt.acl[0].access, 1);
+  EXPECT_EQ(f.mqtt.acl[0].topic, "broadcast/#");
+  EXPECT_EQ(f.mqtt.acl[1].user, "gateway-2");
+  EXPECT_EQ(f.mqtt.acl[1].access, 3) << "readwrite by default";
+
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"[[mqtt.acl]]\ntopic = \"a/#/b\"\n", "mqtt.acl[0].topic"},
+      {"[[mqtt.acl]]\ntopic = \"a/%x\"\n", "mqtt.acl[0].topic"},
+      {"[[mqtt.acl]]\nrole = \"admin\"\ntopic = \"a\"\n", "mqtt.acl[0].role"},
+      {"[[mqtt.acl]]\naccess = \"all\"\ntopic = \"a\"\n", "mqtt.acl[0].access"},
+      {"[[mqtt.acl]]\naccess = \"read\"\n", "mqtt.acl[0]"},
+      {"[[mqtt.acl]]\ntopic = \"a\"\nwho = \"x\"\n", "mqtt.acl[0].who"},
+      {"[mqtt]\nacl = \"a\"\n", "mqtt.acl"},
+  };
+  for (const auto& [toml, key] : bad) {
+    const std::string file = writeTemp("bad-acl", toml);
+    Config b;
+    const std::string message = errorOf([&] { applyConfigFile(b, file); });
+    EXPECT_NE(message.find(key), std::string::npos) << toml << " → " << message;
+  }
 }
 
 }  // namespace
