@@ -156,6 +156,8 @@ boost::json::object fieldsToJson(const std::vector<storage::Field>& fields) {
 boost::json::object deviceToJson(const storage::DeviceSummary& device) {
   boost::json::object out;
   out["id"] = toValidUtf8(device.deviceId);
+  out["name"] = toValidUtf8(device.name);
+  out["type"] = toValidUtf8(device.type);
   // A device registered through PUT that has not sent anything yet.
   if (device.neverSeen()) {
     out["first_seen"] = nullptr;

@@ -679,6 +679,8 @@ constexpr std::size_t kMaxTagKeyBytes = 128;
 constexpr std::size_t kMaxTagValueBytes = 256;
 constexpr std::size_t kMaxFleetKeys = 100;
 constexpr std::size_t kMaxDeviceIdBytes = 256;
+constexpr std::size_t kMaxDeviceNameBytes = 256;
+constexpr std::size_t kMaxDeviceTypeBytes = 64;
 constexpr std::uint32_t kDefaultDeviceLimit = 1000;
 constexpr std::int64_t kDefaultStationaryWindowUs = 10 * 60 * kSecondUs;
 constexpr std::int64_t kMaxDailyRangeUs = 366 * kDayUs;
@@ -800,6 +802,14 @@ std::optional<ApiResponse> parseDeviceBody(std::string_view body, bool create, s
                                         std::to_string(kMaxDeviceIdBytes) + " bytes");
       }
       id = std::string(value.as_string());
+    } else if (name == "name" || name == "type") {
+      const std::size_t maxBytes = name == "name" ? kMaxDeviceNameBytes : kMaxDeviceTypeBytes;
+      if (!value.is_string() || value.as_string().size() > maxBytes) {
+        return problemResponse(400, "field '" + std::string(name) +
+                                        "': expected a string of at most " +
+                                        std::to_string(maxBytes) + " bytes");
+      }
+      (name == "name" ? update.name : update.type) = std::string(value.as_string());
     } else if (name == "tags") {
       if (!value.is_object()) {
         return problemResponse(400, "field 'tags': expected an object of strings, got " +
@@ -839,12 +849,13 @@ std::optional<ApiResponse> parseDeviceBody(std::string_view body, bool create, s
       update.attributes = toJsonText(value);
     } else {
       return problemResponse(400, "field " + quoteInput(name) + ": unknown; expected " +
-                                      (create ? "'id', " : "") + "'tags' and/or 'attributes'");
+                                      (create ? "'id', " : "") +
+                                      "'name', 'type', 'tags' or 'attributes'");
     }
   }
   if (create && id.empty()) return problemResponse(400, "field 'id': required");
-  if (!create && !update.tags && !update.attributes) {
-    return problemResponse(400, "request body: expected 'tags' and/or 'attributes'");
+  if (!create && !update.tags && !update.attributes && !update.name && !update.type) {
+    return problemResponse(400, "request body: expected 'name', 'type', 'tags' or 'attributes'");
   }
   return std::nullopt;
 }
@@ -1000,7 +1011,8 @@ ApiResponse Router::devices(const Call& call) const {
   std::vector<storage::DeviceSummary>& all = *devices;
   if (const auto search = params.get("search")) {
     std::erase_if(all, [&](const storage::DeviceSummary& device) {
-      return !containsIgnoringCase(device.deviceId, *search);
+      return !containsIgnoringCase(device.deviceId, *search) &&
+             !containsIgnoringCase(device.name, *search);
     });
   }
   if (after) {

@@ -73,6 +73,8 @@ storage::DeviceSummary LatestCache::toSummary(const std::string& deviceId, const
   summary.latest = entry.latest;
   summary.tags = entry.tags;
   summary.attributes = entry.attributes;
+  summary.name = entry.name;
+  summary.type = entry.type;
   return summary;
 }
 
@@ -105,6 +107,8 @@ core::Status LatestCache::load() {
     entry->latest = std::move(device.latest);
     entry->tags = std::move(device.tags);
     entry->attributes = std::move(device.attributes);
+    entry->name = std::move(device.name);
+    entry->type = std::move(device.type);
   }
   return {};
 }
@@ -126,6 +130,8 @@ core::Status LatestCache::deviceUpdated(const std::string& deviceId) {
   entry->latest = std::move(summary.latest);
   entry->tags = std::move(summary.tags);
   entry->attributes = std::move(summary.attributes);
+  entry->name = std::move(summary.name);
+  entry->type = std::move(summary.type);
   return {};
 }
 

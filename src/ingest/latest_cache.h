@@ -79,6 +79,8 @@ class LatestCache {
     std::vector<storage::Field> latest;       // key order: first seen first, as the store keeps it
     std::map<std::string, std::string> tags;  // set through the API, never by ingest
     std::string attributes = "{}";
+    std::string name;
+    std::string type;
     // The sequence number of the last batch that touched this device (set when it begins).
     std::uint64_t touchedSeq = 0;
   };

@@ -68,6 +68,9 @@ struct DeviceSummary {
   // queries; attributes are a JSON object's text, kept as given.
   std::map<std::string, std::string> tags;
   std::string attributes = "{}";
+  // Set by clients: a display name and a device type (free text; empty when never set).
+  std::string name;
+  std::string type;
 
   bool neverSeen() const { return firstSeenUs > lastSeenUs; }
 };
@@ -76,6 +79,8 @@ struct DeviceSummary {
 struct DeviceUpdate {
   std::optional<std::map<std::string, std::string>> tags;  // replaces every tag
   std::optional<std::string> attributes;  // a JSON object's text; replaces the attributes
+  std::optional<std::string> name;
+  std::optional<std::string> type;
 };
 
 // Which devices a fleet query covers: those with tag `tagKey` = `tagValue`, or every device when

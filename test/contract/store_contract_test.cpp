@@ -1034,6 +1034,43 @@ DeviceUpdate tagsUpdate(std::map<std::string, std::string> tags) {
   return update;
 }
 
+TEST_P(StoreContractTest, DeviceNameAndTypeAreStoredAndKept) {
+  DeviceUpdate update;
+  update.name = "Kühlwagen 7";
+  update.type = "reefer";
+  auto created = store_->updateDevice("n1", update);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ(created->name, "Kühlwagen 7");
+  EXPECT_EQ(created->type, "reefer");
+  EXPECT_TRUE(created->neverSeen());
+  // Messages and other updates leave them; a device that only sends has none.
+  append({makeRecord("n1", 100, {}), makeRecord("n2", 200, {})});
+  ASSERT_TRUE(store_->updateDevice("n1", tagsUpdate({{"fleet", "east"}})).ok());
+  auto n1 = store_->getDevice("n1");
+  ASSERT_TRUE(n1.ok() && n1->has_value());
+  EXPECT_EQ((*n1)->name, "Kühlwagen 7");
+  EXPECT_EQ((*n1)->type, "reefer");
+  EXPECT_EQ((*n1)->messageCount, 1);
+  DeviceUpdate rename;
+  rename.name = "";
+  auto renamed = store_->updateDevice("n1", rename);
+  ASSERT_TRUE(renamed.ok()) << renamed.error().message;
+  EXPECT_EQ(renamed->name, "");
+  EXPECT_EQ(renamed->type, "reefer");
+  // Every read path carries them.
+  auto all = store_->listDevices();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].type, "reefer");
+  EXPECT_EQ((*all)[1].deviceId, "n2");
+  EXPECT_EQ((*all)[1].name, "");
+  EXPECT_EQ((*all)[1].type, "");
+  auto tagged = store_->listDevicesWithTag("fleet", "east");
+  ASSERT_TRUE(tagged.ok());
+  ASSERT_EQ(tagged->size(), 1u);
+  EXPECT_EQ((*tagged)[0].type, "reefer");
+}
+
 TEST_P(StoreContractTest, DeviceTagsAndAttributesAreStoredAndReplaced) {
   // A device registered before it sends: no messages, "never seen", not counted.
   DeviceUpdate update = tagsUpdate({{"fleet", "east"}, {"model", "F-150"}, {"ü", "a:b"}});
@@ -1618,8 +1655,8 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   auto second = backend_.open();  // two at once, like two nodes
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4");
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 4);
+      "1,2,3,4,5");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 5);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
@@ -1627,7 +1664,7 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   // A database of schema version 1 (an older build) is upgraded in place.
   sql("DROP TABLE tern_retention_progress");
   sql("DROP TABLE device_tags");
-  sql("ALTER TABLE devices DROP COLUMN attributes");
+  sql("ALTER TABLE devices DROP COLUMN attributes, DROP COLUMN name, DROP COLUMN type");
   sql("DROP TABLE tern_rollup_1m, tern_rollup_1h, tern_rollup_dirty, tern_rollup_state, "
       "tern_rollup_key_floor");
   sql("DROP INDEX messages_ts_brin");
@@ -1635,7 +1672,7 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   second = backend_.open();
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4");
+      "1,2,3,4,5");
   EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
   // Existing devices get empty attributes and no tags, and can be tagged.
   auto old = second->getDevice("m");

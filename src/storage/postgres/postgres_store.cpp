@@ -28,7 +28,7 @@
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
 constexpr std::size_t kMaxIdleReaders = 8;
 constexpr std::int64_t kUsPerDay = 86'400'000'000;
@@ -114,6 +114,11 @@ CREATE TABLE tern_rollup_state(id int PRIMARY KEY CHECK (id = 1), watermark bigi
 CREATE TABLE tern_rollup_key_floor(key text PRIMARY KEY, floor bigint NOT NULL);
 CREATE INDEX messages_ts_brin ON messages USING brin(ts))sql";
 
+// A device's display name and type, set through the API.
+constexpr const char* kMigration5 =
+    "ALTER TABLE devices ADD COLUMN name text NOT NULL DEFAULT '', "
+    "ADD COLUMN type text NOT NULL DEFAULT ''";
+
 // --- SQL ---------------------------------------------------------------------------------------
 
 constexpr const char* kSqlBatchTable =
@@ -160,7 +165,7 @@ constexpr const char* kSqlSeriesTail =
 #define TERN_DEVICE_COLUMNS                                                                  \
   "SELECT d.device_id, d.first_seen, d.last_seen, d.message_count, d.latest, d.attributes, " \
   "(SELECT coalesce(json_object_agg(t.key, t.value), '{}'::json) FROM device_tags t "        \
-  "WHERE t.device_id = d.device_id) "
+  "WHERE t.device_id = d.device_id), d.name, d.type "
 constexpr const char* kSqlListDevices =
     TERN_DEVICE_COLUMNS "FROM devices d ORDER BY d.device_id COLLATE \"C\"";
 constexpr const char* kSqlGetDevice = TERN_DEVICE_COLUMNS "FROM devices d WHERE d.device_id = $1";
@@ -175,6 +180,8 @@ constexpr const char* kSqlRegisterDevice =
     "VALUES ($1, $2::int8, $3::int8, 0, '{}') ON CONFLICT (device_id) DO NOTHING";
 constexpr const char* kSqlSetAttributes =
     "UPDATE devices SET attributes = $2::json WHERE device_id = $1";
+constexpr const char* kSqlSetName = "UPDATE devices SET name = $2 WHERE device_id = $1";
+constexpr const char* kSqlSetType = "UPDATE devices SET type = $2 WHERE device_id = $1";
 constexpr const char* kSqlClearTags = "DELETE FROM device_tags WHERE device_id = $1";
 constexpr const char* kSqlInsertTags =
     "INSERT INTO device_tags(device_id, key, value) SELECT $1, key, value "
@@ -789,6 +796,8 @@ core::Result<DeviceSummary> readDevice(const PGresult* result, int row) {
                        " are not valid JSON"};
   }
   summary.attributes = std::string(cell(result, row, 5));
+  summary.name = std::string(cell(result, row, 7));
+  summary.type = std::string(cell(result, row, 8));
   std::vector<Field> tags;
   if (!parseFields(cell(result, row, 6), tags)) {
     return core::Error{"postgres: tags of device " + summary.deviceId + " are not valid JSON"};
@@ -979,6 +988,9 @@ void PostgresStore::migrate() {
         sql += ";\nINSERT INTO tern_rollup_state VALUES (1, ";
         const std::string none = toText(rollup::kNoWatermark);
         sql += none + ", " + none + ", " + none + ");\n";
+      } else if (next == 5) {
+        sql = kMigration5;
+        sql += ";\n";
       }
       sql += "INSERT INTO tern_schema_version(version) VALUES (";
       sql += std::to_string(next);
@@ -1826,6 +1838,14 @@ core::Result<DeviceSummary> PostgresStore::updateDevice(const std::string& devic
         {kSqlRegisterDevice, {id, toText(kNeverSeenFirstUs), toText(kNeverSeenLastUs)}});
     if (update.attributes) {
       steps.push_back({kSqlSetAttributes, {id, *update.attributes}});
+    }
+    if (update.name) {
+      std::string nameScratch;
+      steps.push_back({kSqlSetName, {id, std::string(validText(*update.name, nameScratch))}});
+    }
+    if (update.type) {
+      std::string typeScratch;
+      steps.push_back({kSqlSetType, {id, std::string(validText(*update.type, typeScratch))}});
     }
     if (update.tags) {
       steps.push_back({kSqlClearTags, {id}});

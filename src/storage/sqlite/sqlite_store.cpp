@@ -25,7 +25,7 @@
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
 constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
@@ -93,6 +93,11 @@ CREATE TABLE rollup_1h(
 CREATE TABLE rollup_dirty(device INTEGER NOT NULL, bucket INTEGER NOT NULL,
   PRIMARY KEY(device, bucket)) WITHOUT ROWID;
 )sql"},
+    // A device's display name and type, set through the API.
+    {4, R"sql(
+ALTER TABLE devices ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN type TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
 
@@ -153,7 +158,7 @@ constexpr const char* kSqlSeriesByKey =
 #define TERN_DEVICE_COLUMNS                                                        \
   "SELECT d.device_id, d.first_seen, d.last_seen, d.message_count, d.latest, "     \
   "d.attributes, (SELECT json_group_object(t.key, t.value) FROM device_tags AS t " \
-  "WHERE t.device = d.id) "
+  "WHERE t.device = d.id), d.name, d.type "
 constexpr const char* kSqlListDevices =
     TERN_DEVICE_COLUMNS "FROM devices AS d ORDER BY d.device_id";
 constexpr const char* kSqlGetDevice =
@@ -169,6 +174,8 @@ constexpr const char* kSqlRegisterDevice =
     "VALUES(?1, ?2, ?3, 0, '{}') ON CONFLICT(device_id) DO UPDATE SET device_id = device_id "
     "RETURNING id";
 constexpr const char* kSqlSetAttributes = "UPDATE devices SET attributes = json(?2) WHERE id = ?1";
+constexpr const char* kSqlSetName = "UPDATE devices SET name = ?2 WHERE id = ?1";
+constexpr const char* kSqlSetType = "UPDATE devices SET type = ?2 WHERE id = ?1";
 constexpr const char* kSqlClearTags = "DELETE FROM device_tags WHERE device = ?1";
 constexpr const char* kSqlInsertTag =
     "INSERT INTO device_tags(device, key, value) VALUES(?1, ?2, ?3)";
@@ -1386,6 +1393,8 @@ core::Result<DeviceSummary> SqliteStore::readDevice(sqlite3_stmt* stmt) {
                        " are not valid JSON"};
   }
   summary.attributes = std::string(columnText(stmt, 5));
+  summary.name = std::string(columnText(stmt, 7));
+  summary.type = std::string(columnText(stmt, 8));
   std::vector<Field> tags;
   if (!parseFields(columnText(stmt, 6), tags)) {
     return core::Error{"sqlite: tags of device " + summary.deviceId + " are not valid JSON"};
@@ -1799,6 +1808,20 @@ core::Status SqliteStore::updateDeviceLocked(Connection& conn, const std::string
     bindText(*stmt, 2, *update.attributes);
     if (sqlite3_step(*stmt) != SQLITE_DONE) {
       return sqlError(conn.db(), "set device attributes");
+    }
+  }
+  for (const auto& [sql, value] :
+       {std::pair{kSqlSetName, &update.name}, std::pair{kSqlSetType, &update.type}}) {
+    if (!*value) continue;
+    auto stmt = conn.statement(sql);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, rowId);
+    bindText(*stmt, 2, **value);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(conn.db(), "set device name or type");
     }
   }
   if (update.tags) {

@@ -137,7 +137,14 @@ TEST_F(DevicesApiTest, PostRegistersADeviceOnce) {
   r = call("GET", "/api/v1/devices/cold%2F7", viewer_);
   ASSERT_EQ(r.status, 200u) << r.body;
   EXPECT_EQ(r.json().at("tags").at("fleet"), "east");
-  // Only tags and attributes are optional.
+  EXPECT_EQ(body.at("name"), "");
+  EXPECT_EQ(body.at("type"), "");
+  r = call("POST", "/api/v1/devices", operator_,
+           R"({"id":"reefer-1","name":"Kühlwagen 1","type":"reefer"})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.json().at("name"), "Kühlwagen 1");
+  EXPECT_EQ(r.json().at("type"), "reefer");
+  // Only the id is required.
   ASSERT_EQ(call("POST", "/api/v1/devices", operator_, R"({"id":"bare"})").status, 201u);
   // Once: a second POST is a conflict and changes nothing.
   expectProblem(call("POST", "/api/v1/devices", operator_, R"({"id":"cold/7","tags":{}})"), 409,
@@ -156,7 +163,9 @@ TEST_F(DevicesApiTest, PostRejectsBadBodies) {
       {R"({"id":""})", "'id'"},
       {R"({"id":7})", "'id'"},
       {R"({"tags":{"a":"b"}})", "'id': required"},
-      {R"({"id":"x","name":"n"})", "'name'"},
+      {R"({"id":"x","name":5})", "'name'"},
+      {R"({"id":"x","type":null})", "'type'"},
+      {R"({"id":"x","colour":"red"})", "'colour'"},
       {R"({"id":"x","tags":{"a:b":"c"}})", "'tags'"},
       {R"({"id":"x","tags":{"a":1}})", "tags"},
       {R"({"id":"x","attributes":[]})", "'attributes'"},
@@ -166,6 +175,9 @@ TEST_F(DevicesApiTest, PostRejectsBadBodies) {
     expectProblem(call("POST", "/api/v1/devices", operator_, body), 400, mention);
   }
   const std::string longId(257, 'x');
+  expectProblem(call("POST", "/api/v1/devices", operator_,
+                     R"({"id":"x","type":")" + std::string(65, 't') + "\"}"),
+                400, "'type'");
   expectProblem(call("POST", "/api/v1/devices", operator_, R"({"id":")" + longId + "\"}"), 400,
                 "'id'");
   expectProblem(call("POST", "/api/v1/devices?id=x", operator_, R"({"id":"x"})"), 400, "'id'");
@@ -194,6 +206,12 @@ TEST_F(DevicesApiTest, PatchChangesOnlyExistingDevices) {
   ASSERT_EQ(r.status, 200u) << r.body;
   EXPECT_EQ(r.json().at("tags").at("fleet"), "west");
   EXPECT_EQ(r.json().at("attributes").at("a"), 1);  // left out: kept
+  r = call("PATCH", "/api/v1/devices/p1", operator_, R"({"name":"Pump 1","type":"pump"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("name"), "Pump 1");
+  EXPECT_EQ(r.json().at("type"), "pump");
+  EXPECT_EQ(r.json().at("tags").at("fleet"), "west");
+  EXPECT_EQ(call("GET", "/api/v1/devices/p1", viewer_).json().at("name"), "Pump 1");
   expectProblem(call("PATCH", "/api/v1/devices/ghost", operator_, R"({"tags":{}})"), 404, "ghost");
   EXPECT_EQ(call("GET", "/api/v1/devices/ghost", viewer_).status, 404u);  // not registered
   expectProblem(call("PATCH", "/api/v1/devices/p1", operator_, "{}"), 400, "'tags'");
@@ -232,7 +250,7 @@ TEST_F(DevicesApiTest, ListPagesThroughEveryDeviceExactlyOnceInEachOrder) {
 TEST_F(DevicesApiTest, ListFiltersBySearchAndTag) {
   for (const char* body : {R"({"id":"Truck-1","tags":{"fleet":"east"}})",
                            R"({"id":"truck-2","tags":{"fleet":"west"}})",
-                           R"({"id":"van-1","tags":{"fleet":"east"}})"}) {
+                           R"({"id":"van-1","name":"Blue van","tags":{"fleet":"east"}})"}) {
     ASSERT_EQ(call("POST", "/api/v1/devices", operator_, body).status, 201u);
   }
   std::size_t pages = 0;
@@ -245,6 +263,8 @@ TEST_F(DevicesApiTest, ListFiltersBySearchAndTag) {
             (std::vector<std::string>{"Truck-1", "van-1"}));
   EXPECT_EQ(pages, 2u);
   EXPECT_TRUE(allPages("search=nothing", pages).empty());
+  // The name counts too.
+  EXPECT_EQ(allPages("search=blue", pages), (std::vector<std::string>{"van-1"}));
 }
 
 TEST_F(DevicesApiTest, ListRejectsBadParameters) {

@@ -422,7 +422,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndRecordsSchemaVersion) {
   store_.reset();
   EXPECT_EQ(rawQueryText(file(), "SELECT value FROM meta WHERE key = 'schema_version'"),
             std::to_string(sqliteSchemaVersion()));
-  EXPECT_EQ(sqliteSchemaVersion(), 3);
+  EXPECT_EQ(sqliteSchemaVersion(), 4);
 
   store_ = open();
   // The new instance has an empty id cache: appending must find the existing device row.
@@ -596,19 +596,23 @@ TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
   rawExec(file,
           "DROP TABLE device_tags; ALTER TABLE devices DROP COLUMN attributes; "
           "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+          "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
           "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
   auto store = openSqliteStore(options);
-  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
   auto device = store->getDevice("old");
   ASSERT_TRUE(device.ok() && device->has_value());
   EXPECT_EQ((*device)->messageCount, 1);
   EXPECT_EQ((*device)->attributes, "{}");
   EXPECT_TRUE((*device)->tags.empty());
+  EXPECT_EQ((*device)->name, "");
   DeviceUpdate update;
   update.tags = std::map<std::string, std::string>{{"fleet", "east"}};
+  update.name = "Old one";
   auto updated = store->updateDevice("old", update);
   ASSERT_TRUE(updated.ok()) << updated.error().message;
   EXPECT_EQ(updated->tags.at("fleet"), "east");
+  EXPECT_EQ(updated->name, "Old one");
   EXPECT_EQ(updated->messageCount, 1);
 }
 
@@ -639,10 +643,11 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
   }
   rawExec(empty,
           "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+          "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
           "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
   {
     auto store = openSqliteStore(options);
-    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
     auto run = store->rollup(600'000'000);
     ASSERT_TRUE(run.ok()) << run.error().message;
     EXPECT_EQ(run->minutes, 1);
