@@ -360,9 +360,8 @@ TEST_F(BridgeTest, TlsToTheSourceIsVerifiedAndCarriesClientCertificates) {
   ASSERT_TRUE(makeTestPki(dir.path(), pki));
   // mosquitto started as root drops to the `mosquitto` user before it reads its key.
   namespace fs = std::filesystem;
-  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read |
-                                  fs::perms::group_exec | fs::perms::others_read |
-                                  fs::perms::others_exec);
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
   for (const auto& entry : fs::directory_iterator(dir.path())) {
     fs::permissions(entry.path(), fs::perms::group_read | fs::perms::others_read,
                     fs::perm_options::add);
