@@ -57,6 +57,9 @@ void Connection::start() {
         ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
   }
   stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  // onReadable reads plain TCP synchronously after a readiness wait: it must never block. Set
+  // once here (an ioctl), not per read.
+  if (stream_.plainTcp()) stream_.socket().non_blocking(true, ec);
   lastActivityUs_ = core::monotonicMicros();
   timer_.expires_after(kConnectTimeout);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
@@ -134,7 +137,6 @@ void Connection::onReadable(const boost::system::error_code& ec) {
   }
   asio::ip::tcp::socket& socket = stream_.socket();
   boost::system::error_code readError;
-  socket.non_blocking(true, readError);
   LoopReadBuffer& buffer = loopReadBuffer;
   if (buffer.inUse) {
     // Not expected (handlers do not nest), but never share the buffer: read the owned way.
