@@ -178,6 +178,18 @@ ApiResponse Router::authenticated(const ApiRequest& request) const {
   return dispatch(request, parsed, principal ? &*principal : nullptr);
 }
 
+std::optional<std::string> Router::recheckCredentials(std::string_view authorization,
+                                                      std::string_view apiKey) const {
+  if (options_.auth == nullptr) return "authentication is not configured on this server";
+  auto outcome = options_.auth->authenticate(authorization, apiKey);
+  const auto* e = std::get_if<AuthError>(&outcome);
+  // A store hiccup or a rate limit says nothing about the credentials: keep the connection.
+  if (e == nullptr || e->failure == Failure::kStoreError || e->failure == Failure::kRateLimited) {
+    return std::nullopt;
+  }
+  return e->detail;
+}
+
 ApiResponse Router::login(const Call& call) const {
   if (options_.auth == nullptr) {
     return problemResponse(503, "authentication is not configured on this server");

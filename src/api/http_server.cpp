@@ -22,7 +22,10 @@
 #include <thread>
 #include <vector>
 
+#include "api/live_feed.h"
+#include "api/live_session.h"
 #include "api/problem.h"
+#include "api/request_target.h"
 #include "api/router.h"
 
 namespace tern::api {
@@ -42,6 +45,7 @@ constexpr std::size_t kReadBufferBytes = kMaxHeaderBytes + kMaxBodyBytes + 4096;
 constexpr std::chrono::seconds kLingerTime{1};
 constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 constexpr std::string_view kServerHeader = "tern/" TERN_VERSION;
+constexpr std::string_view kLivePath = "/api/v1/live";
 
 // State the sessions share; owned by HttpServer::Impl and outliving every session.
 struct SharedState {
@@ -49,6 +53,7 @@ struct SharedState {
   std::chrono::milliseconds requestTimeout;
   const std::string& upgradePath;
   const std::function<void(net::HttpUpgrade)>& upgrade;
+  LiveFeed* live;
   std::atomic<std::size_t> connections{0};  // served connections, held to the limit
   std::atomic<std::size_t> rejecting{0};    // connections being answered 503, counted apart
 };
@@ -69,6 +74,17 @@ std::optional<ApiResponse> parseErrorResponse(const beast::error_code& ec) {
         431, "request header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
   }
   return problemResponse(400, "malformed HTTP request: " + ec.message());
+}
+
+// "Bearer <access_token query parameter>", or empty. Browsers cannot set headers on a WebSocket,
+// so the live feed also takes its token from the query (RFC 6750 section 2.3).
+std::string bearerFromQuery(std::string_view target) {
+  RequestTarget parsed;
+  if (parseRequestTarget(target, parsed)) return {};
+  for (const auto& [name, value] : parsed.params) {
+    if (name == "access_token" && !value.empty()) return "Bearer " + value;
+  }
+  return {};
 }
 
 // One TCP connection: read a request, answer it, repeat while keep-alive holds. All handlers run
@@ -121,24 +137,36 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // timeout or a network error: nothing to answer, the destructor closes
     }
     const auto& request = parser_->get();
-    if (shared_.upgrade && beast::websocket::is_upgrade(request)) {
-      const std::string_view target = request.target();
-      if (target.substr(0, target.find('?')) == shared_.upgradePath) {
-        handOver();
-        return;
-      }
+    const std::string_view target = request.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    const bool upgrade = beast::websocket::is_upgrade(request);
+    if (shared_.upgrade && upgrade && path == shared_.upgradePath) {
+      handOver();
+      return;
     }
     ApiRequest apiRequest;
     apiRequest.method = request.method_string();
-    apiRequest.target = request.target();
+    apiRequest.target = target;
     apiRequest.body = request.body();
     apiRequest.accept = request[http::field::accept];
     apiRequest.authorization = request[http::field::authorization];
     apiRequest.apiKey = request["X-API-Key"];
     apiRequest.clientAddress = clientAddress();
+    apiRequest.websocketUpgrade = upgrade;
+    const bool live = path == kLivePath;
+    std::string queryAuthorization;
+    if (live && apiRequest.authorization.empty() && apiRequest.apiKey.empty()) {
+      queryAuthorization = bearerFromQuery(target);
+      apiRequest.authorization = queryAuthorization;
+    }
     ApiResponse response = shared_.router.handle(apiRequest);
+    // The live feed's target may carry a token: log its path only.
     spdlog::debug("http api: {} {} -> {}", std::string_view(request.method_string()),
-                  std::string_view(request.target()), response.status);
+                  live ? path : target, response.status);
+    if (response.liveUpgrade && shared_.live != nullptr) {
+      startLive(std::string(apiRequest.authorization), std::string(apiRequest.apiKey));
+      return;
+    }
     const bool keepAlive = request.keep_alive() && !response.close;
     respond(std::move(response), request.version(), keepAlive,
             request.method() == http::verb::head);
@@ -149,6 +177,21 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     const auto endpoint = stream_.socket().remote_endpoint(ec);
     return ec ? std::string("unknown") : endpoint.address().to_string();
+  }
+
+  // Gives the connection to the live feed, which answers the upgrade; this session ends. The
+  // credentials stay with the live session, which re-checks them (expiry, revocation).
+  void startLive(std::string authorization, std::string apiKey) {
+    const Router& router = shared_.router;
+    LiveSessionHooks hooks;
+    hooks.recheck = [&router, authorization = std::move(authorization),
+                     apiKey = std::move(apiKey)] {
+      return router.recheckCredentials(authorization, apiKey);
+    };
+    hooks.listDevices = [&router] { return router.readDevices(); };
+    std::string peer = clientAddress();
+    startLiveSession(std::move(stream_), parser_->release(), *shared_.live, std::move(hooks),
+                     std::move(peer), shared_.connections);
   }
 
   // Gives the connection to the upgrade hook: the socket leaves this io_context (released, not
@@ -246,7 +289,8 @@ class HttpServer::Impl {
   Impl(storage::Store& store, ApiOptions options)
       : options_(std::move(options)),
         router_(store, options_),
-        shared_{router_, options_.requestTimeout, options_.upgradePath, options_.upgrade} {}
+        shared_{router_, options_.requestTimeout, options_.upgradePath, options_.upgrade,
+                options_.live} {}
 
   ~Impl() { stop(); }
   Impl(const Impl&) = delete;
@@ -265,6 +309,7 @@ class HttpServer::Impl {
     }
     acceptTimer_.emplace(acceptor_->get_executor());
     work_.emplace(ioc_->get_executor());
+    if (options_.live != nullptr) options_.live->bind(ioc_->get_executor());
     doAccept();
     spdlog::info("http api listening on {} (port {}), {} thread(s)", options_.listen.toString(),
                  port_, threads);
@@ -278,6 +323,8 @@ class HttpServer::Impl {
     ioc_->stop();
     for (auto& thread : threads_) thread.join();
     threads_.clear();
+    // Before the io_context goes: the feed must stop posting to it.
+    if (options_.live != nullptr) options_.live->unbind();
     beast::error_code ignored;
     if (acceptor_) acceptor_->close(ignored);
     acceptTimer_.reset();

@@ -20,6 +20,8 @@ class AuthService;
 
 namespace tern::api {
 
+class LiveFeed;
+
 // Downlink commands live with the tracker gateway; the API reaches them through these hooks so
 // it does not depend on that module. Unset hooks → the command endpoints answer 503.
 struct CommandHooks {
@@ -66,6 +68,8 @@ struct ApiOptions {
   // requests are answered like any other request (404).
   std::string upgradePath;
   std::function<void(net::HttpUpgrade)> upgrade;
+  // The live feed behind WebSocket /api/v1/live; it must outlive the server. Unset → 503.
+  LiveFeed* live = nullptr;
 };
 
 class HttpServer {

@@ -16,6 +16,9 @@ struct ApiResponse {
   // Further headers, e.g. X-Next-Cursor on a CSV page (CSV has no room for it in the body).
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after sending
+  // GET /api/v1/live accepted the WebSocket upgrade: the HTTP server hands the connection to the
+  // live feed instead of sending this response.
+  bool liveUpgrade = false;
 };
 
 struct Problem {

@@ -17,6 +17,7 @@
 #include "api/csv_out.h"
 #include "api/encoding.h"
 #include "api/json_out.h"
+#include "api/live_feed.h"
 #include "core/time.h"
 
 namespace tern::api {
@@ -178,6 +179,7 @@ std::span<const Router::Route> Router::table() {
       {"POST", "/api/v1/auth/refresh", "", &R::refresh},
       {"POST", "/api/v1/auth/logout", "", &R::logout},
       {"GET", "/api/v1/auth/me", "", &R::me},
+      {"GET", "/api/v1/live", "access_token", &R::live},
       {"GET", "/api/v1/api-keys", "", &R::listApiKeys},
       {"POST", "/api/v1/api-keys", "", &R::createApiKey},
       {"DELETE", "/api/v1/api-keys/{id}", "", &R::revokeApiKey},
@@ -278,6 +280,28 @@ ApiResponse Router::dispatch(const ApiRequest& request, const RequestTarget& tar
   ApiResponse response = problemResponse(
       405, "method " + quoteInput(request.method) + " is not allowed here; allowed: " + allowed);
   response.allow = std::move(allowed);
+  return response;
+}
+
+ApiResponse Router::live(const Call& call) const {
+  if (options_.live == nullptr) {
+    return problemResponse(503, "the live feed is not enabled on this server");
+  }
+  if (!call.request.websocketUpgrade) {
+    ApiResponse response = problemResponse(426,
+                                           "the live feed is a WebSocket: send an upgrade request "
+                                           "(Connection: Upgrade, Upgrade: websocket)");
+    response.headers.emplace_back("Upgrade", "websocket");
+    return response;
+  }
+  if (options_.live->stats().sessions >= options_.live->options().maxSessions) {
+    ApiResponse response = problemResponse(503, "too many live connections; retry later");
+    response.headers.emplace_back("Retry-After", "5");
+    return response;
+  }
+  ApiResponse response;
+  response.status = 101;
+  response.liveUpgrade = true;
   return response;
 }
 

@@ -26,6 +26,7 @@ struct ApiRequest {
   std::string_view authorization;  // the Authorization header
   std::string_view apiKey;         // the X-API-Key header
   std::string clientAddress;       // the peer's IP address, for login rate limits and logs
+  bool websocketUpgrade = false;   // a WebSocket upgrade request (GET /api/v1/live)
 };
 
 // One entry of the router's table: what it serves, for the OpenAPI consistency test and docs.
@@ -44,6 +45,13 @@ class Router {
   // checks happen here, before any handler, for every route (see authenticated in
   // auth_routes.cpp).
   ApiResponse handle(const ApiRequest& request) const noexcept;
+
+  // For a live feed connection, every so often: nullopt while the credentials it was opened
+  // with still hold, else why not (expired, revoked, removed). Store failures count as holding.
+  std::optional<std::string> recheckCredentials(std::string_view authorization,
+                                                std::string_view apiKey) const;
+  // Device summaries through ApiOptions::devices, or the store.
+  core::Result<std::vector<storage::DeviceSummary>> readDevices() const;
 
   // Every route the router dispatches on, in table order.
   static std::vector<RouteInfo> routes();
@@ -80,6 +88,8 @@ class Router {
   ApiResponse docsAsset(const Call& call) const;
 
   ApiResponse health(const Call& call) const;
+  // GET /api/v1/live: the WebSocket live feed (the upgrade itself is the HTTP server's).
+  ApiResponse live(const Call& call) const;
   // Device management: the list (filter, sort, pages), create, change (PUT registers, PATCH
   // needs an existing device).
   ApiResponse devices(const Call& call) const;
@@ -95,8 +105,6 @@ class Router {
   ApiResponse latestPositions(const Call& call) const;
   ApiResponse submitCommand(const Call& call) const;
   ApiResponse listCommands(const Call& call) const;
-  // Device summaries through ApiOptions::devices, or the store.
-  core::Result<std::vector<storage::DeviceSummary>> readDevices() const;
   core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
   // Device tags and attributes (the API's first write), and fleet queries over a tag group.
   ApiResponse putDevice(const Call& call) const;

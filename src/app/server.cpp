@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "api/http_server.h"
+#include "api/live_feed.h"
 #include "auth/auth_service.h"
 #include "auth/mqtt_authenticator.h"
 #include "bridge/source_client.h"
@@ -159,6 +160,10 @@ Server::Server(core::Config config) : config_(std::move(config)) {
         "the rest are read from the store",
         config_.ingest.latestCacheDevices);
   }
+  live_ = std::make_unique<api::LiveFeed>();
+  pipelineOptions.onCommitted = [live = live_.get()](std::span<const storage::Record> records) {
+    live->publish(records);
+  };
   pipeline_ =
       std::make_unique<ingest::Pipeline>(*store_, std::move(pipelineOptions), latest_.get());
   pool_ = std::make_unique<net::EventLoopPool>(config_.server.threads);
@@ -285,6 +290,10 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                             {"reconnects", s.reconnects}});
     }
     out["sources"] = std::move(sources);
+    api::LiveFeedStats lv = live_->stats();
+    out["live"] = boost::json::object{{"sessions", lv.sessions},
+                                      {"published", lv.published},
+                                      {"inbox_overflows", lv.inboxOverflows}};
     ingest::LatestCacheStats l = latest_->stats();
     out["latest_cache"] = boost::json::object{{"devices", l.devices},
                                               {"complete", l.complete},
@@ -326,6 +335,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   apiOptions.devices.list = [this] { return latest_->listDevices(); };
   apiOptions.devices.get = [this](const std::string& id) { return latest_->getDevice(id); };
   apiOptions.devices.updated = [this](const std::string& id) { return latest_->deviceUpdated(id); };
+  apiOptions.live = live_.get();
   if (config_.mqtt.websocket) {
     // MQTT over WebSocket on the HTTP port: the API hands the upgrade to the broker.
     apiOptions.upgradePath = broker::Broker::kWebSocketPath;

@@ -32,7 +32,8 @@ class EventLoopPool;
 }
 namespace tern::api {
 class HttpServer;
-}
+class LiveFeed;
+}  // namespace tern::api
 namespace tern::scheduler {
 class JobRunner;
 }
@@ -88,6 +89,7 @@ class Server {
   std::unique_ptr<storage::AuthStore> authStore_;
   std::unique_ptr<auth::AuthService> auth_;
   std::unique_ptr<ingest::Normalizer> normalizer_;
+  std::unique_ptr<api::LiveFeed> live_;          // outlives the pipeline and the API
   std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)
   std::unique_ptr<ingest::Pipeline> pipeline_;
   std::unique_ptr<auth::MqttAuthenticator> mqttAuth_;  // outlives the broker's connections

@@ -84,16 +84,20 @@ PipelineStats Pipeline::stats() const {
 }
 
 core::Status Pipeline::commit(std::span<const storage::Record> records) {
-  if (latest_ == nullptr) return store_.appendBatch(records);
-  latest_->beginBatch(records);
   core::Status status;
-  try {
+  if (latest_ == nullptr) {
     status = store_.appendBatch(records);
-  } catch (...) {
-    latest_->endBatch(false);
-    throw;
+  } else {
+    latest_->beginBatch(records);
+    try {
+      status = store_.appendBatch(records);
+    } catch (...) {
+      latest_->endBatch(false);
+      throw;
+    }
+    latest_->endBatch(status.ok());
   }
-  latest_->endBatch(status.ok());
+  if (status.ok() && options_.onCommitted) options_.onCommitted(records);
   return status;
 }
 

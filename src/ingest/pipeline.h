@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +33,9 @@ struct PipelineOptions {
   // How long a failing store is retried in place before batches are spooled: a blip (one
   // reconnect, up to the store's 5 s reconnect backoff) costs no spool churn. At stop, 0.
   std::uint32_t spoolAfterMs = 10000;
+  // Called on the writer thread with every batch the store has committed (live or replayed from
+  // the spool), before the batch's completions run; e.g. the API's live feed. Must not block.
+  std::function<void(std::span<const storage::Record>)> onCommitted;
 };
 
 struct PipelineStats {
