@@ -16,7 +16,8 @@
 
 namespace tern::auth {
 class AuthService;
-}
+class DeviceCredentials;
+}  // namespace tern::auth
 
 namespace tern::api {
 
@@ -39,8 +40,8 @@ struct DeviceHooks {
   std::function<core::Result<std::vector<storage::DeviceSummary>>()> list;
   std::function<core::Result<std::optional<storage::DeviceSummary>>(const std::string& deviceId)>
       get;
-  // Called after PUT /api/v1/devices/{id} has changed a device in the store (tags, attributes,
-  // registration), so a cache behind `list`/`get` can take it over.
+  // Called after a device write (POST, PUT, PATCH) or DELETE /api/v1/devices/{id} has changed
+  // or removed a device in the store, so a cache behind `list`/`get` can take it over.
   std::function<core::Status(const std::string& deviceId)> updated;
 };
 
@@ -62,6 +63,9 @@ struct ApiOptions {
   // Checks every request except the public ones (health, login, refresh). Without it every
   // other request is refused with 401: the API never runs open by accident.
   auth::AuthService* auth = nullptr;
+  // MQTT device credentials (passwords, tokens), on the same auth store. Unset → the credential
+  // endpoints answer 503, and deleting a device leaves its credentials alone.
+  auth::DeviceCredentials* deviceCredentials = nullptr;
   // WebSocket upgrade requests for `upgradePath` are not answered here: the connection (socket
   // and request) is handed to `upgrade`, on an API thread, and the API forgets it. This is how
   // MQTT over WebSocket shares the HTTP port without the API knowing the broker. Unset → such

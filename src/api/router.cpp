@@ -18,6 +18,7 @@
 #include "api/encoding.h"
 #include "api/json_out.h"
 #include "api/live_feed.h"
+#include "auth/device_credentials.h"
 #include "core/time.h"
 
 namespace tern::api {
@@ -188,6 +189,7 @@ std::span<const Router::Route> Router::table() {
       {"GET", "/api/v1/devices/{id}", "", &R::getDevice},
       {"PUT", "/api/v1/devices/{id}", "", &R::putDevice},
       {"PATCH", "/api/v1/devices/{id}", "", &R::patchDevice},
+      {"DELETE", "/api/v1/devices/{id}", "", &R::deleteDevice},
       {"GET", "/api/v1/devices/{id}/messages", "from to limit order cursor format",
        &R::messagesRoute},
       {"GET", "/api/v1/devices/{id}/series/{key}", "from to bucket agg format", &R::seriesRoute},
@@ -952,27 +954,120 @@ ApiResponse Router::createDevice(const Call& call) const {
   return response;
 }
 
+ApiResponse Router::deleteDevice(const Call& call) const {
+  const std::string& deviceId = call.args[0];
+  auto existing = store_.getDevice(deviceId);
+  if (!existing) return storeError("reading a device", existing.error());
+  bool hadCredentials = false;
+  if (options_.deviceCredentials != nullptr) {
+    // First, so the device cannot log in again while its history goes. Removing credentials
+    // raises the credentials generation: the broker disconnects its connected clients at its
+    // next check (mqtt.credential_check_interval).
+    auto removed = options_.deviceCredentials->removeDevice(deviceId);
+    if (!removed) return storeError("removing a device's credentials", removed.error());
+    hadCredentials = *removed;
+  }
+  if (!existing->has_value() && !hadCredentials) {
+    return problemResponse(404, notFoundDevice(deviceId));
+  }
+  if (existing->has_value()) {
+    auto deleted = store_.deleteDevice(deviceId);
+    if (!deleted) return storeError("deleting a device", deleted.error());
+  }
+  if (options_.devices.updated) {
+    // The store no longer has it; a stale cache entry would only show it until the next change.
+    if (auto status = options_.devices.updated(deviceId); !status.ok()) {
+      spdlog::warn("http api: device {} deleted, but not from the device cache: {}",
+                   quoteInput(deviceId, 200), status.message());
+    }
+  }
+  spdlog::info("http api: device {} deleted", quoteInput(deviceId, 200));
+  ApiResponse response;
+  response.status = 204;
+  return response;
+}
+
 namespace {
 
-enum class DeviceSort { kId, kIdDesc, kLastSeen, kLastSeenDesc };
+enum class DeviceSort { kId, kIdDesc, kLastSeen, kLastSeenDesc, kName, kNameDesc };
 constexpr std::pair<std::string_view, DeviceSort> kDeviceSorts[] = {
     {"id", DeviceSort::kId},
     {"-id", DeviceSort::kIdDesc},
     {"last_seen", DeviceSort::kLastSeen},
-    {"-last_seen", DeviceSort::kLastSeenDesc}};
+    {"-last_seen", DeviceSort::kLastSeenDesc},
+    {"name", DeviceSort::kName},
+    {"-name", DeviceSort::kNameDesc}};
 
-// The sort key besides the id; a device that never sent anything sorts as the oldest.
-std::int64_t sortKey(DeviceSort sort, const storage::DeviceSummary& device) {
-  if (sort == DeviceSort::kId || sort == DeviceSort::kIdDesc) return 0;
-  return device.neverSeen() ? std::numeric_limits<std::int64_t>::min() : device.lastSeenUs;
+// A device's place in the list's order: the sort key (a time or a name) and then the id.
+struct SortKey {
+  std::int64_t time = 0;  // last_seen sorts; a device that never sent anything is the oldest
+  std::string_view name;  // name sorts: byte order, no name (empty) first
+  std::string_view id;
+};
+
+SortKey sortKey(DeviceSort sort, const storage::DeviceSummary& device) {
+  SortKey key;
+  key.id = device.deviceId;
+  if (sort == DeviceSort::kLastSeen || sort == DeviceSort::kLastSeenDesc) {
+    key.time = device.neverSeen() ? std::numeric_limits<std::int64_t>::min() : device.lastSeenUs;
+  } else if (sort == DeviceSort::kName || sort == DeviceSort::kNameDesc) {
+    key.name = device.name;
+  }
+  return key;
 }
 
-// Whether (key a, id a) comes before (key b, id b) in the list's order.
-bool sortsBefore(DeviceSort sort, std::int64_t keyA, std::string_view idA, std::int64_t keyB,
-                 std::string_view idB) {
-  const bool descending = sort == DeviceSort::kIdDesc || sort == DeviceSort::kLastSeenDesc;
-  if (keyA != keyB) return descending ? keyA > keyB : keyA < keyB;
-  return descending ? idA > idB : idA < idB;
+// Whether a comes before b in the list's order.
+bool sortsBefore(DeviceSort sort, const SortKey& a, const SortKey& b) {
+  const bool descending = sort == DeviceSort::kIdDesc || sort == DeviceSort::kLastSeenDesc ||
+                          sort == DeviceSort::kNameDesc;
+  if (a.time != b.time) return descending ? a.time > b.time : a.time < b.time;
+  if (a.name != b.name) return descending ? a.name > b.name : a.name < b.name;
+  return descending ? a.id > b.id : a.id < b.id;
+}
+
+// The cursor is the last device of a page: "<sort>\n<time>\n<id>", or for name sorts
+// "<sort>\n<name length>\n<name><id>" (names and ids may hold any byte), base64url-encoded.
+std::string encodeDeviceCursor(std::string_view sortName, DeviceSort sort, const SortKey& key) {
+  const bool byName = sort == DeviceSort::kName || sort == DeviceSort::kNameDesc;
+  std::string text(sortName);
+  text += '\n';
+  text += std::to_string(byName ? static_cast<std::int64_t>(key.name.size()) : key.time);
+  text += '\n';
+  if (byName) text += key.name;
+  text += key.id;
+  return base64UrlEncode(text);
+}
+
+struct DeviceCursor {
+  std::int64_t time = 0;
+  std::string name;
+  std::string id;
+};
+
+std::optional<DeviceCursor> decodeDeviceCursor(std::string_view text, std::string_view sortName,
+                                               DeviceSort sort) {
+  const auto decoded = base64UrlDecode(text);
+  if (!decoded) return std::nullopt;
+  const auto first = decoded->find('\n');
+  if (first == std::string::npos || decoded->substr(0, first) != sortName) return std::nullopt;
+  const auto second = decoded->find('\n', first + 1);
+  if (second == std::string::npos) return std::nullopt;
+  std::int64_t number = 0;
+  const char* begin = decoded->data() + first + 1;
+  const char* end = decoded->data() + second;
+  const auto [ptr, ec] = std::from_chars(begin, end, number);
+  if (ec != std::errc{} || ptr != end) return std::nullopt;
+  DeviceCursor cursor;
+  std::string rest = decoded->substr(second + 1);
+  if (sort == DeviceSort::kName || sort == DeviceSort::kNameDesc) {
+    if (number < 0 || static_cast<std::uint64_t>(number) > rest.size()) return std::nullopt;
+    cursor.name = rest.substr(0, static_cast<std::size_t>(number));
+    cursor.id = rest.substr(static_cast<std::size_t>(number));
+  } else {
+    cursor.time = number;
+    cursor.id = std::move(rest);
+  }
+  return cursor;
 }
 
 bool containsIgnoringCase(std::string_view text, std::string_view needle) {
@@ -998,29 +1093,21 @@ ApiResponse Router::devices(const Call& call) const {
         known = true;
       }
     }
-    if (!known) return problemResponse(badParam("sort", "id, -id, last_seen or -last_seen", *text));
+    if (!known) {
+      return problemResponse(
+          badParam("sort", "id, -id, last_seen, -last_seen, name or -name", *text));
+    }
   }
   std::uint32_t limit = kDefaultDeviceLimit;
   if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
   // The cursor is the last device of the previous page: its sort key and id.
-  std::optional<std::pair<std::int64_t, std::string>> after;
+  std::optional<DeviceCursor> after;
   if (const auto text = params.get("cursor")) {
-    const auto decoded = base64UrlDecode(*text);
-    const auto first = decoded ? decoded->find('\n') : std::string::npos;
-    const auto second = first == std::string::npos ? first : decoded->find('\n', first + 1);
-    std::int64_t key = 0;
-    bool ok = second != std::string::npos && decoded->substr(0, first) == sortName;
-    if (ok) {
-      const char* begin = decoded->data() + first + 1;
-      const char* end = decoded->data() + second;
-      const auto [ptr, ec] = std::from_chars(begin, end, key);
-      ok = ec == std::errc{} && ptr == end;
-    }
-    if (!ok) {
+    after = decodeDeviceCursor(*text, sortName, sort);
+    if (!after) {
       return problemResponse(badParam(
           "cursor", "a next_cursor value from a previous response with the same sort", *text));
     }
-    after.emplace(key, decoded->substr(second + 1));
   }
   core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
   if (params.get("tag")) {
@@ -1040,13 +1127,13 @@ ApiResponse Router::devices(const Call& call) const {
     });
   }
   if (after) {
+    const SortKey last{after->time, after->name, after->id};
     std::erase_if(all, [&](const storage::DeviceSummary& device) {
-      return !sortsBefore(sort, after->first, after->second, sortKey(sort, device),
-                          device.deviceId);
+      return !sortsBefore(sort, last, sortKey(sort, device));
     });
   }
   std::sort(all.begin(), all.end(), [&](const auto& a, const auto& b) {
-    return sortsBefore(sort, sortKey(sort, a), a.deviceId, sortKey(sort, b), b.deviceId);
+    return sortsBefore(sort, sortKey(sort, a), sortKey(sort, b));
   });
   const bool more = all.size() > limit;
   if (more) all.resize(limit);
@@ -1056,9 +1143,7 @@ ApiResponse Router::devices(const Call& call) const {
   boost::json::object body;
   body["devices"] = std::move(list);
   if (more) {
-    const auto& last = all.back();
-    body["next_cursor"] = base64UrlEncode(
-        std::string(sortName) + "\n" + std::to_string(sortKey(sort, last)) + "\n" + last.deviceId);
+    body["next_cursor"] = encodeDeviceCursor(sortName, sort, sortKey(sort, all.back()));
   } else {
     body["next_cursor"] = nullptr;
   }

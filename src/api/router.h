@@ -95,6 +95,8 @@ class Router {
   ApiResponse devices(const Call& call) const;
   ApiResponse createDevice(const Call& call) const;
   ApiResponse patchDevice(const Call& call) const;
+  // Removes a device: credentials, history, tags and attributes, the cache entry.
+  ApiResponse deleteDevice(const Call& call) const;
   ApiResponse getDevice(const Call& call) const;
   ApiResponse messagesRoute(const Call& call) const;
   ApiResponse messages(const std::string& deviceId, const QueryParams& params, bool csv) const;

@@ -12,6 +12,7 @@
 #include "api/http_server.h"
 #include "api/live_feed.h"
 #include "auth/auth_service.h"
+#include "auth/device_credentials.h"
 #include "auth/mqtt_authenticator.h"
 #include "bridge/source_client.h"
 #include "broker/broker.h"
@@ -135,6 +136,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   store_ = openStore(config_);
   authStore_ = openAuthStore(config_);
   auth_ = std::make_unique<auth::AuthService>(*authStore_, authOptions(config_));
+  deviceCredentials_ = std::make_unique<auth::DeviceCredentials>(*authStore_);
   if (auto password = auth_->bootstrapAdmin(); !password) {
     throw std::runtime_error("auth: cannot create the first user: " + password.error().message);
   } else if (password->has_value()) {
@@ -240,6 +242,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   apiOptions.listen = config_.http.listen;
   apiOptions.nodeId = config_.server.nodeId;
   apiOptions.auth = auth_.get();
+  apiOptions.deviceCredentials = deviceCredentials_.get();
   apiOptions.healthInfo = [this] {
     broker::BrokerStats b = broker_->stats();
     ingest::PipelineStats p = pipeline_->stats();

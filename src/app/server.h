@@ -16,6 +16,7 @@ class AuthStore;
 namespace tern::auth {
 class AuthService;
 struct AuthOptions;
+class DeviceCredentials;
 class MqttAuthenticator;
 }  // namespace tern::auth
 namespace tern::ingest {
@@ -88,6 +89,7 @@ class Server {
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<storage::AuthStore> authStore_;
   std::unique_ptr<auth::AuthService> auth_;
+  std::unique_ptr<auth::DeviceCredentials> deviceCredentials_;  // for the API
   std::unique_ptr<ingest::Normalizer> normalizer_;
   std::unique_ptr<api::LiveFeed> live_;          // outlives the pipeline and the API
   std::unique_ptr<ingest::LatestCache> latest_;  // before pipeline_ (destroyed after it)

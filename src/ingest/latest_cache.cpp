@@ -118,9 +118,14 @@ core::Status LatestCache::deviceUpdated(const std::string& deviceId) {
   std::lock_guard gate(commitGate_);
   auto device = store_.getDevice(deviceId);
   if (!device) return core::Error{"latest cache: device update: " + device.error().message};
-  if (!device->has_value()) return {};
-  storage::DeviceSummary& summary = **device;
   Shard& shard = shardFor(deviceId);
+  if (!device->has_value()) {
+    // Deleted (and not back since): forget it.
+    std::unique_lock lock(shard.mutex);
+    if (shard.devices.erase(deviceId) > 0) size_.fetch_sub(1, std::memory_order_relaxed);
+    return {};
+  }
+  storage::DeviceSummary& summary = **device;
   std::unique_lock lock(shard.mutex);
   Entry* entry = insertLocked(shard, deviceId);
   if (entry == nullptr) return {};  // over the bound: the store answers for it

@@ -60,9 +60,11 @@ class LatestCache {
   core::Result<std::vector<storage::DeviceSummary>> listDevices() const;
   core::Result<std::optional<storage::DeviceSummary>> getDevice(const std::string& deviceId) const;
 
-  // After Store::updateDevice(deviceId) (any thread): takes the device (tags, attributes, and a
-  // device registered before it sent) from the store, under the commit gate so no batch is in
-  // flight and store and cache agree on every other part of it.
+  // After Store::updateDevice(deviceId) or Store::deleteDevice(deviceId) (any thread): takes the
+  // device (tags, attributes, a device registered before it sent) from the store, or forgets it
+  // when the store no longer has it, under the commit gate so no batch is in flight and store
+  // and cache agree on every other part of it (a device that sent again after its deletion is
+  // taken as the store has it: new).
   core::Status deviceUpdated(const std::string& deviceId);
 
   // After Store::deleteBefore(cutoffUs) (any thread, concurrently with the writer): takes message

@@ -187,6 +187,15 @@ class Store {
     (void)update;
     return core::Error{backendName() + ": device tags are not supported"};
   }
+  // Removes a device and everything stored about it: messages, rollups, tags, attributes, name
+  // and type. False when there is no such device. Any thread, concurrently with appendBatch: the
+  // history goes in chunks of short transactions (as in retention), then the device row and what
+  // is left in one last one, so the writer waits at most one chunk. A record of the device
+  // committed after that last transaction makes it a new device (first seen then).
+  virtual core::Result<bool> deleteDevice(const std::string& deviceId) {
+    (void)deviceId;
+    return core::Error{backendName() + ": deleting devices is not supported"};
+  }
   // Devices with tag `key` = `value`, ordered by id, like listDevices.
   virtual core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
                                                                       const std::string& value) {

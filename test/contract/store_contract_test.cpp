@@ -1527,6 +1527,183 @@ TEST_P(StoreContractTest, RolledUpRangesAreAnsweredFromRollups) {
   EXPECT_EQ(minutes->size(), 60u);
 }
 
+// --- deleting devices ----------------------------------------------------------------------
+
+// Every message of `device`, paged through (the store's own view, not the summary's count).
+std::size_t storedMessages(Store& store, const std::string& device) {
+  MessageQuery q;
+  q.deviceId = device;
+  q.limit = 10'000;
+  std::size_t total = 0;
+  for (int page = 0; page < 1'000; ++page) {
+    auto rows = store.queryMessages(q);
+    EXPECT_TRUE(rows.ok()) << rows.error().message;
+    if (!rows.ok() || rows->empty()) break;
+    total += rows->size();
+    q.afterTimeUs = rows->back().record.serverTimeUs;
+    q.afterId = rows->back().id;
+  }
+  return total;
+}
+
+TEST_P(StoreContractTest, DeleteDeviceRemovesHistoryRollupsTagsAndTheDevice) {
+  const std::int64_t t0 = kJan2026Us;
+  // More than two retention chunks (5,000), so the history goes in several transactions.
+  std::vector<Record> gone;
+  for (int i = 0; i < 12'345; ++i) {
+    gone.push_back(makeRecord("gone", t0 + i * kSecondUs / 4, {{"v", std::int64_t{i}}}));
+  }
+  append(gone);
+  append(rollupReadings("kept", t0, 300));
+  DeviceUpdate update = tagsUpdate({{"fleet", "east"}});
+  update.attributes = R"({"model":"X"})";
+  update.name = "Gone soon";
+  ASSERT_TRUE(store_->updateDevice("gone", update).ok());
+  ASSERT_TRUE(store_->updateDevice("kept", tagsUpdate({{"fleet", "east"}})).ok());
+  ASSERT_TRUE(store_->rollup(t0 + 3 * kHourUs).ok());
+  // A late record in a rolled-up minute leaves a dirty mark behind, to be deleted as well.
+  append({makeRecord("gone", t0 + kSecondUs, {{"v", 1.5}})});
+
+  const std::size_t kept = storedMessages(*store_, "kept");
+  ASSERT_GT(kept, 0u);
+  ASSERT_EQ(count(), static_cast<std::int64_t>(kept + gone.size() + 1));
+  auto deleted = store_->deleteDevice("gone");
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_TRUE(*deleted);
+
+  auto device = store_->getDevice("gone");
+  ASSERT_TRUE(device.ok());
+  EXPECT_FALSE(device->has_value());
+  EXPECT_EQ(storedMessages(*store_, "gone"), 0u);
+  // Series from rollups and from raw rows alike are empty.
+  for (const bool useRollups : {true, false}) {
+    SeriesQuery q;
+    q.deviceId = "gone";
+    q.key = "v";
+    q.fromUs = t0;
+    q.toUs = t0 + 3 * kHourUs;
+    q.bucketUs = kMinuteUs;
+    q.aggregate = Aggregate::kCount;
+    q.useRollups = useRollups;
+    auto buckets = store_->querySeries(q);
+    ASSERT_TRUE(buckets.ok()) << buckets.error().message;
+    EXPECT_TRUE(buckets->empty()) << "useRollups " << useRollups;
+  }
+  auto listed = store_->listDevices();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].deviceId, "kept");
+  auto group = store_->listDevicesWithTag("fleet", "east");
+  ASSERT_TRUE(group.ok());
+  ASSERT_EQ(group->size(), 1u);
+  EXPECT_EQ((*group)[0].deviceId, "kept");
+  FleetLatestQuery latest;
+  auto fleet = store_->fleetLatest(latest);
+  ASSERT_TRUE(fleet.ok());
+  ASSERT_EQ(fleet->size(), 1u);
+  EXPECT_EQ((*fleet)[0].deviceId, "kept");
+
+  // The other device is untouched, rollups included.
+  EXPECT_EQ(count(), static_cast<std::int64_t>(kept));
+  EXPECT_EQ(storedMessages(*store_, "kept"), kept);
+  expectRollupsMatchRaw(*store_, "kept", t0, "after deleting another device");
+
+  // Gone is gone: deleting again, or an unknown device, is false.
+  deleted = store_->deleteDevice("gone");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+  deleted = store_->deleteDevice("never-there");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+
+  // A device registered but never seen is deleted just the same.
+  ASSERT_TRUE(store_->updateDevice("registered", tagsUpdate({{"fleet", "west"}})).ok());
+  deleted = store_->deleteDevice("registered");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  device = store_->getDevice("registered");
+  ASSERT_TRUE(device.ok());
+  EXPECT_FALSE(device->has_value());
+}
+
+TEST_P(StoreContractTest, ADeletedDeviceThatSendsAgainIsNew) {
+  append({makeRecord("back", 100, {{"a", std::int64_t{1}}}),
+          makeRecord("back", 200, {{"b", std::int64_t{2}}})});
+  ASSERT_TRUE(store_->updateDevice("back", tagsUpdate({{"fleet", "east"}})).ok());
+  auto deleted = store_->deleteDevice("back");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  append({makeRecord("back", 900, {{"c", std::int64_t{3}}})});
+  auto device = store_->getDevice("back");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 1);
+  EXPECT_EQ((*device)->firstSeenUs, 900);
+  EXPECT_EQ((*device)->lastSeenUs, 900);
+  ASSERT_EQ((*device)->latest.size(), 1u);
+  EXPECT_EQ((*device)->latest[0].key, "c");
+  EXPECT_TRUE((*device)->tags.empty());
+  EXPECT_EQ(storedMessages(*store_, "back"), 1u);
+  EXPECT_EQ(count(), 1);
+}
+
+// The store may keep internal ids of devices (the SQLite writer caches row ids): a deleted
+// device's id must not come back as another device's, even when the deleted one was the newest.
+TEST_P(StoreContractTest, ADeletedDevicesIdIsNotReusedByAnother) {
+  append({makeRecord("first", 1), makeRecord("newest", 2)});
+  auto deleted = store_->deleteDevice("newest");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  ASSERT_TRUE(store_->updateDevice("other", tagsUpdate({{"k", "v"}})).ok());
+  append({makeRecord("newest", 3), makeRecord("newest", 4)});
+  auto other = store_->getDevice("other");
+  ASSERT_TRUE(other.ok() && other->has_value());
+  EXPECT_EQ((*other)->messageCount, 0);
+  EXPECT_TRUE((*other)->neverSeen());
+  auto newest = store_->getDevice("newest");
+  ASSERT_TRUE(newest.ok() && newest->has_value());
+  EXPECT_EQ((*newest)->messageCount, 2);
+  EXPECT_TRUE((*newest)->tags.empty());
+  EXPECT_EQ(storedMessages(*store_, "newest"), 2u);
+  EXPECT_EQ(storedMessages(*store_, "other"), 0u);
+  EXPECT_EQ(count(), 3);
+}
+
+// Deleting runs concurrently with the writer, which keeps sending for the device: whatever the
+// interleaving, the device afterwards is either gone or a consistent new device, and the others
+// lose nothing.
+TEST_P(StoreContractTest, DeleteDeviceRunsWhileTheWriterAppends) {
+  std::vector<Record> old;
+  for (std::int64_t i = 0; i < 15'000; ++i) old.push_back(makeRecord("busy", i));
+  append(old);
+  std::atomic<bool> failed{false};
+  std::thread deleter([&] {
+    auto deleted = store_->deleteDevice("busy");
+    if (!deleted.ok() || !*deleted) failed = true;
+  });
+  for (std::int64_t batch = 0; batch < 40; ++batch) {
+    std::vector<Record> fresh;
+    for (std::int64_t i = 0; i < 50; ++i) {
+      fresh.push_back(makeRecord(i % 2 == 0 ? "busy" : "calm", 100'000 + batch * 100 + i));
+    }
+    append(fresh);
+  }
+  deleter.join();
+  EXPECT_FALSE(failed.load());
+  auto calm = store_->getDevice("calm");
+  ASSERT_TRUE(calm.ok() && calm->has_value());
+  EXPECT_EQ((*calm)->messageCount, 1'000);
+  EXPECT_EQ(storedMessages(*store_, "calm"), 1'000u);
+  auto busy = store_->getDevice("busy");
+  ASSERT_TRUE(busy.ok());
+  const std::size_t stored = storedMessages(*store_, "busy");
+  if (busy->has_value()) {
+    // Only records written after the deletion's last transaction, all of them counted.
+    EXPECT_EQ(static_cast<std::size_t>((*busy)->messageCount), stored);
+    EXPECT_LE(stored, 1'000u);
+    EXPECT_GE((*busy)->firstSeenUs, 100'000);
+  } else {
+    EXPECT_EQ(stored, 0u);
+  }
+  EXPECT_EQ(count(), static_cast<std::int64_t>(1'000 + stored));
+}
+
 INSTANTIATE_TEST_SUITE_P(contract, StoreContractTest, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            return param.param;

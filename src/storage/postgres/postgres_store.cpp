@@ -186,6 +186,34 @@ constexpr const char* kSqlClearTags = "DELETE FROM device_tags WHERE device_id =
 constexpr const char* kSqlInsertTags =
     "INSERT INTO device_tags(device_id, key, value) SELECT $1, key, value "
     "FROM json_each_text($2::json)";
+// Deleting a device: its history in chunks through the (device_id, ts, id) index, each its own
+// statement with the count following, then what is left and the device row in one transaction.
+constexpr const char* kSqlDeviceExists = "SELECT 1 FROM devices WHERE device_id = $1";
+constexpr const char* kSqlDeleteDeviceChunk =
+    "WITH d AS (DELETE FROM messages WHERE device_id = $1 AND (ts, id) IN "
+    "(SELECT ts, id FROM messages WHERE device_id = $1 ORDER BY ts, id LIMIT $2::int8) "
+    "RETURNING 1), n AS (SELECT count(*)::int8 AS c FROM d), "
+    "u AS (UPDATE devices SET message_count = message_count - n.c FROM n "
+    "WHERE device_id = $1 AND n.c > 0) SELECT c FROM n";
+constexpr const char* kSqlDeleteDeviceMinutes =
+    "WITH d AS (DELETE FROM tern_rollup_1m WHERE device_id = $1 AND (bucket, key) IN "
+    "(SELECT bucket, key FROM tern_rollup_1m WHERE device_id = $1 LIMIT $2::int8) RETURNING 1) "
+    "SELECT count(*)::int8 FROM d";
+constexpr const char* kSqlDeleteDeviceHours =
+    "WITH d AS (DELETE FROM tern_rollup_1h WHERE device_id = $1 AND (bucket, key) IN "
+    "(SELECT bucket, key FROM tern_rollup_1h WHERE device_id = $1 LIMIT $2::int8) RETURNING 1) "
+    "SELECT count(*)::int8 FROM d";
+// The rollup lock, for this transaction: a rollup run (which holds it for the whole run) writes
+// rollups from its own snapshot, so the last step waits for it rather than leave some behind.
+constexpr const char* kSqlDeleteDeviceLock = "SELECT pg_advisory_xact_lock(7384612094)";
+constexpr const char* kSqlDeleteDeviceRest[] = {
+    "DELETE FROM devices WHERE device_id = $1",
+    "DELETE FROM messages WHERE device_id = $1",
+    "DELETE FROM device_tags WHERE device_id = $1",
+    "DELETE FROM tern_rollup_1m WHERE device_id = $1",
+    "DELETE FROM tern_rollup_1h WHERE device_id = $1",
+    "DELETE FROM tern_rollup_dirty WHERE device_id = $1",
+};
 // Every message bumps its device's count in the same transaction, so this is exact without a
 // count(*) over every partition.
 constexpr const char* kSqlCountMessages =
@@ -861,6 +889,7 @@ class PostgresStore final : public Store {
                                            const DeviceUpdate& update) override;
   core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
                                                               const std::string& value) override;
+  core::Result<bool> deleteDevice(const std::string& deviceId) override;
   core::Result<std::vector<FleetDevice>> fleetLatest(const FleetLatestQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
@@ -1874,6 +1903,68 @@ core::Result<DeviceSummary> PostgresStore::updateDevice(const std::string& devic
     return core::Error{"postgres: device " + id + " vanished after its update"};
   }
   return std::move(**device);
+}
+
+core::Result<bool> PostgresStore::deleteDevice(const std::string& deviceId) {
+  std::string scratch;
+  const std::string id(validText(deviceId, scratch));  // as ingest stores it
+  auto exists = readers_.run<bool>([&](PGconn* conn) -> core::Result<bool> {
+    auto result = exec(conn, kSqlDeviceExists, "find device to delete", {id});
+    if (!result) {
+      return result.error();
+    }
+    return PQntuples(result->get()) > 0;
+  });
+  if (!exists || !*exists) {
+    return exists;
+  }
+  // 1. The history, a chunk per statement (each its own transaction, repeatable on a fresh
+  //    connection), while the device row stays: the writer is never held up by more than one.
+  const std::string chunk = toText(kRetentionChunk);
+  for (const char* sql : {kSqlDeleteDeviceChunk, kSqlDeleteDeviceMinutes, kSqlDeleteDeviceHours}) {
+    std::int64_t deleted = kRetentionChunk;
+    // Bounded by the rows there are: a chunk that deletes fewer than a full chunk ends it.
+    while (deleted >= kRetentionChunk) {
+      auto n = readers_.run<std::int64_t>([&](PGconn* conn) -> core::Result<std::int64_t> {
+        auto result = exec(conn, sql, "delete a device's history", {id, chunk});
+        if (!result) {
+          return result.error();
+        }
+        return cellInt64(result->get(), 0, 0);
+      });
+      if (!n) {
+        return n.error();
+      }
+      deleted = *n;
+    }
+  }
+  // 2. The row, what arrived meanwhile, tags and rollups at once. Locking the row first makes a
+  //    batch in flight commit before the rest is deleted (then it goes too) or wait until this
+  //    commits (then it registers the device anew).
+  auto done = readers_.run<bool>([&](PGconn* conn) -> core::Result<bool> {
+    if (auto status = command(conn, "BEGIN", "begin device delete"); !status) {
+      return core::Error{status.message()};
+    }
+    if (auto locked = exec(conn, kSqlDeleteDeviceLock, "lock rollups for a device delete");
+        !locked) {
+      rollback(conn);
+      return locked.error();
+    }
+    for (const char* sql : kSqlDeleteDeviceRest) {
+      if (auto result = exec(conn, sql, "delete device", {id}, PGRES_COMMAND_OK); !result) {
+        rollback(conn);
+        return result.error();
+      }
+    }
+    if (auto status = command(conn, "COMMIT", "commit device delete"); !status) {
+      return core::Error{status.message()};
+    }
+    return true;
+  });
+  if (!done) {
+    return done.error();
+  }
+  return true;
 }
 
 // --- fleet queries -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
 constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
@@ -97,6 +97,28 @@ CREATE TABLE rollup_dirty(device INTEGER NOT NULL, bucket INTEGER NOT NULL,
     {4, R"sql(
 ALTER TABLE devices ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN type TEXT NOT NULL DEFAULT '';
+)sql"},
+    // Devices can be deleted: their row ids must never come back (AUTOINCREMENT), since the
+    // writer caches them and messages, tags and rollups refer to them. SQLite cannot add
+    // AUTOINCREMENT to a table, so it is rebuilt (ids kept).
+    {5, R"sql(
+CREATE TABLE devices_v5(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  device_id TEXT NOT NULL UNIQUE,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  message_count INTEGER NOT NULL DEFAULT 0,
+  latest TEXT NOT NULL DEFAULT '{}',
+  attributes TEXT NOT NULL DEFAULT '{}',
+  name TEXT NOT NULL DEFAULT '',
+  type TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO devices_v5(id, device_id, first_seen, last_seen, message_count, latest, attributes,
+  name, type)
+  SELECT id, device_id, first_seen, last_seen, message_count, latest, attributes, name, type
+  FROM devices;
+DROP TABLE devices;
+ALTER TABLE devices_v5 RENAME TO devices;
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
@@ -198,6 +220,27 @@ constexpr const char* kSqlDropKeyChunk =
     "UPDATE messages SET fields = json_remove(fields, ?3) WHERE id IN "
     "(SELECT id FROM messages WHERE device = ?1 AND ts >= ?4 AND ts < ?2 "
     "AND json_type(fields, ?3) IS NOT NULL ORDER BY ts LIMIT ?5)";
+// Deleting a device: its history in chunks (each its own short write transaction, the count
+// following), then what is left and the device row in one last transaction.
+constexpr const char* kSqlDeleteDeviceChunk =
+    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE device = ?1 LIMIT ?2)";
+constexpr const char* kSqlDeleteDeviceCount =
+    "UPDATE devices SET message_count = message_count - ?2 WHERE id = ?1";
+constexpr const char* kSqlDeleteDeviceMinutes =
+    "DELETE FROM rollup_1m WHERE (device, bucket, key) IN "
+    "(SELECT device, bucket, key FROM rollup_1m WHERE device = ?1 LIMIT ?2)";
+constexpr const char* kSqlDeleteDeviceHours =
+    "DELETE FROM rollup_1h WHERE (device, bucket, key) IN "
+    "(SELECT device, bucket, key FROM rollup_1h WHERE device = ?1 LIMIT ?2)";
+constexpr const char* kSqlDeleteDeviceDirty =
+    "DELETE FROM rollup_dirty WHERE (device, bucket) IN "
+    "(SELECT device, bucket FROM rollup_dirty WHERE device = ?1 LIMIT ?2)";
+constexpr const char* kSqlDeleteDeviceMessagesRest = "DELETE FROM messages WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceMinutesRest = "DELETE FROM rollup_1m WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceHoursRest = "DELETE FROM rollup_1h WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceDirtyRest = "DELETE FROM rollup_dirty WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceTags = "DELETE FROM device_tags WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceRow = "DELETE FROM devices WHERE id = ?1";
 // Per-key retention remembers how far it got, so each run reads only rows it has not seen.
 constexpr const char* kSqlGetMeta = "SELECT value FROM meta WHERE key = ?1";
 constexpr const char* kSqlSetMeta =
@@ -975,6 +1018,7 @@ class SqliteStore final : public Store {
                                            const DeviceUpdate& update) override;
   core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
                                                               const std::string& value) override;
+  core::Result<bool> deleteDevice(const std::string& deviceId) override;
   core::Result<std::vector<FleetDevice>> fleetLatest(const FleetLatestQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetThreshold(const FleetThresholdQuery& query) override;
   core::Result<std::vector<FleetDevice>> fleetWindowAverage(const FleetWindowQuery& query) override;
@@ -1008,6 +1052,10 @@ class SqliteStore final : public Store {
                                                        const std::string* value);
   core::Status updateDeviceLocked(Connection& conn, const std::string& deviceId,
                                   const DeviceUpdate& update);
+  // The connection for device updates and deletes, opened on first use; call with updateMutex_.
+  core::Result<Connection*> updaterLocked();
+  // Runs `body` in one write transaction on the updater connection (taking updateMutex_).
+  core::Status inUpdateTransaction(const std::function<core::Status(Connection&)>& body);
   // The maintenance connection (retention), opened on first use; call with maintenanceMutex_.
   core::Result<Connection*> maintenanceLocked();
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
@@ -1729,30 +1777,43 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
 
 // --- device tags and attributes ----------------------------------------------------------------
 
+core::Result<Connection*> SqliteStore::updaterLocked() {
+  if (!updater_) {
+    auto conn = Connection::tryOpen(path_, SQLITE_OPEN_READWRITE);
+    if (!conn) {
+      return conn.error();
+    }
+    updater_ = std::move(*conn);
+  }
+  return updater_.get();
+}
+
+core::Status SqliteStore::inUpdateTransaction(
+    const std::function<core::Status(Connection&)>& body) {
+  std::lock_guard lock(updateMutex_);
+  auto conn = updaterLocked();
+  if (!conn) {
+    return conn.error();
+  }
+  if (auto begun = (*conn)->run(kSqlBegin, "begin device write"); !begun.ok()) {
+    return begun;
+  }
+  core::Status status = body(**conn);
+  if (status.ok()) {
+    status = (*conn)->run(kSqlCommit, "commit device write");
+  }
+  if (!status.ok() && sqlite3_get_autocommit((*conn)->db()) == 0) {
+    (void)(*conn)->run(kSqlRollback, "rollback device write");
+  }
+  return status;
+}
+
 core::Result<DeviceSummary> SqliteStore::updateDevice(const std::string& deviceId,
                                                       const DeviceUpdate& update) {
-  {
-    std::lock_guard lock(updateMutex_);
-    if (!updater_) {
-      auto conn = Connection::tryOpen(path_, SQLITE_OPEN_READWRITE);
-      if (!conn) {
-        return conn.error();
-      }
-      updater_ = std::move(*conn);
-    }
-    if (auto begun = updater_->run(kSqlBegin, "begin device update"); !begun.ok()) {
-      return core::Error{begun.message()};
-    }
-    core::Status status = updateDeviceLocked(*updater_, deviceId, update);
-    if (status.ok()) {
-      status = updater_->run(kSqlCommit, "commit device update");
-    }
-    if (!status.ok()) {
-      if (sqlite3_get_autocommit(updater_->db()) == 0) {
-        (void)updater_->run(kSqlRollback, "rollback device update");
-      }
-      return core::Error{status.message()};
-    }
+  if (auto status = inUpdateTransaction(
+          [&](Connection& conn) { return updateDeviceLocked(conn, deviceId, update); });
+      !status.ok()) {
+    return core::Error{status.message()};
   }
   auto device = getDevice(deviceId);
   if (!device) {
@@ -1762,6 +1823,97 @@ core::Result<DeviceSummary> SqliteStore::updateDevice(const std::string& deviceI
     return core::Error{"sqlite: device " + deviceId + " vanished after its update"};
   }
   return std::move(**device);
+}
+
+core::Result<bool> SqliteStore::deleteDevice(const std::string& deviceId) {
+  // The row id, read once: the device row stays until the last transaction, so the writer keeps
+  // adding to this id until then, and row ids are never reused (schema 5).
+  std::int64_t rowId = 0;
+  {
+    auto lease = readers_.acquire();
+    if (!lease) {
+      return lease.error();
+    }
+    auto stmt = lease->conn().statement(kSqlDeviceRowId);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    bindText(*stmt, 1, deviceId);
+    const int rc = sqlite3_step(*stmt);
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    if (rc != SQLITE_ROW) {
+      return sqlError(lease->conn().db(), "find device to delete");
+    }
+    rowId = sqlite3_column_int64(*stmt, 0);
+  }
+  const auto step = [&](Connection& conn, const char* sql, bool chunk,
+                        std::int64_t& changed) -> core::Status {
+    auto stmt = conn.statement(sql);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, rowId);
+    if (chunk) {
+      sqlite3_bind_int64(*stmt, 2, kRetentionChunk);
+    }
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(conn.db(), "delete device");
+    }
+    changed = sqlite3_changes64(conn.db());
+    return {};
+  };
+  // 1. The history, a chunk per transaction, so the writer waits at most one chunk.
+  for (const char* sql : {kSqlDeleteDeviceChunk, kSqlDeleteDeviceMinutes, kSqlDeleteDeviceHours,
+                          kSqlDeleteDeviceDirty}) {
+    std::int64_t changed = kRetentionChunk;
+    // Bounded by the rows there are: a chunk that deletes fewer than a full chunk ends it.
+    while (changed >= kRetentionChunk) {
+      auto status = inUpdateTransaction([&](Connection& conn) -> core::Status {
+        if (auto deleted = step(conn, sql, true, changed); !deleted.ok()) {
+          return deleted;
+        }
+        if (sql != kSqlDeleteDeviceChunk || changed == 0) {
+          return {};
+        }
+        // The count follows each chunk, so an interrupted delete leaves a true summary.
+        auto count = conn.statement(kSqlDeleteDeviceCount);
+        if (!count) {
+          return count.error();
+        }
+        ResetGuard reset(*count);
+        sqlite3_bind_int64(*count, 1, rowId);
+        sqlite3_bind_int64(*count, 2, changed);
+        if (sqlite3_step(*count) != SQLITE_DONE) {
+          return sqlError(conn.db(), "count down a deleted device");
+        }
+        return {};
+      });
+      if (!status.ok()) {
+        return core::Error{status.message()};
+      }
+    }
+  }
+  // 2. What arrived meanwhile, the tags and the row, at once. A batch the writer commits after
+  //    this finds its cached row gone and registers the device anew (a new row id).
+  auto status = inUpdateTransaction([&](Connection& conn) -> core::Status {
+    for (const char* sql :
+         {kSqlDeleteDeviceMessagesRest, kSqlDeleteDeviceMinutesRest, kSqlDeleteDeviceHoursRest,
+          kSqlDeleteDeviceDirtyRest, kSqlDeleteDeviceTags, kSqlDeleteDeviceRow}) {
+      std::int64_t changed = 0;
+      if (auto deleted = step(conn, sql, false, changed); !deleted.ok()) {
+        return deleted;
+      }
+    }
+    return {};
+  });
+  if (!status.ok()) {
+    return core::Error{status.message()};
+  }
+  return true;
 }
 
 core::Status SqliteStore::updateDeviceLocked(Connection& conn, const std::string& deviceId,

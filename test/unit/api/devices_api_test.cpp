@@ -12,6 +12,7 @@
 
 #include "api/http_server.h"
 #include "auth/auth_service.h"
+#include "auth/device_credentials.h"
 #include "storage/sqlite/sqlite_auth_store.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "unit/api/http_test_client.h"
@@ -44,6 +45,8 @@ class DevicesApiTest : public ::testing::Test {
     api.listen = {"127.0.0.1", 0};
     api.nodeId = "node-devices";
     api.auth = auth_.get();
+    credentials_ = std::make_unique<auth::DeviceCredentials>(*authStore_);
+    api.deviceCredentials = credentials_.get();
     server_ = std::make_unique<HttpServer>(*store_, api);
     server_->start();
     operator_ = bearer("op");
@@ -51,6 +54,7 @@ class DevicesApiTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    credentials_.reset();
     auth_.reset();
     authStore_.reset();
     store_.reset();
@@ -118,6 +122,7 @@ class DevicesApiTest : public ::testing::Test {
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<storage::AuthStore> authStore_;
   std::unique_ptr<auth::AuthService> auth_;
+  std::unique_ptr<auth::DeviceCredentials> credentials_;
   std::unique_ptr<HttpServer> server_;
   std::string operator_;
   std::string viewer_;
@@ -219,6 +224,46 @@ TEST_F(DevicesApiTest, PatchChangesOnlyExistingDevices) {
   expectProblem(call("PATCH", "/api/v1/devices/p1", operator_, "nope"), 400, "JSON object");
 }
 
+TEST_F(DevicesApiTest, DeleteRemovesTheDeviceItsHistoryAndCredentials) {
+  ingest("del-1", 1);
+  ingest("del-1", 2);
+  ingest("keep", 3);
+  ASSERT_EQ(
+      call("PATCH", "/api/v1/devices/del-1", operator_, R"({"tags":{"fleet":"east"}})").status,
+      200u);
+  ASSERT_TRUE(credentials_->addDevice("del-1", "del-1-password").ok());
+  ASSERT_TRUE(credentials_->createToken("del-1").ok());
+
+  expectProblem(call("DELETE", "/api/v1/devices/del-1", viewer_), 403, "operator");
+  expectProblem(call("DELETE", "/api/v1/devices/del-1", {}), 401, "authentication");
+  expectProblem(call("DELETE", "/api/v1/devices/del-1?force=1", operator_), 400, "'force'");
+  EXPECT_EQ(call("GET", "/api/v1/devices/del-1", viewer_).json().at("message_count"), 2);
+
+  const auto r = call("DELETE", "/api/v1/devices/del-1", operator_);
+  ASSERT_EQ(r.status, 204u) << r.body;
+  expectProblem(call("GET", "/api/v1/devices/del-1", viewer_), 404, "del-1");
+  expectProblem(call("GET", "/api/v1/devices/del-1/messages", viewer_), 404, "del-1");
+  EXPECT_TRUE(call("GET", "/api/v1/devices?tag=fleet:east", viewer_)
+                  .json()
+                  .at("devices")
+                  .as_array()
+                  .empty());
+  auto credential = authStore_->findDevice("del-1");
+  ASSERT_TRUE(credential.ok());
+  EXPECT_FALSE(credential->has_value());
+  auto tokens = authStore_->listDeviceTokens();
+  ASSERT_TRUE(tokens.ok());
+  EXPECT_TRUE(tokens->empty());
+  EXPECT_EQ(call("GET", "/api/v1/devices/keep", viewer_).json().at("message_count"), 1);
+
+  expectProblem(call("DELETE", "/api/v1/devices/del-1", operator_), 404, "del-1");
+  expectProblem(call("DELETE", "/api/v1/devices/nobody", operator_), 404, "nobody");
+  // Any id the store may hold, percent-encoded in the path.
+  ASSERT_EQ(call("POST", "/api/v1/devices", operator_, R"({"id":"a/b c"})").status, 201u);
+  EXPECT_EQ(call("DELETE", "/api/v1/devices/a%2Fb%20c", bearer("root")).status, 204u);
+  EXPECT_EQ(call("GET", "/api/v1/devices/a%2Fb%20c", viewer_).status, 404u);
+}
+
 TEST_F(DevicesApiTest, ListPagesThroughEveryDeviceExactlyOnceInEachOrder) {
   const std::vector<std::string> ids = {"d-a", "d-b", "d-c", "d-d", "d-e", "x-1", "x-2"};
   for (const auto& id : ids) {
@@ -247,6 +292,45 @@ TEST_F(DevicesApiTest, ListPagesThroughEveryDeviceExactlyOnceInEachOrder) {
   EXPECT_EQ(pages, 1u);
 }
 
+TEST_F(DevicesApiTest, ListSortsByNameWithTiesByIdAcrossPages) {
+  // Byte order of names, no name (empty) first; equal names by id. Names may hold any text.
+  for (const char* body :
+       {R"({"id":"a","name":"Pump"})", R"({"id":"b","name":"Boiler"})",
+        R"({"id":"c","name":"Pump"})", R"({"id":"d"})", R"({"id":"e","name":"Line\nbreak"})",
+        R"({"id":"f","name":"\u00c4rger"})", R"({"id":"g","name":"Pump"})"}) {
+    ASSERT_EQ(call("POST", "/api/v1/devices", operator_, body).status, 201u) << body;
+  }
+  const std::vector<std::string> byName = {"d", "b", "e", "a", "c", "g", "f"};
+  std::size_t pages = 0;
+  for (const char* limit : {"1", "2", "3", "100"}) {
+    SCOPED_TRACE(limit);
+    EXPECT_EQ(allPages(std::string("sort=name&limit=") + limit, pages), byName);
+    EXPECT_EQ(allPages(std::string("sort=-name&limit=") + limit, pages),
+              std::vector<std::string>(byName.rbegin(), byName.rend()));
+  }
+  // A device renamed between two pages moves; the pages still never repeat one.
+  const auto first = call("GET", "/api/v1/devices?sort=name&limit=3", viewer_);
+  ASSERT_EQ(first.status, 200u);
+  ASSERT_EQ(call("PATCH", "/api/v1/devices/a", operator_, R"({"name":"Aaa"})").status, 200u);
+  const auto rest = call("GET",
+                         "/api/v1/devices?sort=name&limit=100&cursor=" +
+                             std::string(first.json().at("next_cursor").as_string()),
+                         viewer_);
+  ASSERT_EQ(rest.status, 200u) << rest.body;
+  std::vector<std::string> restIds;
+  const auto restBody = rest.json();
+  for (const auto& device : restBody.at("devices").as_array()) {
+    restIds.emplace_back(device.at("id").as_string());
+  }
+  // After (Line\nbreak, e): a (now "Aaa") sorts before the cursor and is not repeated.
+  EXPECT_EQ(restIds, (std::vector<std::string>{"c", "g", "f"}));
+  // A name cursor continues only a name sort, in the same direction.
+  const std::string cursor(first.json().at("next_cursor").as_string());
+  expectProblem(call("GET", "/api/v1/devices?sort=-name&cursor=" + cursor, viewer_), 400,
+                "same sort");
+  expectProblem(call("GET", "/api/v1/devices?sort=id&cursor=" + cursor, viewer_), 400, "same sort");
+}
+
 TEST_F(DevicesApiTest, ListFiltersBySearchAndTag) {
   for (const char* body : {R"({"id":"Truck-1","tags":{"fleet":"east"}})",
                            R"({"id":"truck-2","tags":{"fleet":"west"}})",
@@ -270,7 +354,8 @@ TEST_F(DevicesApiTest, ListFiltersBySearchAndTag) {
 TEST_F(DevicesApiTest, ListRejectsBadParameters) {
   ASSERT_EQ(call("POST", "/api/v1/devices", operator_, R"({"id":"a"})").status, 201u);
   ASSERT_EQ(call("POST", "/api/v1/devices", operator_, R"({"id":"b"})").status, 201u);
-  expectProblem(call("GET", "/api/v1/devices?sort=name", viewer_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/devices?sort=title", viewer_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/devices?sort=+name", viewer_), 400, "'sort'");
   expectProblem(call("GET", "/api/v1/devices?limit=0", viewer_), 400, "'limit'");
   expectProblem(call("GET", "/api/v1/devices?limit=10001", viewer_), 400, "'limit'");
   expectProblem(call("GET", "/api/v1/devices?limit=x", viewer_), 400, "'limit'");

@@ -1037,7 +1037,7 @@ TEST_F(HttpServerTest, WrongMethodIs405WithAllow) {
   HttpTestClient client(server_->port(), *token_);
   const auto allowFor = [](std::string_view path) -> std::string {
     if (path == "/api/v1/devices") return "GET, POST";
-    if (path == "/api/v1/devices/sensor-1") return "GET, PUT, PATCH";
+    if (path == "/api/v1/devices/sensor-1") return "GET, PUT, PATCH, DELETE";
     return "GET";
   };
   for (const char* method : {"POST", "DELETE", "PUT", "HEAD"}) {

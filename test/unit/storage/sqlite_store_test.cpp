@@ -422,7 +422,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndRecordsSchemaVersion) {
   store_.reset();
   EXPECT_EQ(rawQueryText(file(), "SELECT value FROM meta WHERE key = 'schema_version'"),
             std::to_string(sqliteSchemaVersion()));
-  EXPECT_EQ(sqliteSchemaVersion(), 4);
+  EXPECT_EQ(sqliteSchemaVersion(), 5);
 
   store_ = open();
   // The new instance has an empty id cache: appending must find the existing device row.
@@ -599,7 +599,10 @@ TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
           "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
           "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
   auto store = openSqliteStore(options);
-  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
+  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "5");
+  // Schema 5 rebuilt devices with AUTOINCREMENT, ids kept: a deleted id never comes back.
+  EXPECT_EQ(rawQueryText(file, "SELECT seq FROM sqlite_sequence WHERE name = 'devices'"),
+            rawQueryText(file, "SELECT max(id) FROM devices"));
   auto device = store->getDevice("old");
   ASSERT_TRUE(device.ok() && device->has_value());
   EXPECT_EQ((*device)->messageCount, 1);
@@ -647,7 +650,7 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
           "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
   {
     auto store = openSqliteStore(options);
-    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
+    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "5");
     auto run = store->rollup(600'000'000);
     ASSERT_TRUE(run.ok()) << run.error().message;
     EXPECT_EQ(run->minutes, 1);
