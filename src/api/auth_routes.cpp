@@ -48,10 +48,15 @@ int rank(Role role) {
 }
 
 // The role a request needs: reads need any role, writes need operator, managing users and API
-// keys needs admin. New routes fall under these rules without further code.
+// keys needs admin. A device's MQTT credentials are secrets' metadata: operator, also to read.
+// New routes fall under these rules without further code.
 Role requiredRole(std::string_view method, const std::vector<std::string>& s) {
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1" && (s[2] == "users" || s[2] == "api-keys")) {
     return Role::kAdmin;
+  }
+  if (s.size() >= 5 && s[0] == "api" && s[1] == "v1" && s[2] == "devices" &&
+      (s[4] == "credentials" || s[4] == "tokens")) {
+    return Role::kOperator;
   }
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1" && s[2] == "auth") return Role::kViewer;
   if (method == "GET" || method == "HEAD") return Role::kViewer;

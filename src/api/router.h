@@ -82,6 +82,26 @@ class Router {
   ApiResponse listApiKeys(const Call& call) const;
   ApiResponse revokeApiKey(const Call& call) const;
 
+  // MQTT credentials of a device (device_credential_routes.cpp).
+  ApiResponse getCredentials(const Call& call) const;
+  ApiResponse putCredentials(const Call& call) const;
+  ApiResponse deleteCredentials(const Call& call) const;
+  ApiResponse listDeviceTokens(const Call& call) const;
+  ApiResponse createDeviceToken(const Call& call) const;
+  ApiResponse revokeDeviceTokens(const Call& call) const;
+  ApiResponse revokeDeviceToken(const Call& call) const;
+  // A device's credentials as JSON (metadata only); with `mustExist`, a 404 when neither the
+  // credentials nor the store know the device.
+  std::variant<boost::json::object, ApiResponse> credentialsJson(const std::string& deviceId,
+                                                                 bool mustExist) const;
+
+  // Users, admin only (user_routes.cpp).
+  ApiResponse listUsers(const Call& call) const;
+  ApiResponse getUser(const Call& call) const;
+  ApiResponse createUser(const Call& call) const;
+  ApiResponse patchUser(const Call& call) const;
+  ApiResponse deleteUser(const Call& call) const;
+
   // The API description and Swagger UI (docs_routes.cpp).
   ApiResponse openApi(const Call& call) const;
   ApiResponse docsIndex(const Call& call) const;

@@ -125,30 +125,67 @@ core::Result<std::vector<storage::UserRecord>> AuthService::listUsers() {
   return store_.listUsers();
 }
 
+core::Result<bool> AuthService::lastAdmin(const storage::UserRecord& user) {
+  if (user.role != "admin") return false;
+  auto users = store_.listUsers();
+  if (!users) return users.error();
+  const auto admins =
+      std::count_if(users->begin(), users->end(), [](const auto& u) { return u.role == "admin"; });
+  return admins <= 1;
+}
+
+void AuthService::forgetUser(const std::string& name, std::int64_t id) {
+  // Cached sessions of the user (other nodes: within the cache time).
+  std::lock_guard lock(mutex_);
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    const bool mine = it->second.principal.kind == Principal::Kind::kUser &&
+                      (it->second.principal.id == id || it->second.principal.name == name);
+    it = mine ? cache_.erase(it) : std::next(it);
+  }
+}
+
 core::Result<bool> AuthService::removeUser(const std::string& name) {
   auto user = store_.findUser(name);
   if (!user) return user.error();
   if (!user->has_value()) return false;
-  if ((*user)->role == "admin") {
-    auto users = store_.listUsers();
-    if (!users) return users.error();
-    const auto admins = std::count_if(users->begin(), users->end(),
-                                      [](const auto& u) { return u.role == "admin"; });
-    if (admins <= 1) {
-      return core::Error{"'" + name + "' is the last admin; add another admin first"};
-    }
-  }
+  auto last = lastAdmin(**user);
+  if (!last) return last.error();
+  if (*last) return core::Error{"'" + name + "' is the last admin; add another admin first"};
   auto removed = store_.removeUser(name);
-  if (removed && *removed) {
-    // Cached sessions of the user go with it (other nodes: within the cache time).
-    std::lock_guard lock(mutex_);
-    for (auto it = cache_.begin(); it != cache_.end();) {
-      const bool mine = it->second.principal.kind == Principal::Kind::kUser &&
-                        it->second.principal.id == (*user)->id;
-      it = mine ? cache_.erase(it) : std::next(it);
+  if (removed && *removed) forgetUser(name, (*user)->id);
+  return removed;
+}
+
+core::Result<std::optional<storage::UserRecord>> AuthService::findUser(const std::string& name) {
+  return store_.findUser(name);
+}
+
+core::Result<bool> AuthService::updateUser(const std::string& name, std::optional<Role> role,
+                                           const std::optional<std::string>& password) {
+  std::optional<std::string> hash;
+  if (password) {
+    if (password->size() < 8 || password->size() > kMaxPasswordBytes) {
+      return core::Error{"password: expected 8 to 1024 characters"};
+    }
+    auto hashed = hashPassword(*password);
+    if (!hashed) return core::Error{"cannot hash the password (out of memory)"};
+    hash = std::move(*hashed);
+  }
+  auto user = store_.findUser(name);
+  if (!user) return user.error();
+  if (!user->has_value()) return false;
+  if (role && *role != Role::kAdmin) {
+    auto last = lastAdmin(**user);
+    if (!last) return last.error();
+    if (*last) {
+      return core::Error{"'" + name + "' is the last admin; make another user admin first"};
     }
   }
-  return removed;
+  std::optional<std::string> roleText;
+  if (role) roleText = std::string(roleName(*role));
+  auto updated = store_.updateUser(name, roleText, hash);
+  if (updated && *updated) forgetUser(name, (*user)->id);
+  return updated;
 }
 
 std::int64_t AuthService::loginBlockedFor(const std::string& address) {

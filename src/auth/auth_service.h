@@ -96,8 +96,15 @@ class AuthService {
   core::Result<std::int64_t> addUser(const std::string& name, Role role,
                                      const std::string& password);
   core::Result<std::vector<storage::UserRecord>> listUsers();
-  // Refuses to remove the last admin. False when there is no such user.
+  // Refuses to remove the last admin (an error naming "last admin"). False when there is no
+  // such user. Ends the user's sessions.
   core::Result<bool> removeUser(const std::string& name);
+  core::Result<std::optional<storage::UserRecord>> findUser(const std::string& name);
+  // Changes the role and/or password (nullopt: kept). Refuses to take the role admin from the
+  // last admin (an error naming "last admin"); a bad password is an error starting
+  // "password:". A new password ends the user's sessions. False when there is no such user.
+  core::Result<bool> updateUser(const std::string& name, std::optional<Role> role,
+                                const std::optional<std::string>& password);
 
   // --- API
   Outcome<TokenPair> login(const std::string& name, const std::string& password,
@@ -125,6 +132,10 @@ class AuthService {
   std::int64_t loginBlockedFor(const std::string& address);
   void noteLoginFailure(const std::string& address);
   void forgetCached(const std::string& cacheKey);
+  // Drops cached principals of the user (by name and by id), so a change applies at once here.
+  void forgetUser(const std::string& name, std::int64_t id);
+  // Whether `name` is an admin and no other admin exists.
+  core::Result<bool> lastAdmin(const storage::UserRecord& user);
 
   storage::AuthStore& store_;
   AuthOptions options_;

@@ -33,14 +33,20 @@ DeviceCredentials::DeviceCredentials(storage::AuthStore& store, std::function<st
   if (!nowUs_) nowUs_ = [] { return core::nowMicros(); };
 }
 
+namespace {
+
+core::Error invalidDeviceId(const std::string& deviceId) {
+  return core::Error{"device id '" + deviceId +
+                     "': expected 1-128 characters from A-Z a-z 0-9 . _ : @ - (not starting "
+                     "with - or " +
+                     std::string(kDeviceTokenPrefix) + ")"};
+}
+
+}  // namespace
+
 core::Result<std::int64_t> DeviceCredentials::addDevice(const std::string& deviceId,
                                                         const std::string& password) {
-  if (!validDeviceId(deviceId)) {
-    return core::Error{"device id '" + deviceId +
-                       "': expected 1-128 characters from A-Z a-z 0-9 . _ : @ - (not starting "
-                       "with - or " +
-                       std::string(kDeviceTokenPrefix) + ")"};
-  }
+  if (!validDeviceId(deviceId)) return invalidDeviceId(deviceId);
   if (password.size() < kMinPassword || password.size() > kMaxPassword) {
     return core::Error{"password: expected 8 to 1024 characters"};
   }
@@ -73,6 +79,36 @@ core::Result<bool> DeviceCredentials::removeDevice(const std::string& deviceId) 
 
 core::Result<std::vector<storage::DeviceCredential>> DeviceCredentials::listDevices() {
   return store_.listDevices();
+}
+
+core::Result<bool> DeviceCredentials::setPassword(const std::string& deviceId,
+                                                  const std::string& password) {
+  if (!validDeviceId(deviceId)) return invalidDeviceId(deviceId);
+  if (password.size() < kMinPassword || password.size() > kMaxPassword) {
+    return core::Error{"password: expected 8 to 1024 characters"};
+  }
+  auto hash = hashPassword(password);
+  if (!hash) return core::Error{"cannot hash the password (out of memory)"};
+  return store_.setDevicePassword(deviceId, *hash, nowUs_());
+}
+
+core::Result<bool> DeviceCredentials::clearPassword(const std::string& deviceId) {
+  return store_.clearDevicePassword(deviceId);
+}
+
+core::Result<std::optional<storage::DeviceCredential>> DeviceCredentials::find(
+    const std::string& deviceId) {
+  return store_.findDevice(deviceId);
+}
+
+core::Result<std::vector<storage::DeviceToken>> DeviceCredentials::tokens(
+    const std::string& deviceId) {
+  return store_.deviceTokens(deviceId);
+}
+
+core::Result<bool> DeviceCredentials::revokeToken(const std::string& deviceId,
+                                                  std::int64_t tokenId) {
+  return store_.revokeDeviceToken(deviceId, tokenId, nowUs_());
 }
 
 }  // namespace tern::auth

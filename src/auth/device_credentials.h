@@ -4,6 +4,7 @@
 // MQTT username and an empty password (stored as SHA-256, like API keys).
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,17 @@ class DeviceCredentials {
   // Removes the password and every token. False when the device had no credentials.
   core::Result<bool> removeDevice(const std::string& deviceId);
   core::Result<std::vector<storage::DeviceCredential>> listDevices();
+
+  // For the API. Sets or replaces the password (8–1024 bytes); true when the device had no
+  // credentials before. Logins with a replaced password are disconnected (tokens stay).
+  core::Result<bool> setPassword(const std::string& deviceId, const std::string& password);
+  // Removes the password, keeping the tokens. False when there was none.
+  core::Result<bool> clearPassword(const std::string& deviceId);
+  // The device's credentials, if any, and its active tokens (never secrets: hashes stay inside).
+  core::Result<std::optional<storage::DeviceCredential>> find(const std::string& deviceId);
+  core::Result<std::vector<storage::DeviceToken>> tokens(const std::string& deviceId);
+  // Revokes one active token of the device. False when it has no such token.
+  core::Result<bool> revokeToken(const std::string& deviceId, std::int64_t tokenId);
 
  private:
   storage::AuthStore& store_;

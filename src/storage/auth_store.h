@@ -82,6 +82,13 @@ class AuthStore {
   // Removes the user and every session of theirs. False when there was no such user.
   virtual core::Result<bool> removeUser(const std::string& name) = 0;
   virtual core::Result<std::int64_t> countUsers() = 0;
+  // Changes a user's role and/or password hash (nullopt: kept); false when there is no such
+  // user. A new password ends every session of the user and gives the user a new row id, so MQTT
+  // logins made with the old one end too; any change raises the credentials generation (a
+  // service user that is no longer one is disconnected from MQTT).
+  virtual core::Result<bool> updateUser(const std::string& name,
+                                        const std::optional<std::string>& role,
+                                        const std::optional<std::string>& passwordHash) = 0;
 
   // --- secrets (e.g. the JWT signing key), created once and shared by every node
   // Stores `candidate` under `name` unless a value is already there; returns the stored value.
@@ -136,6 +143,20 @@ class AuthStore {
   // Revokes every active token of the device; returns how many.
   virtual core::Result<std::int64_t> revokeDeviceTokens(const std::string& deviceId,
                                                         std::int64_t nowUs) = 0;
+  // Sets or replaces the device's password (registering the device if new); true when the
+  // device had no credentials before. A replaced password gets the credential a new row id and
+  // raises the credentials generation, so clients logged in with the old one are disconnected
+  // (tokens stay valid).
+  virtual core::Result<bool> setDevicePassword(const std::string& deviceId,
+                                               const std::string& passwordHash,
+                                               std::int64_t nowUs) = 0;
+  // Removes the device's password, keeping its tokens. False when it had none.
+  virtual core::Result<bool> clearDevicePassword(const std::string& deviceId) = 0;
+  // The device's active tokens, oldest first.
+  virtual core::Result<std::vector<DeviceToken>> deviceTokens(const std::string& deviceId) = 0;
+  // Revokes one active token of the device. False when the device has no such active token.
+  virtual core::Result<bool> revokeDeviceToken(const std::string& deviceId, std::int64_t tokenId,
+                                               std::int64_t nowUs) = 0;
   // A counter raised by every change that can invalidate a connected MQTT client (removing a
   // device or a user, revoking tokens), also when made by another process (the CLI): a
   // running broker polls it and re-checks its clients when it moved.

@@ -334,6 +334,138 @@ TEST_P(AuthStoreContractTest, DeviceTokensRoundTripAndRevoke) {
   EXPECT_EQ(generation(*store_), g0 + 2);
 }
 
+TEST_P(AuthStoreContractTest, DevicePasswordsAreSetReplacedAndCleared) {
+  const std::int64_t g0 = generation(*store_);
+  // New: registered, nothing to revoke.
+  auto created = store_->setDevicePassword("pw-dev", "$argon2id$one", kT0);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_TRUE(*created);
+  auto first = store_->findDevice("pw-dev");
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_EQ((*first)->passwordHash, "$argon2id$one");
+  EXPECT_EQ((*first)->createdUs, kT0);
+  EXPECT_EQ(generation(*store_), g0);
+  // Replaced: a new row id (the old password's logins end) and a raised generation; tokens stay.
+  ASSERT_TRUE(store_->addDeviceToken(DeviceToken{0, "pw-dev", "tdev_a", "pw-hash-1", kT0, 0}).ok());
+  ASSERT_TRUE(store_->addDevice(DeviceCredential{0, "zz-newer", "$argon2id$z", kT0, 0}).ok());
+  auto replaced = store_->setDevicePassword("pw-dev", "$argon2id$two", kT0 + 1);
+  ASSERT_TRUE(replaced.ok()) << replaced.error().message;
+  EXPECT_FALSE(*replaced);
+  auto second = store_->findDevice("pw-dev");
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->passwordHash, "$argon2id$two");
+  EXPECT_NE((*second)->id, (*first)->id);
+  EXPECT_NE((*second)->id, (*store_->findDevice("zz-newer"))->id);
+  EXPECT_EQ(generation(*store_), g0 + 1);
+  EXPECT_EQ(store_->deviceTokens("pw-dev")->size(), 1u);
+  // Set on a token-only device: it was known, so this replaces (the empty password).
+  ASSERT_TRUE(
+      store_->addDeviceToken(DeviceToken{0, "tok-only", "tdev_b", "pw-hash-2", kT0, 0}).ok());
+  auto onTokens = store_->setDevicePassword("tok-only", "$argon2id$three", kT0);
+  ASSERT_TRUE(onTokens.ok());
+  EXPECT_FALSE(*onTokens);
+
+  // Cleared: no password, a new row id, tokens kept; clearing again changes nothing.
+  const std::int64_t g1 = generation(*store_);
+  auto cleared = store_->clearDevicePassword("pw-dev");
+  ASSERT_TRUE(cleared.ok()) << cleared.error().message;
+  EXPECT_TRUE(*cleared);
+  auto third = store_->findDevice("pw-dev");
+  ASSERT_TRUE(third.ok() && third->has_value());
+  EXPECT_EQ((*third)->passwordHash, "");
+  EXPECT_NE((*third)->id, (*second)->id);
+  EXPECT_EQ(generation(*store_), g1 + 1);
+  EXPECT_EQ(store_->deviceTokens("pw-dev")->size(), 1u);
+  EXPECT_FALSE(*store_->clearDevicePassword("pw-dev"));
+  EXPECT_FALSE(*store_->clearDevicePassword("nobody"));
+  EXPECT_EQ(generation(*store_), g1 + 1);
+}
+
+TEST_P(AuthStoreContractTest, OneDeviceTokenIsListedAndRevoked) {
+  auto t1 = store_->addDeviceToken(DeviceToken{0, "one", "tdev_1", "one-hash-1", kT0, 0});
+  auto t2 = store_->addDeviceToken(DeviceToken{0, "one", "tdev_2", "one-hash-2", kT0 + 1, 0});
+  auto t3 = store_->addDeviceToken(DeviceToken{0, "two", "tdev_3", "one-hash-3", kT0, 0});
+  ASSERT_TRUE(t1.ok() && t2.ok() && t3.ok());
+  auto tokens = store_->deviceTokens("one");
+  ASSERT_TRUE(tokens.ok()) << tokens.error().message;
+  ASSERT_EQ(tokens->size(), 2u);
+  EXPECT_EQ((*tokens)[0].id, *t1);
+  EXPECT_EQ((*tokens)[0].prefix, "tdev_1");
+  EXPECT_EQ((*tokens)[1].id, *t2);
+  EXPECT_EQ((*tokens)[1].createdUs, kT0 + 1);
+  EXPECT_TRUE(store_->deviceTokens("nobody")->empty());
+
+  const std::int64_t g0 = generation(*store_);
+  // Only the device's own, active token.
+  EXPECT_FALSE(*store_->revokeDeviceToken("one", *t3, kT0 + 2));
+  EXPECT_FALSE(*store_->revokeDeviceToken("one", 999'999, kT0 + 2));
+  EXPECT_EQ(generation(*store_), g0);
+  EXPECT_TRUE(*store_->revokeDeviceToken("one", *t1, kT0 + 2));
+  EXPECT_EQ(generation(*store_), g0 + 1);
+  EXPECT_FALSE(*store_->revokeDeviceToken("one", *t1, kT0 + 3));
+  EXPECT_FALSE(store_->findDeviceToken("one-hash-1")->has_value());
+  EXPECT_TRUE(store_->findDeviceToken("one-hash-2")->has_value());
+  EXPECT_TRUE(store_->findDeviceToken("one-hash-3")->has_value());
+  tokens = store_->deviceTokens("one");
+  ASSERT_TRUE(tokens.ok());
+  ASSERT_EQ(tokens->size(), 1u);
+  EXPECT_EQ((*tokens)[0].id, *t2);
+}
+
+TEST_P(AuthStoreContractTest, UpdatingAUserChangesRoleAndPassword) {
+  const auto bob = addUser("bob", "service");
+  const auto carol = addUser("carol");
+  ASSERT_TRUE(store_->createSession("sb", bob, "hb", kT0, kT0 + kHour).ok());
+  ASSERT_TRUE(store_->createSession("sc", carol, "hc", kT0, kT0 + kHour).ok());
+  const std::int64_t g0 = generation(*store_);
+
+  // A role alone: the session stays and sees the new role; MQTT re-checks (generation).
+  auto updated = store_->updateUser("bob", std::string("operator"), std::nullopt);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_TRUE(*updated);
+  auto found = store_->findUser("bob");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->role, "operator");
+  EXPECT_EQ((*found)->id, bob);
+  EXPECT_EQ((*found)->passwordHash, "$argon2id$fake");
+  auto session = store_->activeSession("sb", kT0 + 1);
+  ASSERT_TRUE(session.ok() && session->has_value());
+  EXPECT_EQ((*session)->role, "operator");
+  EXPECT_EQ(generation(*store_), g0 + 1);
+
+  // A password: every session of the user ends, the user gets a new id; others keep theirs.
+  updated = store_->updateUser("bob", std::nullopt, std::string("$argon2id$new"));
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_TRUE(*updated);
+  found = store_->findUser("bob");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->passwordHash, "$argon2id$new");
+  EXPECT_EQ((*found)->role, "operator");
+  EXPECT_NE((*found)->id, bob);
+  EXPECT_NE((*found)->id, carol);
+  EXPECT_EQ((*found)->createdUs, kT0);
+  EXPECT_FALSE(store_->activeSession("sb", kT0 + 1)->has_value());
+  EXPECT_EQ(rotate("hb", "hb2").outcome, RefreshOutcome::kUnknown);
+  EXPECT_TRUE(store_->activeSession("sc", kT0 + 1)->has_value());
+  EXPECT_EQ(generation(*store_), g0 + 2);
+  // A new session of the new id works.
+  ASSERT_TRUE(store_->createSession("sb2", (*found)->id, "hb3", kT0, kT0 + kHour).ok());
+  EXPECT_TRUE(store_->activeSession("sb2", kT0 + 1)->has_value());
+
+  // Both at once; an unknown user is false and raises nothing.
+  updated = store_->updateUser("carol", std::string("admin"), std::string("$argon2id$c"));
+  ASSERT_TRUE(updated.ok() && *updated);
+  EXPECT_EQ((*store_->findUser("carol"))->role, "admin");
+  EXPECT_EQ((*store_->findUser("carol"))->passwordHash, "$argon2id$c");
+  EXPECT_FALSE(store_->activeSession("sc", kT0 + 1)->has_value());
+  const std::int64_t g1 = generation(*store_);
+  updated = store_->updateUser("nobody", std::string("admin"), std::nullopt);
+  ASSERT_TRUE(updated.ok());
+  EXPECT_FALSE(*updated);
+  EXPECT_EQ(generation(*store_), g1);
+  EXPECT_EQ(*store_->countUsers(), 2);
+}
+
 TEST_P(AuthStoreContractTest, RemovingAUserRaisesTheCredentialsGeneration) {
   addUser("svc", "service");
   const std::int64_t g0 = generation(*store_);

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -146,6 +148,30 @@ class PostgresAuthStore final : public AuthStore {
         "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM u)) "
         "SELECT count(*) FROM u",
         {name}, "remove user");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0) > 0;
+  }
+
+  core::Result<bool> updateUser(const std::string& name, const std::optional<std::string>& role,
+                                const std::optional<std::string>& passwordHash) override {
+    std::lock_guard lock(mutex_);
+    // One statement, so it is atomic without an explicit transaction. $2/$3 null: kept. A new
+    // password ends the user's sessions and takes a new id (MQTT logins hold the old one).
+    const char* params[] = {name.c_str(), role ? role->c_str() : nullptr,
+                            passwordHash ? passwordHash->c_str() : nullptr};
+    auto r = queryNullable(
+        "WITH o AS (SELECT id FROM users WHERE name = $1 FOR UPDATE), "
+        "u AS (UPDATE users SET role = coalesce($2, role), "
+        "password_hash = coalesce($3, password_hash), "
+        "id = CASE WHEN $3 IS NULL THEN id "
+        "ELSE nextval(pg_get_serial_sequence('users', 'id')) END "
+        "WHERE id IN (SELECT id FROM o) RETURNING id), "
+        "s AS (DELETE FROM auth_sessions WHERE $3 IS NOT NULL AND user_id IN (SELECT id FROM o) "
+        "RETURNING id), "
+        "t AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM s)), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM u)) "
+        "SELECT count(*) FROM u",
+        params, "update user");
     if (!r) return r.error();
     return intAt(*r, 0, 0) > 0;
   }
@@ -383,6 +409,64 @@ class PostgresAuthStore final : public AuthStore {
     return intAt(*r, 0, 0);
   }
 
+  core::Result<bool> setDevicePassword(const std::string& deviceId, const std::string& passwordHash,
+                                       std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    // A replaced password takes a new id (the grant of the old one ends) and raises the
+    // generation; xmax = 0 tells an insert from an update.
+    auto r = query(
+        "WITH d AS (INSERT INTO device_credentials(device_id, password_hash, created) "
+        "VALUES($1, $2, $3::int8) ON CONFLICT(device_id) DO UPDATE "
+        "SET password_hash = excluded.password_hash, "
+        "id = nextval(pg_get_serial_sequence('device_credentials', 'id')) "
+        "RETURNING (xmax = 0) AS inserted), "
+        "g AS (UPDATE auth_generation SET value = value + 1 "
+        "WHERE EXISTS (SELECT 1 FROM d WHERE NOT inserted)) "
+        "SELECT count(*) FROM d WHERE inserted",
+        {deviceId, passwordHash, std::to_string(nowUs)}, "set device password");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0) > 0;
+  }
+
+  core::Result<bool> clearDevicePassword(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "WITH d AS (UPDATE device_credentials SET password_hash = '', "
+        "id = nextval(pg_get_serial_sequence('device_credentials', 'id')) "
+        "WHERE device_id = $1 AND password_hash <> '' RETURNING 1), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM d)) "
+        "SELECT count(*) FROM d",
+        {deviceId}, "clear device password");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0) > 0;
+  }
+
+  core::Result<std::vector<DeviceToken>> deviceTokens(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens "
+        "WHERE device_id = $1 AND revoked = 0 ORDER BY id",
+        {deviceId}, "list a device's tokens");
+    if (!r) return r.error();
+    std::vector<DeviceToken> tokens;
+    for (int i = 0; i < PQntuples(r->get()); ++i) tokens.push_back(readToken(*r, i));
+    return tokens;
+  }
+
+  core::Result<bool> revokeDeviceToken(const std::string& deviceId, std::int64_t tokenId,
+                                       std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    auto r = query(
+        "WITH t AS (UPDATE device_tokens SET revoked = $3::int8 WHERE device_id = $1 "
+        "AND id = $2::int8 AND revoked = 0 RETURNING id), "
+        "g AS (UPDATE auth_generation SET value = value + 1 WHERE EXISTS (SELECT 1 FROM t)) "
+        "SELECT count(*) FROM t",
+        {deviceId, std::to_string(tokenId), std::to_string(nowUs > 0 ? nowUs : 1)},
+        "revoke device token");
+    if (!r) return r.error();
+    return intAt(*r, 0, 0) > 0;
+  }
+
   core::Result<std::int64_t> credentialsGeneration() override {
     std::lock_guard lock(mutex_);
     auto r =
@@ -489,13 +573,19 @@ class PostgresAuthStore final : public AuthStore {
   // Runs one statement with text parameters. A broken connection is reconnected once first.
   core::Result<ResultPtr> query(const char* sql, const std::vector<std::string>& params,
                                 std::string_view what) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    return queryNullable(sql, values, what);
+  }
+
+  // The same with parameters as C strings, where a null pointer is SQL NULL.
+  core::Result<ResultPtr> queryNullable(const char* sql, std::span<const char* const> values,
+                                        std::string_view what) {
     if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
       conn_.reset();
       if (auto status = connect(); !status.ok()) return core::Error{status.message()};
     }
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p.c_str());
     // Without parameters PQexec, which also runs multi-statement scripts (migrations).
     ResultPtr r(values.empty() ? PQexec(conn_.get(), sql)
                                : PQexecParams(conn_.get(), sql, static_cast<int>(values.size()),

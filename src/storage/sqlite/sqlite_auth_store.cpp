@@ -141,6 +141,10 @@ constexpr const char* kSqlDeleteUserTokens =
     "(SELECT id FROM auth_sessions WHERE user_id = ?1)";
 constexpr const char* kSqlDeleteUserSessions = "DELETE FROM auth_sessions WHERE user_id = ?1";
 constexpr const char* kSqlCountUsers = "SELECT count(*) FROM users";
+constexpr const char* kSqlSetUserRole = "UPDATE users SET role = ?2 WHERE id = ?1";
+// A new id above every other: MQTT logins with the old password hold a grant of the old one.
+constexpr const char* kSqlSetUserPassword =
+    "UPDATE users SET password_hash = ?2, id = (SELECT max(id) + 1 FROM users) WHERE id = ?1";
 constexpr const char* kSqlInsertSecret =
     "INSERT INTO auth_secrets(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO NOTHING";
 constexpr const char* kSqlGetSecret = "SELECT value FROM auth_secrets WHERE name = ?1";
@@ -207,6 +211,21 @@ constexpr const char* kSqlListDeviceTokens =
     "ORDER BY id";
 constexpr const char* kSqlRevokeDeviceTokens =
     "UPDATE device_tokens SET revoked = ?2 WHERE device_id = ?1 AND revoked = 0";
+
+// A new id above every other: a replaced password must not keep the grant of the old one.
+constexpr const char* kSqlSetDevicePassword =
+    "INSERT INTO device_credentials(device_id, password_hash, created) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(device_id) DO UPDATE SET password_hash = excluded.password_hash, "
+    "id = (SELECT max(id) + 1 FROM device_credentials)";
+constexpr const char* kSqlClearDevicePassword =
+    "UPDATE device_credentials SET password_hash = '', "
+    "id = (SELECT max(id) + 1 FROM device_credentials) "
+    "WHERE device_id = ?1 AND password_hash <> ''";
+constexpr const char* kSqlDeviceTokensOf =
+    "SELECT id, device_id, prefix, hash, created, revoked FROM device_tokens "
+    "WHERE device_id = ?1 AND revoked = 0 ORDER BY id";
+constexpr const char* kSqlRevokeDeviceToken =
+    "UPDATE device_tokens SET revoked = ?3 WHERE device_id = ?1 AND id = ?2 AND revoked = 0";
 
 class SqliteAuthStore final : public AuthStore {
  public:
@@ -281,6 +300,42 @@ class SqliteAuthStore final : public AuthStore {
         Stmt s(db_, *stmt);
         s.integer(1, **id);
         if (s.step() != SQLITE_DONE) return sqlError(db_, "remove user");
+      }
+      if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+        return core::Error{status.message()};
+      }
+      return true;
+    });
+  }
+
+  core::Result<bool> updateUser(const std::string& name, const std::optional<std::string>& role,
+                                const std::optional<std::string>& passwordHash) override {
+    std::lock_guard lock(mutex_);
+    return transaction<bool>("update user", [&]() -> core::Result<bool> {
+      auto id = lookupInt(kSqlUserId, name);
+      if (!id) return id.error();
+      if (!id->has_value()) return false;
+      if (role) {
+        auto stmt = prepare(kSqlSetUserRole);
+        if (!stmt) return stmt.error();
+        Stmt s(db_, *stmt);
+        s.integer(1, **id).text(2, *role);
+        if (s.step() != SQLITE_DONE) return sqlError(db_, "set user role");
+      }
+      if (passwordHash) {
+        // Every session ends: refresh tokens, then sessions, then the new password and id.
+        for (const char* sql : {kSqlDeleteUserTokens, kSqlDeleteUserSessions}) {
+          auto stmt = prepare(sql);
+          if (!stmt) return stmt.error();
+          Stmt s(db_, *stmt);
+          s.integer(1, **id);
+          if (s.step() != SQLITE_DONE) return sqlError(db_, "end user sessions");
+        }
+        auto stmt = prepare(kSqlSetUserPassword);
+        if (!stmt) return stmt.error();
+        Stmt s(db_, *stmt);
+        s.integer(1, **id).text(2, *passwordHash);
+        if (s.step() != SQLITE_DONE) return sqlError(db_, "set user password");
       }
       if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
         return core::Error{status.message()};
@@ -615,6 +670,78 @@ class SqliteAuthStore final : public AuthStore {
         }
       }
       return revoked;
+    });
+  }
+
+  core::Result<bool> setDevicePassword(const std::string& deviceId, const std::string& passwordHash,
+                                       std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    return transaction<bool>("set device password", [&]() -> core::Result<bool> {
+      bool existed = false;
+      {
+        auto stmt = prepare(kSqlFindDevice);
+        if (!stmt) return stmt.error();
+        Stmt s(db_, *stmt);
+        s.text(1, deviceId);
+        const int rc = s.step();
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlError(db_, "find device");
+        existed = rc == SQLITE_ROW;
+      }
+      auto stmt = prepare(kSqlSetDevicePassword);
+      if (!stmt) return stmt.error();
+      Stmt s(db_, *stmt);
+      s.text(1, deviceId).text(2, passwordHash).integer(3, nowUs);
+      if (s.step() != SQLITE_DONE) return sqlError(db_, "set device password");
+      if (existed) {
+        if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+          return core::Error{status.message()};
+        }
+      }
+      return !existed;
+    });
+  }
+
+  core::Result<bool> clearDevicePassword(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    return transaction<bool>("clear device password", [&]() -> core::Result<bool> {
+      if (auto status = runWithText(kSqlClearDevicePassword, deviceId); !status.ok()) {
+        return core::Error{status.message()};
+      }
+      if (sqlite3_changes(db_) == 0) return false;
+      if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+        return core::Error{status.message()};
+      }
+      return true;
+    });
+  }
+
+  core::Result<std::vector<DeviceToken>> deviceTokens(const std::string& deviceId) override {
+    std::lock_guard lock(mutex_);
+    auto stmt = prepare(kSqlDeviceTokensOf);
+    if (!stmt) return stmt.error();
+    Stmt s(db_, *stmt);
+    s.text(1, deviceId);
+    std::vector<DeviceToken> tokens;
+    int rc = SQLITE_ROW;
+    while ((rc = s.step()) == SQLITE_ROW) tokens.push_back(readToken(s));
+    if (rc != SQLITE_DONE) return sqlError(db_, "list a device's tokens");
+    return tokens;
+  }
+
+  core::Result<bool> revokeDeviceToken(const std::string& deviceId, std::int64_t tokenId,
+                                       std::int64_t nowUs) override {
+    std::lock_guard lock(mutex_);
+    return transaction<bool>("revoke device token", [&]() -> core::Result<bool> {
+      auto stmt = prepare(kSqlRevokeDeviceToken);
+      if (!stmt) return stmt.error();
+      Stmt s(db_, *stmt);
+      s.text(1, deviceId).integer(2, tokenId).integer(3, nowUs > 0 ? nowUs : 1);
+      if (s.step() != SQLITE_DONE) return sqlError(db_, "revoke device token");
+      if (sqlite3_changes(db_) == 0) return false;
+      if (auto status = runPlain(kSqlBumpGeneration); !status.ok()) {
+        return core::Error{status.message()};
+      }
+      return true;
     });
   }
 

@@ -1,13 +1,15 @@
-// DELETE /api/v1/devices/{id} through the whole server, on SQLite and on PostgreSQL: a device
-// with a password that published over MQTT is deleted over HTTP; its history, tags and cache
-// entry go, its MQTT client is disconnected and cannot log in again, other devices keep
-// everything, and a device that sends again afterwards is new.
+// Device and user administration through the whole server, on SQLite and on PostgreSQL.
+// DELETE /api/v1/devices/{id}: a device with a password that published over MQTT is deleted
+// over HTTP; its history, tags and cache entry go, its MQTT client is disconnected and cannot log
+// in again, other devices keep everything, and a device that sends again afterwards is new.
+// Device credentials and users set through the API are what MQTT logins check.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -175,6 +177,122 @@ TEST_P(DeviceDeleteTest, DeletesADeviceKnownOnlyByItsCredentialsOrOnlyByTheStore
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, DeviceDeleteTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param;
+                         });
+
+// Credentials and users made through the API are what MQTT logins check, and changing them
+// through the API disconnects the clients that used the old ones.
+class AdminOverMqttTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string url;
+    if (GetParam() == "postgres") url = PostgresServer::shared().createDatabase();
+    server_ = std::make_unique<TestServer>([&](core::Config& c) {
+      if (!url.empty()) {
+        c.storage.backend = "postgres";
+        c.storage.url = url;
+      }
+      c.mqtt.allowAnonymous = false;
+      c.mqtt.loginMaxFailures = 0;
+      c.mqtt.credentialCheckUs = 200'000;
+    });
+    operator_ = server_->authHeader("operator");
+    admin_ = server_->authHeader("admin");
+  }
+  api::testing::HttpTestResponse call(std::string_view method, const std::string& target,
+                                      const std::string& authorization,
+                                      std::string_view body = {}) {
+    HttpTestClient client(server_->httpPort(), authorization);
+    return client.request(method, target, body);
+  }
+  int connackCode(const std::string& clientId, std::optional<std::string> user,
+                  std::optional<std::string> password, MqttTestClient* keep = nullptr) {
+    MqttTestClient local;
+    MqttTestClient& client = keep != nullptr ? *keep : local;
+    auto ack = client.connect(server_->mqttPort(),
+                              connectPacket(clientId, std::move(user), std::move(password)));
+    return ack ? static_cast<int>(ack->returnCode) : -1;
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::string operator_;
+  std::string admin_;
+};
+
+TEST_P(AdminOverMqttTest, DevicePasswordsAndTokensFromTheApi) {
+  auto r = call("PUT", "/api/v1/devices/dev-a/credentials", operator_,
+                R"({"password":"first-password"})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  MqttTestClient withPassword;
+  ASSERT_EQ(connackCode("a-1", "dev-a", "first-password", &withPassword), 0);
+  ASSERT_TRUE(withPassword.publish("device/dev-a", R"({"v":1})", 1));
+
+  r = call("POST", "/api/v1/devices/dev-a/tokens", operator_);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const std::string token(r.json().at("token").as_string());
+  const std::int64_t tokenId = r.json().at("id").as_int64();
+  MqttTestClient withToken;
+  ASSERT_EQ(connackCode("a-2", token, std::nullopt, &withToken), 0);
+
+  // A new password: the client of the old one goes, the token's stays.
+  r = call("PUT", "/api/v1/devices/dev-a/credentials", operator_,
+           R"({"password":"second-password"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(withPassword.waitClosed(20s));
+  EXPECT_EQ(connackCode("a-3", "dev-a", "first-password"), 4);
+  EXPECT_EQ(connackCode("a-4", "dev-a", "second-password"), 0);
+  EXPECT_FALSE(withToken.closed());
+  ASSERT_TRUE(withToken.publish("device/dev-a", R"({"v":2})", 1)) << "still connected";
+
+  // The token revoked: its client goes, and it logs in no more.
+  EXPECT_EQ(
+      call("DELETE", "/api/v1/devices/dev-a/tokens/" + std::to_string(tokenId), operator_).status,
+      204u);
+  EXPECT_TRUE(withToken.waitClosed(20s));
+  EXPECT_EQ(connackCode("a-5", token, std::nullopt), 4);
+
+  // Everything removed: no login at all; the data stays.
+  EXPECT_EQ(call("DELETE", "/api/v1/devices/dev-a/credentials", operator_).status, 204u);
+  EXPECT_EQ(connackCode("a-6", "dev-a", "second-password"), 4);
+  r = call("GET", "/api/v1/devices/dev-a", operator_);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("message_count"), 2);
+}
+
+TEST_P(AdminOverMqttTest, ServiceUsersFromTheApi) {
+  auto r = call("POST", "/api/v1/users", admin_,
+                R"({"name":"svc","role":"service","password":"svc-password-1"})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  MqttTestClient service;
+  ASSERT_EQ(connackCode("svc-1", "svc", "svc-password-1", &service), 0);
+  ASSERT_TRUE(service.subscribe("device/#", 1).has_value());
+
+  // No longer a service user: disconnected, and refused (not authorised) from then on.
+  r = call("PATCH", "/api/v1/users/svc", admin_, R"({"role":"viewer"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(service.waitClosed(20s));
+  EXPECT_EQ(connackCode("svc-2", "svc", "svc-password-1"), 5);
+
+  // A service user again, with a new password: only that one logs in.
+  r = call("PATCH", "/api/v1/users/svc", admin_,
+           R"({"role":"service","password":"svc-password-2"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(connackCode("svc-3", "svc", "svc-password-1"), 4);
+  MqttTestClient again;
+  ASSERT_EQ(connackCode("svc-4", "svc", "svc-password-2", &again), 0);
+
+  // Removed: disconnected and gone; the user list shows who is left.
+  EXPECT_EQ(call("DELETE", "/api/v1/users/svc", admin_).status, 204u);
+  EXPECT_TRUE(again.waitClosed(20s));
+  EXPECT_EQ(connackCode("svc-5", "svc", "svc-password-2"), 4);
+  r = call("GET", "/api/v1/users", admin_);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto users = r.json();
+  for (const auto& user : users.at("users").as_array()) EXPECT_NE(user.at("name"), "svc");
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, AdminOverMqttTest, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            return param.param;
                          });
