@@ -25,9 +25,12 @@ constexpr std::int64_t kSecondUs = 1'000'000;
 // Reachable without credentials. Everything else — every route added later included — needs a
 // token or API key; a new public path must be added here on purpose. /mqtt is the
 // MQTT-over-WebSocket upgrade: the broker authenticates MQTT clients itself. The API description
-// and Swagger UI (/docs) are public so a browser can load them before it has a token.
+// and Swagger UI (/docs) are public so a browser can load them before it has a token; so are the
+// web app's page (/) and files (/app/{file}), which hold no data: what they show comes from the
+// API with the token the login page gets.
 bool publicPath(const std::vector<std::string>& s) {
-  if (s.size() == 1 && s[0] == "mqtt") return true;
+  if (s.size() == 1 && (s[0] == "mqtt" || s[0].empty())) return true;
+  if (s.size() == 2 && s[0] == "app") return true;
   if (!s.empty() && s[0] == "docs" && s.size() <= 2) return true;
   if (s.size() < 3 || s[0] != "api" || s[1] != "v1") return false;
   if (s.size() == 3 && (s[2] == "health" || s[2] == "openapi.json")) return true;

@@ -45,6 +45,13 @@ struct DeviceHooks {
   std::function<core::Status(const std::string& deviceId)> updated;
 };
 
+// What the web app (/) learns from GET /api/v1/web/config (config keys web.*).
+struct WebOptions {
+  std::string tileUrl;  // empty: the map draws a plain graticule instead of tiles
+  std::string tileAttribution;
+  std::int64_t onlineWindowUs = 5LL * 60 * 1'000'000;
+};
+
 struct ApiOptions {
   core::HostPort listen{"127.0.0.1", 8080};
   std::string nodeId;
@@ -60,6 +67,7 @@ struct ApiOptions {
   std::chrono::milliseconds requestTimeout{30'000};
   CommandHooks commands;
   DeviceHooks devices;
+  WebOptions web;
   // Checks every request except the public ones (health, login, refresh). Without it every
   // other request is refused with 401: the API never runs open by accident.
   auth::AuthService* auth = nullptr;

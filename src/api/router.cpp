@@ -214,10 +214,14 @@ std::span<const Router::Route> Router::table() {
       {"GET", "/api/v1/fleet/stationary", "tag key below above window from to",
        &R::fleetStationary},
       {"GET", "/api/v1/fleet/daily", "tag key agg from to by", &R::fleetDaily},
+      {"GET", "/api/v1/web/config", "", &R::webConfig},
       // Swagger UI: web assets, not part of the API description.
       {"GET", "/docs", "", &R::docsIndex, false},
       {"GET", "/docs/", "", &R::docsIndex, false},
       {"GET", "/docs/{file}", "", &R::docsAsset, false},
+      // The operator web app: a page and its files, not part of the API description.
+      {"GET", "/", "", &R::appIndex, false},
+      {"GET", "/app/{file}", "", &R::appAsset, false},
   };
   return kRoutes;
 }

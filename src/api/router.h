@@ -34,7 +34,7 @@ struct RouteInfo {
   std::string_view method;   // GET, POST, PUT, PATCH, DELETE
   std::string_view pattern;  // "/api/v1/devices/{id}/series/{key}": {name} matches one segment
   std::vector<std::string_view> query;  // the query parameters the route accepts
-  bool api = true;  // false for web assets (/docs), which the OpenAPI document does not list
+  bool api = true;  // false for web assets (/docs, /, /app), which the OpenAPI document omits
 };
 
 class Router {
@@ -106,6 +106,10 @@ class Router {
   ApiResponse openApi(const Call& call) const;
   ApiResponse docsIndex(const Call& call) const;
   ApiResponse docsAsset(const Call& call) const;
+  // The web app and its settings (web_routes.cpp).
+  ApiResponse appIndex(const Call& call) const;
+  ApiResponse appAsset(const Call& call) const;
+  ApiResponse webConfig(const Call& call) const;
 
   ApiResponse health(const Call& call) const;
   // GET /api/v1/live: the WebSocket live feed (the upgrade itself is the HTTP server's).

@@ -243,6 +243,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   apiOptions.nodeId = config_.server.nodeId;
   apiOptions.auth = auth_.get();
   apiOptions.deviceCredentials = deviceCredentials_.get();
+  apiOptions.web = {config_.web.tileUrl, config_.web.tileAttribution, config_.web.onlineWindowUs};
   apiOptions.healthInfo = [this] {
     broker::BrokerStats b = broker_->stats();
     ingest::PipelineStats p = pipeline_->stats();

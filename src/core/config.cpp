@@ -463,6 +463,28 @@ const std::vector<KeyDescriptor>& keyTable() {
                          static_cast<std::uint16_t>(parseInteger(key, text));
                    }});
     }
+    t.push_back({"web.tile_url", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   // Leaflet fills in {z}/{x}/{y}; a browser fetches it, so http(s) only.
+                   if (!text.empty() && text.rfind("https://", 0) != 0 &&
+                       text.rfind("http://", 0) != 0 && text.front() != '/') {
+                     failExpected(key.name,
+                                  "an http(s):// or /path tile URL with {z}, {x}, {y}, or empty",
+                                  text);
+                   }
+                   c.web.tileUrl = text;
+                 }});
+    t.push_back({"web.tile_attribution", Kind::kString, 0, 0,
+                 [](Config& c, const KeyDescriptor& key, const std::string& text) {
+                   // One line of text (Leaflet shows it as HTML: it comes from the operator).
+                   if (std::any_of(text.begin(), text.end(),
+                                   [](char ch) { return static_cast<unsigned char>(ch) < ' '; })) {
+                     failExpected(key.name, "one line of text", text);
+                   }
+                   c.web.tileAttribution = text;
+                 }});
+    t.push_back(durationKey("web.online_window", 1'000'000, 30LL * 86'400'000'000LL,
+                            "1s and 30d (5m)", &Config::web, &WebConfig::onlineWindowUs));
     return t;
   }();
   return table;

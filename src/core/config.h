@@ -86,6 +86,16 @@ struct ApiConfig {
   std::uint32_t loginMaxFailures = 5;  // failed logins per client address per minute; 0 = off
 };
 
+// The operator web app served at / (web/app).
+struct WebConfig {
+  // Leaflet tile URL template for the live map ("https://tile.example/{z}/{x}/{y}.png"); empty =
+  // no tiles, a plain graticule that works offline.
+  std::string tileUrl;
+  std::string tileAttribution;  // shown on the map next to the tiles (their licence asks for it)
+  // A device counts as online when it sent something within this window.
+  std::int64_t onlineWindowUs = 5LL * 60 * 1'000'000;
+};
+
 struct StorageConfig {
   std::string backend = "sqlite";  // sqlite | postgres
   std::string sync = "normal";     // normal | full (sqlite)
@@ -165,6 +175,7 @@ struct Config {
   StorageConfig storage;
   IngestConfig ingest;
   TrackersConfig trackers;
+  WebConfig web;
   std::vector<SourceConfig> sources;
 
   // Fills in derived defaults (node id) and checks cross-field rules. Throws ConfigError.

@@ -138,7 +138,10 @@ TEST_F(AuthApiTest, EveryOtherRouteNeedsCredentials) {
       {"GET", "/api/v1/users"},
       {"GET", "/api/v1/fleet/anything"},
       {"GET", "/api/v1/no-such-route"},
-      {"GET", "/"},
+      // The web app's page (/) and files (/app/{file}) are public; nothing else near them is.
+      {"GET", "/index.html"},
+      {"GET", "/app"},
+      {"GET", "/app/a/b.js"},
   };
   for (const auto& [method, path] : routes) {
     SCOPED_TRACE(std::string(method) + " " + path);

@@ -1024,7 +1024,7 @@ TEST(CsvTest, FieldsAreQuotedOnlyWhenNeeded) {
 
 TEST_F(HttpServerTest, UnknownPathsAre404) {
   for (const char* path :
-       {"/", "/api", "/api/v1", "/api/v2/health", "/api/v1/healthz", "/api/v1/devices/",
+       {"/app", "/api", "/api/v1", "/api/v2/health", "/api/v1/healthz", "/api/v1/devices/",
         "/api/v1/devices/sensor-1/other", "/api/v1/devices/sensor-1/series",
         "/api/v1/devices/sensor-1/series/", "/api/v1/devices/sensor-1/messages/1"}) {
     SCOPED_TRACE(path);

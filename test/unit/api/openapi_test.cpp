@@ -235,6 +235,8 @@ class OpenApiServerTest : public ::testing::Test {
     api.listen = {"127.0.0.1", 0};
     api.nodeId = "node-openapi";
     api.auth = auth_.get();
+    api.web.tileUrl = "https://tiles.example/{z}/{x}/{y}.png";
+    api.web.onlineWindowUs = 90 * kSecond;
     server_ = std::make_unique<HttpServer>(*store_, api);
     server_->start();
     admin_ = bearer("root");
@@ -398,6 +400,50 @@ TEST_F(OpenApiServerTest, SwaggerUiIsServedAtDocs) {
   const auto post = call("POST", "/docs", admin_, "{}");
   expectProblem(post, 405);
   EXPECT_EQ(post.header("allow"), "GET");
+}
+
+TEST_F(OpenApiServerTest, WebAppIsServedAtTheRoot) {
+  const auto index = call("GET", "/");
+  ASSERT_EQ(index.status, 200u) << index.body;
+  EXPECT_EQ(index.header("content-type"), "text/html; charset=utf-8");
+  EXPECT_NE(index.body.find("src=\"/app/main.js\""), std::string::npos);
+  EXPECT_NE(index.header("content-security-policy").find("script-src 'self'"), std::string::npos);
+  EXPECT_EQ(index.header("cache-control"), "no-cache");
+  const std::pair<const char*, const char*> files[] = {
+      {"/app/main.js", "import"},
+      {"/app/live.js", "/api/v1/live"},
+      {"/app/style.css", ".device-row"},
+      {"/app/leaflet.js", "Leaflet"},
+      {"/app/leaflet.markercluster.js", "MarkerClusterGroup"},
+      {"/app/uPlot.iife.min.js", "uPlot"},
+      {"/app/leaflet.css", ".leaflet-container"},
+      {"/app/LICENSE.uplot.txt", "MIT"},
+  };
+  for (const auto& [path, needle] : files) {
+    SCOPED_TRACE(path);
+    const auto r = call("GET", path);
+    ASSERT_EQ(r.status, 200u) << r.body.substr(0, 200);
+    EXPECT_NE(r.body.find(needle), std::string::npos);
+    EXPECT_EQ(r.header("x-content-type-options"), "nosniff");
+  }
+  EXPECT_EQ(call("GET", "/app/leaflet.js").header("cache-control"), "public, max-age=3600");
+  EXPECT_EQ(call("GET", "/app/main.js").header("content-type"), "text/javascript; charset=utf-8");
+  expectProblem(call("GET", "/app/no-such-file.js"), 404);
+  expectProblem(call("GET", "/app/a/b"), 401);  // only /app/{file} is public
+  expectProblem(call("GET", "/index.html"), 401);
+  const auto post = call("POST", "/", admin_, "{}");
+  expectProblem(post, 405);
+  EXPECT_EQ(post.header("allow"), "GET");
+}
+
+TEST_F(OpenApiServerTest, WebConfigNeedsATokenAndReportsTheSettings) {
+  expectProblem(call("GET", "/api/v1/web/config"), 401);
+  const auto r = call("GET", "/api/v1/web/config", viewer_);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto body = r.json();
+  EXPECT_EQ(body.at("tile_url").as_string(), "https://tiles.example/{z}/{x}/{y}.png");
+  EXPECT_EQ(body.at("tile_attribution").as_string(), "");
+  EXPECT_EQ(body.at("online_window_s").to_number<std::int64_t>(), 90);
 }
 
 }  // namespace

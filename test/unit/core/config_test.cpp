@@ -44,6 +44,8 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.api.tokenTtlUs, 15LL * 60 * 1'000'000);
   EXPECT_EQ(c.api.refreshTtlUs, 30LL * 86'400 * 1'000'000);
   EXPECT_EQ(c.api.loginMaxFailures, 5u);
+  EXPECT_EQ(c.web.tileUrl, "");
+  EXPECT_EQ(c.web.onlineWindowUs, 5LL * 60 * 1'000'000);
   EXPECT_NO_THROW(c.finalize());
   EXPECT_EQ(c.server.nodeId, hostName());
 }
@@ -108,7 +110,10 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "trackers.gl200_port",
                                           "trackers.meitrack_port",
                                           "trackers.ruptela_port",
-                                          "trackers.osmand_port"};
+                                          "trackers.osmand_port",
+                                          "web.tile_url",
+                                          "web.tile_attribution",
+                                          "web.online_window"};
   EXPECT_EQ(configKeys(), expected);
 }
 
@@ -156,6 +161,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "ingest.spool", "false");
   applyConfigValue(c, "ingest.spool_max_bytes", "1048576");
   applyConfigValue(c, "ingest.latest_cache_devices", "0");
+  applyConfigValue(c, "web.tile_url", "https://tiles.example/{z}/{x}/{y}.png");
+  applyConfigValue(c, "web.tile_attribution", "© Example");
+  applyConfigValue(c, "web.online_window", "90s");
   EXPECT_EQ(c.server.dataDir, "/var/lib/tern");
   EXPECT_EQ(c.server.nodeId, "node-1");
   EXPECT_EQ(c.server.threads, 4u);
@@ -196,6 +204,9 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.storage.retentionSchedule, "@hourly");
   EXPECT_FALSE(c.storage.rollups);
   EXPECT_EQ(c.storage.rollupSchedule, "*/5 * * * *");
+  EXPECT_EQ(c.web.tileUrl, "https://tiles.example/{z}/{x}/{y}.png");
+  EXPECT_EQ(c.web.tileAttribution, "© Example");
+  EXPECT_EQ(c.web.onlineWindowUs, 90'000'000);
   ASSERT_EQ(c.ingest.routes.size(), 2u);
   EXPECT_EQ(c.ingest.routes[1].filter, "b/#");
   EXPECT_EQ(c.ingest.routes[1].deviceId, "json:meta.id");
@@ -229,6 +240,9 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"http.listen", {"foo", "localhost:99999"}},
       {"api.token_ttl", {"", "15", "0s", "2d", "soon", "-1m"}},
       {"api.refresh_ttl", {"", "30", "500ms", "367d"}},
+      {"web.tile_url", {"tiles.example/{z}/{x}/{y}.png", "javascript:alert(1)"}},
+      {"web.tile_attribution", {"line\nbreak"}},
+      {"web.online_window", {"", "300", "0s", "31d"}},
       {"api.login_max_failures", {"-1", "x", "1000001"}},
       {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
