@@ -9,6 +9,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients python3-paho-mqtt curl sqlite3
   postgresql postgresql-client libpq-dev
+  chromium  # the web app's browser tests (test/browser, npm playwright-core drives it)
 )
 # Node.js and npm build the web assets (web/, npm ci). Any node that brings npm will do (e.g. a
 # NodeSource nodejs, which bundles npm and conflicts with Debian's npm package): only when there is
