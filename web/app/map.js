@@ -191,7 +191,7 @@ export function mountMap(container, {live, settings, query}) {
       positions.set(p.device, {lat: p.lat, lon: p.lon, ts: parseTime(p.last_seen), speed: p.speed});
       move(p.device, positions.get(p.device));
     }
-    count.textContent = `${positions.size} devices with a position`;
+    count.textContent = `${positions.size} device${positions.size === 1 ? "" : "s"} with a position`;
     count.dataset.count = String(positions.size);
     if (!fitted && positions.size && !selectedId) {
       fitted = true;
@@ -226,7 +226,7 @@ export function mountMap(container, {live, settings, query}) {
     if (moved.includes(selectedId)) {
       if (trackLine) trackLine.setLatLngs(track); else drawTrack();
     }
-    count.textContent = `${positions.size} devices with a position`;
+    count.textContent = `${positions.size} device${positions.size === 1 ? "" : "s"} with a position`;
     count.dataset.count = String(positions.size);
     renderSelected();
   });
