@@ -237,6 +237,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
   jobs_ = std::make_unique<scheduler::JobRunner>();
   addRetentionJob();
   addRollupJob();
+  addLatestSyncJob();
 
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
@@ -302,7 +303,8 @@ Server::Server(core::Config config) : config_(std::move(config)) {
     out["latest_cache"] = boost::json::object{{"devices", l.devices},
                                               {"complete", l.complete},
                                               {"store_reads", l.storeReads},
-                                              {"refreshes", l.refreshes}};
+                                              {"refreshes", l.refreshes},
+                                              {"syncs", l.syncs}};
     if (brokerState_) {
       broker::StateStoreStats st = brokerState_->stats();
       out["broker_state"] = boost::json::object{{"writes", st.writes},
@@ -389,6 +391,31 @@ void Server::addRetentionJob() {
         }
         return {};
       });
+}
+
+void Server::addLatestSyncJob() {
+  // Only a shared database has writers this node does not see; SQLite has one node.
+  if (config_.storage.backend != "postgres" || config_.ingest.latestCacheSyncUs == 0) return;
+  auto schedule = scheduler::Schedule::parse(
+      "@every " + std::to_string(config_.ingest.latestCacheSyncUs / 1000) + "ms");
+  if (!schedule) {
+    throw core::ConfigError("config: ingest.latest_cache_sync: " + schedule.error().message);
+  }
+  jobs_->add("latest-sync", std::move(*schedule),
+             [this, runs = std::uint64_t{0}, sinceUs = std::int64_t{0}]() mutable -> core::Status {
+               // Every 30th run reads every device: tags, names and attributes set through
+               // another node's API change no last-seen time.
+               const bool full = runs++ % 30 == 0;
+               // Other nodes stamp last_seen with their own clocks and commit a batch up to
+               // its group-commit time later: a generous overlap costs only re-reading a few
+               // devices.
+               const std::int64_t startUs = core::nowMicros();
+               auto status = latest_->syncFromStore(full ? std::nullopt
+                                                         : std::optional<std::int64_t>(sinceUs));
+               if (!status.ok()) return status;
+               sinceUs = startUs - config_.ingest.latestCacheSyncUs - 30'000'000;
+               return {};
+             });
 }
 
 void Server::addRollupJob() {

@@ -84,6 +84,7 @@ class Server {
  private:
   void addRetentionJob();
   void addRollupJob();
+  void addLatestSyncJob();
 
   core::Config config_;
   std::unique_ptr<storage::Store> store_;

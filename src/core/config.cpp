@@ -415,6 +415,8 @@ const std::vector<KeyDescriptor>& keyTable() {
                            &Config::ingest, &IngestConfig::spoolMaxBytes));
     t.push_back(integerKey("ingest.latest_cache_devices", 0, 100'000'000, &Config::ingest,
                            &IngestConfig::latestCacheDevices));
+    t.push_back(durationKey("ingest.latest_cache_sync", 0, 3'600'000'000LL, "0s (off) and 1h (2s)",
+                            &Config::ingest, &IngestConfig::latestCacheSyncUs));
     t.push_back({"trackers.enabled", Kind::kList, 0, 0,
                  [](Config& c, const KeyDescriptor& key, const std::string& text) {
                    std::vector<std::string> names;

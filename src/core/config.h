@@ -128,6 +128,10 @@ struct IngestConfig {
   std::uint64_t spoolMaxBytes = 1024ull * 1024 * 1024;
   // Devices held in the in-memory latest-state cache; beyond it, the store answers for the rest.
   std::uint64_t latestCacheDevices = 1'000'000;
+  // With storage.backend = "postgres" (several nodes may share the database): how often the
+  // cache takes over what other nodes wrote (devices seen since the last run, and every device
+  // every 30th run). 0: never (a single node).
+  std::int64_t latestCacheSyncUs = 2'000'000;
 };
 
 // Vehicle trackers over raw TCP, one listener per enabled protocol (plus OsmAnd over HTTP).

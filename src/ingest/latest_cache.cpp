@@ -101,14 +101,7 @@ core::Status LatestCache::load() {
     std::unique_lock lock(shard.mutex);
     Entry* entry = insertLocked(shard, device.deviceId);
     if (entry == nullptr) break;
-    entry->firstSeenUs = device.firstSeenUs;
-    entry->lastSeenUs = device.lastSeenUs;
-    entry->messageCount = device.messageCount;
-    entry->latest = std::move(device.latest);
-    entry->tags = std::move(device.tags);
-    entry->attributes = std::move(device.attributes);
-    entry->name = std::move(device.name);
-    entry->type = std::move(device.type);
+    assign(*entry, std::move(device));
   }
   return {};
 }
@@ -129,14 +122,55 @@ core::Status LatestCache::deviceUpdated(const std::string& deviceId) {
   std::unique_lock lock(shard.mutex);
   Entry* entry = insertLocked(shard, deviceId);
   if (entry == nullptr) return {};  // over the bound: the store answers for it
-  entry->firstSeenUs = summary.firstSeenUs;
-  entry->lastSeenUs = summary.lastSeenUs;
-  entry->messageCount = summary.messageCount;
-  entry->latest = std::move(summary.latest);
-  entry->tags = std::move(summary.tags);
-  entry->attributes = std::move(summary.attributes);
-  entry->name = std::move(summary.name);
-  entry->type = std::move(summary.type);
+  assign(*entry, std::move(summary));
+  return {};
+}
+
+void LatestCache::assign(Entry& entry, storage::DeviceSummary&& summary) {
+  entry.firstSeenUs = summary.firstSeenUs;
+  entry.lastSeenUs = summary.lastSeenUs;
+  entry.messageCount = summary.messageCount;
+  entry.latest = std::move(summary.latest);
+  entry.tags = std::move(summary.tags);
+  entry.attributes = std::move(summary.attributes);
+  entry.name = std::move(summary.name);
+  entry.type = std::move(summary.type);
+}
+
+core::Status LatestCache::syncFromStore(std::optional<std::int64_t> sinceUs) {
+  // As in refreshAfterRetention: every batch up to `done` is in the store and in the cache
+  // before the store is read. A device a later batch touches, or one the cache lacks (a batch
+  // in flight cannot mark it), may or may not be in what the store returns for this node's own
+  // writes: it is re-read under the commit gate, so nothing is counted twice.
+  if (!loaded_.load(std::memory_order_acquire)) return {};
+  const std::uint64_t done = doneSeq_.load(std::memory_order_acquire);
+  auto devices = sinceUs ? store_.listDevicesSeenSince(*sinceUs) : store_.listDevices();
+  if (!devices) return core::Error{"latest cache: sync: " + devices.error().message};
+  std::vector<std::string> again;
+  for (auto& device : *devices) {
+    Shard& shard = shardFor(device.deviceId);
+    std::unique_lock lock(shard.mutex);
+    auto it = shard.devices.find(device.deviceId);
+    if (it == shard.devices.end() || it->second.touchedSeq > done) {
+      again.push_back(std::move(device.deviceId));
+      continue;
+    }
+    assign(it->second, std::move(device));
+  }
+  for (std::size_t start = 0; start < again.size(); start += kGateGroup) {
+    std::lock_guard gate(commitGate_);
+    const std::size_t end = std::min(again.size(), start + kGateGroup);
+    for (std::size_t i = start; i < end; ++i) {
+      auto device = store_.getDevice(again[i]);
+      if (!device) return core::Error{"latest cache: sync: " + device.error().message};
+      if (!device->has_value()) continue;
+      Shard& shard = shardFor(again[i]);
+      std::unique_lock lock(shard.mutex);
+      Entry* entry = insertLocked(shard, again[i]);
+      if (entry != nullptr) assign(*entry, std::move(**device));
+    }
+  }
+  syncs_.fetch_add(1, std::memory_order_relaxed);
   return {};
 }
 
@@ -306,6 +340,7 @@ LatestCacheStats LatestCache::stats() const {
   s.complete = complete_.load(std::memory_order_acquire);
   s.storeReads = storeReads_.load(std::memory_order_relaxed);
   s.refreshes = refreshes_.load(std::memory_order_relaxed);
+  s.syncs = syncs_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -37,6 +37,7 @@ struct LatestCacheStats {
   bool complete = true;  // holds every device the store has (false: loading failed or overflow)
   std::uint64_t storeReads = 0;  // reads answered by the store because the cache lacked them
   std::uint64_t refreshes = 0;   // retention refreshes done
+  std::uint64_t syncs = 0;       // syncFromStore runs done (several nodes, one database)
 };
 
 class LatestCache {
@@ -70,6 +71,13 @@ class LatestCache {
   // After Store::deleteBefore(cutoffUs) (any thread, concurrently with the writer): takes message
   // counts and first-seen times of cached devices that had data before the cutoff from the store.
   core::Status refreshAfterRetention(std::int64_t cutoffUs);
+
+  // Several nodes sharing one database (PostgreSQL): takes over the store's view of the devices
+  // last seen at or after `sinceUs` (other nodes' messages), or with nullopt of every device
+  // (also tags, names and attributes set through another node's API, and devices it
+  // registered). Devices this node is writing at the same time are re-read under the commit
+  // gate, as in refreshAfterRetention, so its own batches are never counted twice. Any thread.
+  core::Status syncFromStore(std::optional<std::int64_t> sinceUs);
 
   LatestCacheStats stats() const;
 
@@ -111,6 +119,8 @@ class LatestCache {
   Shard& shardFor(std::string_view deviceId);
   const Shard& shardFor(std::string_view deviceId) const;
   static storage::DeviceSummary toSummary(const std::string& deviceId, const Entry& entry);
+  // The store's view of a device, all but touchedSeq.
+  static void assign(Entry& entry, storage::DeviceSummary&& summary);
   // Inserts a device unless the bound is reached (then marks the cache incomplete). Shard lock
   // held.
   Entry* insertLocked(Shard& shard, std::string_view deviceId);
@@ -123,6 +133,7 @@ class LatestCache {
   std::atomic<bool> complete_{false};
   mutable std::atomic<std::uint64_t> storeReads_{0};
   std::atomic<std::uint64_t> refreshes_{0};
+  std::atomic<std::uint64_t> syncs_{0};
   // Batches begun and finished. At most one is in flight (one writer), so doneSeq_ is either
   // beganSeq_ or one behind it.
   std::atomic<std::uint64_t> beganSeq_{0};

@@ -196,6 +196,17 @@ class Store {
     (void)deviceId;
     return core::Error{backendName() + ": deleting devices is not supported"};
   }
+  // Devices last seen at or after `sinceUs`, ordered by id, like listDevices: what other nodes
+  // sharing the database wrote lately, for the latest-state cache. The default filters
+  // listDevices(); a backend several nodes share answers it in the database.
+  virtual core::Result<std::vector<DeviceSummary>> listDevicesSeenSince(std::int64_t sinceUs) {
+    auto devices = listDevices();
+    if (!devices) return devices.error();
+    std::erase_if(*devices, [sinceUs](const DeviceSummary& d) {
+      return d.neverSeen() || d.lastSeenUs < sinceUs;
+    });
+    return devices;
+  }
   // Devices with tag `key` = `value`, ordered by id, like listDevices.
   virtual core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
                                                                       const std::string& value) {

@@ -378,6 +378,34 @@ TEST_P(StoreContractTest, UnicodeDeviceIdsTopicsAndNodes) {
   EXPECT_EQ((*device)->deviceId, "gerät-ü-😀");
 }
 
+TEST_P(StoreContractTest, DevicesSeenSinceLeaveOutOlderAndNeverSeenDevices) {
+  append({makeRecord("old", kJan2026Us + 100, {{"v", std::int64_t{1}}}),
+          makeRecord("new", kJan2026Us + 200, {{"v", std::int64_t{2}}}),
+          makeRecord("both", kJan2026Us + 50, {{"v", std::int64_t{3}}})});
+  append({makeRecord("both", kJan2026Us + 300, {{"v", std::int64_t{4}}})});
+  DeviceUpdate registration;
+  registration.name = std::string("registered, never seen");
+  ASSERT_TRUE(store_->updateDevice("quiet", registration).ok());
+  auto recent = store_->listDevicesSeenSince(kJan2026Us + 150);
+  ASSERT_TRUE(recent.ok()) << recent.error().message;
+  ASSERT_EQ(recent->size(), 2U);
+  EXPECT_EQ((*recent)[0].deviceId, "both");
+  EXPECT_EQ((*recent)[0].messageCount, 2);
+  EXPECT_EQ(*findField((*recent)[0].latest, "v"), FieldValue(std::int64_t{4}));
+  EXPECT_EQ((*recent)[1].deviceId, "new");
+  // At the boundary: last seen exactly at sinceUs is included.
+  auto exact = store_->listDevicesSeenSince(kJan2026Us + 300);
+  ASSERT_TRUE(exact.ok());
+  ASSERT_EQ(exact->size(), 1U);
+  EXPECT_EQ((*exact)[0].deviceId, "both");
+  auto all = store_->listDevicesSeenSince(0);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 3U);  // "quiet" has never sent
+  auto none = store_->listDevicesSeenSince(kJan2026Us + 301);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_P(StoreContractTest, ManyDevicesInOneBatchAndAcrossBatches) {
   constexpr int kDevices = 50;
   constexpr int kPerDevice = 40;

@@ -169,6 +169,11 @@ constexpr const char* kSqlSeriesTail =
 constexpr const char* kSqlListDevices =
     TERN_DEVICE_COLUMNS "FROM devices d ORDER BY d.device_id COLLATE \"C\"";
 constexpr const char* kSqlGetDevice = TERN_DEVICE_COLUMNS "FROM devices d WHERE d.device_id = $1";
+// A sequential scan of the devices table (no history): an index on last_seen would cost every
+// ingest batch's upsert more than this saves a poll every few seconds.
+constexpr const char* kSqlDevicesSeenSince = TERN_DEVICE_COLUMNS
+    "FROM devices d WHERE d.last_seen >= $1::int8 "
+    "AND d.first_seen <= d.last_seen ORDER BY d.device_id COLLATE \"C\"";
 constexpr const char* kSqlDevicesWithTag = TERN_DEVICE_COLUMNS
     "FROM device_tags g JOIN devices d ON d.device_id = g.device_id "
     "WHERE g.key = $1 AND g.value = $2 ORDER BY d.device_id COLLATE \"C\"";
@@ -887,6 +892,7 @@ class PostgresStore final : public Store {
   core::Result<std::int64_t> dropKeyBefore(const std::string& key, std::int64_t cutoffUs) override;
   core::Result<DeviceSummary> updateDevice(const std::string& deviceId,
                                            const DeviceUpdate& update) override;
+  core::Result<std::vector<DeviceSummary>> listDevicesSeenSince(std::int64_t sinceUs) override;
   core::Result<std::vector<DeviceSummary>> listDevicesWithTag(const std::string& key,
                                                               const std::string& value) override;
   core::Result<bool> deleteDevice(const std::string& deviceId) override;
@@ -1483,6 +1489,10 @@ core::Result<std::vector<Bucket>> PostgresStore::querySeries(const SeriesQuery& 
 
 core::Result<std::vector<DeviceSummary>> PostgresStore::listDevices() {
   return readDevices(readers_, kSqlListDevices, {});
+}
+
+core::Result<std::vector<DeviceSummary>> PostgresStore::listDevicesSeenSince(std::int64_t sinceUs) {
+  return readDevices(readers_, kSqlDevicesSeenSince, {toText(sinceUs)});
 }
 
 core::Result<std::vector<DeviceSummary>> PostgresStore::listDevicesWithTag(

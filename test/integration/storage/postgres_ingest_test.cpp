@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -46,13 +47,15 @@ boost::json::object parseObject(const std::string& text) {
 class PostgresIngestTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    const std::string url = PostgresServer::shared().createDatabase();
+    url_ = PostgresServer::shared().createDatabase();
     server_ = std::make_unique<TestServer>([&](core::Config& c) {
       c.storage.backend = "postgres";
-      c.storage.url = url;
+      c.storage.url = url_;
+      c.ingest.latestCacheSyncUs = 200'000;
     });
   }
 
+  std::string url_;
   std::unique_ptr<TestServer> server_;
 };
 
@@ -152,6 +155,69 @@ TEST_P(PostgresIngestTest, PubackWaitsWhileTheDatabaseIsDown) {
   EXPECT_EQ(*counted, 2);  // exactly once
   health = parseObject(httpGet(*server_, "/api/v1/health"));
   EXPECT_EQ(health["storage"].as_object()["status"], "ok");
+}
+
+// Two nodes on one database: each node's device list (its in-memory latest-state cache) takes
+// over what the other node stored, without counting its own messages twice.
+TEST_P(PostgresIngestTest, EachNodesDeviceListShowsWhatTheOtherNodeStored) {
+  TestServer nodeB([&](core::Config& c) {
+    c.storage.backend = "postgres";
+    c.storage.url = url_;
+    c.server.nodeId = "node-b";
+    c.ingest.latestCacheSyncUs = 200'000;
+  });
+  // The device as node A's API shows it, once `done` holds (bounded wait).
+  auto waitOnA = [&](const std::function<bool(const boost::json::object&)>& done) {
+    boost::json::object last;
+    for (int i = 0; i < 400; ++i) {
+      std::string out;
+      runCommand("curl -s " + server_->curlAuth("viewer") + " 'http://127.0.0.1:" +
+                     std::to_string(server_->httpPort()) + "/api/v1/devices/multi-1'",
+                 &out);
+      boost::system::error_code ec;
+      auto value = boost::json::parse(out, ec);
+      if (!ec && value.is_object()) {
+        last = value.as_object();
+        if (last.contains("id") && done(last)) return last;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "node A never showed it; last answer: " << boost::json::serialize(last);
+    return last;
+  };
+  auto latestTemp = [](const boost::json::object& device) {
+    const auto* latest = device.if_contains("latest");
+    return latest != nullptr && latest->is_object() && latest->as_object().contains("temp")
+               ? latest->as_object().at("temp").to_number<double>()
+               : -1.0;
+  };
+
+  MqttTestClient viaB;
+  ASSERT_TRUE(viaB.connect(nodeB.mqttPort(), "multi-b"));
+  ASSERT_TRUE(viaB.publish("device/multi-1", "{\"temp\":5}", 1));
+  auto seen = waitOnA([&](const auto& d) { return latestTemp(d) == 5.0; });
+  EXPECT_EQ(seen["message_count"], 1);
+  ASSERT_TRUE(viaB.publish("device/multi-1", "{\"temp\":6}", 1));
+  seen = waitOnA([&](const auto& d) { return latestTemp(d) == 6.0; });
+  EXPECT_EQ(seen["message_count"], 2);
+
+  // A message through node A itself, then more syncs: counted once.
+  MqttTestClient viaA;
+  ASSERT_TRUE(viaA.connect(server_->mqttPort(), "multi-a"));
+  ASSERT_TRUE(viaA.publish("device/multi-1", "{\"temp\":7}", 1));
+  auto syncs = [&] {
+    auto health = parseObject(httpGet(*server_, "/api/v1/health"));
+    const auto* cache = health.if_contains("latest_cache");
+    return cache != nullptr ? cache->as_object().at("syncs").to_number<std::int64_t>() : -1;
+  };
+  const std::int64_t before = syncs();
+  for (int i = 0; i < 400 && syncs() < before + 3; ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_GE(syncs(), before + 3);
+  seen = waitOnA([&](const auto& d) { return latestTemp(d) == 7.0; });
+  EXPECT_EQ(seen["message_count"], 3);
+  auto stored = server_->server().store().getDevice("multi-1");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->messageCount, 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(postgres, PostgresIngestTest, ::testing::Values("postgres"),
