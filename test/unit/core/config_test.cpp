@@ -41,6 +41,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_TRUE(c.ingest.spool);
   EXPECT_EQ(c.ingest.spoolMaxBytes, 1024ull * 1024 * 1024);
   EXPECT_EQ(c.ingest.latestCacheDevices, 1'000'000u);
+  EXPECT_EQ(c.ingest.latestCacheSyncUs, 2'000'000);
   EXPECT_EQ(c.api.tokenTtlUs, 15LL * 60 * 1'000'000);
   EXPECT_EQ(c.api.refreshTtlUs, 30LL * 86'400 * 1'000'000);
   EXPECT_EQ(c.api.loginMaxFailures, 5u);
@@ -98,6 +99,7 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "ingest.spool",
                                           "ingest.spool_max_bytes",
                                           "ingest.latest_cache_devices",
+                                          "ingest.latest_cache_sync",
                                           "trackers.enabled",
                                           "trackers.host",
                                           "trackers.register_unknown",
@@ -161,6 +163,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "ingest.spool", "false");
   applyConfigValue(c, "ingest.spool_max_bytes", "1048576");
   applyConfigValue(c, "ingest.latest_cache_devices", "0");
+  applyConfigValue(c, "ingest.latest_cache_sync", "500ms");
   applyConfigValue(c, "web.tile_url", "https://tiles.example/{z}/{x}/{y}.png");
   applyConfigValue(c, "web.tile_attribution", "© Example");
   applyConfigValue(c, "web.online_window", "90s");
@@ -213,6 +216,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.ingest.batchSize, 1u);
   EXPECT_EQ(c.ingest.batchMs, 10'000u);
   EXPECT_EQ(c.ingest.queueCapacity, 100u);
+  EXPECT_EQ(c.ingest.latestCacheSyncUs, 500'000);
   EXPECT_FALSE(c.ingest.spool);
   EXPECT_EQ(c.ingest.spoolMaxBytes, 1'048'576u);
   EXPECT_EQ(c.ingest.latestCacheDevices, 0u);
@@ -261,6 +265,7 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"ingest.spool", {"maybe", ""}},
       {"ingest.spool_max_bytes", {"1048575", "1GiB", "-1", "1000000000000000001"}},
       {"ingest.latest_cache_devices", {"-1", "100000001", "1e6", ""}},
+      {"ingest.latest_cache_sync", {"", "2", "-1s", "2h"}},
       {"mqtt.proxy_protocol", {"maybe", "2", ""}},
       {"mqtt.tls_listen", {"", "8883", "host:65536"}},
       {"mqtt.tls_cert", {"", "a\nb"}},
