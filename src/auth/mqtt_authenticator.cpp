@@ -97,7 +97,9 @@ void MqttAuthenticator::authenticate(broker::ConnectInfo info,
     const bool byCertificate =
         !info.certificateCn.empty() && (!info.username || *info.username == info.certificateCn);
     if (byCertificate) {
-      done(allowDevice(info, info.certificateCn, {}));
+      // The CA vouches for the name; the device must still be registered (decide()), so that
+      // removing it shuts the certificate out too.
+      enqueue(std::move(info), std::move(done));
       return;
     }
     if (info.username) {
@@ -112,6 +114,10 @@ void MqttAuthenticator::authenticate(broker::ConnectInfo info,
     done(refuse(Outcome::kRateLimited, "too many failed logins from " + info.address));
     return;
   }
+  enqueue(std::move(info), std::move(done));
+}
+
+void MqttAuthenticator::enqueue(broker::ConnectInfo info, std::function<void(AuthDecision)> done) {
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() < options_.queueCapacity && !stopping_) {
@@ -141,8 +147,21 @@ void MqttAuthenticator::work() {
 
 AuthDecision MqttAuthenticator::decide(const broker::ConnectInfo& info) {
   const bool hasPassword = info.password && !info.password->empty();
+  if (!hasPassword && !info.certificateCn.empty() &&
+      (!info.username || *info.username == info.certificateCn)) {
+    // A verified client certificate.
+    const std::string& name = info.certificateCn;
+    auto device = store_.findDevice(name);
+    if (!device) return storeFailed(device.error());
+    if (!device->has_value()) {
+      return refuse(Outcome::kNotAuthorized,
+                    "certificate CN '" + name + "' is not a registered device");
+    }
+    return allowDevice(info, name, "c:" + name);
+  }
   if (!hasPassword) {
-    // An access token as the username (authenticate() sent nothing else here without one).
+    // An access token as the username (authenticate() sent nothing else here without a
+    // password or a certificate).
     auto token = store_.findDeviceToken(sha256Hex(*info.username));
     if (!token) return storeFailed(token.error());
     if (!token->has_value()) return refuse(Outcome::kBadCredentials, "unknown or revoked token");
@@ -283,6 +302,7 @@ std::vector<std::string> MqttAuthenticator::checkRevocations() {
   }
   for (const auto& d : *devices) {
     if (!d.passwordHash.empty()) valid.insert("d:" + std::to_string(d.id));
+    valid.insert("c:" + d.deviceId);  // certificate logins: while the device is registered
   }
   for (const auto& t : *tokens) valid.insert("t:" + std::to_string(t.id));
   for (const auto& u : *users) {

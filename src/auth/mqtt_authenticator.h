@@ -55,6 +55,8 @@ class MqttAuthenticator final : public broker::Authenticator {
     broker::ConnectInfo info;
     std::function<void(broker::AuthDecision)> done;
   };
+  // Hands the login to a worker thread (refused as unavailable when the queue is full).
+  void enqueue(broker::ConnectInfo info, std::function<void(broker::AuthDecision)> done);
   void work();
   void checkLoop();
   broker::AuthDecision decide(const broker::ConnectInfo& info);

@@ -9,7 +9,10 @@
 #include <future>
 #include <thread>
 
+#include "app/server.h"
+#include "auth/device_credentials.h"
 #include "broker/broker.h"
+#include "storage/auth_store.h"
 #include "support/mqtt_test_client.h"
 #include "support/test_pki.h"
 #include "support/test_server.h"
@@ -38,13 +41,16 @@ class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(makeTestPki(pkiDir_.path(), pki_)); }
 
-  void startServer(bool clientCa, bool requireClientCert = false) {
+  void startServer(bool clientCa, bool requireClientCert = false, bool anonymous = true) {
     server_ = std::make_unique<TestServer>([&](core::Config& c) {
       c.mqtt.tlsCert = pki_.serverCert.string();
       c.mqtt.tlsKey = pki_.serverKey.string();
       c.mqtt.tlsListen = core::HostPort{"127.0.0.1", 0};
       if (clientCa) c.mqtt.tlsCa = pki_.caCert.string();
       c.mqtt.tlsRequireClientCert = requireClientCert;
+      c.mqtt.allowAnonymous = anonymous;
+      c.mqtt.loginMaxFailures = 0;
+      c.mqtt.credentialCheckUs = 200'000;
     });
   }
   std::uint16_t tlsPort() const { return server_->server().broker().tlsPort(); }
@@ -142,6 +148,37 @@ TEST_F(TlsTest, ClientCertificateCnIsTheIdentity) {
     EXPECT_EQ(status, 0) << text;
     EXPECT_EQ(text, "x\n");
   }
+}
+
+TEST_F(TlsTest, CertificateLoginsNeedARegisteredDeviceAndEndWithIt) {
+  startServer(true, false, false);
+  // What `tern device` does: its own connection to the database.
+  auto cli = app::openAuthStore(server_->server().config());
+  auth::DeviceCredentials devices(*cli);
+  const std::string topic = std::string(" -t device/") + TestPki::kClientCn;
+  std::string output;
+  EXPECT_NE(pub("-q 1 -i cert-pub -m '{\"v\":1}'" + topic + " " + clientCertArgs(), &output), 0)
+      << "a certificate of an unregistered device got in: " << output;
+
+  ASSERT_TRUE(devices.addDevice(TestPki::kClientCn, "device-42-password").ok());
+  EXPECT_EQ(pub("-q 1 -i cert-pub -m '{\"v\":2}'" + topic + " " + clientCertArgs(), &output), 0)
+      << output;
+  auto live = subOne("-q 1 -i cert-sub" + topic + "/never " + clientCertArgs());
+  ASSERT_TRUE(waitClient(*server_, "cert-sub")) << "the subscriber did not connect";
+
+  // Removing the device closes its live connection (well before mosquitto_sub's own 25 s
+  // limit), and its reconnect is refused.
+  ASSERT_TRUE(*devices.removeDevice(TestPki::kClientCn));
+  bool closed = false;
+  for (int i = 0; i < 300 && !closed; ++i) {
+    closed = !server_->server().broker().clientIdentity("cert-sub");
+    if (!closed) std::this_thread::sleep_for(25ms);
+  }
+  EXPECT_TRUE(closed) << "the removed device's connection stayed open";
+  auto [status, text] = live.get();
+  EXPECT_NE(status, 0) << text;
+  EXPECT_NE(pub("-q 1 -i cert-pub -m '{\"v\":3}'" + topic + " " + clientCertArgs(), &output), 0)
+      << output;
 }
 
 TEST_F(TlsTest, RequiredClientCertificate) {

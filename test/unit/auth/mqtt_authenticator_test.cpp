@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -123,13 +124,17 @@ TEST_F(MqttAuthenticatorTest, DevicesPasswordsTokensAndCertificates) {
   EXPECT_EQ(login("dev-t", "anything-at-all").outcome, Outcome::kBadCredentials)
       << "a token-only device has no password";
 
-  // A verified certificate's CN is the device id (no store entry needed, nothing to revoke).
+  // A verified certificate's CN is the device id, of a registered device only.
   d = run(ConnectInfo{"c", std::nullopt, std::nullopt, "cert-dev", "", "tls"});
-  ASSERT_EQ(d.outcome, Outcome::kAllowed);
+  EXPECT_EQ(d.outcome, Outcome::kNotAuthorized);
+  EXPECT_NE(d.reason.find("not a registered device"), std::string::npos) << d.reason;
+  ASSERT_TRUE(devices_->addDevice("cert-dev", "cert-dev-password").ok());
+  d = run(ConnectInfo{"c", std::nullopt, std::nullopt, "cert-dev", "", "tls"});
+  ASSERT_EQ(d.outcome, Outcome::kAllowed) << d.reason;
   EXPECT_EQ(d.identity, "cert-dev");
   EXPECT_EQ(filters(d, AclRule::kWrite),
             (std::vector<std::string>{"device/cert-dev", "device/cert-dev/#"}));
-  EXPECT_TRUE(d.grant.empty());
+  EXPECT_EQ(d.grant, "c:cert-dev");
   EXPECT_EQ(run(ConnectInfo{"c", "cert-dev", std::nullopt, "cert-dev", "", "tls"}).outcome,
             Outcome::kAllowed);
   EXPECT_EQ(run(ConnectInfo{"c", "other", std::nullopt, "cert-dev", "", "tls"}).outcome,
@@ -197,7 +202,10 @@ TEST_F(MqttAuthenticatorTest, RevocationsAreReportedForLiveGrants) {
   const AuthDecision byPassword = login("dev-1", "dev-password");
   const AuthDecision byToken = run(ConnectInfo{"c", token->token, std::nullopt, "", "", "tcp"});
   const AuthDecision service = login("gateway", "gateway-password");
-  ASSERT_EQ(authenticator_->liveGrants(), 3u);
+  const AuthDecision byCertificate =
+      run(ConnectInfo{"c", std::nullopt, std::nullopt, "dev-1", "", "tls"});
+  ASSERT_EQ(byCertificate.grant, "c:dev-1");
+  ASSERT_EQ(authenticator_->liveGrants(), 4u);
   EXPECT_TRUE(authenticator_->checkRevocations().empty()) << "nothing changed";
 
   ASSERT_TRUE(*devices_->revokeTokens("dev-t") == 1);
@@ -205,9 +213,15 @@ TEST_F(MqttAuthenticatorTest, RevocationsAreReportedForLiveGrants) {
   EXPECT_EQ(reported, std::vector<std::string>{byToken.grant});
   authenticator_->release(byToken.grant);
 
+  // Removing the device shuts out its password and its certificate alike.
   ASSERT_TRUE(*devices_->removeDevice("dev-1"));
-  EXPECT_EQ(authenticator_->checkRevocations(), std::vector<std::string>{byPassword.grant});
+  auto revoked = authenticator_->checkRevocations();
+  std::sort(revoked.begin(), revoked.end());
+  EXPECT_EQ(revoked, (std::vector<std::string>{byCertificate.grant, byPassword.grant}));
   authenticator_->release(byPassword.grant);
+  authenticator_->release(byCertificate.grant);
+  EXPECT_EQ(run(ConnectInfo{"c", std::nullopt, std::nullopt, "dev-1", "", "tls"}).outcome,
+            Outcome::kNotAuthorized);
 
   ASSERT_TRUE(*store_->removeUser("gateway"));
   EXPECT_EQ(authenticator_->checkRevocations(), std::vector<std::string>{service.grant});
