@@ -61,12 +61,14 @@ void Broker::restoreState() {
         deadline = nowWall + std::int64_t{stored.expiryInterval} * 1'000'000;
         state_->putSession(stored.clientId, stored.expiryInterval, deadline);
       }
-      if (deadline <= nowWall) {
+      if (deadline <= nowWall && stored.will == nullptr) {
         state_->deleteSession(stored.clientId);
         ++expired;
         continue;
       }
-      expiresAt = nowMono + (deadline - nowWall);
+      // One that ended with a will still held back is ended by the expiry timer, which
+      // publishes the will first.
+      expiresAt = nowMono + std::max<std::int64_t>(0, deadline - nowWall);
     }
     auto session =
         std::make_shared<Session>(stored.clientId, stored.expiryInterval, sessionLimits());
@@ -74,7 +76,7 @@ void Broker::restoreState() {
     for (const auto& [filter, options] : stored.subscriptions) {
       subscriptions_.subscribe(session, filter, options);
     }
-    if (expiresAt != 0) timed_[session.get()] = session;
+    if (expiresAt != 0 || stored.will != nullptr) timed_[session.get()] = session;
     sessions_[stored.clientId] = std::move(session);
     messages += stored.messages.size();
     ++restored;

@@ -418,6 +418,19 @@ void Connection::closeIfRevoked(const std::vector<std::string>& revoked) {
   close("credentials revoked", false, false);
 }
 
+void Connection::dropForbiddenSubscriptions() {
+  // The session may have been made by another login with the same client id (or under rules
+  // since narrowed): it keeps only what this identity could subscribe to itself.
+  for (const auto& [filter, options] : session_->subscriptions()) {
+    if (acl_->maySubscribe(filter)) continue;
+    broker_.unsubscribe(session_, filter);
+    spdlog::warn(
+        "mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'; removed from its "
+        "resumed session",
+        clientId_, peer_, identity_, filter);
+  }
+}
+
 bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   const mqtt::Properties& props = connect.properties;
   username_ = connect.username ? *connect.username : certificateCn_;
@@ -443,8 +456,10 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   bool sessionPresent = false;
   session_ = broker_.openSession(clientId_, connect.cleanSession, expiry, shared_from_this(),
                                  sessionPresent);
+  if (sessionPresent && acl_) dropForbiddenSubscriptions();
   ClientParams params;
   params.version = version_;
+  params.acl = acl_;
   if (v5()) {
     mqtt::Connack connack{.sessionPresent = sessionPresent};
     mqtt::Properties& out = connack.properties;

@@ -86,6 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool handleConnect(codec::mqtt::Connect& connect);
   // The part of CONNECT after authentication: session, CONNACK.
   bool finishConnect(codec::mqtt::Connect& connect, bool assignedId);
+  // A resumed session loses the subscriptions acl_ does not allow.
+  void dropForbiddenSubscriptions();
   // Refuses a CONNECT the authenticator turned down, with the version's CONNACK code.
   void refuseAuthentication(const AuthDecision& decision);
   bool handlePublish(codec::mqtt::Publish& publish);

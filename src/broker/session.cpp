@@ -5,6 +5,7 @@
 
 #include "broker/connection.h"
 #include "broker/state_store.h"
+#include "broker/topic_acl.h"
 #include "codec/mqtt/codec.h"
 #include "core/time.h"
 
@@ -63,6 +64,8 @@ void Session::restore(const StoredSession& stored, std::int64_t expiresAtUs) {
     }
   }
   for (std::uint16_t id : stored.incomingQos2) incomingQos2_[id] = true;
+  pendingWill_ = stored.will;
+  willDueUs_ = stored.willDueUs;
 }
 
 void Session::forgetStoredLocked(std::uint64_t storeId) {
@@ -78,6 +81,9 @@ std::uint64_t Session::deliver(const MessagePtr& message, std::uint8_t grantedQo
                                const std::vector<std::uint32_t>& subscriptionIds) {
   std::uint8_t qos = std::min(message->qos, grantedQos);
   std::lock_guard lock(mutex_);
+  // A subscription the attached identity may not hold is removed right after attach; this
+  // catches deliveries racing with that from other loops.
+  if (!mayReceiveLocked(*message)) return 0;
   bool online = connectionRaw_ != nullptr;
   if (qos == 0) {
     // QoS 0 is never kept for an offline client, and a slow reader loses QoS 0 first.
@@ -115,6 +121,10 @@ std::uint64_t Session::deliver(const MessagePtr& message, std::uint8_t grantedQo
 std::uint32_t Session::windowLocked() const {
   // MQTT 5 receive maximum: never more unacknowledged QoS 1/2 messages than the client allows.
   return std::min<std::uint32_t>(limits_.maxInflight, params_.receiveMaximum);
+}
+
+bool Session::mayReceiveLocked(const Message& message) const {
+  return params_.acl == nullptr || params_.acl->mayReceive(message.topic);
 }
 
 void Session::countDropLocked() {
@@ -238,11 +248,26 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
   params_ = params;
   topicAliases_.clear();  // aliases live as long as one network connection
   expiresAtUs_ = 0;
-  pendingWill_.reset();  // resumed before the will delay passed: the will is not sent
+  if (pendingWill_ != nullptr) {
+    pendingWill_.reset();  // resumed before the will delay passed: the will is not sent
+    if (persistent_) limits_.store->deleteWill(clientId_);
+  }
   wakePosted_ = false;
   outbox_.clear();
   outboxQos0_ = 0;
   if (persistent_) limits_.store->putSession(clientId_, expiryInterval_, 0);
+  if (params_.acl != nullptr) {
+    // Kept for an earlier login of this client id: what this one may not read is forgotten.
+    const auto notAllowed = [this](const auto& m) {
+      if (m.message == nullptr || mayReceiveLocked(*m.message)) return false;
+      countDropLocked();
+      forgetStoredLocked(m.storeId);
+      return true;
+    };
+    inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), notAllowed),
+                    inflight_.end());
+    queue_.erase(std::remove_if(queue_.begin(), queue_.end(), notAllowed), queue_.end());
+  }
   for (auto it = inflight_.begin(); it != inflight_.end();) {
     if (it->released) {
       if (params_.version == mqtt::ProtocolVersion::kV5) {
@@ -399,11 +424,16 @@ void Session::setPendingWill(MessagePtr will, std::int64_t dueUs) {
   std::lock_guard lock(mutex_);
   pendingWill_ = std::move(will);
   willDueUs_ = dueUs;
+  // Kept with the session, so that a restart (or a crash) in the delay does not lose it.
+  if (persistent_ && pendingWill_ != nullptr) {
+    limits_.store->putWill(clientId_, *pendingWill_, willDueUs_);
+  }
 }
 
 MessagePtr Session::takeWill(std::int64_t nowUs, bool force) {
   std::lock_guard lock(mutex_);
   if (!pendingWill_ || (!force && nowUs < willDueUs_)) return nullptr;
+  if (persistent_) limits_.store->deleteWill(clientId_);
   return std::move(pendingWill_);
 }
 

@@ -21,6 +21,7 @@ namespace tern::broker {
 
 class Connection;
 class StateStore;
+class TopicAcl;
 struct StoredSession;
 
 struct SessionLimits {
@@ -39,6 +40,9 @@ struct ClientParams {
   std::uint16_t receiveMaximum = 65535;  // the client's in-flight window for our QoS 1/2
   std::uint32_t maximumPacketSize = 0;   // 0 = none announced
   std::uint16_t topicAliasMaximum = 0;   // aliases we may use towards the client
+  // What the logged-in identity may receive (null: everything). A session resumed under another
+  // identity keeps nothing the new one may not read.
+  std::shared_ptr<const TopicAcl> acl;
 };
 
 struct DeliveryCounters {
@@ -75,8 +79,10 @@ class Session {
   std::uint64_t deliver(const MessagePtr& message, std::uint8_t grantedQos, bool retainFlag,
                         const std::vector<std::uint32_t>& subscriptionIds = {});
 
-  // On the connection's loop. attach() re-sends in-flight messages (DUP set) and PUBRELs, then
-  // moves queued messages into the window.
+  // On the connection's loop. attach() drops queued and in-flight messages `params.acl` does not
+  // allow, re-sends the other in-flight ones (DUP set) and PUBRELs, then moves queued messages
+  // into the window. Deliveries the ACL does not allow are dropped from then on, also while
+  // detached.
   void attach(const std::shared_ptr<Connection>& connection, const ClientParams& params);
   // Detaches only if `connection` is the attached one (a takeover may have replaced it).
   void detach(const Connection* connection);
@@ -110,6 +116,7 @@ class Session {
 
   // MQTT 5 will delay: a will waiting to be published at `dueUs` (monotonic) unless the session
   // is resumed first. takeWill() returns it (and forgets it) when due or when `force` is set.
+  // A persistent session keeps it in the state store, so it outlives a restart of the server.
   void setPendingWill(MessagePtr will, std::int64_t dueUs);
   MessagePtr takeWill(std::int64_t nowUs, bool force);
   bool hasPendingWill() const;
@@ -138,6 +145,7 @@ class Session {
 
   // All of these run with mutex_ held.
   void countDropLocked();
+  bool mayReceiveLocked(const Message& message) const;
   // Returns the state store sequence number of a new stored copy (0: none).
   std::uint64_t sendLocked(const MessagePtr& message, std::uint8_t qos, bool retain,
                            std::vector<std::uint32_t> subscriptionIds, std::uint64_t storeId = 0);

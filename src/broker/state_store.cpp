@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS incoming_qos2(
   packet_id INTEGER NOT NULL,
   PRIMARY KEY(client_id, packet_id)
 ) WITHOUT ROWID;
+-- MQTT 5 wills waiting out their delay for a detached session (added after schema 1: created
+-- by IF NOT EXISTS in older files too).
+CREATE TABLE IF NOT EXISTS wills(
+  client_id TEXT PRIMARY KEY,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  properties BLOB,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  due_at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS retained(
   topic TEXT PRIMARY KEY,
   payload BLOB NOT NULL,
@@ -86,13 +98,18 @@ constexpr const char* kWriteSql[] = {
     "INSERT INTO retained VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(topic) DO UPDATE SET "
     "payload = ?2, properties = ?3, qos = ?4, expires_at = ?5",
     "DELETE FROM retained WHERE topic = ?1",
+    "INSERT OR REPLACE INTO wills VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    "DELETE FROM wills WHERE client_id = ?1",
 };
+// clang-format off
 constexpr const char* kDeleteSessionSql[] = {
     "DELETE FROM sessions WHERE client_id = ?1",
     "DELETE FROM subscriptions WHERE client_id = ?1",
     "DELETE FROM messages WHERE client_id = ?1",
     "DELETE FROM incoming_qos2 WHERE client_id = ?1",
+    "DELETE FROM wills WHERE client_id = ?1",
 };
+// clang-format on
 
 // MQTT 5 properties are kept as the PUBLISH the codec already knows how to write and read.
 std::string encodeProperties(const mqtt::Properties* properties) {
@@ -299,6 +316,28 @@ core::Result<StoredState> StateStore::load() {
   }
   {
     Statement s;
+    if (auto st = prepare(s,
+                          "SELECT client_id, topic, payload, properties, qos, retain, expires_at, "
+                          "due_at FROM wills");
+        !st.ok())
+      return core::Error{st.message()};
+    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
+      auto it = index.find(columnText(s.stmt, 0));
+      if (it == index.end()) continue;
+      auto will = std::make_shared<Message>();
+      will->topic = columnText(s.stmt, 1);
+      will->payload = columnText(s.stmt, 2);
+      will->properties = decodeProperties(columnText(s.stmt, 3));
+      will->qos = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 4));
+      will->retain = sqlite3_column_int(s.stmt, 5) != 0;
+      will->expiresAtUs = toMonotonic(sqlite3_column_int64(s.stmt, 6));
+      StoredSession& session = state.sessions[it->second];
+      session.will = std::move(will);
+      session.willDueUs = toMonotonic(sqlite3_column_int64(s.stmt, 7));
+    }
+  }
+  {
+    Statement s;
     if (auto st = prepare(s, "SELECT topic, payload, properties, qos, expires_at FROM retained");
         !st.ok())
       return core::Error{st.message()};
@@ -315,10 +354,11 @@ core::Result<StoredState> StateStore::load() {
   }
   // Rows of sessions that no longer exist (a crash between statements cannot leave them, but an
   // older build could): dropped so they do not linger.
-  if (auto status = exec(
-          "DELETE FROM subscriptions WHERE client_id NOT IN (SELECT client_id FROM sessions);"
-          "DELETE FROM messages WHERE client_id NOT IN (SELECT client_id FROM sessions);"
-          "DELETE FROM incoming_qos2 WHERE client_id NOT IN (SELECT client_id FROM sessions);");
+  if (auto status =
+          exec("DELETE FROM subscriptions WHERE client_id NOT IN (SELECT client_id FROM sessions);"
+               "DELETE FROM messages WHERE client_id NOT IN (SELECT client_id FROM sessions);"
+               "DELETE FROM incoming_qos2 WHERE client_id NOT IN (SELECT client_id FROM sessions);"
+               "DELETE FROM wills WHERE client_id NOT IN (SELECT client_id FROM sessions);");
       !status.ok()) {
     return core::Error{"broker state: " + status.message()};
   }
@@ -432,6 +472,22 @@ std::uint64_t StateStore::setRetained(const Message& message) {
                     .c = toWall(message.expiresAtUs)});
 }
 
+std::uint64_t StateStore::putWill(const std::string& clientId, const Message& will,
+                                  std::int64_t dueUs) {
+  return enqueue(Op{.kind = Kind::kPutWill,
+                    .clientId = clientId,
+                    .text = will.topic,
+                    .payload = will.payload,
+                    .properties = encodeProperties(will.properties.get()),
+                    .a = will.qos | (will.retain ? 0x100 : 0),
+                    .b = toWall(dueUs),
+                    .c = toWall(will.expiresAtUs)});
+}
+
+std::uint64_t StateStore::deleteWill(const std::string& clientId) {
+  return enqueue(Op{.kind = Kind::kDeleteWill, .clientId = clientId});
+}
+
 void StateStore::whenDurable(std::uint64_t seq, Callback callback) {
   {
     std::lock_guard lock(mutex_);
@@ -475,7 +531,7 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
     if (op.kind == Kind::kAddMessage) added.insert(op.id);
     if (op.kind == Kind::kDeleteMessage && added.contains(op.id)) transient.insert(op.id);
   }
-  static_assert(std::size(kWriteSql) == static_cast<std::size_t>(Kind::kDeleteRetained) + 1);
+  static_assert(std::size(kWriteSql) == static_cast<std::size_t>(Kind::kDeleteWill) + 1);
   Statement statements[std::size(kWriteSql)];
   Statement deleteSession[std::size(kDeleteSessionSql)];
   auto prepared = [this](Statement& s, const char* sql) -> sqlite3_stmt* {
@@ -579,6 +635,23 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
             break;
           case Kind::kDeleteRetained:
             bindText(stmt, 1, op.text);
+            break;
+          case Kind::kPutWill:
+            bindText(stmt, 1, op.clientId);
+            bindText(stmt, 2, op.text);
+            bindBlob(stmt, 3, op.payload);
+            if (op.properties.empty()) {
+              sqlite3_bind_null(stmt, 4);
+            } else {
+              bindBlob(stmt, 4, op.properties);
+            }
+            sqlite3_bind_int64(stmt, 5, op.a & 0xFF);
+            sqlite3_bind_int(stmt, 6, (op.a & 0x100) != 0 ? 1 : 0);
+            sqlite3_bind_int64(stmt, 7, op.c);
+            sqlite3_bind_int64(stmt, 8, op.b);
+            break;
+          case Kind::kDeleteWill:
+            bindText(stmt, 1, op.clientId);
             break;
           case Kind::kDeleteSession:
             break;

@@ -53,6 +53,10 @@ struct StoredSession {
   std::map<std::string, SubscriptionOptions> subscriptions;
   std::vector<StoredMessage> messages;  // in delivery order
   std::vector<std::uint16_t> incomingQos2;
+  // MQTT 5: a will held back by its delay when the client went away (null: none), and when it
+  // is due (monotonic µs, converted at load).
+  MessagePtr will;
+  std::int64_t willDueUs = 0;
 };
 
 struct StoredState {
@@ -102,6 +106,9 @@ class StateStore {
   std::uint64_t deleteMessage(std::uint64_t id);
   std::uint64_t putIncomingQos2(const std::string& clientId, std::uint16_t packetId);
   std::uint64_t deleteIncomingQos2(const std::string& clientId, std::uint16_t packetId);
+  // A delayed will, due at `dueUs` (monotonic; stored as wall time). One per session.
+  std::uint64_t putWill(const std::string& clientId, const Message& will, std::int64_t dueUs);
+  std::uint64_t deleteWill(const std::string& clientId);
   // Stores the topic's retained message, or clears it when the payload is empty.
   std::uint64_t setRetained(const Message& message);
 
@@ -127,6 +134,8 @@ class StateStore {
     kDeleteIncoming,
     kPutRetained,
     kDeleteRetained,
+    kPutWill,
+    kDeleteWill,
   };
   struct Op {
     Kind kind;

@@ -44,11 +44,15 @@ bool filterCovers(std::string_view outer, std::string_view inner) {
   }
 }
 
-bool TopicAcl::mayPublish(std::string_view topic) const {
+bool TopicAcl::allows(unsigned access, std::string_view filter) const {
   for (const AclRule& rule : rules_) {
-    if ((rule.access & AclRule::kWrite) != 0 && filterCovers(rule.filter, topic)) return true;
+    if ((rule.access & access) != 0 && filterCovers(rule.filter, filter)) return true;
   }
   return false;
+}
+
+bool TopicAcl::mayPublish(std::string_view topic) const {
+  return allows(AclRule::kWrite, topic);
 }
 
 bool TopicAcl::maySubscribe(std::string_view filter) const {
@@ -58,10 +62,11 @@ bool TopicAcl::maySubscribe(std::string_view filter) const {
     if (slash == std::string_view::npos) return false;
     filter = rest.substr(slash + 1);
   }
-  for (const AclRule& rule : rules_) {
-    if ((rule.access & AclRule::kRead) != 0 && filterCovers(rule.filter, filter)) return true;
-  }
-  return false;
+  return allows(AclRule::kRead, filter);
+}
+
+bool TopicAcl::mayReceive(std::string_view topic) const {
+  return allows(AclRule::kRead, topic);
 }
 
 }  // namespace tern::broker

@@ -17,9 +17,15 @@ class TopicAcl {
   // A rule with read access covers every topic the filter can match. A shared subscription
   // ($share/<group>/<filter>) is judged by its filter.
   bool maySubscribe(std::string_view filter) const;
+  // A rule with read access matches the topic: whether a message on it may reach this client
+  // (through any subscription, shared or not).
+  bool mayReceive(std::string_view topic) const;
   const std::vector<AclRule>& rules() const { return rules_; }
 
  private:
+  // Some rule with one of the `access` bits covers `filter`.
+  bool allows(unsigned access, std::string_view filter) const;
+
   std::vector<AclRule> rules_;
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Broker persistence, black-box: retained messages and persistent sessions (subscriptions,
-queued QoS 1/2 messages, in-flight messages, session expiry) survive a graceful restart and a
-kill -9 of the real `tern serve`; clean sessions do not come back. Clients: mosquitto_sub /
+queued QoS 1/2 messages, in-flight messages, session expiry, delayed wills) survive a graceful
+restart and a kill -9 of the real `tern serve`; clean sessions do not come back. Clients: mosquitto_sub /
 mosquitto_pub, paho (3.1.1 and 5), and a raw socket client for the in-flight (DUP) case."""
 
 import os
@@ -475,6 +475,77 @@ def test_session_expiry_across_restart(args):
         server.stop()
 
 
+def connect_with_delayed_will(port, client_id, topic, payload, delay):
+    """A raw MQTT 5 client: persistent session (expiry 1 h) and a QoS 1 will held back `delay`
+    seconds; returns the open socket once the CONNACK accepted it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    connect_props = bytes([0x11]) + struct.pack("!I", 3600)  # session expiry interval
+    will_props = bytes([0x18]) + struct.pack("!I", delay)  # will delay interval
+    flags = 0x04 | 0x08  # will flag, will QoS 1; no clean start
+    body = (_utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", 60) +
+            _remaining_length(len(connect_props)) + connect_props + _utf8(client_id) +
+            _remaining_length(len(will_props)) + will_props + _utf8(topic) + _utf8(payload))
+    sock.sendall(bytes([0x10]) + _remaining_length(len(body)) + body)
+    reply = b""
+    while len(reply) < 4:
+        chunk = sock.recv(64)
+        check(chunk, "delayed will client: connection closed before CONNACK")
+        reply += chunk
+    check_equal((reply[0], reply[3]), (0x20, 0), "delayed will client: CONNACK, reason code")
+    return sock
+
+
+def broker_db_wills(data_dir):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data_dir, "broker.db"), uri=True)
+    try:
+        return {row[0]: row[1] for row in db.execute("SELECT client_id, payload FROM wills")}
+    finally:
+        db.close()
+
+
+def test_delayed_will_survives_restart_and_kill9(args):
+    """A will waiting out its delay when the server goes down is published after it comes back,
+    once, to subscribers that arrived after the restart (so it was not sent before)."""
+    data = os.path.join(args.tmp, "data")
+    delay = 8  # well above a restart; the subscriber below subscribes right after it
+    with TernServer(args.tern, data) as server:
+        server.start()
+        for how in ("graceful", "kill9"):
+            client_id = "willer-" + how
+            sock = connect_with_delayed_will(server.mqtt_port, client_id, "wills/" + how,
+                                             "gone-" + how, delay)
+            sock.close()  # without DISCONNECT: the will is due in `delay` seconds
+            ternlib.wait_until(lambda: client_id in broker_db_wills(data), TIMEOUT,
+                               what="the delayed will stored")
+            restart(server, how)
+            watcher = Paho5(server.mqtt_port, "watcher-" + how, clean_start=True, expiry=0)
+            try:
+                watcher.subscribe("wills/#", 1)
+                got = watcher.wait_payload("gone-" + how)
+                check_equal(got, [("wills/" + how, "gone-" + how, 1)],
+                            "the will after a %s restart, once" % how)
+            finally:
+                watcher.close()
+            ternlib.wait_until(lambda: client_id not in broker_db_wills(data), TIMEOUT,
+                               what="the published will forgotten")
+        # A session resumed within the delay takes its will back, across a restart too.
+        sock = connect_with_delayed_will(server.mqtt_port, "resumer", "wills/resumer", "no",
+                                         delay)
+        sock.close()
+        ternlib.wait_until(lambda: "resumer" in broker_db_wills(data), TIMEOUT,
+                           what="the resumer's will stored")
+        server.kill9()
+        server.start()
+        sock = connect_with_delayed_will(server.mqtt_port, "resumer", "wills/resumer", "no",
+                                         delay)
+        try:
+            ternlib.wait_until(lambda: "resumer" not in broker_db_wills(data), TIMEOUT,
+                               what="the resumed session's will forgotten")
+        finally:
+            sock.close()
+        server.stop()
+
+
 def test_clean_sessions_not_restored(args):
     data = os.path.join(args.tmp, "data")
     with TernServer(args.tern, data) as server:
@@ -507,5 +578,6 @@ if __name__ == "__main__":
         test_incoming_qos2_id_survives_kill9,
         test_every_acknowledged_copy_survives_kill9_mid_flood,
         test_session_expiry_across_restart,
+        test_delayed_will_survives_restart_and_kill9,
         test_clean_sessions_not_restored,
     ], __doc__)

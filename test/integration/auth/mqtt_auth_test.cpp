@@ -219,6 +219,66 @@ TEST_F(MqttAuthTest, TokensServiceUsersAndConfiguredRules) {
   EXPECT_TRUE(waitFor([&] { return storedFor(server_->server(), "dev-t") == 2; }));
 }
 
+TEST_F(MqttAuthTest, ResumedSessionKeepsOnlyWhatTheNewLoginMayRead) {
+  start();
+  ASSERT_TRUE(devices_->addDevice("dev-1", kPassword).ok());
+  ASSERT_TRUE(devices_->addDevice("dev-2", kPassword).ok());
+  ASSERT_TRUE(
+      server_->server().auth().addUser("gateway", auth::Role::kService, "gateway-password").ok());
+  MqttTestClient publisher;
+  ASSERT_EQ(publisher.connect(port(), connectPacket("pub-2", "dev-2", kPassword))->returnCode,
+            mqtt::ConnackCode::kAccepted);
+
+  // A service user leaves a session under client id "shared": a subscription to every device,
+  // one message sent but not acknowledged, one queued while it is away.
+  auto gatewayLogin = connectPacket("shared", "gateway", "gateway-password");
+  gatewayLogin.cleanSession = false;
+  {
+    MqttTestClient gateway;
+    ASSERT_EQ(gateway.connect(port(), gatewayLogin)->returnCode, mqtt::ConnackCode::kAccepted);
+    ASSERT_EQ(gateway.subscribe("device/#", 1), std::optional<std::uint8_t>(1));
+    ASSERT_TRUE(publisher.publish("device/dev-2", R"({"v":1})", 1));
+    auto unacknowledged = gateway.receivePublish(10s);
+    ASSERT_TRUE(unacknowledged);
+    EXPECT_EQ(unacknowledged->topic, "device/dev-2");
+    gateway.drop();
+  }
+  ASSERT_TRUE(publisher.publish("device/dev-2", R"({"v":2})", 1));
+
+  // A device logs in with the same client id: it gets the session, not what it held.
+  for (std::uint8_t level : {std::uint8_t{4}, std::uint8_t{5}}) {
+    SCOPED_TRACE("protocol level " + std::to_string(level));
+    auto deviceLogin = connectPacket("shared", "dev-1", kPassword, level);
+    deviceLogin.cleanSession = false;
+    if (level == 5) deviceLogin.properties.sessionExpiryInterval = 3600;
+    MqttTestClient device;
+    auto ack = device.connect(port(), deviceLogin);
+    ASSERT_TRUE(ack && ack->returnCode == mqtt::ConnackCode::kAccepted);
+    EXPECT_TRUE(ack->sessionPresent);
+    ASSERT_TRUE(publisher.publish("device/dev-2", R"({"v":3})", 1));
+    // Its own topic as a marker: a resent or newly routed device/dev-2 message would come first.
+    ASSERT_EQ(device.subscribe("device/dev-1", 1), std::optional<std::uint8_t>(1));
+    ASSERT_TRUE(device.publish("device/dev-1", R"({"v":9})", 1));
+    auto first = device.receivePublish(10s);
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->topic, "device/dev-1");
+    device.ack(*first);
+    ASSERT_TRUE(device.unsubscribe("device/dev-1"));
+    device.disconnect();
+  }
+
+  // The service user may resume it and subscribe again: only its own rules decide.
+  MqttTestClient gateway;
+  auto ack = gateway.connect(port(), gatewayLogin);
+  ASSERT_TRUE(ack && ack->returnCode == mqtt::ConnackCode::kAccepted);
+  EXPECT_TRUE(ack->sessionPresent);
+  ASSERT_EQ(gateway.subscribe("device/#", 1), std::optional<std::uint8_t>(1));
+  ASSERT_TRUE(publisher.publish("device/dev-2", R"({"v":4})", 1));
+  auto again = gateway.receivePublish(10s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->payload, R"({"v":4})");
+}
+
 TEST_F(MqttAuthTest, RemovalAndRevocationCloseLiveConnections) {
   start();
   ASSERT_TRUE(devices_->addDevice("dev-1", kPassword).ok());

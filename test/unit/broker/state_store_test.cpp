@@ -175,6 +175,53 @@ TEST_F(StateStoreTest, DeleteSessionRemovesEverythingOfIt) {
   EXPECT_TRUE(loaded->sessions[0].messages.empty());
 }
 
+TEST_F(StateStoreTest, DelayedWillsComeBackUntilTakenOrTheSessionEnds) {
+  const std::int64_t due = core::monotonicMicros() + 30'000'000;
+  {
+    StateStore store(options());
+    ASSERT_TRUE(store.load().ok());
+    store.start();
+    store.putSession("a", 60, 0);
+    store.putSession("b", 60, 0);
+    store.putSession("c", 60, 0);
+    auto props = std::make_shared<codec::mqtt::Properties>();
+    props->contentType = "text/plain";
+    auto will = std::make_shared<Message>(*message("w/a", "gone", 2));
+    will->retain = true;
+    will->properties = props;
+    will->expiresAtUs = core::monotonicMicros() + 90'000'000;
+    store.putWill("a", *will, due);
+    store.putWill("b", *message("w/b", "taken"), due);
+    store.deleteWill("b");
+    store.putWill("c", *message("w/c", "ended"), due);
+    waitDurable(store, store.deleteSession("c"));
+  }
+  StateStore store(options());
+  auto loaded = store.load();
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_EQ(loaded->sessions.size(), 2u);
+  for (const StoredSession& s : loaded->sessions) {
+    if (s.clientId == "b") {
+      EXPECT_EQ(s.will, nullptr);
+      continue;
+    }
+    ASSERT_EQ(s.clientId, "a");
+    ASSERT_NE(s.will, nullptr);
+    EXPECT_EQ(s.will->topic, "w/a");
+    EXPECT_EQ(s.will->payload, "gone");
+    EXPECT_EQ(s.will->qos, 2);
+    EXPECT_TRUE(s.will->retain);
+    ASSERT_NE(s.will->properties, nullptr);
+    EXPECT_EQ(s.will->properties->contentType, "text/plain");
+    // Deadlines survive as deadlines (wall time on disk); allow for clock rounding.
+    EXPECT_NEAR(static_cast<double>(s.willDueUs), static_cast<double>(due), 1e6);
+    const auto left = s.will->remainingExpiry(core::monotonicMicros());
+    ASSERT_TRUE(left.has_value());
+    EXPECT_LE(*left, 90u);
+    EXPECT_GT(*left, 60u);
+  }
+}
+
 TEST_F(StateStoreTest, QueueIsBoundedAndDrains) {
   StateStoreOptions bounded = options();
   bounded.queueCapacity = 10;

@@ -51,12 +51,20 @@ TEST(TopicAcl, ReadAndWriteAreSeparate) {
   EXPECT_TRUE(acl.maySubscribe("$share/g/device/d1/#"));
   EXPECT_FALSE(acl.maySubscribe("$share/g/device/#"));
   EXPECT_FALSE(acl.maySubscribe("$share/g"));
+  // What a resumed session may still be sent: read rules only, by the message's topic.
+  EXPECT_TRUE(acl.mayReceive("device/d1"));
+  EXPECT_TRUE(acl.mayReceive("device/d1/temp"));
+  EXPECT_TRUE(acl.mayReceive("broadcast/all"));
+  EXPECT_FALSE(acl.mayReceive("up/d1"));
+  EXPECT_FALSE(acl.mayReceive("device/d2"));
+  EXPECT_FALSE(acl.mayReceive("$share/g/device/d1"));
 }
 
 TEST(TopicAcl, NoRulesAllowNothing) {
   TopicAcl acl({});
   EXPECT_FALSE(acl.mayPublish("a"));
   EXPECT_FALSE(acl.maySubscribe("a"));
+  EXPECT_FALSE(acl.mayReceive("a"));
 }
 
 }  // namespace
