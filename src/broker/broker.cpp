@@ -29,6 +29,9 @@ Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeli
                 [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }),
       wsListener_(pool, "mqtt-ws", net::StreamKind::kWebSocket,
                   [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }) {
+  for (std::size_t i = 0; i < pool_.size(); ++i) {
+    wheels_.push_back(std::make_unique<net::DeadlineWheel<Connection>>(pool_.loop(i)));
+  }
   listener_.setProxyProtocol(config_.proxyProtocol);
   wsListener_.setProxyProtocol(config_.proxyProtocol);
   wsListener_.setWebSocket(webSocketOptions());
@@ -108,6 +111,9 @@ void Broker::start() {
                               config_.tlsRequireClientCert},
         "mqtt.");
   }
+  for (auto& wheel : wheels_) {
+    asio::post(wheel->executor(), [wheel = wheel.get()] { wheel->start(); });
+  }
   auto onStream = [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); };
   listener_.start(config_.listen);
   if (tls) {
@@ -161,9 +167,7 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
   std::vector<std::shared_ptr<Connection>> open;
   {
     std::lock_guard lock(connectionsMutex_);
-    for (auto& [raw, weak] : connections_) {
-      if (auto connection = weak.lock()) open.push_back(std::move(connection));
-    }
+    for (auto& [raw, connection] : connections_) open.push_back(connection);
   }
   for (auto& connection : open) {
     asio::post(connection->executor(), [connection] {
@@ -205,11 +209,9 @@ void Broker::closeRevoked(std::vector<std::string> grants) {
   // Revocations are rare: every connection checks its own grant, on its own loop.
   auto shared = std::make_shared<const std::vector<std::string>>(std::move(grants));
   std::lock_guard lock(connectionsMutex_);
-  for (auto& [raw, weak] : connections_) {
-    if (auto connection = weak.lock()) {
-      asio::post(connection->executor(),
-                 [connection, shared] { connection->closeIfRevoked(*shared); });
-    }
+  for (auto& [raw, connection] : connections_) {
+    asio::post(connection->executor(),
+               [connection, shared] { connection->closeIfRevoked(*shared); });
   }
 }
 
@@ -224,13 +226,22 @@ void Broker::onAccept(net::AcceptedStream accepted) {
     accepted.stream.close();
     return;
   }
-  openConnections_.fetch_add(1);
-  connectionsTotal_.fetch_add(1, std::memory_order_relaxed);
   // The stream already belongs to its loop; build and start the connection there.
   auto executor = accepted.stream.get_executor();
-  asio::post(executor, [this, a = std::move(accepted)]() mutable {
+  net::DeadlineWheel<Connection>* wheel = wheelFor(executor);
+  if (wheel == nullptr) {
+    spdlog::error(
+        "mqtt: refusing connection from {}: its stream is not on an event loop of the "
+        "broker",
+        accepted.remoteAddress);
+    accepted.stream.close();
+    return;
+  }
+  openConnections_.fetch_add(1);
+  connectionsTotal_.fetch_add(1, std::memory_order_relaxed);
+  asio::post(executor, [this, wheel, a = std::move(accepted)]() mutable {
     auto connection =
-        std::make_shared<Connection>(*this, std::move(a.stream), std::move(a.remoteAddress),
+        std::make_shared<Connection>(*this, *wheel, std::move(a.stream), std::move(a.remoteAddress),
                                      std::move(a.initialBytes), std::move(a.certificateCn));
     {
       std::lock_guard lock(connectionsMutex_);
@@ -238,6 +249,14 @@ void Broker::onAccept(net::AcceptedStream accepted) {
     }
     connection->start();
   });
+}
+
+net::DeadlineWheel<Connection>* Broker::wheelFor(const asio::any_io_executor& executor) {
+  const asio::execution_context* context = &asio::query(executor, asio::execution::context);
+  for (std::size_t i = 0; i < wheels_.size(); ++i) {
+    if (context == &static_cast<asio::execution_context&>(pool_.loop(i))) return wheels_[i].get();
+  }
+  return nullptr;
 }
 
 void Broker::connectionClosed(const Connection* connection) {

@@ -19,6 +19,7 @@
 #include "broker/session.h"
 #include "broker/subscription_tree.h"
 #include "core/config.h"
+#include "net/deadline_wheel.h"
 #include "net/event_loop_pool.h"
 #include "net/stream_listener.h"
 
@@ -145,6 +146,8 @@ class Broker {
  private:
   static net::WebSocketOptions webSocketOptions();
   void onAccept(net::AcceptedStream accepted);
+  // The deadline wheel of the loop `executor` belongs to (null: not one of the pool's loops).
+  net::DeadlineWheel<Connection>* wheelFor(const boost::asio::any_io_executor& executor);
   void publishSys();
   void scheduleSys();
   // Once a second: publishes delayed wills that are due and ends expired sessions.
@@ -177,8 +180,12 @@ class Broker {
   // Detached sessions that will expire or have a delayed will: checked by the expiry timer.
   std::unordered_map<const Session*, std::shared_ptr<Session>> timed_;
 
+  // One per event loop (pool_.loop(i)), declared before connections_ so that it outlives them.
+  std::vector<std::unique_ptr<net::DeadlineWheel<Connection>>> wheels_;
   std::mutex connectionsMutex_;
-  std::unordered_map<const Connection*, std::weak_ptr<Connection>> connections_;
+  // Open connections, owned here until they close (an idle or paused connection has no pending
+  // operation that would keep it alive).
+  std::unordered_map<const Connection*, std::shared_ptr<Connection>> connections_;
 
   std::atomic<std::int64_t> clientsConnected_{0};
   std::atomic<std::uint64_t> connectionsTotal_{0};

@@ -34,20 +34,27 @@ std::string addressOf(const std::string& peer) {
 
 constexpr std::size_t kInitialReadBuffer = 4096;  // small: most connections are idle sensors
 constexpr std::size_t kMaxReadChunk = 64 * 1024;
-constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr std::int64_t kConnectTimeoutUs = 10'000'000;
+// How long a closed connection may take to get its last bytes out (or to finish a WebSocket
+// goodbye) before its socket is closed anyway.
+constexpr std::int64_t kCloseLingerUs = 5'000'000;
 }  // namespace
 
-Connection::Connection(Broker& broker, net::ByteStream stream, std::string peer,
-                       std::string initialBytes, std::string certificateCn)
+Connection::Connection(Broker& broker, net::DeadlineWheel<Connection>& wheel,
+                       net::ByteStream stream, std::string peer, std::string initialBytes,
+                       std::string certificateCn)
     : broker_(broker),
+      wheel_(wheel),
       stream_(std::move(stream)),
-      timer_(stream_.get_executor()),
       peer_(std::move(peer)),
       certificateCn_(std::move(certificateCn)),
       input_(std::move(initialBytes)),
       inputUsed_(input_.size()) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  // Normally cancelled by close(); not when the loop stopped with this connection open.
+  wheel_.cancel(*this);
+}
 
 void Connection::start() {
   boost::system::error_code ec;
@@ -61,12 +68,7 @@ void Connection::start() {
   // once here (an ioctl), not per read.
   if (stream_.plainTcp()) stream_.socket().non_blocking(true, ec);
   lastActivityUs_ = core::monotonicMicros();
-  timer_.expires_after(kConnectTimeout);
-  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
-    if (!error && self->state_ == State::kAwaitConnect) {
-      self->close("no CONNECT within 10 s", true, false);
-    }
-  });
+  wheel_.schedule(*this, lastActivityUs_ + kConnectTimeoutUs);
   if (inputUsed_ > 0) {
     // Bytes that came with the PROXY header: the start of the protocol, handled as a read.
     processInput();
@@ -826,21 +828,32 @@ void Connection::onWritten(const boost::system::error_code& ec) {
 }
 
 void Connection::armKeepalive() {
-  timer_.cancel();
-  if (keepAlive_ == 0) return;
-  // The standard allows one and a half keepalive periods of silence.
-  const std::int64_t limitUs = std::int64_t{keepAlive_} * 1'500'000;
-  std::int64_t idleUs = core::monotonicMicros() - lastActivityUs_;
-  std::int64_t waitUs = std::max<std::int64_t>(limitUs - idleUs, 1000);
-  timer_.expires_after(std::chrono::microseconds(waitUs));
-  timer_.async_wait([self = shared_from_this(), limitUs](const boost::system::error_code& ec) {
-    if (ec || self->state_ != State::kConnected) return;
-    if (core::monotonicMicros() - self->lastActivityUs_ >= limitUs) {
-      self->close("keepalive timeout", false, true, mqtt::reason::kKeepAliveTimeout);
-    } else {
-      self->armKeepalive();
-    }
-  });
+  if (keepAlive_ == 0) {
+    wheel_.cancel(*this);
+    return;
+  }
+  // The standard allows one and a half keepalive periods of silence. Activity does not move the
+  // deadline (that would cost a wheel update per packet); onDeadline checks it instead.
+  wheel_.schedule(*this, lastActivityUs_ + std::int64_t{keepAlive_} * 1'500'000);
+}
+
+void Connection::onDeadline(std::int64_t nowUs) {
+  switch (state_) {
+    case State::kAwaitConnect:
+      close("no CONNECT within 10 s", true, false);
+      return;
+    case State::kConnected:
+      if (keepAlive_ != 0 && nowUs - lastActivityUs_ >= std::int64_t{keepAlive_} * 1'500'000) {
+        close("keepalive timeout", false, true, mqtt::reason::kKeepAliveTimeout);
+      } else {
+        armKeepalive();
+      }
+      return;
+    case State::kClosed:
+      // Do not wait forever on a peer that does not read (or answer a WebSocket close frame).
+      stream_.close();
+      return;
+  }
 }
 
 void Connection::closeFromBroker(std::string_view reason, bool sendWill, std::uint8_t reasonCode) {
@@ -850,6 +863,9 @@ void Connection::closeFromBroker(std::string_view reason, bool sendWill, std::ui
 void Connection::close(std::string_view reason, bool protocolError, bool sendWill,
                        std::uint8_t disconnectReason) {
   if (state_ == State::kClosed) return;
+  // The broker's registry owns open connections: dropping this one from it below must not
+  // destroy it before this returns.
+  const std::shared_ptr<Connection> self = shared_from_this();
   bool wasConnected = state_ == State::kConnected;
   state_ = State::kClosed;
   if (wasConnected && v5() && (disconnectReason != 0 || protocolError)) {
@@ -864,7 +880,7 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   } else {
     spdlog::debug("mqtt: client '{}' ({}) closed: {}", clientId_, peer_, reason);
   }
-  timer_.cancel();
+  wheel_.cancel(*this);
   acks_.clear();  // unacknowledged publishes will be resent by the client
 
   MessagePtr will;
@@ -907,12 +923,8 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
     flush();
   }
   if (writeInProgress_ || goodbyePending_) {
-    // Do not wait forever on a peer that does not read (or answer a WebSocket close frame).
-    timer_.expires_after(std::chrono::seconds(5));
-    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec) return;
-      self->stream_.close();
-    });
+    // Bounded in time by onDeadline. Until then the write or the goodbye keeps this alive.
+    wheel_.schedule(*this, core::monotonicMicros() + kCloseLingerUs);
   }
 }
 

@@ -1,7 +1,6 @@
 #pragma once
 // One MQTT client connection, pinned to one event loop. Every member runs on that loop; other
 // threads reach it only through posted handlers (onSessionWake, onAckReady, resumeReading).
-#include <boost/asio/steady_timer.hpp>
 #include <boost/container/deque.hpp>
 #include <cstdint>
 #include <memory>
@@ -15,6 +14,7 @@
 #include "broker/topic_acl.h"
 #include "codec/mqtt/packets.h"
 #include "net/byte_stream.h"
+#include "net/deadline_wheel.h"
 
 namespace tern::broker {
 
@@ -27,8 +27,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // address for logs ("ip:port"; empty → the socket's peer). `initialBytes`: protocol bytes
   // already read from the socket (after a PROXY header), processed first. `certificateCn`: the
   // CN of the client's verified TLS certificate, empty without one.
-  Connection(Broker& broker, net::ByteStream stream, std::string peer = {},
-             std::string initialBytes = {}, std::string certificateCn = {});
+  // `wheel`: the deadlines of the loop the stream belongs to.
+  Connection(Broker& broker, net::DeadlineWheel<Connection>& wheel, net::ByteStream stream,
+             std::string peer = {}, std::string initialBytes = {}, std::string certificateCn = {});
   ~Connection();
 
   void start();
@@ -45,6 +46,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // The grant of its credential (see Authenticator), empty for clients that cannot be revoked.
   const std::string& grant() const { return grant_; }
+
+  // The loop's DeadlineWheel: connect timeout, keepalive and the close linger share one hook.
+  net::DeadlineHook& deadlineHook() { return deadline_; }
+  void onDeadline(std::int64_t nowUs);
 
   // Posted handlers.
   void onSessionWake();
@@ -118,8 +123,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
              std::uint8_t disconnectReason = 0);
 
   Broker& broker_;
+  net::DeadlineWheel<Connection>& wheel_;
+  net::DeadlineHook deadline_;
   net::ByteStream stream_;
-  boost::asio::steady_timer timer_;
   std::string peer_;
   std::string certificateCn_;
   std::string username_;

@@ -313,6 +313,16 @@ TEST_F(BrokerTest, WillIsSentOnAbnormalDisconnectOnly) {
   EXPECT_FALSE(watcher.receivePublish(300ms));
 }
 
+TEST_F(BrokerTest, ConnectionWithoutConnectIsClosed) {
+  MqttTestClient silent;
+  ASSERT_TRUE(silent.open(port()));
+  MqttTestClient other;
+  ASSERT_TRUE(other.connect(port(), "still-here", true, 0));
+  // The connect timeout is 10 s; the bound here is only against hanging.
+  EXPECT_TRUE(silent.waitClosed(30000ms));
+  EXPECT_TRUE(other.publish("t/alive", "x", 1)) << "another connection of the loop is unharmed";
+}
+
 TEST_F(BrokerTest, KeepaliveTimeoutClosesAndSendsWill) {
   MqttTestClient watcher;
   ASSERT_TRUE(watcher.connect(port(), "watcher"));
