@@ -29,6 +29,8 @@ Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeli
                 [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }),
       wsListener_(pool, "mqtt-ws", net::StreamKind::kWebSocket,
                   [this](net::AcceptedStream accepted) { onAccept(std::move(accepted)); }) {
+  sessionLimits_ = SessionLimits{config_.maxInflight, config_.maxQueued, config_.maxPacketSize,
+                                 &messagesSent_,      &messagesDropped_, state_};
   for (std::size_t i = 0; i < pool_.size(); ++i) {
     wheels_.push_back(std::make_unique<net::DeadlineWheel<Connection>>(pool_.loop(i)));
   }
@@ -182,13 +184,8 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
   }
 }
 
-SessionLimits Broker::sessionLimits() const {
-  return SessionLimits{config_.maxInflight,
-                       config_.maxQueued,
-                       config_.maxPacketSize,
-                       const_cast<std::atomic<std::uint64_t>*>(&messagesSent_),
-                       const_cast<std::atomic<std::uint64_t>*>(&messagesDropped_),
-                       state_};
+const SessionLimits& Broker::sessionLimits() const {
+  return sessionLimits_;
 }
 
 void Broker::acceptWebSocketUpgrade(net::HttpUpgrade upgrade) {

@@ -141,7 +141,8 @@ class Broker {
   void countReadPause() { readPauses_.fetch_add(1, std::memory_order_relaxed); }
   void countConnected(int delta) { clientsConnected_.fetch_add(delta, std::memory_order_relaxed); }
   std::atomic<std::uint64_t>& sentCounter() { return messagesSent_; }
-  SessionLimits sessionLimits() const;
+  // Shared by every session (they keep a reference to it).
+  const SessionLimits& sessionLimits() const;
 
  private:
   static net::WebSocketOptions webSocketOptions();
@@ -166,6 +167,7 @@ class Broker {
   ingest::Pipeline* pipeline_;
   const ingest::Normalizer* normalizer_;
   StateStore* state_;
+  SessionLimits sessionLimits_;  // set in the constructor; before the sessions, which refer to it
   net::StreamListener listener_;
   std::unique_ptr<net::StreamListener> tlsListener_;
   // Also takes the HTTP API's upgrades, so it exists even when mqtt.ws_listen is off.

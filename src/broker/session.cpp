@@ -13,11 +13,16 @@ namespace tern::broker {
 
 namespace mqtt = codec::mqtt;
 
-Session::Session(std::string clientId, std::uint32_t expiryInterval, SessionLimits limits)
+Session::Session(std::string clientId, std::uint32_t expiryInterval, const SessionLimits& limits)
     : clientId_(std::move(clientId)),
       limits_(limits),
       expiryInterval_(expiryInterval),
       persistent_(limits.store != nullptr && expiryInterval != 0) {}
+
+Session::Extra& Session::extraLocked() {
+  if (!extra_) extra_ = std::make_unique<Extra>();
+  return *extra_;
+}
 
 std::uint32_t Session::expiryInterval() const {
   std::lock_guard lock(mutex_);
@@ -52,20 +57,21 @@ void Session::discard() {
 void Session::restore(const StoredSession& stored, std::int64_t expiresAtUs) {
   std::lock_guard lock(mutex_);
   expiresAtUs_ = expiresAtUs;
-  subscriptions_ = stored.subscriptions;
+  Extra& x = extraLocked();
+  x.subscriptions = stored.subscriptions;
   for (const StoredMessage& m : stored.messages) {
     if (m.packetId != 0) {
       // Sent before the restart: resent with DUP (or its PUBREL) when the client comes back.
-      inflight_.push_back(Outgoing{m.packetId, m.released ? nullptr : m.message, m.qos, m.retain,
-                                   m.released, m.subscriptionIds, m.id});
+      x.inflight.push_back(Outgoing{m.packetId, m.released ? nullptr : m.message, m.qos, m.retain,
+                                    m.released, m.subscriptionIds, m.id});
       lastPacketId_ = std::max(lastPacketId_, m.packetId);
     } else {
-      queue_.push_back(Queued{m.message, m.qos, m.retain, m.subscriptionIds, m.id});
+      x.queue.push_back(Queued{m.message, m.qos, m.retain, m.subscriptionIds, m.id});
     }
   }
-  for (std::uint16_t id : stored.incomingQos2) incomingQos2_[id] = true;
-  pendingWill_ = stored.will;
-  willDueUs_ = stored.willDueUs;
+  for (std::uint16_t id : stored.incomingQos2) x.incomingQos2[id] = true;
+  x.pendingWill = stored.will;
+  x.willDueUs = stored.willDueUs;
 }
 
 void Session::forgetStoredLocked(std::uint64_t storeId) {
@@ -94,17 +100,18 @@ std::uint64_t Session::deliver(const MessagePtr& message, std::uint8_t grantedQo
     sendLocked(message, 0, retainFlag, subscriptionIds);
     return 0;
   }
-  if (online && queue_.empty() && inflight_.size() < windowLocked()) {
+  Extra& x = extraLocked();
+  if (online && x.queue.empty() && x.inflight.size() < windowLocked()) {
     return sendLocked(message, qos, retainFlag, subscriptionIds);
   }
-  if (queue_.size() >= limits_.maxQueued) {
+  if (x.queue.size() >= limits_.maxQueued) {
     auto qos0 =
-        std::find_if(queue_.begin(), queue_.end(), [](const Queued& q) { return q.qos == 0; });
-    if (qos0 == queue_.end()) {
+        std::find_if(x.queue.begin(), x.queue.end(), [](const Queued& q) { return q.qos == 0; });
+    if (qos0 == x.queue.end()) {
       countDropLocked();
       return 0;
     }
-    queue_.erase(qos0);
+    x.queue.erase(qos0);
     countDropLocked();
   }
   // A persistent session's copy must be on disk before the publisher hears it was received.
@@ -114,7 +121,7 @@ std::uint64_t Session::deliver(const MessagePtr& message, std::uint8_t grantedQo
     storeId = limits_.store->nextMessageId();
     seq = limits_.store->addMessage(storeId, clientId_, *message, qos, retainFlag, subscriptionIds);
   }
-  queue_.push_back(Queued{message, qos, retainFlag, subscriptionIds, storeId});
+  x.queue.push_back(Queued{message, qos, retainFlag, subscriptionIds, storeId});
   return seq;
 }
 
@@ -154,12 +161,13 @@ bool Session::encodePublishLocked(const Message& message, std::uint8_t qos, bool
   if (params_.topicAliasMaximum > 0) {
     // Aliases are handed out first come, first served, and never reassigned: later messages on
     // a topic that has one go out with an empty topic name.
-    if (auto it = topicAliases_.find(message.topic); it != topicAliases_.end()) {
+    auto& aliases = extraLocked().topicAliases;
+    if (auto it = aliases.find(message.topic); it != aliases.end()) {
       overrides.topicAlias = it->second;
       topic = {};
-    } else if (topicAliases_.size() < params_.topicAliasMaximum) {
-      const auto alias = static_cast<std::uint16_t>(topicAliases_.size() + 1);
-      topicAliases_.emplace(message.topic, alias);
+    } else if (aliases.size() < params_.topicAliasMaximum) {
+      const auto alias = static_cast<std::uint16_t>(aliases.size() + 1);
+      aliases.emplace(message.topic, alias);
       overrides.topicAlias = alias;
       newAlias = true;
     }
@@ -172,7 +180,7 @@ bool Session::encodePublishLocked(const Message& message, std::uint8_t qos, bool
     // [MQTT-3.1.2-25]: a packet above the client's maximum is not sent; the message is dropped
     // as if it had been delivered.
     outbox_.resize(before);
-    if (newAlias) topicAliases_.erase(message.topic);
+    if (newAlias) extra_->topicAliases.erase(message.topic);
     return false;
   }
   return true;
@@ -203,7 +211,7 @@ std::uint64_t Session::sendLocked(const MessagePtr& message, std::uint8_t qos, b
     } else if (persistent_) {
       limits_.store->markSent(storeId, packetId);
     }
-    inflight_.push_back(
+    extraLocked().inflight.push_back(
         Outgoing{packetId, message, qos, retain, false, std::move(subscriptionIds), storeId});
   } else {
     ++outboxQos0_;
@@ -215,10 +223,11 @@ std::uint64_t Session::sendLocked(const MessagePtr& message, std::uint8_t qos, b
 }
 
 std::uint16_t Session::nextPacketIdLocked() {
+  const auto& inflight = extraLocked().inflight;
   for (;;) {
     ++lastPacketId_;
     if (lastPacketId_ == 0) lastPacketId_ = 1;
-    bool used = std::any_of(inflight_.begin(), inflight_.end(),
+    bool used = std::any_of(inflight.begin(), inflight.end(),
                             [this](const Outgoing& o) { return o.packetId == lastPacketId_; });
     if (!used) return lastPacketId_;
   }
@@ -233,10 +242,11 @@ void Session::wakeConnectionLocked() {
 }
 
 void Session::fillWindowLocked() {
-  if (connectionRaw_ == nullptr) return;
-  while (!queue_.empty() && inflight_.size() < windowLocked()) {
-    Queued next = std::move(queue_.front());
-    queue_.pop_front();
+  if (connectionRaw_ == nullptr || !extra_) return;
+  Extra& x = *extra_;
+  while (!x.queue.empty() && x.inflight.size() < windowLocked()) {
+    Queued next = std::move(x.queue.front());
+    x.queue.pop_front();
     sendLocked(next.message, next.qos, next.retain, std::move(next.subscriptionIds), next.storeId);
   }
 }
@@ -246,16 +256,18 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
   connection_ = connection;
   connectionRaw_ = connection.get();
   params_ = params;
-  topicAliases_.clear();  // aliases live as long as one network connection
   expiresAtUs_ = 0;
-  if (pendingWill_ != nullptr) {
-    pendingWill_.reset();  // resumed before the will delay passed: the will is not sent
-    if (persistent_) limits_.store->deleteWill(clientId_);
-  }
   wakePosted_ = false;
   outbox_.clear();
   outboxQos0_ = 0;
   if (persistent_) limits_.store->putSession(clientId_, expiryInterval_, 0);
+  if (!extra_) return;  // nothing kept: nothing to resend
+  Extra& x = *extra_;
+  x.topicAliases.clear();  // aliases live as long as one network connection
+  if (x.pendingWill != nullptr) {
+    x.pendingWill.reset();  // resumed before the will delay passed: the will is not sent
+    if (persistent_) limits_.store->deleteWill(clientId_);
+  }
   if (params_.acl != nullptr) {
     // Kept for an earlier login of this client id: what this one may not read is forgotten.
     const auto notAllowed = [this](const auto& m) {
@@ -264,11 +276,11 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
       forgetStoredLocked(m.storeId);
       return true;
     };
-    inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), notAllowed),
-                    inflight_.end());
-    queue_.erase(std::remove_if(queue_.begin(), queue_.end(), notAllowed), queue_.end());
+    x.inflight.erase(std::remove_if(x.inflight.begin(), x.inflight.end(), notAllowed),
+                     x.inflight.end());
+    x.queue.erase(std::remove_if(x.queue.begin(), x.queue.end(), notAllowed), x.queue.end());
   }
-  for (auto it = inflight_.begin(); it != inflight_.end();) {
+  for (auto it = x.inflight.begin(); it != x.inflight.end();) {
     if (it->released) {
       if (params_.version == mqtt::ProtocolVersion::kV5) {
         mqtt::encodeAck5(mqtt::PacketType::kPubrel, it->packetId, mqtt::reason::kSuccess, nullptr,
@@ -281,7 +293,7 @@ void Session::attach(const std::shared_ptr<Connection>& connection, const Client
       // The new connection accepts smaller packets than the old one did.
       countDropLocked();
       forgetStoredLocked(it->storeId);
-      it = inflight_.erase(it);
+      it = x.inflight.erase(it);
       continue;
     } else {
       ++counters_.sent;
@@ -297,11 +309,11 @@ void Session::detach(const Connection* connection) {
   if (connectionRaw_ != connection) return;
   connection_.reset();
   connectionRaw_ = nullptr;
-  // Unsent bytes are dropped; what they carried is still in inflight_ and is resent on attach.
+  // Unsent bytes are dropped; what they carried is still in flight (Extra) and is resent on attach.
   outbox_.clear();
   outboxQos0_ = 0;
   wakePosted_ = false;
-  topicAliases_.clear();
+  if (extra_) extra_->topicAliases.clear();
   if (expiryInterval_ != 0 && expiryInterval_ != kSessionNeverExpires) {
     expiresAtUs_ = core::monotonicMicros() + std::int64_t{expiryInterval_} * 1'000'000;
   }
@@ -326,11 +338,13 @@ bool Session::attached() const {
 }
 
 bool Session::eraseInflightLocked(std::uint16_t packetId, bool wantReleased, std::uint8_t qos) {
-  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+  if (!extra_) return false;
+  auto& inflight = extra_->inflight;
+  auto it = std::find_if(inflight.begin(), inflight.end(),
                          [&](const Outgoing& o) { return o.packetId == packetId; });
-  if (it == inflight_.end() || it->qos != qos || it->released != wantReleased) return false;
+  if (it == inflight.end() || it->qos != qos || it->released != wantReleased) return false;
   forgetStoredLocked(it->storeId);
-  inflight_.erase(it);
+  inflight.erase(it);
   fillWindowLocked();
   return true;
 }
@@ -342,9 +356,11 @@ bool Session::onPuback(std::uint16_t packetId) {
 
 bool Session::onPubrec(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+  if (!extra_) return false;
+  auto& inflight = extra_->inflight;
+  auto it = std::find_if(inflight.begin(), inflight.end(),
                          [&](const Outgoing& o) { return o.packetId == packetId; });
-  if (it == inflight_.end() || it->qos != 2) return false;
+  if (it == inflight.end() || it->qos != 2) return false;
   it->released = true;
   it->message.reset();  // the payload is no longer needed once the receiver has it
   if (persistent_ && it->storeId != 0) limits_.store->markReleased(it->storeId);
@@ -369,19 +385,21 @@ bool Session::onPubcomp(std::uint16_t packetId) {
 
 bool Session::beginIncomingQos2(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  return incomingQos2_.emplace(packetId, false).second;
+  return extraLocked().incomingQos2.emplace(packetId, false).second;
 }
 
 bool Session::incomingQos2Committed(std::uint16_t packetId) const {
   std::lock_guard lock(mutex_);
-  auto it = incomingQos2_.find(packetId);
-  return it != incomingQos2_.end() && it->second;
+  if (!extra_) return false;
+  auto it = extra_->incomingQos2.find(packetId);
+  return it != extra_->incomingQos2.end() && it->second;
 }
 
 std::uint64_t Session::markIncomingQos2Committed(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  auto it = incomingQos2_.find(packetId);
-  if (it == incomingQos2_.end()) return 0;
+  if (!extra_) return 0;
+  auto it = extra_->incomingQos2.find(packetId);
+  if (it == extra_->incomingQos2.end()) return 0;
   it->second = true;
   // After a restart, a resent PUBLISH with this id is then known as a duplicate (exactly once).
   return persistent_ ? limits_.store->putIncomingQos2(clientId_, packetId) : 0;
@@ -389,7 +407,7 @@ std::uint64_t Session::markIncomingQos2Committed(std::uint16_t packetId) {
 
 bool Session::releaseIncomingQos2(std::uint16_t packetId) {
   std::lock_guard lock(mutex_);
-  if (incomingQos2_.erase(packetId) == 0) return false;
+  if (!extra_ || extra_->incomingQos2.erase(packetId) == 0) return false;
   if (persistent_) limits_.store->deleteIncomingQos2(clientId_, packetId);
   return true;
 }
@@ -405,41 +423,43 @@ void Session::takeOutbox(std::string& out) {
 bool Session::addSubscription(const std::string& filter, const SubscriptionOptions& options) {
   std::lock_guard lock(mutex_);
   if (persistent_) limits_.store->putSubscription(clientId_, filter, options);
-  return !subscriptions_.insert_or_assign(filter, options).second;
+  return !extraLocked().subscriptions.insert_or_assign(filter, options).second;
 }
 
 bool Session::removeSubscription(const std::string& filter) {
   std::lock_guard lock(mutex_);
-  if (subscriptions_.erase(filter) == 0) return false;
+  if (!extra_ || extra_->subscriptions.erase(filter) == 0) return false;
   if (persistent_) limits_.store->deleteSubscription(clientId_, filter);
   return true;
 }
 
 std::map<std::string, SubscriptionOptions> Session::subscriptions() const {
   std::lock_guard lock(mutex_);
-  return subscriptions_;
+  if (!extra_) return {};
+  return extra_->subscriptions;
 }
 
 void Session::setPendingWill(MessagePtr will, std::int64_t dueUs) {
   std::lock_guard lock(mutex_);
-  pendingWill_ = std::move(will);
-  willDueUs_ = dueUs;
+  Extra& x = extraLocked();
+  x.pendingWill = std::move(will);
+  x.willDueUs = dueUs;
   // Kept with the session, so that a restart (or a crash) in the delay does not lose it.
-  if (persistent_ && pendingWill_ != nullptr) {
-    limits_.store->putWill(clientId_, *pendingWill_, willDueUs_);
+  if (persistent_ && x.pendingWill != nullptr) {
+    limits_.store->putWill(clientId_, *x.pendingWill, x.willDueUs);
   }
 }
 
 MessagePtr Session::takeWill(std::int64_t nowUs, bool force) {
   std::lock_guard lock(mutex_);
-  if (!pendingWill_ || (!force && nowUs < willDueUs_)) return nullptr;
+  if (!extra_ || !extra_->pendingWill || (!force && nowUs < extra_->willDueUs)) return nullptr;
   if (persistent_) limits_.store->deleteWill(clientId_);
-  return std::move(pendingWill_);
+  return std::move(extra_->pendingWill);
 }
 
 bool Session::hasPendingWill() const {
   std::lock_guard lock(mutex_);
-  return pendingWill_ != nullptr;
+  return extra_ && extra_->pendingWill != nullptr;
 }
 
 DeliveryCounters Session::counters() const {
@@ -449,12 +469,12 @@ DeliveryCounters Session::counters() const {
 
 std::size_t Session::queued() const {
   std::lock_guard lock(mutex_);
-  return queue_.size();
+  return extra_ ? extra_->queue.size() : 0;
 }
 
 std::size_t Session::inflight() const {
   std::lock_guard lock(mutex_);
-  return inflight_.size();
+  return extra_ ? extra_->inflight.size() : 0;
 }
 
 }  // namespace tern::broker

@@ -16,6 +16,7 @@
 
 #include "broker/message.h"
 #include "codec/mqtt/packets.h"
+#include "core/small_mutex.h"
 
 namespace tern::broker {
 
@@ -56,7 +57,8 @@ class Session {
  public:
   // `expiryInterval`: seconds the session outlives its connection (0: it ends with it;
   // kSessionNeverExpires: 3.1.1 clean_session=false).
-  Session(std::string clientId, std::uint32_t expiryInterval, SessionLimits limits);
+  // `limits` is kept by reference: it outlives the session (the broker's).
+  Session(std::string clientId, std::uint32_t expiryInterval, const SessionLimits& limits);
 
   const std::string& clientId() const { return clientId_; }
   std::uint32_t expiryInterval() const;
@@ -143,7 +145,21 @@ class Session {
     std::uint64_t storeId = 0;
   };
 
+  // What most sessions never need: an idle client with no subscriptions, no QoS 1/2 traffic
+  // towards it and no QoS 2 from it has none of it. Allocated on first use, with mutex_ held.
+  struct Extra {
+    // boost's deque allocates nothing until used (std::deque allocates ~600 bytes when built).
+    boost::container::deque<Outgoing> inflight;
+    boost::container::deque<Queued> queue;
+    std::unordered_map<std::uint16_t, bool> incomingQos2;  // id → committed
+    std::map<std::string, SubscriptionOptions> subscriptions;
+    std::unordered_map<std::string, std::uint16_t> topicAliases;  // outgoing, this connection
+    MessagePtr pendingWill;
+    std::int64_t willDueUs = 0;
+  };
+
   // All of these run with mutex_ held.
+  Extra& extraLocked();
   void countDropLocked();
   bool mayReceiveLocked(const Message& message) const;
   // Returns the state store sequence number of a new stored copy (0: none).
@@ -161,29 +177,22 @@ class Session {
   std::uint32_t windowLocked() const;
 
   const std::string clientId_;
-  const SessionLimits limits_;
+  const SessionLimits& limits_;
 
-  mutable std::mutex mutex_;
+  // Four bytes instead of std::mutex's forty: there is one per client.
+  mutable core::SmallMutex mutex_;
   std::uint32_t expiryInterval_;
   bool persistent_ = false;
   std::int64_t expiresAtUs_ = 0;
   std::weak_ptr<Connection> connection_;
   const Connection* connectionRaw_ = nullptr;
   ClientParams params_;
-  std::unordered_map<std::string, std::uint16_t> topicAliases_;  // outgoing, this connection
   std::string outbox_;
   std::uint32_t outboxQos0_ = 0;  // QoS 0 messages in outbox_, bounded by maxQueued
   bool wakePosted_ = false;
-  // boost's deque allocates nothing until used (std::deque allocates ~600 bytes when built),
-  // which matters for the many sessions that never receive anything.
-  boost::container::deque<Outgoing> inflight_;
-  boost::container::deque<Queued> queue_;
   std::uint16_t lastPacketId_ = 0;
-  std::unordered_map<std::uint16_t, bool> incomingQos2_;  // id → committed
-  std::map<std::string, SubscriptionOptions> subscriptions_;
-  MessagePtr pendingWill_;
-  std::int64_t willDueUs_ = 0;
   DeliveryCounters counters_;
+  std::unique_ptr<Extra> extra_;
 };
 
 }  // namespace tern::broker

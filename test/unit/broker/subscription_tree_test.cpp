@@ -11,7 +11,8 @@ namespace tern::broker {
 namespace {
 
 std::shared_ptr<Session> makeSession(const std::string& id) {
-  return std::make_shared<Session>(id, 0, SessionLimits{});
+  static const SessionLimits kLimits{};  // sessions keep a reference to their limits
+  return std::make_shared<Session>(id, 0, kLimits);
 }
 
 std::vector<std::string> matchIds(const SubscriptionTree& tree, const std::string& topic) {
