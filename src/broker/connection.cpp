@@ -58,15 +58,17 @@ Connection::~Connection() {
 
 void Connection::start() {
   boost::system::error_code ec;
-  if (peer_.empty()) {
-    auto remote = stream_.socket().remote_endpoint(ec);
-    peer_ =
-        ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
-  }
-  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  stream_.withSocket([&](auto& socket) {
+    if (peer_.empty()) {
+      auto remote = socket.remote_endpoint(ec);
+      peer_ = ec ? std::string("?")
+                 : remote.address().to_string() + ":" + std::to_string(remote.port());
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  });
   // onReadable reads plain TCP synchronously after a readiness wait: it must never block. Set
   // once here (an ioctl), not per read.
-  if (stream_.plainTcp()) stream_.socket().non_blocking(true, ec);
+  if (stream_.plainTcp()) stream_.plainSocket().non_blocking(true, ec);
   lastActivityUs_ = core::monotonicMicros();
   wheel_.schedule(*this, lastActivityUs_ + kConnectTimeoutUs);
   if (inputUsed_ > 0) {
@@ -93,7 +95,7 @@ void Connection::readMore() {
     // Wait for readability without a buffer: idle connections then hold no read memory.
     if (!input_.empty()) std::string().swap(input_);
     reading_ = true;
-    stream_.socket().async_wait(
+    stream_.plainSocket().async_wait(
         asio::ip::tcp::socket::wait_read,
         [self = shared_from_this()](const boost::system::error_code& ec) { self->onReadable(ec); });
     return;
@@ -137,7 +139,7 @@ void Connection::onReadable(const boost::system::error_code& ec) {
     close("connection lost: " + ec.message(), false, true);
     return;
   }
-  asio::ip::tcp::socket& socket = stream_.socket();
+  net::LoopSocket& socket = stream_.plainSocket();
   boost::system::error_code readError;
   LoopReadBuffer& buffer = loopReadBuffer;
   if (buffer.inUse) {

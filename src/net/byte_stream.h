@@ -18,6 +18,8 @@
 #include <utility>
 #include <variant>
 
+#include "net/loop_socket.h"
+
 namespace tern::net {
 
 // Errors a Transport reports on top of the socket's.
@@ -56,36 +58,40 @@ class Transport {
 
 class ByteStream {
  public:
-  explicit ByteStream(boost::asio::ip::tcp::socket socket) : stream_(std::move(socket)) {}
+  explicit ByteStream(LoopSocket socket) : stream_(std::move(socket)) {}
   explicit ByteStream(std::unique_ptr<Transport> transport) : stream_(std::move(transport)) {}
   ByteStream(ByteStream&&) = default;
   ByteStream& operator=(ByteStream&&) = default;
 
   boost::asio::any_io_executor get_executor() {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
       return tcp->get_executor();
     }
     return transport().executor();
   }
 
-  // The TCP socket underneath, for options and endpoints. Do not read or write it.
-  boost::asio::ip::tcp::socket& socket() {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]]
-      return *tcp;
-    return transport().socket();
+  // Calls f with the TCP socket underneath (a LoopSocket or a tcp::socket), for options and
+  // endpoints. Do not read or write it.
+  template <class F>
+  decltype(auto) withSocket(F&& f) {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]]
+      return std::forward<F>(f)(*tcp);
+    return std::forward<F>(f)(transport().socket());
   }
+  // The socket of a plain TCP stream (plainTcp()), which its owner may read directly.
+  LoopSocket& plainSocket() { return std::get<LoopSocket>(stream_); }
 
   // "tcp", "tls", "ws" or "wss".
   std::string_view name() const {
-    if (std::holds_alternative<boost::asio::ip::tcp::socket>(stream_)) return "tcp";
+    if (std::holds_alternative<LoopSocket>(stream_)) return "tcp";
     return std::get<std::unique_ptr<Transport>>(stream_)->name();
   }
-  bool plainTcp() const { return std::holds_alternative<boost::asio::ip::tcp::socket>(stream_); }
+  bool plainTcp() const { return std::holds_alternative<LoopSocket>(stream_); }
 
   // handler(const error_code&, std::size_t). A Transport needs it copyable.
   template <class Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
       tcp->async_read_some(buffer, std::forward<Handler>(handler));
       return;
     }
@@ -95,7 +101,7 @@ class ByteStream {
   // Writes all of `buffer`; handler(const error_code&, std::size_t).
   template <class Handler>
   void asyncWrite(boost::asio::const_buffer buffer, Handler&& handler) {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
       boost::asio::async_write(*tcp, buffer, std::forward<Handler>(handler));
       return;
     }
@@ -106,7 +112,7 @@ class ByteStream {
   // progress. `keepAlive` (the owner) is held while a goodbye is under way. Idempotent.
   // Returns true while the goodbye is under way: bound it in time with close().
   bool shutdown(std::shared_ptr<void> keepAlive) {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
       boost::system::error_code ignored;
       tcp->shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
       tcp->close(ignored);
@@ -117,7 +123,7 @@ class ByteStream {
 
   // Closes now.
   void close() {
-    if (auto* tcp = std::get_if<boost::asio::ip::tcp::socket>(&stream_)) [[likely]] {
+    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
       boost::system::error_code ignored;
       tcp->close(ignored);
       return;
@@ -128,7 +134,7 @@ class ByteStream {
  private:
   Transport& transport() { return *std::get<std::unique_ptr<Transport>>(stream_); }
 
-  std::variant<boost::asio::ip::tcp::socket, std::unique_ptr<Transport>> stream_;
+  std::variant<LoopSocket, std::unique_ptr<Transport>> stream_;
 };
 
 }  // namespace tern::net

@@ -4,6 +4,7 @@
 // plus a pending wait operation, for every idle connection). Used only on its loop's thread.
 // A deadline fires up to a second late; one further away than the wheel's span stays in its
 // slot for later rounds of the sweep.
+#include <algorithm>
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -48,7 +49,8 @@ class DeadlineWheel {
   // On the loop's thread.
   void start() {
     stopped_ = false;
-    lastSweptSecond_ = secondOf(core::monotonicMicros());
+    // Seconds up to now are past: no deadline still to come belongs to them.
+    lastSweptSecond_ = core::monotonicMicros() / 1'000'000;
     arm();
   }
   // On the loop's thread: nothing fires after this; items stay until cancelled.
@@ -62,7 +64,9 @@ class DeadlineWheel {
     cancel(item);
     DeadlineHook& hook = item.deadlineHook();
     hook.deadlineUs = deadlineUs;
-    hook.slot = static_cast<std::uint32_t>(secondOf(deadlineUs) % kSlots);
+    // A deadline already past goes to the next second swept, not to one swept this round.
+    const std::int64_t second = std::max(secondOf(deadlineUs), lastSweptSecond_ + 1);
+    hook.slot = static_cast<std::uint32_t>(second % kSlots);
     std::vector<T*>& slot = slots_[hook.slot];
     hook.index = static_cast<std::uint32_t>(slot.size());
     slot.push_back(&item);
@@ -84,14 +88,15 @@ class DeadlineWheel {
   std::size_t size() const { return size_; }
 
  private:
-  // The second a deadline belongs to, rounded up: when the sweep reaches second s (at or after
-  // s), every item of slot s with a deadline in this round is due.
+  // The second a deadline belongs to, rounded up: the sweep reaches second s at or after s, when
+  // every item of slot s with a deadline in this round is due. Seconds up to lastSweptSecond_
+  // have been swept.
   static std::int64_t secondOf(std::int64_t us) { return (us + 999'999) / 1'000'000; }
 
   void arm() {
     if (stopped_) return;
     // Just after the next whole second.
-    const std::int64_t nextUs = (secondOf(core::monotonicMicros()) + 1) * 1'000'000 + 1'000;
+    const std::int64_t nextUs = (core::monotonicMicros() / 1'000'000 + 1) * 1'000'000 + 1'000;
     timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::microseconds(nextUs)));
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopped_) return;

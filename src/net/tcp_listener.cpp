@@ -19,7 +19,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 // The socket's own peer, as the connection would see it without a proxy.
-AcceptedConnection plainConnection(tcp::socket socket) {
+AcceptedConnection plainConnection(LoopSocket socket) {
   AcceptedConnection accepted{std::move(socket), "?", {}, {}};
   boost::system::error_code ec;
   auto remote = accepted.socket.remote_endpoint(ec);
@@ -35,7 +35,7 @@ AcceptedConnection plainConnection(tcp::socket socket) {
 // (kProxyHeaderTimeout) and size (kProxyMaxHeaderLength: the parser decides within that).
 class ProxyHeaderReader : public std::enable_shared_from_this<ProxyHeaderReader> {
  public:
-  ProxyHeaderReader(tcp::socket socket, std::string_view listener,
+  ProxyHeaderReader(LoopSocket socket, std::string_view listener,
                     std::shared_ptr<const TcpListener::OnAccept> onAccept,
                     std::shared_ptr<std::atomic<std::size_t>> pending)
       : socket_(std::move(socket)),
@@ -120,7 +120,7 @@ class ProxyHeaderReader : public std::enable_shared_from_this<ProxyHeaderReader>
     socket_.close(ignored);
   }
 
-  tcp::socket socket_;
+  LoopSocket socket_;
   asio::steady_timer timer_;
   std::string listener_;
   std::shared_ptr<const TcpListener::OnAccept> onAccept_;
@@ -187,7 +187,8 @@ void TcpListener::stop() {
 void TcpListener::acceptNext() {
   if (!acceptor_.is_open()) return;
   // The socket is created on the loop that will own the connection.
-  acceptor_.async_accept(pool_.next(), [this](boost::system::error_code ec, tcp::socket socket) {
+  // Accepting with the io_context (not an executor) yields a socket of its concrete executor.
+  acceptor_.async_accept(pool_.next(), [this](boost::system::error_code ec, LoopSocket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // EMFILE and friends: log, back off briefly, keep accepting.

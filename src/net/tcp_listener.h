@@ -13,12 +13,13 @@
 
 #include "core/config.h"
 #include "net/event_loop_pool.h"
+#include "net/loop_socket.h"
 
 namespace tern::net {
 
 // An accepted connection, ready for its protocol.
 struct AcceptedConnection {
-  boost::asio::ip::tcp::socket socket;
+  LoopSocket socket;  // on the loop that will own the connection
   // The client, for logs and limits: "203.0.113.7:51234" or "[2001:db8::1]:51234"; "?" when
   // unknown. From the PROXY header when the listener expects one, else the socket's peer.
   std::string remoteAddress;

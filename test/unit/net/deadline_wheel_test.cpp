@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <thread>
 #include <vector>
 
 namespace tern::net {
@@ -36,6 +37,11 @@ TEST(DeadlineWheel, FiresDueItemsOnceAcrossRoundsAndSkipsCancelled) {
   Item soon, later, beyond, cancelled, twice, moved;
   twice.again = 1'200'000;
   twice.reschedule = [&](Item& item, std::int64_t at) { wheel.schedule(item, at); };
+  // Start early in a second, so that `soon` is due within the second the wheel starts in (a
+  // wheel that took that second as already swept would hold it back a whole round).
+  while (core::monotonicMicros() % 1'000'000 > 200'000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   const std::int64_t start = core::monotonicMicros();
   wheel.start();
   wheel.schedule(soon, start + 300'000);
