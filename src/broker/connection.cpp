@@ -772,14 +772,21 @@ void Connection::encodeAck(mqtt::PacketType type, std::uint16_t packetId, std::u
 std::uint64_t Connection::queueAck(mqtt::PacketType type, std::uint16_t packetId, bool ready,
                                    std::uint8_t reasonCode) {
   std::uint64_t sequence = nextAckSequence_++;
+  if (acksHead_ > 64 && acksHead_ * 2 > acks_.size()) {
+    // A long run of acks never fully drained: drop the sent ones from the front.
+    acks_.erase(acks_.begin(), acks_.begin() + static_cast<std::ptrdiff_t>(acksHead_));
+    acksHead_ = 0;
+  }
   acks_.push_back(PendingAck{sequence, type, packetId, ready, reasonCode});
   if (ready) flushAcks();
   return sequence;
 }
 
 void Connection::onAckReady(std::uint64_t sequence) {
-  if (state_ == State::kClosed || acks_.empty() || sequence < acks_.front().sequence) return;
-  std::size_t index = static_cast<std::size_t>(sequence - acks_.front().sequence);
+  if (state_ == State::kClosed || acksHead_ == acks_.size()) return;
+  const std::uint64_t first = acks_[acksHead_].sequence;
+  if (sequence < first) return;
+  const std::size_t index = acksHead_ + static_cast<std::size_t>(sequence - first);
   if (index >= acks_.size()) return;
   acks_[index].ready = true;
   flushAcks();
@@ -788,12 +795,18 @@ void Connection::onAckReady(std::uint64_t sequence) {
 
 void Connection::flushAcks() {
   // Acknowledgements leave in the order the publishes arrived (MQTT 3.1.1 §4.6).
-  while (!acks_.empty() && acks_.front().ready) {
-    const PendingAck& ack = acks_.front();
+  while (acksHead_ < acks_.size() && acks_[acksHead_].ready) {
+    const PendingAck& ack = acks_[acksHead_];
     encodeAck(ack.type, ack.packetId, ack.reasonCode);
     // A QoS 1 exchange is complete once its PUBACK leaves (QoS 2 at PUBREL, see handleAck).
     if (ack.type == mqtt::PacketType::kPuback && inboundInflight_ > 0) --inboundInflight_;
-    acks_.pop_front();
+    ++acksHead_;
+  }
+  if (acksHead_ == acks_.size()) {
+    acks_.clear();
+    acksHead_ = 0;
+    // Keep room for a device's usual one or few acks; give back what a burst needed.
+    if (acks_.capacity() > 16) std::vector<PendingAck>().swap(acks_);
   }
 }
 
@@ -883,7 +896,8 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
     spdlog::debug("mqtt: client '{}' ({}) closed: {}", clientId_, peer_, reason);
   }
   wheel_.cancel(*this);
-  acks_.clear();  // unacknowledged publishes will be resent by the client
+  std::vector<PendingAck>().swap(acks_);  // unacknowledged publishes will be resent by the client
+  acksHead_ = 0;
 
   MessagePtr will;
   std::uint32_t willDelay = 0;

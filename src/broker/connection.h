@@ -1,7 +1,6 @@
 #pragma once
 // One MQTT client connection, pinned to one event loop. Every member runs on that loop; other
 // threads reach it only through posted handlers (onSessionWake, onAckReady, resumeReading).
-#include <boost/container/deque.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -162,8 +161,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closeAfterWrite_ = false;
   bool goodbyePending_ = false;  // the transport is saying goodbye (a WebSocket close frame)
 
-  // boost's deque allocates nothing until used: most connections never hold an ack.
-  boost::container::deque<PendingAck> acks_;
+  // Acks owed, oldest at acksHead_. A vector rather than a deque: a deque keeps a ~500-byte
+  // block for life once used, this keeps room for the one or few acks a device usually owes.
+  std::vector<PendingAck> acks_;
+  std::uint32_t acksHead_ = 0;
   std::uint64_t nextAckSequence_ = 0;
   bool counted_ = false;  // counted in clientsConnected
 };
