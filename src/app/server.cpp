@@ -241,6 +241,7 @@ Server::Server(core::Config config) : config_(std::move(config)) {
 
   api::ApiOptions apiOptions;
   apiOptions.listen = config_.http.listen;
+  apiOptions.threads = config_.http.threads;
   apiOptions.nodeId = config_.server.nodeId;
   apiOptions.auth = auth_.get();
   apiOptions.deviceCredentials = deviceCredentials_.get();

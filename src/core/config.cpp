@@ -319,6 +319,7 @@ const std::vector<KeyDescriptor>& keyTable() {
            fail(key.name, "set it in the TOML file ([[mqtt.acl]] entries)");
          }});
     t.push_back(hostPortKey("http.listen", &Config::http, &HttpConfig::listen));
+    t.push_back(integerKey("http.threads", 1, 64, &Config::http, &HttpConfig::threads));
     t.push_back(durationKey("api.token_ttl", 1'000'000, 86'400'000'000LL, "1s and 1d (15m)",
                             &Config::api, &ApiConfig::tokenTtlUs));
     t.push_back(durationKey("api.refresh_ttl", 1'000'000, 366LL * 86'400'000'000LL,

@@ -77,6 +77,9 @@ struct MqttConfig {
 
 struct HttpConfig {
   HostPort listen{"127.0.0.1", 8080};
+  // Threads serving the API. Handlers wait on the database (a device delete, a long export), so
+  // more than one keeps the rest of the API and the live feed answering meanwhile.
+  unsigned threads = 4;
 };
 
 // Authentication of the HTTP API.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -89,6 +90,10 @@ class FaultyStore : public storage::Store {
   explicit FaultyStore(storage::Store& inner) : inner_(inner) {}
   std::atomic<bool> failReads{false};
   std::atomic<bool> failCheck{false};
+  // While set, message queries wait inside the store (bounded) until it is cleared: a slow
+  // database, deterministically.
+  std::atomic<bool> holdQueries{false};
+  std::atomic<int> held{0};
 
   core::Status appendBatch(std::span<const storage::Record> records) override {
     return inner_.appendBatch(records);
@@ -96,6 +101,13 @@ class FaultyStore : public storage::Store {
   core::Result<std::vector<storage::StoredRecord>> queryMessages(
       const storage::MessageQuery& query) override {
     if (failReads) return core::Error{"disk on fire"};
+    if (holdQueries) {
+      ++held;
+      for (int i = 0; i < 3000 && holdQueries; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      --held;
+    }
     return inner_.queryMessages(query);
   }
   core::Result<std::vector<storage::Bucket>> querySeries(
@@ -1152,6 +1164,25 @@ TEST_F(HttpServerTest, ConcurrentClientsAllGetAnswers) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(ok.load(), 200);
+}
+
+TEST_F(HttpServerTest, ARequestWaitingOnTheStoreDoesNotHoldUpOthers) {
+  faulty_->holdQueries = true;
+  unsigned slowStatus = 0;
+  std::thread slow([&] {
+    HttpTestClient client(server_->port(), *token_);
+    slowStatus = client.get(messagesUrl("sensor-1", "limit=5")).status;
+  });
+  for (int i = 0; i < 1000 && faulty_->held.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(faulty_->held.load(), 1) << "the slow request never reached the store";
+  // Answered by another thread while the first one waits on the store.
+  EXPECT_EQ(get("/api/v1/devices").status, 200u);
+  EXPECT_EQ(faulty_->held.load(), 1) << "the slow request was let go too early for this check";
+  faulty_->holdQueries = false;
+  slow.join();
+  EXPECT_EQ(slowStatus, 200u);
 }
 
 TEST_F(HttpServerTest, StartFailsOnABusyPortAndStopIsIdempotent) {

@@ -36,6 +36,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.server.dataDir, "./data");
   EXPECT_EQ(c.mqtt.listen.toString(), "0.0.0.0:1883");
   EXPECT_EQ(c.http.listen.toString(), "127.0.0.1:8080");
+  EXPECT_EQ(c.http.threads, 4u);
   ASSERT_EQ(c.ingest.routes.size(), 1u);
   EXPECT_EQ(c.ingest.routes[0].filter, "device/+");
   EXPECT_TRUE(c.ingest.spool);
@@ -81,6 +82,7 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "mqtt.credential_check_interval",
                                           "mqtt.acl",
                                           "http.listen",
+                                          "http.threads",
                                           "api.token_ttl",
                                           "api.refresh_ttl",
                                           "api.login_max_failures",
@@ -145,6 +147,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "mqtt.ws_listen", "0.0.0.0:8083");
   applyConfigValue(c, "mqtt.wss_listen", "0.0.0.0:8084");
   applyConfigValue(c, "http.listen", "localhost:0");
+  applyConfigValue(c, "http.threads", "2");
   applyConfigValue(c, "api.token_ttl", "1s");
   applyConfigValue(c, "api.refresh_ttl", "7d");
   applyConfigValue(c, "api.login_max_failures", "0");
@@ -195,6 +198,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   ASSERT_TRUE(c.mqtt.wssListen);
   EXPECT_EQ(c.mqtt.wssListen->port, 8084);
   EXPECT_EQ(c.http.listen.toString(), "localhost:0");
+  EXPECT_EQ(c.http.threads, 2u);
   EXPECT_EQ(c.api.tokenTtlUs, 1'000'000);
   EXPECT_EQ(c.api.refreshTtlUs, 7LL * 86'400'000'000);
   EXPECT_EQ(c.api.loginMaxFailures, 0u);
@@ -242,6 +246,7 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"mqtt.receive_maximum", {"0", "65536"}},
       {"mqtt.topic_alias_maximum", {"65536", "-1"}},
       {"http.listen", {"foo", "localhost:99999"}},
+      {"http.threads", {"0", "65", "-1", "two", ""}},
       {"api.token_ttl", {"", "15", "0s", "2d", "soon", "-1m"}},
       {"api.refresh_ttl", {"", "30", "500ms", "367d"}},
       {"web.tile_url", {"tiles.example/{z}/{x}/{y}.png", "javascript:alert(1)"}},
