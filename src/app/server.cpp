@@ -301,11 +301,9 @@ Server::Server(core::Config config) : config_(std::move(config)) {
                                       {"published", lv.published},
                                       {"inbox_overflows", lv.inboxOverflows}};
     ingest::LatestCacheStats l = latest_->stats();
-    out["latest_cache"] = boost::json::object{{"devices", l.devices},
-                                              {"complete", l.complete},
-                                              {"store_reads", l.storeReads},
-                                              {"refreshes", l.refreshes},
-                                              {"syncs", l.syncs}};
+    out["latest_cache"] = boost::json::object{
+        {"devices", l.devices},     {"complete", l.complete}, {"store_reads", l.storeReads},
+        {"refreshes", l.refreshes}, {"syncs", l.syncs},       {"forgotten", l.forgotten}};
     if (brokerState_) {
       broker::StateStoreStats st = brokerState_->stats();
       out["broker_state"] = boost::json::object{{"writes", st.writes},

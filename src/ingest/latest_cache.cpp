@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace tern::ingest {
@@ -146,6 +147,12 @@ core::Status LatestCache::syncFromStore(std::optional<std::int64_t> sinceUs) {
   const std::uint64_t done = doneSeq_.load(std::memory_order_acquire);
   auto devices = sinceUs ? store_.listDevicesSeenSince(*sinceUs) : store_.listDevices();
   if (!devices) return core::Error{"latest cache: sync: " + devices.error().message};
+  // A whole list also tells which devices are gone (deleted through another node): cached ones
+  // it lacks that this node has not written since are re-read below, and forgotten if absent.
+  std::unordered_set<std::string> listed;
+  if (!sinceUs) {
+    for (const auto& device : *devices) listed.insert(device.deviceId);
+  }
   std::vector<std::string> again;
   for (auto& device : *devices) {
     Shard& shard = shardFor(device.deviceId);
@@ -157,15 +164,30 @@ core::Status LatestCache::syncFromStore(std::optional<std::int64_t> sinceUs) {
     }
     assign(it->second, std::move(device));
   }
+  if (!sinceUs) {
+    for (Shard& shard : shards_) {
+      std::unique_lock lock(shard.mutex);
+      for (const auto& [deviceId, entry] : shard.devices) {
+        if (entry.touchedSeq <= done && !listed.contains(deviceId)) again.push_back(deviceId);
+      }
+    }
+  }
   for (std::size_t start = 0; start < again.size(); start += kGateGroup) {
     std::lock_guard gate(commitGate_);
     const std::size_t end = std::min(again.size(), start + kGateGroup);
     for (std::size_t i = start; i < end; ++i) {
       auto device = store_.getDevice(again[i]);
       if (!device) return core::Error{"latest cache: sync: " + device.error().message};
-      if (!device->has_value()) continue;
       Shard& shard = shardFor(again[i]);
       std::unique_lock lock(shard.mutex);
+      if (!device->has_value()) {
+        // Not in the store (deleted elsewhere, and not back since): forget it.
+        if (shard.devices.erase(again[i]) > 0) {
+          size_.fetch_sub(1, std::memory_order_relaxed);
+          forgotten_.fetch_add(1, std::memory_order_relaxed);
+        }
+        continue;
+      }
       Entry* entry = insertLocked(shard, again[i]);
       if (entry != nullptr) assign(*entry, std::move(**device));
     }
@@ -341,6 +363,7 @@ LatestCacheStats LatestCache::stats() const {
   s.storeReads = storeReads_.load(std::memory_order_relaxed);
   s.refreshes = refreshes_.load(std::memory_order_relaxed);
   s.syncs = syncs_.load(std::memory_order_relaxed);
+  s.forgotten = forgotten_.load(std::memory_order_relaxed);
   return s;
 }
 

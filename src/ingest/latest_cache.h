@@ -38,6 +38,7 @@ struct LatestCacheStats {
   std::uint64_t storeReads = 0;  // reads answered by the store because the cache lacked them
   std::uint64_t refreshes = 0;   // retention refreshes done
   std::uint64_t syncs = 0;       // syncFromStore runs done (several nodes, one database)
+  std::uint64_t forgotten = 0;   // devices a whole-list sync found gone (deleted elsewhere)
 };
 
 class LatestCache {
@@ -75,8 +76,10 @@ class LatestCache {
   // Several nodes sharing one database (PostgreSQL): takes over the store's view of the devices
   // last seen at or after `sinceUs` (other nodes' messages), or with nullopt of every device
   // (also tags, names and attributes set through another node's API, and devices it
-  // registered). Devices this node is writing at the same time are re-read under the commit
-  // gate, as in refreshAfterRetention, so its own batches are never counted twice. Any thread.
+  // registered); a whole-list sync also forgets cached devices the store no longer has
+  // (deleted through another node). Devices this node is writing at the same time are re-read
+  // under the commit gate, as in refreshAfterRetention, so its own batches are never counted
+  // twice. Any thread.
   core::Status syncFromStore(std::optional<std::int64_t> sinceUs);
 
   LatestCacheStats stats() const;
@@ -134,6 +137,7 @@ class LatestCache {
   mutable std::atomic<std::uint64_t> storeReads_{0};
   std::atomic<std::uint64_t> refreshes_{0};
   std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> forgotten_{0};
   // Batches begun and finished. At most one is in flight (one writer), so doneSeq_ is either
   // beganSeq_ or one behind it.
   std::atomic<std::uint64_t> beganSeq_{0};

@@ -218,6 +218,26 @@ TEST_P(PostgresIngestTest, EachNodesDeviceListShowsWhatTheOtherNodeStored) {
   auto stored = server_->server().store().getDevice("multi-1");
   ASSERT_TRUE(stored.ok() && stored->has_value());
   EXPECT_EQ((*stored)->messageCount, 3);
+
+  // Deleted through node B: node A's list drops it at its next whole-list sync (every 30th).
+  std::string status;
+  runCommand("curl -s -o /dev/null -w '%{http_code}' -X DELETE " + nodeB.curlAuth("admin") +
+                 " 'http://127.0.0.1:" + std::to_string(nodeB.httpPort()) +
+                 "/api/v1/devices/multi-1'",
+             &status);
+  ASSERT_EQ(status, "204");
+  std::string onA;
+  for (int i = 0; i < 600 && onA != "404"; ++i) {
+    onA.clear();  // runCommand appends
+    runCommand("curl -s -o /dev/null -w '%{http_code}' " + server_->curlAuth("viewer") +
+                   " 'http://127.0.0.1:" + std::to_string(server_->httpPort()) +
+                   "/api/v1/devices/multi-1'",
+               &onA);
+    if (onA != "404") std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(onA, "404") << "node A still lists the device node B deleted";
+  auto health = parseObject(httpGet(*server_, "/api/v1/health"));
+  EXPECT_GE(health["latest_cache"].as_object()["forgotten"].to_number<std::int64_t>(), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(postgres, PostgresIngestTest, ::testing::Values("postgres"),

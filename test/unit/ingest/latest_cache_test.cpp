@@ -251,6 +251,40 @@ TEST_F(LatestCacheTest, SyncTakesOverWhatOtherNodesWrote) {
   EXPECT_EQ(cache.stats().syncs, 2U);
 }
 
+TEST_F(LatestCacheTest, WholeListSyncForgetsDevicesDeletedElsewhere) {
+  LatestCache cache(*store_, 100);
+  ASSERT_TRUE(cache.load().ok());
+  commit(cache, {record("kept", kT0, {{"v", std::int64_t{1}}}),
+                 record("gone", kT0, {{"v", std::int64_t{2}}})});
+  // "Another node" deletes one: straight in the store, no deviceUpdated here.
+  auto deleted = inner_->deleteDevice("gone");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  ASSERT_TRUE(cache.syncFromStore(kT0).ok());
+  auto stale = cache.getDevice("gone");
+  ASSERT_TRUE(stale.ok());
+  EXPECT_TRUE(stale->has_value()) << "a since-sync sees only devices that sent: not deletions";
+  ASSERT_TRUE(cache.syncFromStore(std::nullopt).ok());
+  auto gone = cache.getDevice("gone");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  auto kept = cache.getDevice("kept");
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  EXPECT_EQ(cache.stats().forgotten, 1U);
+  EXPECT_EQ(cache.stats().devices, 1U);
+  // Back again through another node: the next sync takes it as new.
+  ASSERT_TRUE(
+      store_->appendBatch(std::vector{record("gone", kT0 + kSecond, {{"v", std::int64_t{3}}})})
+          .ok());
+  ASSERT_TRUE(cache.syncFromStore(std::nullopt).ok());
+  auto back = cache.getDevice("gone");
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->messageCount, 1);
+  auto cached = cache.listDevices();
+  auto stored = inner_->listDevices();
+  ASSERT_TRUE(cached.ok() && stored.ok());
+  expectSameDevices(*cached, *stored);
+}
+
 // A sync racing this node's writer: whatever the interleaving, the cache ends equal to the
 // store (a device in a batch in flight is re-read under the commit gate, never counted twice).
 TEST_F(LatestCacheTest, SyncConcurrentWithTheWriterNeverCountsTwice) {
