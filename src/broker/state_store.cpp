@@ -231,136 +231,119 @@ core::Status StateStore::exec(const char* sql) {
 core::Result<StoredState> StateStore::load() {
   StoredState state;
   std::map<std::string, std::size_t> index;  // client id → sessions position
-  auto prepare = [this](Statement& s, const char* sql) -> core::Status {
+  // Runs `sql`, calling row(stmt) for each row.
+  auto eachRow = [this](const char* sql, const auto& row) -> core::Status {
+    Statement s;
     if (sqlite3_prepare_v2(db_, sql, -1, &s.stmt, nullptr) != SQLITE_OK) {
       return core::Error{std::string("broker state: ") + sqlite3_errmsg(db_)};
     }
+    while (sqlite3_step(s.stmt) == SQLITE_ROW) row(s.stmt);
     return {};
   };
-  {
-    Statement s;
-    if (auto st = prepare(s, "SELECT client_id, expiry_interval, expires_at FROM sessions");
-        !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      StoredSession session;
-      session.clientId = columnText(s.stmt, 0);
-      session.expiryInterval = static_cast<std::uint32_t>(sqlite3_column_int64(s.stmt, 1));
-      session.expiresAtWallUs = sqlite3_column_int64(s.stmt, 2);
-      index[session.clientId] = state.sessions.size();
-      state.sessions.push_back(std::move(session));
-    }
-  }
-  {
-    Statement s;
-    if (auto st = prepare(s,
-                          "SELECT client_id, filter, qos, no_local, retain_as_published, "
-                          "retain_handling, subscription_id FROM subscriptions");
-        !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      auto it = index.find(columnText(s.stmt, 0));
-      if (it == index.end()) continue;
-      SubscriptionOptions options;
-      options.qos = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 2));
-      options.noLocal = sqlite3_column_int(s.stmt, 3) != 0;
-      options.retainAsPublished = sqlite3_column_int(s.stmt, 4) != 0;
-      options.retainHandling = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 5));
-      options.subscriptionId = static_cast<std::uint32_t>(sqlite3_column_int64(s.stmt, 6));
-      state.sessions[it->second].subscriptions[columnText(s.stmt, 1)] = options;
-    }
+  // The stored session a row's first column names; null for rows of sessions that are gone.
+  auto sessionOf = [&](sqlite3_stmt* stmt) -> StoredSession* {
+    auto it = index.find(columnText(stmt, 0));
+    return it == index.end() ? nullptr : &state.sessions[it->second];
+  };
+  // A message from four columns from `first` on: topic, payload, properties, qos.
+  auto messageOf = [](sqlite3_stmt* stmt, int first) {
+    auto message = std::make_shared<Message>();
+    message->topic = columnText(stmt, first);
+    message->payload = columnText(stmt, first + 1);
+    message->properties = decodeProperties(columnText(stmt, first + 2));
+    message->qos = static_cast<std::uint8_t>(sqlite3_column_int(stmt, first + 3));
+    return message;
+  };
+
+  auto status =
+      eachRow("SELECT client_id, expiry_interval, expires_at FROM sessions", [&](sqlite3_stmt* st) {
+        StoredSession session;
+        session.clientId = columnText(st, 0);
+        session.expiryInterval = static_cast<std::uint32_t>(sqlite3_column_int64(st, 1));
+        session.expiresAtWallUs = sqlite3_column_int64(st, 2);
+        index[session.clientId] = state.sessions.size();
+        state.sessions.push_back(std::move(session));
+      });
+  if (status.ok()) {
+    status = eachRow(
+        "SELECT client_id, filter, qos, no_local, retain_as_published, retain_handling, "
+        "subscription_id FROM subscriptions",
+        [&](sqlite3_stmt* st) {
+          StoredSession* session = sessionOf(st);
+          if (session == nullptr) return;
+          SubscriptionOptions options;
+          options.qos = static_cast<std::uint8_t>(sqlite3_column_int(st, 2));
+          options.noLocal = sqlite3_column_int(st, 3) != 0;
+          options.retainAsPublished = sqlite3_column_int(st, 4) != 0;
+          options.retainHandling = static_cast<std::uint8_t>(sqlite3_column_int(st, 5));
+          options.subscriptionId = static_cast<std::uint32_t>(sqlite3_column_int64(st, 6));
+          session->subscriptions[columnText(st, 1)] = options;
+        });
   }
   std::uint64_t maxId = 0;
-  {
-    Statement s;
-    if (auto st = prepare(s,
-                          "SELECT id, client_id, topic, payload, properties, qos, retain, "
-                          "expires_at, subscription_ids, packet_id, released FROM messages "
-                          "ORDER BY id");
-        !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s.stmt, 0));
-      maxId = std::max(maxId, id);
-      auto it = index.find(columnText(s.stmt, 1));
-      if (it == index.end()) continue;
-      auto message = std::make_shared<Message>();
-      message->topic = columnText(s.stmt, 2);
-      message->payload = columnText(s.stmt, 3);
-      message->properties = decodeProperties(columnText(s.stmt, 4));
-      message->qos = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 5));
-      message->retain = sqlite3_column_int(s.stmt, 6) != 0;
-      message->expiresAtUs = toMonotonic(sqlite3_column_int64(s.stmt, 7));
-      StoredMessage stored;
-      stored.id = id;
-      stored.qos = message->qos;
-      stored.retain = message->retain;
-      stored.subscriptionIds = splitIds(columnText(s.stmt, 8));
-      stored.packetId = static_cast<std::uint16_t>(sqlite3_column_int(s.stmt, 9));
-      stored.released = sqlite3_column_int(s.stmt, 10) != 0;
-      stored.message = std::move(message);
-      state.sessions[it->second].messages.push_back(std::move(stored));
-    }
+  if (status.ok()) {
+    status = eachRow(
+        "SELECT id, client_id, topic, payload, properties, qos, retain, expires_at, "
+        "subscription_ids, packet_id, released FROM messages ORDER BY id",
+        [&](sqlite3_stmt* st) {
+          const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+          maxId = std::max(maxId, id);
+          auto it = index.find(columnText(st, 1));
+          if (it == index.end()) return;
+          auto message = messageOf(st, 2);
+          message->retain = sqlite3_column_int(st, 6) != 0;
+          message->expiresAtUs = toMonotonic(sqlite3_column_int64(st, 7));
+          StoredMessage stored;
+          stored.id = id;
+          stored.qos = message->qos;
+          stored.retain = message->retain;
+          stored.subscriptionIds = splitIds(columnText(st, 8));
+          stored.packetId = static_cast<std::uint16_t>(sqlite3_column_int(st, 9));
+          stored.released = sqlite3_column_int(st, 10) != 0;
+          stored.message = std::move(message);
+          state.sessions[it->second].messages.push_back(std::move(stored));
+        });
   }
   nextMessageId_.store(maxId + 1);
-  {
-    Statement s;
-    if (auto st = prepare(s, "SELECT client_id, packet_id FROM incoming_qos2"); !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      auto it = index.find(columnText(s.stmt, 0));
-      if (it == index.end()) continue;
-      state.sessions[it->second].incomingQos2.push_back(
-          static_cast<std::uint16_t>(sqlite3_column_int(s.stmt, 1)));
-    }
+  if (status.ok()) {
+    status = eachRow("SELECT client_id, packet_id FROM incoming_qos2", [&](sqlite3_stmt* st) {
+      if (StoredSession* session = sessionOf(st)) {
+        session->incomingQos2.push_back(static_cast<std::uint16_t>(sqlite3_column_int(st, 1)));
+      }
+    });
   }
-  {
-    Statement s;
-    if (auto st = prepare(s,
-                          "SELECT client_id, topic, payload, properties, qos, retain, expires_at, "
-                          "due_at FROM wills");
-        !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      auto it = index.find(columnText(s.stmt, 0));
-      if (it == index.end()) continue;
-      auto will = std::make_shared<Message>();
-      will->topic = columnText(s.stmt, 1);
-      will->payload = columnText(s.stmt, 2);
-      will->properties = decodeProperties(columnText(s.stmt, 3));
-      will->qos = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 4));
-      will->retain = sqlite3_column_int(s.stmt, 5) != 0;
-      will->expiresAtUs = toMonotonic(sqlite3_column_int64(s.stmt, 6));
-      StoredSession& session = state.sessions[it->second];
-      session.will = std::move(will);
-      session.willDueUs = toMonotonic(sqlite3_column_int64(s.stmt, 7));
-    }
+  if (status.ok()) {
+    status = eachRow(
+        "SELECT client_id, topic, payload, properties, qos, retain, expires_at, due_at FROM wills",
+        [&](sqlite3_stmt* st) {
+          StoredSession* session = sessionOf(st);
+          if (session == nullptr) return;
+          auto will = messageOf(st, 1);
+          will->retain = sqlite3_column_int(st, 5) != 0;
+          will->expiresAtUs = toMonotonic(sqlite3_column_int64(st, 6));
+          session->will = std::move(will);
+          session->willDueUs = toMonotonic(sqlite3_column_int64(st, 7));
+        });
   }
-  {
-    Statement s;
-    if (auto st = prepare(s, "SELECT topic, payload, properties, qos, expires_at FROM retained");
-        !st.ok())
-      return core::Error{st.message()};
-    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
-      auto message = std::make_shared<Message>();
-      message->topic = columnText(s.stmt, 0);
-      message->payload = columnText(s.stmt, 1);
-      message->properties = decodeProperties(columnText(s.stmt, 2));
-      message->qos = static_cast<std::uint8_t>(sqlite3_column_int(s.stmt, 3));
-      message->retain = true;
-      message->expiresAtUs = toMonotonic(sqlite3_column_int64(s.stmt, 4));
-      state.retained.push_back(std::move(message));
-    }
+  if (status.ok()) {
+    status = eachRow("SELECT topic, payload, properties, qos, expires_at FROM retained",
+                     [&](sqlite3_stmt* st) {
+                       auto message = messageOf(st, 0);
+                       message->retain = true;
+                       message->expiresAtUs = toMonotonic(sqlite3_column_int64(st, 4));
+                       state.retained.push_back(std::move(message));
+                     });
   }
+  if (!status.ok()) return core::Error{status.message()};
   // Rows of sessions that no longer exist (a crash between statements cannot leave them, but an
   // older build could): dropped so they do not linger.
-  if (auto status =
+  if (auto cleaned =
           exec("DELETE FROM subscriptions WHERE client_id NOT IN (SELECT client_id FROM sessions);"
                "DELETE FROM messages WHERE client_id NOT IN (SELECT client_id FROM sessions);"
                "DELETE FROM incoming_qos2 WHERE client_id NOT IN (SELECT client_id FROM sessions);"
                "DELETE FROM wills WHERE client_id NOT IN (SELECT client_id FROM sessions);");
-      !status.ok()) {
-    return core::Error{"broker state: " + status.message()};
+      !cleaned.ok()) {
+    return core::Error{"broker state: " + cleaned.message()};
   }
   return state;
 }
