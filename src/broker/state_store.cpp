@@ -527,6 +527,16 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
   auto bindBlob = [](sqlite3_stmt* stmt, int index, const std::string& bytes) {
     sqlite3_bind_blob(stmt, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
   };
+  // A message's topic, payload and properties (NULL when it has none) from parameter `first` on.
+  auto bindMessage = [&](sqlite3_stmt* stmt, int first, const Op& op) {
+    bindText(stmt, first, op.text);
+    bindBlob(stmt, first + 1, op.payload);
+    if (op.properties.empty()) {
+      sqlite3_bind_null(stmt, first + 2);
+    } else {
+      bindBlob(stmt, first + 2, op.properties);
+    }
+  };
   auto step = [this](sqlite3_stmt* stmt) -> core::Status {
     const int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
@@ -579,13 +589,7 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
           case Kind::kAddMessage:
             sqlite3_bind_int64(stmt, 1, static_cast<std::int64_t>(op.id));
             bindText(stmt, 2, op.clientId);
-            bindText(stmt, 3, op.text);
-            bindBlob(stmt, 4, op.payload);
-            if (op.properties.empty()) {
-              sqlite3_bind_null(stmt, 5);
-            } else {
-              bindBlob(stmt, 5, op.properties);
-            }
+            bindMessage(stmt, 3, op);
             sqlite3_bind_int64(stmt, 6, op.a & 0xFF);
             sqlite3_bind_int64(stmt, 7, op.b);
             sqlite3_bind_int64(stmt, 8, op.c);
@@ -606,13 +610,7 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
             sqlite3_bind_int64(stmt, 2, op.a);
             break;
           case Kind::kPutRetained:
-            bindText(stmt, 1, op.text);
-            bindBlob(stmt, 2, op.payload);
-            if (op.properties.empty()) {
-              sqlite3_bind_null(stmt, 3);
-            } else {
-              bindBlob(stmt, 3, op.properties);
-            }
+            bindMessage(stmt, 1, op);
             sqlite3_bind_int64(stmt, 4, op.a);
             sqlite3_bind_int64(stmt, 5, op.c);
             break;
@@ -621,13 +619,7 @@ core::Status StateStore::commit(const std::vector<Op>& ops) {
             break;
           case Kind::kPutWill:
             bindText(stmt, 1, op.clientId);
-            bindText(stmt, 2, op.text);
-            bindBlob(stmt, 3, op.payload);
-            if (op.properties.empty()) {
-              sqlite3_bind_null(stmt, 4);
-            } else {
-              bindBlob(stmt, 4, op.properties);
-            }
+            bindMessage(stmt, 2, op);
             sqlite3_bind_int64(stmt, 5, op.a & 0xFF);
             sqlite3_bind_int(stmt, 6, (op.a & 0x100) != 0 ? 1 : 0);
             sqlite3_bind_int64(stmt, 7, op.c);
