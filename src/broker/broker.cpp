@@ -310,9 +310,9 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
     std::lock_guard lock(sessionsMutex_);
     auto it = sessions_.find(clientId);
     if (it != sessions_.end()) {
-      auto owner = owners_.find(it->second.get());
-      if (owner != owners_.end()) {
-        if (auto old = owner->second.lock(); old && old != connection) {
+      Session& existing = *it->second;
+      if (existing.owned_) {
+        if (auto old = existing.owner_.lock(); old && old != connection) {
           spdlog::info("mqtt: client '{}' connected again; closing its previous connection",
                        clientId);
           asio::post(old->executor(), [old] {
@@ -320,7 +320,8 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
                                  codec::mqtt::reason::kSessionTakenOver);
           });
         }
-        owners_.erase(owner);
+        existing.owner_.reset();
+        existing.owned_ = false;
       }
       const std::int64_t expiresAt = it->second->expiresAtUs();
       const bool expired = expiresAt != 0 && core::monotonicMicros() >= expiresAt;
@@ -340,7 +341,8 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
     } else {
       session->setExpiryInterval(expiryInterval);
     }
-    owners_[session.get()] = connection;
+    session->owner_ = connection;
+    session->owned_ = true;
   }
   if (discarded) {
     discarded->discard();
@@ -355,9 +357,8 @@ std::optional<Broker::ClientIdentity> Broker::clientIdentity(const std::string& 
   std::lock_guard lock(sessionsMutex_);
   auto it = sessions_.find(clientId);
   if (it == sessions_.end()) return std::nullopt;
-  auto owner = owners_.find(it->second.get());
-  if (owner == owners_.end()) return std::nullopt;
-  auto connection = owner->second.lock();
+  if (!it->second->owned_) return std::nullopt;
+  auto connection = it->second->owner_.lock();
   if (!connection) return std::nullopt;
   // Set before openSession (under this mutex) and never changed after: safe to read here.
   return ClientIdentity{std::string(connection->transportName()), connection->certificateCn(),
@@ -371,11 +372,13 @@ void Broker::closeSession(const std::shared_ptr<Session>& session, const Connect
   bool publishNow = false;
   {
     std::lock_guard lock(sessionsMutex_);
-    auto owner = owners_.find(session.get());
-    if (owner != owners_.end() && owner->second.lock().get() == connection) owners_.erase(owner);
+    if (session->owned_ && session->owner_.lock().get() == connection) {
+      session->owner_.reset();
+      session->owned_ = false;
+    }
     auto it = sessions_.find(session->clientId());
     const bool current = it != sessions_.end() && it->second == session;
-    const bool resumedElsewhere = current && owners_.contains(session.get());
+    const bool resumedElsewhere = current && session->owned_;
     if (current && !resumedElsewhere) {
       if (session->expiryInterval() == 0) {
         sessions_.erase(it);

@@ -176,9 +176,9 @@ class Broker {
   SubscriptionTree subscriptions_;
   RetainedStore retained_;
 
-  std::mutex sessionsMutex_;  // connect/disconnect only, never per message
+  // Connect/disconnect only, never per message. Also guards each session's owner_/owned_.
+  std::mutex sessionsMutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
-  std::unordered_map<const Session*, std::weak_ptr<Connection>> owners_;
   // Detached sessions that will expire or have a delayed will: checked by the expiry timer.
   std::unordered_map<const Session*, std::shared_ptr<Session>> timed_;
 

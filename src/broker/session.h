@@ -179,6 +179,14 @@ class Session {
   const std::string clientId_;
   const SessionLimits& limits_;
 
+  // The broker's registry entry: the connection that opened the session last (owned_ until it
+  // closes or is taken over; the weak pointer may have expired meanwhile). Guarded by the
+  // broker's registry mutex, not by mutex_; kept here rather than in a map of the broker's to
+  // save a node per client.
+  friend class Broker;
+  std::weak_ptr<Connection> owner_;
+  bool owned_ = false;
+
   // Four bytes instead of std::mutex's forty: there is one per client.
   mutable core::SmallMutex mutex_;
   std::uint32_t expiryInterval_;
