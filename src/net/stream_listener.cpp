@@ -59,13 +59,21 @@ class TlsTransport final : public Transport {
   void asyncWrite(asio::const_buffer buffer, Handler handler) override {
     asio::async_write(stream_, buffer, std::move(handler));
   }
-  // No close_notify: Asio would wait for the peer's answer while a read is outstanding. MQTT
-  // has its own goodbyes (DISCONNECT, a CONNACK code) before this point.
-  bool shutdown(std::shared_ptr<void> /*keepAlive*/) override {
-    close();
-    return false;
+  // A close_notify, so that the peer sees a clean end of the TLS stream rather than a
+  // truncation. The read still outstanding is cancelled first (the shutdown reads the peer's
+  // answer); the caller bounds the wait for that answer with close().
+  bool shutdown(std::shared_ptr<void> keepAlive) override {
+    if (closing_) return !closed_;
+    closing_ = true;
+    boost::system::error_code ignored;
+    socket().cancel(ignored);
+    // `this` outlives the operation: `keepAlive` is its owner.
+    stream_.async_shutdown(
+        [this, keepAlive = std::move(keepAlive)](const boost::system::error_code&) { close(); });
+    return true;
   }
   void close() override {
+    closed_ = true;
     boost::system::error_code ignored;
     socket().close(ignored);
   }
@@ -73,6 +81,8 @@ class TlsTransport final : public Transport {
  private:
   std::shared_ptr<ssl::context> context_;  // outlives the stream's SSL object
   TlsStream stream_;
+  bool closing_ = false;
+  bool closed_ = false;
 };
 
 template <class Next>

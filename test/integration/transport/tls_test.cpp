@@ -266,6 +266,45 @@ TEST_F(TlsTest, ProxyHeaderBeforeTheTlsHandshake) {
   EXPECT_TRUE(waitClient(*server_, "proxied-tls"));
 }
 
+// The server ends a TLS connection with close_notify: the client reads a clean end of stream
+// (EOF), not a truncation. Here after refusing a CONNECT of an unknown protocol level.
+TEST_F(TlsTest, ServerClosesWithCloseNotify) {
+  startServer(false);
+  asio::io_context io;
+  ssl::context context(ssl::context::tls_client);
+  context.set_verify_mode(ssl::verify_peer);
+  context.load_verify_file(pki_.caCert.string());
+  ssl::stream<asio::ip::tcp::socket> stream(io, context);
+  boost::system::error_code ec;
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), tlsPort()}, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // Blocking calls are bounded: the server closes a stuck connection within seconds.
+  stream.handshake(ssl::stream_base::client, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  codec::mqtt::Connect c;
+  c.protocolName = "MQTT";
+  c.protocolLevel = 9;  // refused with CONNACK 0x01, then closed
+  c.clientId = "too-new";
+  c.keepAlive = 30;
+  std::string connect;
+  codec::mqtt::encode(c, connect);
+  asio::write(stream, asio::buffer(connect), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::string received;
+  char buffer[64];
+  for (;;) {
+    const std::size_t n = stream.read_some(asio::buffer(buffer), ec);
+    if (ec) break;
+    received.append(buffer, n);
+  }
+  ASSERT_GE(received.size(), 4u);
+  EXPECT_EQ(received[0], '\x20');
+  EXPECT_EQ(received[3], '\x01');
+  EXPECT_EQ(ec, asio::error::eof) << "not a clean TLS close: " << ec.message();
+  // Our side answers, as a polite client does (the server waits for it at most 5 s).
+  stream.shutdown(ec);
+}
+
 TEST(TlsConfigTest, UnusableFilesStopTheServerNamingTheKey) {
   TempDir dir;
   std::string message;
