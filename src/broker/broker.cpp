@@ -82,7 +82,8 @@ void Broker::restoreState() {
       subscriptions_.subscribe(session, filter, options);
     }
     if (expiresAt != 0 || stored.will != nullptr) timed_[session.get()] = session;
-    sessions_[stored.clientId] = std::move(session);
+    const std::string_view key = session->clientId();  // the session's own copy (see sessions_)
+    sessions_.emplace(key, std::move(session));
     messages += stored.messages.size();
     ++restored;
   }
@@ -337,7 +338,7 @@ std::shared_ptr<Session> Broker::openSession(const std::string& clientId, bool c
     sessionPresent = session != nullptr;
     if (!session) {
       session = std::make_shared<Session>(clientId, expiryInterval, sessionLimits());
-      sessions_[clientId] = session;
+      sessions_.emplace(session->clientId(), session);  // keyed by the session's own copy
     } else {
       session->setExpiryInterval(expiryInterval);
     }

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -178,7 +179,9 @@ class Broker {
 
   // Connect/disconnect only, never per message. Also guards each session's owner_/owned_.
   std::mutex sessionsMutex_;
-  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  // Keyed by a view of the session's own client id (one copy of it per client, not two): an
+  // entry is only ever added with its session, and erased before that session can go.
+  std::unordered_map<std::string_view, std::shared_ptr<Session>> sessions_;
   // Detached sessions that will expire or have a delayed will: checked by the expiry timer.
   std::unordered_map<const Session*, std::shared_ptr<Session>> timed_;
 
