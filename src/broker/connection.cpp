@@ -51,6 +51,10 @@ Connection::Connection(Broker& broker, net::DeadlineWheel<Connection>& wheel,
       input_(std::move(initialBytes)),
       inputUsed_(input_.size()) {}
 
+const std::string& Connection::clientId() const {
+  return session_ ? session_->clientId() : clientId_;
+}
+
 Connection::~Connection() {
   // Normally cancelled by close(); not when the loop stopped with this connection open.
   wheel_.cancel(*this);
@@ -397,10 +401,10 @@ void Connection::refuseAuthentication(const AuthDecision& decision) {
   }
   const std::string& who = decision.identity;
   if (decision.outcome == Outcome::kRateLimited) {
-    spdlog::info("mqtt: refused client '{}' ({}) as '{}': {}", clientId_, peer_, who,
+    spdlog::info("mqtt: refused client '{}' ({}) as '{}': {}", clientId(), peer_, who,
                  decision.reason);
   } else {
-    spdlog::warn("mqtt: refused client '{}' ({}) as '{}': {}", clientId_, peer_, who,
+    spdlog::warn("mqtt: refused client '{}' ({}) as '{}': {}", clientId(), peer_, who,
                  decision.reason);
   }
   pendingConnect_.reset();
@@ -410,7 +414,7 @@ void Connection::refuseAuthentication(const AuthDecision& decision) {
 void Connection::closeIfRevoked(const std::vector<std::string>& revoked) {
   if (grant_.empty() || state_ != State::kConnected) return;
   if (std::find(revoked.begin(), revoked.end(), grant_) == revoked.end()) return;
-  spdlog::warn("mqtt: closing client '{}' ({}) of '{}': its credentials were revoked", clientId_,
+  spdlog::warn("mqtt: closing client '{}' ({}) of '{}': its credentials were revoked", clientId(),
                peer_, identity_);
   if (v5()) {
     // With a reason string: it says why, and some clients (paho 1.6) only read the reason code
@@ -431,7 +435,7 @@ void Connection::dropForbiddenSubscriptions() {
     spdlog::warn(
         "mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'; removed from its "
         "resumed session",
-        clientId_, peer_, identity_, filter);
+        clientId(), peer_, identity_, filter);
   }
 }
 
@@ -446,7 +450,7 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   if (will_ && acl_ && !acl_->mayPublish(will_->topic)) {
     // Kept out rather than refusing the client: the will is the only thing wrong.
     spdlog::warn("mqtt: client '{}' ({}) of '{}' may not publish its will on '{}'; dropped",
-                 clientId_, peer_, identity_, will_->topic);
+                 clientId(), peer_, identity_, will_->topic);
     will_.reset();
   }
   state_ = State::kConnected;
@@ -460,6 +464,8 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   bool sessionPresent = false;
   session_ = broker_.openSession(clientId_, connect.cleanSession, expiry, shared_from_this(),
                                  sessionPresent);
+  // The session keeps the client id from here on: one copy per client, not two.
+  std::string().swap(clientId_);
   if (sessionPresent && acl_) dropForbiddenSubscriptions();
   ClientParams params;
   params.version = version_;
@@ -467,7 +473,7 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   if (v5()) {
     mqtt::Connack connack{.sessionPresent = sessionPresent};
     mqtt::Properties& out = connack.properties;
-    if (assignedId) out.assignedClientIdentifier = clientId_;
+    if (assignedId) out.assignedClientIdentifier = clientId();
     if (config.serverKeepAlive > 0) out.serverKeepAlive = keepAlive_;
     out.receiveMaximum = static_cast<std::uint16_t>(config.receiveMaximum);
     out.maximumPacketSize = config.maxPacketSize;
@@ -484,8 +490,8 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
     mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
   }
   session_->attach(shared_from_this(), params);
-  spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)", clientId_,
-                peer_, v5() ? "5.0" : "3.1.1", connect.cleanSession, keepAlive_);
+  spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)",
+                clientId(), peer_, v5() ? "5.0" : "3.1.1", connect.cleanSession, keepAlive_);
   armKeepalive();
   return true;
 }
@@ -643,7 +649,7 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
 
 bool Connection::denyPublish(const mqtt::Publish& publish) {
   broker_.countDenied();
-  spdlog::info("mqtt: client '{}' ({}) of '{}' may not publish on '{}'; dropped", clientId_, peer_,
+  spdlog::info("mqtt: client '{}' ({}) of '{}' may not publish on '{}'; dropped", clientId(), peer_,
                identity_, publish.topic);
   if (publish.qos == 0) return true;
   const mqtt::PacketType ackType =
@@ -672,7 +678,7 @@ bool Connection::handleAck(const mqtt::Ack& ack) {
   switch (ack.type) {
     case mqtt::PacketType::kPuback:
       if (!session_->onPuback(ack.packetId)) {
-        spdlog::debug("mqtt: client '{}' acked unknown packet id {}", clientId_, ack.packetId);
+        spdlog::debug("mqtt: client '{}' acked unknown packet id {}", clientId(), ack.packetId);
       }
       break;
     case mqtt::PacketType::kPubrec:
@@ -715,7 +721,7 @@ bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
     }
     if (acl_ && !acl_->maySubscribe(subscription.filter)) {
       broker_.countDenied();
-      spdlog::info("mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'", clientId_, peer_,
+      spdlog::info("mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'", clientId(), peer_,
                    identity_, subscription.filter);
       codes.push_back(v5() ? mqtt::reason::kNotAuthorized : mqtt::kSubackFailure);
       continue;
@@ -890,10 +896,10 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   }
   if (protocolError) {
     broker_.countProtocolError();
-    spdlog::warn("mqtt: closing client '{}' ({}): {}", clientId_.empty() ? "?" : clientId_, peer_,
+    spdlog::warn("mqtt: closing client '{}' ({}): {}", clientId().empty() ? "?" : clientId(), peer_,
                  reason);
   } else {
-    spdlog::debug("mqtt: client '{}' ({}) closed: {}", clientId_, peer_, reason);
+    spdlog::debug("mqtt: client '{}' ({}) closed: {}", clientId(), peer_, reason);
   }
   wheel_.cancel(*this);
   std::vector<PendingAck>().swap(acks_);  // unacknowledged publishes will be resent by the client
@@ -922,6 +928,7 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   will_.reset();
   if (session_) {
     broker_.closeSession(session_, this, std::move(will), willDelay);
+    clientId_ = session_->clientId();  // for what is logged after this
     session_.reset();
   } else if (will) {
     broker_.publishWill(will);

@@ -33,7 +33,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start();
   boost::asio::any_io_executor executor() { return stream_.get_executor(); }
-  const std::string& clientId() const { return clientId_; }
+  // Until the session is open, the CONNECT's; then the session's.
+  const std::string& clientId() const;
   // The identity TLS established: the CN of the client's verified certificate, empty when the
   // client showed none (or the listener is not TLS). It is the device id; when the CONNECT has
   // no username, it also stands as the username (username()).
