@@ -78,6 +78,22 @@ class TlsTest : public ::testing::Test {
     });
   }
 
+  // A blocking TLS client that trusts our CA, TCP-connected to the TLS port (no handshake yet).
+  struct RawTlsClient {
+    explicit RawTlsClient(const TestPki& pki) : context(ssl::context::tls_client) {
+      context.set_verify_mode(ssl::verify_peer);
+      context.load_verify_file(pki.caCert.string());
+    }
+    asio::io_context io;
+    ssl::context context;
+    ssl::stream<asio::ip::tcp::socket> stream{io, context};
+  };
+  std::unique_ptr<RawTlsClient> rawTlsClient(boost::system::error_code& ec) {
+    auto client = std::make_unique<RawTlsClient>(pki_);
+    client->stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), tlsPort()}, ec);
+    return client;
+  }
+
   TempDir pkiDir_;
   TestPki pki_;
   std::unique_ptr<TestServer> server_;
@@ -235,14 +251,10 @@ TEST_F(TlsTest, ProxyHeaderBeforeTheTlsHandshake) {
     c.mqtt.tlsListen = core::HostPort{"127.0.0.1", 0};
     c.mqtt.proxyProtocol = true;
   });
-  asio::io_context io;
-  ssl::context context(ssl::context::tls_client);
-  context.set_verify_mode(ssl::verify_peer);
-  context.load_verify_file(pki_.caCert.string());
-  ssl::stream<asio::ip::tcp::socket> stream(io, context);
   boost::system::error_code ec;
-  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), tlsPort()}, ec);
+  auto client = rawTlsClient(ec);
   ASSERT_FALSE(ec) << ec.message();
+  auto& stream = client->stream;
   asio::write(stream.next_layer(),
               asio::buffer(std::string("PROXY TCP4 203.0.113.9 127.0.0.1 40000 8883\r\n")), ec);
   ASSERT_FALSE(ec);
@@ -270,14 +282,10 @@ TEST_F(TlsTest, ProxyHeaderBeforeTheTlsHandshake) {
 // (EOF), not a truncation. Here after refusing a CONNECT of an unknown protocol level.
 TEST_F(TlsTest, ServerClosesWithCloseNotify) {
   startServer(false);
-  asio::io_context io;
-  ssl::context context(ssl::context::tls_client);
-  context.set_verify_mode(ssl::verify_peer);
-  context.load_verify_file(pki_.caCert.string());
-  ssl::stream<asio::ip::tcp::socket> stream(io, context);
   boost::system::error_code ec;
-  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), tlsPort()}, ec);
+  auto client = rawTlsClient(ec);
   ASSERT_FALSE(ec) << ec.message();
+  auto& stream = client->stream;
   // Blocking calls are bounded: the server closes a stuck connection within seconds.
   stream.handshake(ssl::stream_base::client, ec);
   ASSERT_FALSE(ec) << ec.message();
