@@ -12,7 +12,9 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -25,7 +27,7 @@
 namespace tern::storage::sqlite {
 namespace {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0
 constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
@@ -120,6 +122,22 @@ INSERT INTO devices_v5(id, device_id, first_seen, last_seen, message_count, late
 DROP TABLE devices;
 ALTER TABLE devices_v5 RENAME TO devices;
 )sql"},
+    // Messages are indexed by (chunk, device, ts), a chunk being 2^16 consecutive row ids (a
+    // virtual column: no bytes stored). A batch's index entries then land in the newest chunk's
+    // small subtree, a few hundred pages that stay cached and are written once per commit,
+    // however large the table grows; under (device, ts) every commit rewrote about one index page
+    // per record once the index was large, so the write rate fell as the table grew. The price
+    // is one index seek per chunk that a device's time range spans; message_chunks holds each
+    // chunk's time span (a superset: deletes do not narrow it) so queries visit only those.
+    {6, R"sql(
+ALTER TABLE messages ADD COLUMN chunk INTEGER AS (id >> 16) VIRTUAL;
+CREATE TABLE message_chunks(chunk INTEGER PRIMARY KEY, min_ts INTEGER NOT NULL,
+  max_ts INTEGER NOT NULL);
+INSERT INTO message_chunks(chunk, min_ts, max_ts)
+  SELECT id >> 16, min(ts), max(ts) FROM messages GROUP BY id >> 16;
+CREATE INDEX messages_chunk_device_ts ON messages(chunk, device, ts);
+DROP INDEX messages_device_ts;
+)sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
 
@@ -148,12 +166,23 @@ constexpr const char* kSqlUpsertDevice =
     "message_count = message_count + excluded.message_count, "
     "latest = json_patch(latest, excluded.latest) RETURNING id";
 
+constexpr int kChunkShift = 16;  // messages.chunk = id >> 16 (migration 6)
+// INDEXED BY: without statistics the planner may otherwise build an automatic index per query.
+#define TERN_MESSAGES_BY_CHUNK "messages INDEXED BY messages_chunk_device_ts "
+// The chunks that may hold messages with lo <= ts < hi (SQL expressions).
+#define TERN_CHUNKS(lo, hi) \
+  "(SELECT chunk FROM message_chunks WHERE min_ts < " hi " AND max_ts >= " lo ")"
+constexpr const char* kSqlChunksOfRange =
+    "SELECT chunk, min_ts, max_ts FROM message_chunks WHERE min_ts < ?2 AND max_ts >= ?1";
+constexpr const char* kSqlPutChunk =
+    "INSERT INTO message_chunks(chunk, min_ts, max_ts) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(chunk) DO UPDATE SET min_ts = min(min_ts, excluded.min_ts), "
+    "max_ts = max(max_ts, excluded.max_ts)";
 #define TERN_MESSAGE_COLUMNS "SELECT id, ts, device_ts, node, topic, payload, flags, fields "
-#define TERN_MESSAGE_RANGE                                                      \
-  "FROM messages WHERE device = (SELECT id FROM devices WHERE device_id = ?1) " \
-  "AND ts >= ?2 AND ts < ?3 "
-// Separate statements with and without a cursor, so the planner never picks a dummy cursor
-// bound over the real range start.
+#define TERN_MESSAGE_RANGE \
+  "FROM " TERN_MESSAGES_BY_CHUNK "WHERE chunk = ?7 AND device = ?1 AND ts >= ?2 AND ts < ?3 "
+// One chunk's part of a page, in index order. Separate statements with and without a cursor,
+// so the planner never picks a dummy cursor bound over the real range start.
 constexpr const char* kSqlMessagesAsc =
     TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "ORDER BY ts, id LIMIT ?6";
 constexpr const char* kSqlMessagesDesc =
@@ -162,16 +191,23 @@ constexpr const char* kSqlMessagesAscAfter =
     TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE "AND (ts, id) > (?4, ?5) ORDER BY ts, id LIMIT ?6";
 constexpr const char* kSqlMessagesDescAfter = TERN_MESSAGE_COLUMNS TERN_MESSAGE_RANGE
     "AND (ts, id) < (?4, ?5) ORDER BY ts DESC, id DESC LIMIT ?6";
-// Series rows come in index order, (ts, id), and are bucketed here, which avoids a GROUP BY
-// sort; first/last rely on that order.
+#undef TERN_MESSAGE_RANGE
+#define TERN_MESSAGE_RANGE \
+  "FROM " TERN_MESSAGES_BY_CHUNK "WHERE chunk IN " TERN_CHUNKS(                                  \
+      "?2",                                                                                      \
+      "?3") " AND device = (SELECT id FROM devices WHERE device_id = ?1) AND ts >= ?2 AND ts < " \
+            "?3 "
+// Series rows come sorted by (ts, id) (chunks may overlap in time, so SQLite sorts) and are
+// bucketed here; first/last rely on that order.
 // json_type tells booleans (which json_extract turns into 0/1) from numbers.
 constexpr const char* kSqlSeriesByPath =
     "SELECT ts, json_extract(fields, ?4) " TERN_MESSAGE_RANGE
     "AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts, id";
 // SQLite's JSON paths cannot quote a '"', so such keys are matched through json_each instead.
 constexpr const char* kSqlSeriesByKey =
-    "SELECT m.ts, j.value FROM messages AS m, json_each(m.fields) AS j "
-    "WHERE m.device = (SELECT id FROM devices WHERE device_id = ?1) "
+    "SELECT m.ts, j.value FROM messages AS m INDEXED BY messages_chunk_device_ts, "
+    "json_each(m.fields) AS j WHERE m.chunk IN " TERN_CHUNKS("?2", "?3")
+    " AND m.device = (SELECT id FROM devices WHERE device_id = ?1) "
     "AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 AND j.type IN ('integer', 'real') "
     "ORDER BY m.ts, m.id";
 #undef TERN_MESSAGE_COLUMNS
@@ -205,25 +241,37 @@ constexpr const char* kSqlInsertTag =
 // a count(*) scan over 100M rows.
 constexpr const char* kSqlCountMessages = "SELECT coalesce(sum(message_count), 0) FROM devices";
 constexpr const char* kSqlCheck = "SELECT 1";
-// Retention works device by device through the (device, ts) index, in chunks: each chunk is one
-// short write transaction, so the ingest writer waits at most one chunk for the lock.
+// Retention works through row id ranges of the chunks that hold expired messages, a slice of
+// kRetentionChunk ids per short write transaction, so the ingest writer waits at most one
+// slice for the lock.
 constexpr std::int64_t kRetentionChunk = 5000;
 constexpr const char* kSqlDeviceRowIds = "SELECT id FROM devices ORDER BY id";
-constexpr const char* kSqlDeleteChunk =
-    "DELETE FROM messages WHERE id IN "
-    "(SELECT id FROM messages WHERE device = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)";
-constexpr const char* kSqlAfterDelete =
-    "UPDATE devices SET message_count = message_count - ?2, "
-    "first_seen = coalesce((SELECT min(ts) FROM messages WHERE device = ?1), first_seen) "
-    "WHERE id = ?1";
-constexpr const char* kSqlDropKeyChunk =
-    "UPDATE messages SET fields = json_remove(fields, ?3) WHERE id IN "
-    "(SELECT id FROM messages WHERE device = ?1 AND ts >= ?4 AND ts < ?2 "
-    "AND json_type(fields, ?3) IS NOT NULL ORDER BY ts LIMIT ?5)";
+constexpr const char* kSqlChunksBefore =
+    "SELECT chunk FROM message_chunks WHERE min_ts < ?1 ORDER BY chunk";
+constexpr const char* kSqlDeleteSlice =
+    "DELETE FROM messages WHERE id >= ?1 AND id < ?2 AND ts < ?3 RETURNING device";
+constexpr const char* kSqlCountDown =
+    "UPDATE devices SET message_count = message_count - ?2 WHERE id = ?1";
+constexpr const char* kSqlChunksByStart =
+    "SELECT chunk, min_ts FROM message_chunks ORDER BY min_ts";
+constexpr const char* kSqlFirstInChunk =
+    "SELECT min(ts) FROM " TERN_MESSAGES_BY_CHUNK "WHERE chunk = ?1 AND device = ?2";
+constexpr const char* kSqlSetFirstSeen = "UPDATE devices SET first_seen = ?2 WHERE id = ?1";
+// A chunk's directory row goes once the chunk is empty (checked, since a late record may have
+// joined it).
+constexpr const char* kSqlDropEmptyChunks =
+    "DELETE FROM message_chunks WHERE max_ts < ?1 AND NOT EXISTS (SELECT 1 FROM messages "
+    "WHERE id >= (message_chunks.chunk << 16) AND id < ((message_chunks.chunk + 1) << 16))";
+constexpr const char* kSqlDropKeySlice =
+    "UPDATE messages SET fields = json_remove(fields, ?3) WHERE id >= ?1 AND id < ?2 "
+    "AND ts >= ?4 AND ts < ?5 AND json_type(fields, ?3) IS NOT NULL RETURNING device";
+constexpr const char* kSqlChunksOfKeyRange =
+    "SELECT chunk FROM message_chunks WHERE min_ts < ?2 AND max_ts >= ?1 ORDER BY chunk";
 // Deleting a device: its history in chunks (each its own short write transaction, the count
 // following), then what is left and the device row in one last transaction.
 constexpr const char* kSqlDeleteDeviceChunk =
-    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE device = ?1 LIMIT ?2)";
+    "DELETE FROM messages WHERE id IN (SELECT id FROM " TERN_MESSAGES_BY_CHUNK
+    "WHERE chunk IN (SELECT chunk FROM message_chunks) AND device = ?1 LIMIT ?2)";
 constexpr const char* kSqlDeleteDeviceCount =
     "UPDATE devices SET message_count = message_count - ?2 WHERE id = ?1";
 constexpr const char* kSqlDeleteDeviceMinutes =
@@ -235,7 +283,9 @@ constexpr const char* kSqlDeleteDeviceHours =
 constexpr const char* kSqlDeleteDeviceDirty =
     "DELETE FROM rollup_dirty WHERE (device, bucket) IN "
     "(SELECT device, bucket FROM rollup_dirty WHERE device = ?1 LIMIT ?2)";
-constexpr const char* kSqlDeleteDeviceMessagesRest = "DELETE FROM messages WHERE device = ?1";
+constexpr const char* kSqlDeleteDeviceMessagesRest =
+    "DELETE FROM messages WHERE id IN (SELECT id FROM " TERN_MESSAGES_BY_CHUNK
+    "WHERE chunk IN (SELECT chunk FROM message_chunks) AND device = ?1)";
 constexpr const char* kSqlDeleteDeviceMinutesRest = "DELETE FROM rollup_1m WHERE device = ?1";
 constexpr const char* kSqlDeleteDeviceHoursRest = "DELETE FROM rollup_1h WHERE device = ?1";
 constexpr const char* kSqlDeleteDeviceDirtyRest = "DELETE FROM rollup_dirty WHERE device = ?1";
@@ -255,8 +305,10 @@ constexpr const char* kMetaFloor = "rollup_floor";
 constexpr const char* kSqlMarkDirty =
     "INSERT OR IGNORE INTO rollup_dirty(device, bucket) VALUES(?1, ?2)";
 constexpr const char* kSqlRollupRows =
-    "SELECT m.ts, m.id, j.key, j.value FROM messages AS m, json_each(m.fields) AS j "
-    "WHERE m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.type IN ('integer', 'real')";
+    "SELECT m.ts, m.id, j.key, j.value FROM messages AS m INDEXED BY messages_chunk_device_ts, "
+    "json_each(m.fields) AS j WHERE m.chunk IN " TERN_CHUNKS(
+        "?2",
+        "?3") " AND m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.type IN ('integer', 'real')";
 constexpr const char* kSqlDirtyOfDevice = "SELECT bucket FROM rollup_dirty WHERE device = ?1";
 constexpr const char* kSqlClearDirty = "DELETE FROM rollup_dirty WHERE device = ?1";
 constexpr const char* kSqlPutMinute =
@@ -277,11 +329,13 @@ constexpr const char* kSqlDeviceRowId = "SELECT id FROM devices WHERE device_id 
 constexpr const char* kSqlDirtyInRange =
     "SELECT bucket FROM rollup_dirty WHERE device = ?1 AND bucket >= ?2 AND bucket < ?3";
 constexpr const char* kSqlRawValuesByPath =
-    "SELECT ts, id, json_extract(fields, ?4) FROM messages WHERE device = ?1 AND ts >= ?2 "
+    "SELECT ts, id, json_extract(fields, ?4) FROM " TERN_MESSAGES_BY_CHUNK
+    "WHERE chunk IN " TERN_CHUNKS("?2", "?3") " AND device = ?1 AND ts >= ?2 "
     "AND ts < ?3 AND json_type(fields, ?4) IN ('integer', 'real') ORDER BY ts, id";
 constexpr const char* kSqlRawValuesByKey =
-    "SELECT m.ts, m.id, j.value FROM messages AS m, json_each(m.fields) AS j "
-    "WHERE m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 "
+    "SELECT m.ts, m.id, j.value FROM messages AS m INDEXED BY messages_chunk_device_ts, "
+    "json_each(m.fields) AS j WHERE m.chunk IN " TERN_CHUNKS("?2", "?3")
+    " AND m.device = ?1 AND m.ts >= ?2 AND m.ts < ?3 AND j.key = ?4 "
     "AND j.type IN ('integer', 'real') ORDER BY m.ts, m.id";
 constexpr const char* kSqlDeleteOldMinutes =
     "DELETE FROM rollup_1m WHERE device = ?1 AND bucket < ?2";
@@ -1059,11 +1113,24 @@ class SqliteStore final : public Store {
   // The maintenance connection (retention), opened on first use; call with maintenanceMutex_.
   core::Result<Connection*> maintenanceLocked();
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
-  // Runs `chunk` (which returns the rows it changed) in its own transaction until it changes
-  // fewer than kRetentionChunk rows. `after` runs in the same transaction as each chunk.
-  core::Result<std::int64_t> chunked(Connection& conn,
-                                     const std::function<core::Result<std::int64_t>()>& chunk,
-                                     const std::function<core::Status(std::int64_t)>& after);
+  // Runs `body` in one write transaction on the maintenance connection.
+  core::Status inMaintenanceTransaction(Connection& conn,
+                                        const std::function<core::Status()>& body);
+  // The chunks a statement lists (bound ?1 = a, ?2 = b).
+  core::Result<std::vector<std::int64_t>> chunksLocked(Connection& conn, const char* sql,
+                                                       std::int64_t a, std::int64_t b);
+  // Runs `sql` (which binds ?1..?2 to a row id slice and returns each changed row's device) on
+  // every slice of kRetentionChunk ids of `chunks`, a transaction each; `after` gets the rows
+  // changed per device, in the same transaction. Returns the rows changed.
+  core::Result<std::int64_t> slicesLocked(
+      Connection& conn, const std::vector<std::int64_t>& chunks, const char* sql,
+      const std::function<void(sqlite3_stmt*)>& bind,
+      const std::function<core::Status(const std::map<std::int64_t, std::int64_t>&)>& after);
+  core::Status deleteOldRollupsLocked(Connection& conn, std::int64_t device, std::int64_t cutoffUs,
+                                      const std::string* key);
+  core::Status resetFirstSeenLocked(
+      Connection& conn, const std::vector<std::pair<std::int64_t, std::int64_t>>& chunksByStart,
+      std::int64_t device);
 
   // Declared first so it is destroyed last: the last connection to close checkpoints the WAL.
   std::unique_ptr<Connection> writer_;
@@ -1252,6 +1319,13 @@ core::Status SqliteStore::writeMessages(std::span<const Record> records,
     return insert.error();
   }
   sqlite3_stmt* stmt = *insert;
+  // The time span each chunk gained; a batch touches one chunk, or two at a boundary.
+  struct ChunkSpan {
+    std::int64_t chunk;
+    std::int64_t minTs;
+    std::int64_t maxTs;
+  };
+  std::vector<ChunkSpan> spans;
   for (std::size_t i = 0; i < records.size(); ++i) {
     const Record& record = records[i];
     ResetGuard reset(stmt);
@@ -1282,6 +1356,27 @@ core::Status SqliteStore::writeMessages(std::span<const Record> records,
     if (sqlite3_step(stmt) != SQLITE_DONE) {
       return sqlError(writer_->db(), "insert message");
     }
+    const std::int64_t chunk = sqlite3_last_insert_rowid(writer_->db()) >> kChunkShift;
+    const std::int64_t ts = record.serverTimeUs;
+    if (spans.empty() || spans.back().chunk != chunk) {
+      spans.push_back({chunk, ts, ts});
+    } else {
+      spans.back().minTs = std::min(spans.back().minTs, ts);
+      spans.back().maxTs = std::max(spans.back().maxTs, ts);
+    }
+  }
+  auto put = writer_->statement(kSqlPutChunk);
+  if (!put) {
+    return put.error();
+  }
+  for (const ChunkSpan& span : spans) {
+    ResetGuard reset(*put);
+    sqlite3_bind_int64(*put, 1, span.chunk);
+    sqlite3_bind_int64(*put, 2, span.minTs);
+    sqlite3_bind_int64(*put, 3, span.maxTs);
+    if (sqlite3_step(*put) != SQLITE_DONE) {
+      return sqlError(writer_->db(), "record a message chunk");
+    }
   }
   return {};
 }
@@ -1290,55 +1385,132 @@ core::Result<std::vector<StoredRecord>> SqliteStore::queryMessages(const Message
   if (query.afterId && !query.afterTimeUs) {
     return core::Error{"afterId needs afterTimeUs"};
   }
+  std::vector<StoredRecord> out;
+  if (query.limit == 0 || query.fromUs >= query.toUs) {
+    return out;
+  }
   auto lease = readers_.acquire();
   if (!lease) {
     return lease.error();
   }
+  Connection& conn = lease->conn();
+  // One snapshot for the chunk list and every chunk's rows.
+  ReadTransaction read(conn);
+  if (auto begun = read.begin(); !begun) {
+    return core::Error{begun.message()};
+  }
+  std::int64_t device = 0;
+  {
+    auto stmt = conn.statement(kSqlDeviceRowId);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    bindText(*stmt, 1, query.deviceId);
+    const int rc = sqlite3_step(*stmt);
+    if (rc == SQLITE_DONE) {
+      return out;
+    }
+    if (rc != SQLITE_ROW) {
+      return sqlError(conn.db(), "query messages");
+    }
+    device = sqlite3_column_int64(*stmt, 0);
+  }
+  struct Span {
+    std::int64_t chunk;
+    std::int64_t minTs;
+    std::int64_t maxTs;
+  };
+  std::vector<Span> chunks;
+  {
+    auto stmt = conn.statement(kSqlChunksOfRange);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, query.fromUs);
+    sqlite3_bind_int64(*stmt, 2, query.toUs);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      chunks.push_back({sqlite3_column_int64(*stmt, 0), sqlite3_column_int64(*stmt, 1),
+                        sqlite3_column_int64(*stmt, 2)});
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "query messages");
+    }
+  }
+  // Chunks in the page's direction: a chunk that starts after (ends before) the last row of a
+  // full page has nothing for it, and neither has any chunk after it.
+  std::sort(chunks.begin(), chunks.end(), [&](const Span& a, const Span& b) {
+    return query.descending ? a.maxTs > b.maxTs : a.minTs < b.minTs;
+  });
+
   const bool after = query.afterTimeUs.has_value();
   const char* sql = query.descending ? (after ? kSqlMessagesDescAfter : kSqlMessagesDesc)
                                      : (after ? kSqlMessagesAscAfter : kSqlMessagesAsc);
-  auto prepared = lease->conn().statement(sql);
+  auto prepared = conn.statement(sql);
   if (!prepared) {
     return prepared.error();
   }
   sqlite3_stmt* stmt = *prepared;
-  ResetGuard reset(stmt);
-  bindText(stmt, 1, query.deviceId);
-  sqlite3_bind_int64(stmt, 2, query.fromUs);
-  sqlite3_bind_int64(stmt, 3, query.toUs);
-  if (after) {
-    // Without an id the whole cursor timestamp counts as already seen.
-    const std::int64_t defaultId = query.descending ? std::numeric_limits<std::int64_t>::min()
-                                                    : std::numeric_limits<std::int64_t>::max();
-    sqlite3_bind_int64(stmt, 4, *query.afterTimeUs);
-    sqlite3_bind_int64(stmt, 5, query.afterId.value_or(defaultId));
-  }
-  sqlite3_bind_int64(stmt, 6, query.limit);
-
-  std::vector<StoredRecord> out;
+  const auto inOrder = [&](const StoredRecord& a, const StoredRecord& b) {
+    const auto ka = std::pair(a.record.serverTimeUs, a.id);
+    const auto kb = std::pair(b.record.serverTimeUs, b.id);
+    return query.descending ? ka > kb : ka < kb;
+  };
   out.reserve(std::min<std::uint32_t>(query.limit, 1000));
-  int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    StoredRecord& stored = out.emplace_back();
-    stored.id = sqlite3_column_int64(stmt, 0);
-    Record& record = stored.record;
-    record.deviceId = query.deviceId;
-    record.serverTimeUs = sqlite3_column_int64(stmt, 1);
-    if (sqlite3_column_type(stmt, 2) != SQLITE_NULL) {
-      record.deviceTimeUs = sqlite3_column_int64(stmt, 2);
+  for (const Span& chunk : chunks) {
+    if (out.size() >= query.limit) {
+      const std::int64_t edge = out[query.limit - 1].record.serverTimeUs;
+      if (query.descending ? chunk.maxTs < edge : chunk.minTs > edge) {
+        break;
+      }
     }
-    record.nodeId = std::string(columnText(stmt, 3));
-    record.topic = std::string(columnText(stmt, 4));
-    record.payload = columnBlob(stmt, 5);
-    record.payloadIsJson = (sqlite3_column_int64(stmt, 6) & kFlagPayloadJson) != 0;
-    if (sqlite3_column_type(stmt, 7) != SQLITE_NULL &&
-        !parseFields(columnText(stmt, 7), record.fields)) {
-      return core::Error{"sqlite: stored fields of message " + std::to_string(stored.id) +
-                         " are not valid JSON"};
+    ResetGuard reset(stmt);
+    sqlite3_bind_int64(stmt, 1, device);
+    sqlite3_bind_int64(stmt, 2, query.fromUs);
+    sqlite3_bind_int64(stmt, 3, query.toUs);
+    if (after) {
+      // Without an id the whole cursor timestamp counts as already seen.
+      const std::int64_t defaultId = query.descending ? std::numeric_limits<std::int64_t>::min()
+                                                      : std::numeric_limits<std::int64_t>::max();
+      sqlite3_bind_int64(stmt, 4, *query.afterTimeUs);
+      sqlite3_bind_int64(stmt, 5, query.afterId.value_or(defaultId));
     }
-  }
-  if (rc != SQLITE_DONE) {
-    return sqlError(lease->conn().db(), "query messages");
+    sqlite3_bind_int64(stmt, 6, query.limit);
+    sqlite3_bind_int64(stmt, 7, chunk.chunk);
+    const std::size_t had = out.size();
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      StoredRecord& stored = out.emplace_back();
+      stored.id = sqlite3_column_int64(stmt, 0);
+      Record& record = stored.record;
+      record.deviceId = query.deviceId;
+      record.serverTimeUs = sqlite3_column_int64(stmt, 1);
+      if (sqlite3_column_type(stmt, 2) != SQLITE_NULL) {
+        record.deviceTimeUs = sqlite3_column_int64(stmt, 2);
+      }
+      record.nodeId = std::string(columnText(stmt, 3));
+      record.topic = std::string(columnText(stmt, 4));
+      record.payload = columnBlob(stmt, 5);
+      record.payloadIsJson = (sqlite3_column_int64(stmt, 6) & kFlagPayloadJson) != 0;
+      if (sqlite3_column_type(stmt, 7) != SQLITE_NULL &&
+          !parseFields(columnText(stmt, 7), record.fields)) {
+        return core::Error{"sqlite: stored fields of message " + std::to_string(stored.id) +
+                           " are not valid JSON"};
+      }
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(conn.db(), "query messages");
+    }
+    // Each chunk's rows come in order; chunks overlap in time only around late records.
+    if (had > 0 && out.size() > had) {
+      std::inplace_merge(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(had), out.end(),
+                         inOrder);
+    }
+    if (out.size() > query.limit) {
+      out.resize(query.limit);
+    }
   }
   return out;
 }
@@ -1575,28 +1747,150 @@ core::Result<std::vector<std::int64_t>> SqliteStore::deviceRowIdsLocked(Connecti
   return ids;
 }
 
-core::Result<std::int64_t> SqliteStore::chunked(
-    Connection& conn, const std::function<core::Result<std::int64_t>()>& chunk,
-    const std::function<core::Status(std::int64_t)>& after) {
+core::Status SqliteStore::inMaintenanceTransaction(Connection& conn,
+                                                   const std::function<core::Status()>& body) {
+  if (auto begun = conn.run(kSqlBegin, "begin retention"); !begun.ok()) {
+    return begun;
+  }
+  core::Status status = body();
+  if (status.ok()) {
+    status = conn.run(kSqlCommit, "commit retention");
+  }
+  if (!status.ok() && sqlite3_get_autocommit(conn.db()) == 0) {
+    (void)conn.run(kSqlRollback, "rollback retention");
+  }
+  return status;
+}
+
+core::Result<std::vector<std::int64_t>> SqliteStore::chunksLocked(Connection& conn, const char* sql,
+                                                                  std::int64_t a, std::int64_t b) {
+  auto prepared = conn.statement(sql);
+  if (!prepared) {
+    return prepared.error();
+  }
+  ResetGuard reset(*prepared);
+  sqlite3_bind_int64(*prepared, 1, a);
+  sqlite3_bind_int64(*prepared, 2, b);
+  std::vector<std::int64_t> chunks;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(*prepared)) == SQLITE_ROW) {
+    chunks.push_back(sqlite3_column_int64(*prepared, 0));
+  }
+  if (rc != SQLITE_DONE) {
+    return sqlError(conn.db(), "list message chunks");
+  }
+  return chunks;
+}
+
+core::Result<std::int64_t> SqliteStore::slicesLocked(
+    Connection& conn, const std::vector<std::int64_t>& chunks, const char* sql,
+    const std::function<void(sqlite3_stmt*)>& bind,
+    const std::function<core::Status(const std::map<std::int64_t, std::int64_t>&)>& after) {
   std::int64_t total = 0;
-  while (true) {
-    if (auto begun = conn.run(kSqlBegin, "begin retention"); !begun.ok()) {
-      return core::Error{begun.message()};
-    }
-    auto changed = chunk();
-    core::Status status = changed ? after(*changed) : core::Status(changed.error());
-    if (status.ok()) {
-      status = conn.run(kSqlCommit, "commit retention");
-    }
-    if (!status.ok()) {
-      conn.run(kSqlRollback, "rollback retention");
-      return core::Error{status.message()};
-    }
-    total += *changed;
-    if (*changed < kRetentionChunk) {
-      return total;
+  for (const std::int64_t chunk : chunks) {
+    const std::int64_t end = (chunk + 1) << kChunkShift;
+    for (std::int64_t first = chunk << kChunkShift; first < end; first += kRetentionChunk) {
+      std::int64_t changed = 0;
+      auto status = inMaintenanceTransaction(conn, [&]() -> core::Status {
+        auto stmt = conn.statement(sql);
+        if (!stmt) {
+          return stmt.error();
+        }
+        ResetGuard reset(*stmt);
+        sqlite3_bind_int64(*stmt, 1, first);
+        sqlite3_bind_int64(*stmt, 2, std::min(first + kRetentionChunk, end));
+        bind(*stmt);
+        std::map<std::int64_t, std::int64_t> perDevice;  // RETURNING device
+        int rc = SQLITE_ROW;
+        while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+          ++perDevice[sqlite3_column_int64(*stmt, 0)];
+          ++changed;
+        }
+        if (rc != SQLITE_DONE) {
+          return sqlError(conn.db(), "retention");
+        }
+        return perDevice.empty() ? core::Status{} : after(perDevice);
+      });
+      if (!status.ok()) {
+        return core::Error{status.message()};
+      }
+      total += changed;
     }
   }
+  return total;
+}
+
+core::Status SqliteStore::deleteOldRollupsLocked(Connection& conn, std::int64_t device,
+                                                 std::int64_t cutoffUs, const std::string* key) {
+  // Rollups of whole units before the cutoff go with their messages (the unit holding the
+  // cutoff stays, below the floor, until the next run).
+  const std::pair<const char*, std::int64_t> all[] = {
+      {kSqlDeleteOldMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
+      {kSqlDeleteOldHours, rollup::floorTo(cutoffUs, rollup::kHourUs)},
+      {kSqlDeleteOldDirty, rollup::floorTo(cutoffUs, rollup::kMinuteUs)}};
+  const std::pair<const char*, std::int64_t> ofKey[] = {
+      {kSqlDeleteOldKeyMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
+      {kSqlDeleteOldKeyHours, rollup::floorTo(cutoffUs, rollup::kHourUs)}};
+  const auto rollups = key == nullptr
+                           ? std::span<const std::pair<const char*, std::int64_t>>(all)
+                           : std::span<const std::pair<const char*, std::int64_t>>(ofKey);
+  for (const auto& [sql, before] : rollups) {
+    auto del = conn.statement(sql);
+    if (!del) {
+      return del.error();
+    }
+    ResetGuard reset(*del);
+    sqlite3_bind_int64(*del, 1, device);
+    sqlite3_bind_int64(*del, 2, before);
+    if (key != nullptr) {
+      bindText(*del, 3, *key);
+    }
+    if (sqlite3_step(*del) != SQLITE_DONE) {
+      return sqlError(conn.db(), "delete old rollups");
+    }
+  }
+  return {};
+}
+
+core::Status SqliteStore::resetFirstSeenLocked(
+    Connection& conn, const std::vector<std::pair<std::int64_t, std::int64_t>>& chunksByStart,
+    std::int64_t device) {
+  // A device's oldest message: chunks by start time, until no later chunk can start earlier
+  // than the oldest found (one or two seeks, where the oldest remaining chunks are).
+  std::optional<std::int64_t> first;
+  auto stmt = conn.statement(kSqlFirstInChunk);
+  if (!stmt) {
+    return stmt.error();
+  }
+  for (const auto& [chunk, minTs] : chunksByStart) {
+    if (first && minTs >= *first) {
+      break;
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, chunk);
+    sqlite3_bind_int64(*stmt, 2, device);
+    if (sqlite3_step(*stmt) != SQLITE_ROW) {
+      return sqlError(conn.db(), "find a device's oldest message");
+    }
+    if (sqlite3_column_type(*stmt, 0) != SQLITE_NULL) {
+      const std::int64_t ts = sqlite3_column_int64(*stmt, 0);
+      first = first ? std::min(*first, ts) : ts;
+    }
+  }
+  if (!first) {
+    return {};  // no messages left: first_seen stays (and restarts with the next message)
+  }
+  auto set = conn.statement(kSqlSetFirstSeen);
+  if (!set) {
+    return set.error();
+  }
+  ResetGuard reset(*set);
+  sqlite3_bind_int64(*set, 1, device);
+  sqlite3_bind_int64(*set, 2, *first);
+  if (sqlite3_step(*set) != SQLITE_DONE) {
+    return sqlError(conn.db(), "update device after retention");
+  }
+  return {};
 }
 
 core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
@@ -1605,70 +1899,83 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
   if (!conn) {
     return conn.error();
   }
+  Connection& c = **conn;
   // Before any message goes: from now on queries use no rollup of a unit before the cutoff.
-  if (auto status = raiseFloorLocked(**conn, kMetaFloor, cutoffUs); !status) {
+  if (auto status = raiseFloorLocked(c, kMetaFloor, cutoffUs); !status) {
     return core::Error{status.message()};
   }
-  auto devices = deviceRowIdsLocked(**conn);
-  if (!devices) {
-    return devices.error();
+  auto chunks = chunksLocked(c, kSqlChunksBefore, cutoffUs, 0);
+  if (!chunks) {
+    return chunks.error();
   }
-  std::int64_t total = 0;
-  for (const std::int64_t device : *devices) {
-    auto deleted = chunked(
-        **conn,
-        [&]() -> core::Result<std::int64_t> {
-          auto stmt = (*conn)->statement(kSqlDeleteChunk);
-          if (!stmt) {
-            return stmt.error();
+  // Slice by slice, each device's count following in the same transaction.
+  std::set<std::int64_t> touched;
+  auto total = slicesLocked(
+      c, *chunks, kSqlDeleteSlice,
+      [&](sqlite3_stmt* stmt) { sqlite3_bind_int64(stmt, 3, cutoffUs); },
+      [&](const std::map<std::int64_t, std::int64_t>& perDevice) -> core::Status {
+        auto count = c.statement(kSqlCountDown);
+        if (!count) {
+          return count.error();
+        }
+        for (const auto& [device, n] : perDevice) {
+          ResetGuard reset(*count);
+          sqlite3_bind_int64(*count, 1, device);
+          sqlite3_bind_int64(*count, 2, n);
+          if (sqlite3_step(*count) != SQLITE_DONE) {
+            return sqlError(c.db(), "count down after retention");
           }
-          ResetGuard reset(*stmt);
-          sqlite3_bind_int64(*stmt, 1, device);
-          sqlite3_bind_int64(*stmt, 2, cutoffUs);
-          sqlite3_bind_int64(*stmt, 3, kRetentionChunk);
-          if (sqlite3_step(*stmt) != SQLITE_DONE) {
-            return sqlError((*conn)->db(), "delete old messages");
-          }
-          return static_cast<std::int64_t>(sqlite3_changes64((*conn)->db()));
-        },
-        [&](std::int64_t changed) -> core::Status {
-          if (changed == 0) {
-            return {};
-          }
-          auto stmt = (*conn)->statement(kSqlAfterDelete);
-          if (!stmt) {
-            return stmt.error();
-          }
-          ResetGuard reset(*stmt);
-          sqlite3_bind_int64(*stmt, 1, device);
-          sqlite3_bind_int64(*stmt, 2, changed);
-          if (sqlite3_step(*stmt) != SQLITE_DONE) {
-            return sqlError((*conn)->db(), "update device after retention");
-          }
-          // Rollups of whole units before the cutoff go with their messages (the unit holding
-          // the cutoff stays, below the floor, until the next run).
-          const std::pair<const char*, std::int64_t> rollups[] = {
-              {kSqlDeleteOldMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
-              {kSqlDeleteOldHours, rollup::floorTo(cutoffUs, rollup::kHourUs)},
-              {kSqlDeleteOldDirty, rollup::floorTo(cutoffUs, rollup::kMinuteUs)}};
-          for (const auto& [sql, before] : rollups) {
-            auto del = (*conn)->statement(sql);
-            if (!del) {
-              return del.error();
-            }
-            ResetGuard resetDelete(*del);
-            sqlite3_bind_int64(*del, 1, device);
-            sqlite3_bind_int64(*del, 2, before);
-            if (sqlite3_step(*del) != SQLITE_DONE) {
-              return sqlError((*conn)->db(), "delete old rollups");
-            }
-          }
-          return {};
-        });
-    if (!deleted) {
-      return deleted.error();
+          touched.insert(device);
+        }
+        return {};
+      });
+  if (!total) {
+    return total.error();
+  }
+  if (touched.empty()) {
+    return total;
+  }
+  // Then each device that lost messages: its first-seen time and its old rollups.
+  std::vector<std::pair<std::int64_t, std::int64_t>> byStart;
+  {
+    auto stmt = c.statement(kSqlChunksByStart);
+    if (!stmt) {
+      return stmt.error();
     }
-    total += *deleted;
+    ResetGuard reset(*stmt);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) {
+      byStart.emplace_back(sqlite3_column_int64(*stmt, 0), sqlite3_column_int64(*stmt, 1));
+    }
+    if (rc != SQLITE_DONE) {
+      return sqlError(c.db(), "list message chunks");
+    }
+  }
+  for (const std::int64_t device : touched) {
+    auto status = inMaintenanceTransaction(c, [&]() -> core::Status {
+      if (auto reset = resetFirstSeenLocked(c, byStart, device); !reset.ok()) {
+        return reset;
+      }
+      return deleteOldRollupsLocked(c, device, cutoffUs, nullptr);
+    });
+    if (!status.ok()) {
+      return core::Error{status.message()};
+    }
+  }
+  auto status = inMaintenanceTransaction(c, [&]() -> core::Status {
+    auto stmt = c.statement(kSqlDropEmptyChunks);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, cutoffUs);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(c.db(), "forget empty message chunks");
+    }
+    return {};
+  });
+  if (!status.ok()) {
+    return core::Error{status.message()};
   }
   return total;
 }
@@ -1688,10 +1995,11 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
   if (!conn) {
     return conn.error();
   }
+  Connection& c = **conn;
   // Rows before the previous run's cutoff were already done.
   std::int64_t from = std::numeric_limits<std::int64_t>::min();
   {
-    auto stmt = (*conn)->statement(kSqlGetMeta);
+    auto stmt = c.statement(kSqlGetMeta);
     if (!stmt) {
       return stmt.error();
     }
@@ -1705,63 +2013,33 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
   if (from >= cutoffUs) {
     return std::int64_t{0};
   }
-  if (auto status = raiseFloorLocked(**conn, std::string(kMetaFloor) + ":" + key, cutoffUs);
-      !status) {
+  if (auto status = raiseFloorLocked(c, std::string(kMetaFloor) + ":" + key, cutoffUs); !status) {
     return core::Error{status.message()};
   }
-  auto devices = deviceRowIdsLocked(**conn);
-  if (!devices) {
-    return devices.error();
+  auto chunks = chunksLocked(c, kSqlChunksOfKeyRange, from, cutoffUs);
+  if (!chunks) {
+    return chunks.error();
   }
-  std::int64_t total = 0;
-  for (const std::int64_t device : *devices) {
-    auto changed = chunked(
-        **conn,
-        [&]() -> core::Result<std::int64_t> {
-          auto stmt = (*conn)->statement(kSqlDropKeyChunk);
-          if (!stmt) {
-            return stmt.error();
+  // The key's rollups of whole units before the cutoff go in the same transaction as its values.
+  auto total = slicesLocked(
+      c, *chunks, kSqlDropKeySlice,
+      [&](sqlite3_stmt* stmt) {
+        bindText(stmt, 3, path);
+        sqlite3_bind_int64(stmt, 4, from);
+        sqlite3_bind_int64(stmt, 5, cutoffUs);
+      },
+      [&](const std::map<std::int64_t, std::int64_t>& perDevice) -> core::Status {
+        for (const auto& [device, n] : perDevice) {
+          if (auto status = deleteOldRollupsLocked(c, device, cutoffUs, &key); !status.ok()) {
+            return status;
           }
-          ResetGuard reset(*stmt);
-          sqlite3_bind_int64(*stmt, 1, device);
-          sqlite3_bind_int64(*stmt, 2, cutoffUs);
-          bindText(*stmt, 3, path);
-          sqlite3_bind_int64(*stmt, 4, from);
-          sqlite3_bind_int64(*stmt, 5, kRetentionChunk);
-          if (sqlite3_step(*stmt) != SQLITE_DONE) {
-            return sqlError((*conn)->db(), "drop an expired key");
-          }
-          return static_cast<std::int64_t>(sqlite3_changes64((*conn)->db()));
-        },
-        [&](std::int64_t n) -> core::Status {
-          if (n == 0) {
-            return {};
-          }
-          // The key's rollups of whole units before the cutoff go too.
-          const std::pair<const char*, std::int64_t> rollups[] = {
-              {kSqlDeleteOldKeyMinutes, rollup::floorTo(cutoffUs, rollup::kMinuteUs)},
-              {kSqlDeleteOldKeyHours, rollup::floorTo(cutoffUs, rollup::kHourUs)}};
-          for (const auto& [sql, before] : rollups) {
-            auto del = (*conn)->statement(sql);
-            if (!del) {
-              return del.error();
-            }
-            ResetGuard resetDelete(*del);
-            sqlite3_bind_int64(*del, 1, device);
-            sqlite3_bind_int64(*del, 2, before);
-            bindText(*del, 3, key);
-            if (sqlite3_step(*del) != SQLITE_DONE) {
-              return sqlError((*conn)->db(), "delete old rollups of a key");
-            }
-          }
-          return {};
-        });
-    if (!changed) {
-      return changed.error();
-    }
-    total += *changed;
+        }
+        return {};
+      });
+  if (!total) {
+    return total.error();
   }
-  auto stmt = (*conn)->statement(kSqlSetMeta);
+  auto stmt = c.statement(kSqlSetMeta);
   if (!stmt) {
     return stmt.error();
   }
@@ -1770,7 +2048,7 @@ core::Result<std::int64_t> SqliteStore::dropKeyBefore(const std::string& key,
   const std::string value = std::to_string(cutoffUs);
   bindText(*stmt, 2, value);
   if (sqlite3_step(*stmt) != SQLITE_DONE) {
-    return sqlError((*conn)->db(), "record per-key retention progress");
+    return sqlError(c.db(), "record per-key retention progress");
   }
   return total;
 }
@@ -2008,7 +2286,7 @@ core::Status SqliteStore::updateDeviceLocked(Connection& conn, const std::string
 // --- fleet queries -----------------------------------------------------------------------------
 // Composed from fragments and run as one statement each. Devices are the outer loop (CROSS JOIN
 // fixes SQLite's join order): a group is one range of device_tags_key_value, and each device's
-// messages are one range of the (device, ts) index.
+// messages are one range of the (chunk, device, ts) index per chunk of the window.
 
 // The FROM clause that yields the group's devices as `d`, and the condition that goes with it.
 std::string groupSource(const DeviceGroup& group) {
@@ -2160,9 +2438,11 @@ core::Result<std::vector<FleetDevice>> SqliteStore::fleetWindowAverage(
   const std::string sql =
       "SELECT d.device_id, d.last_seen, avg(" + v.value + "), count(*) FROM " +
       groupSource(query.group) +
-      " CROSS JOIN messages AS m ON m.device = d.id AND m.ts >= :from AND m.ts < :to" + v.join +
-      " WHERE " + groupCondition(query.group) + v.condition + " GROUP BY d.id HAVING avg(" +
-      v.value + (query.below ? ") < " : ") > ") + ":threshold ORDER BY d.device_id";
+      " CROSS JOIN messages AS m INDEXED BY messages_chunk_device_ts ON m.chunk IN " TERN_CHUNKS(
+          ":from", ":to") " AND m.device = d.id AND m.ts >= :from AND m.ts < :to" +
+      v.join + " WHERE " + groupCondition(query.group) + v.condition +
+      " GROUP BY d.id HAVING avg(" + v.value + (query.below ? ") < " : ") > ") +
+      ":threshold ORDER BY d.device_id";
   std::vector<FleetDevice> out;
   auto status = runComposed(
       readers_, sql, "fleet window average",
@@ -2216,8 +2496,9 @@ core::Result<std::vector<FleetDailyRow>> SqliteStore::fleetDaily(const FleetDail
       std::string(byTag ? "b.value" : "NULL") + " AS grp, " + aggregate + ", count(*) FROM " +
       groupSource(query.group) +
       (byTag ? " LEFT JOIN device_tags AS b ON b.device = d.id AND b.key = :by" : "") +
-      " CROSS JOIN messages AS m ON m.device = d.id AND m.ts >= :from AND m.ts < :to" + v.join +
-      " WHERE " + groupCondition(query.group) + v.condition +
+      " CROSS JOIN messages AS m INDEXED BY messages_chunk_device_ts ON m.chunk IN " TERN_CHUNKS(
+          ":from", ":to") " AND m.device = d.id AND m.ts >= :from AND m.ts < :to" +
+      v.join + " WHERE " + groupCondition(query.group) + v.condition +
       " GROUP BY day, grp ORDER BY day, grp NULLS LAST";
   std::vector<FleetDailyRow> out;
   auto status = runComposed(

@@ -20,8 +20,8 @@ std::unique_ptr<Store> openSqliteStore(const SqliteOptions& options);
 // The schema version this build writes.
 int sqliteSchemaVersion();
 
-// The index on messages(device, ts) that every per-device query should use.
-inline constexpr const char* kMessagesIndexName = "messages_device_ts";
+// The index on messages(chunk, device, ts) that every per-device query should use.
+inline constexpr const char* kMessagesIndexName = "messages_chunk_device_ts";
 
 // For tests and diagnostics: SQLite's EXPLAIN QUERY PLAN for the query behind
 // Store::queryMessages (first page, ascending or descending), one plan step per line.

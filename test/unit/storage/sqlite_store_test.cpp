@@ -422,7 +422,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndRecordsSchemaVersion) {
   store_.reset();
   EXPECT_EQ(rawQueryText(file(), "SELECT value FROM meta WHERE key = 'schema_version'"),
             std::to_string(sqliteSchemaVersion()));
-  EXPECT_EQ(sqliteSchemaVersion(), 5);
+  EXPECT_EQ(sqliteSchemaVersion(), 6);
 
   store_ = open();
   // The new instance has an empty id cache: appending must find the existing device row.
@@ -450,6 +450,123 @@ TEST_F(SqliteStoreTest, MessageQueryUsesTheDeviceTimeIndex) {
     EXPECT_EQ(plan->find("SCAN messages"), std::string::npos) << *plan;
     EXPECT_EQ(plan->find("TEMP B-TREE"), std::string::npos) << *plan;  // no sort step
   }
+}
+
+// Messages are indexed per chunk of 2^16 row ids. A filler row moves the row ids on to the next
+// chunk; late records there overlap the first chunk in time. Every per-device read and delete
+// must see both chunks, in time order.
+TEST_F(SqliteStoreTest, MessagesAcrossChunksStayInTimeOrder) {
+  std::vector<Record> first;
+  for (int i = 0; i < 10; ++i) {  // chunk 0: 100, 110, ..., 190
+    first.push_back(makeRecord("c", 100 + 10 * i, {{"v", std::int64_t{1}}}));
+  }
+  first.push_back(makeRecord("x", 100));
+  append(first);
+  rawExec(file(),
+          "INSERT INTO messages(id, device, ts, node, topic, payload, flags) "
+          "SELECT 65535, id, 100, 'n', 't', x'', 0 FROM devices WHERE device_id = 'x'; "
+          "UPDATE devices SET message_count = message_count + 1 WHERE device_id = 'x'");
+  std::vector<Record> second;
+  for (int i = 0; i < 10; ++i) {  // chunk 1: two late records, then 200, 210, ..., 290
+    second.push_back(makeRecord("c", i < 2 ? 150 + 5 * i : 200 + 10 * i, {{"v", std::int64_t{2}}}));
+  }
+  append(second);
+  EXPECT_EQ(rawQueryText(file(),
+                         "SELECT group_concat(chunk) FROM (SELECT chunk FROM "
+                         "message_chunks ORDER BY chunk)"),
+            "0,1");
+  EXPECT_EQ(rawQueryText(file(),
+                         "SELECT min_ts || '-' || max_ts FROM message_chunks "
+                         "WHERE chunk = 1"),
+            "150-290");
+
+  std::vector<std::int64_t> expected;
+  for (int i = 0; i < 10; ++i) {
+    expected.push_back(100 + 10 * i);
+    expected.push_back(i < 2 ? 150 + 5 * i : 200 + 10 * i);
+  }
+  std::sort(expected.begin(), expected.end());
+  MessageQuery q;
+  q.deviceId = "c";
+  for (bool descending : {false, true}) {
+    q.descending = descending;
+    q.limit = 100;
+    std::vector<std::int64_t> times;
+    for (const auto& row : query(q)) {
+      times.push_back(row.record.serverTimeUs);
+    }
+    std::vector<std::int64_t> want = expected;
+    if (descending) {
+      std::reverse(want.begin(), want.end());
+    }
+    EXPECT_EQ(times, want);
+    // Pages of 3 (the late records sit inside the first chunk's span): nothing lost or twice.
+    q.limit = 3;
+    std::vector<std::int64_t> paged;
+    for (int page = 0; page < 20; ++page) {
+      auto rows = query(q);
+      if (rows.empty()) {
+        break;
+      }
+      for (const auto& row : rows) {
+        paged.push_back(row.record.serverTimeUs);
+      }
+      q.afterTimeUs = rows.back().record.serverTimeUs;
+      q.afterId = rows.back().id;
+    }
+    q.afterTimeUs.reset();
+    q.afterId.reset();
+    EXPECT_EQ(paged, want) << (descending ? "desc" : "asc");
+  }
+  q.descending = false;
+  q.fromUs = 150;
+  q.toUs = 160;
+  EXPECT_EQ(query(q).size(), 3u);  // 150 from each chunk, 155
+
+  // Series: chunk 0 holds v = 1, chunk 1 v = 2; buckets of 100 us.
+  SeriesQuery s;
+  s.deviceId = "c";
+  s.key = "v";
+  s.bucketUs = 100;
+  s.aggregate = Aggregate::kSum;
+  s.useRollups = false;
+  auto sums = store_->querySeries(s);
+  ASSERT_TRUE(sums.ok()) << sums.error().message;
+  ASSERT_EQ(sums->size(), 2u);
+  EXPECT_EQ((*sums)[0].value, 10 + 2 * 2);  // 100..199: ten 1s, two late 2s
+  EXPECT_EQ((*sums)[1].value, 8 * 2);
+  s.aggregate = Aggregate::kLast;
+  sums = store_->querySeries(s);
+  ASSERT_TRUE(sums.ok());
+  EXPECT_EQ((*sums)[0].value, 1);  // 190 is the last in time, though written before 150, 155
+
+  FleetWindowQuery fleet;
+  fleet.key = "v";
+  fleet.fromUs = 140;
+  fleet.toUs = 220;
+  fleet.threshold = 100;
+  auto averages = store_->fleetWindowAverage(fleet);
+  ASSERT_TRUE(averages.ok()) << averages.error().message;
+  ASSERT_EQ(averages->size(), 1u);
+  EXPECT_EQ((*averages)[0].count, 8);  // 140..190 from chunk 0, 150 and 155 from chunk 1
+
+  // Retention: everything before 175 goes from both chunks; the oldest left is 180.
+  auto deleted = store_->deleteBefore(175);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 8 + 2 + 2);  // c: 100..170, and 150, 155; x: both of its rows
+  auto device = store_->getDevice("c");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_EQ((*device)->messageCount, 10);
+  EXPECT_EQ((*device)->firstSeenUs, 180);
+  q.fromUs = 0;
+  q.toUs = INT64_MAX;
+  q.limit = 100;
+  EXPECT_EQ(query(q).size(), 10u);
+  // Deleting the device reaches both chunks.
+  auto removed = store_->deleteDevice("c");
+  ASSERT_TRUE(removed.ok() && *removed);
+  EXPECT_EQ(rawQueryText(file(), "SELECT count(*) FROM messages"), "0");
+  EXPECT_EQ(*store_->countMessages(), 0);
 }
 
 TEST_F(SqliteStoreTest, ReadersRunConcurrentlyWithTheWriter) {
@@ -582,6 +699,12 @@ TEST(SqliteStoreOpenTest, FailsAtOpenOnUnusablePaths) {
   EXPECT_THROW(openSqliteStore(options), std::runtime_error);
 }
 
+// Turns a current database back into schema 5's message layout (the (device, ts) index).
+constexpr const char* kUndoSchema6 =
+    "DROP INDEX messages_chunk_device_ts; DROP TABLE message_chunks; "
+    "ALTER TABLE messages DROP COLUMN chunk; "
+    "CREATE INDEX messages_device_ts ON messages(device, ts); ";
+
 TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
   TempDir dir;
   const fs::path file = dir.path() / "v1.db";
@@ -593,13 +716,13 @@ TEST(SqliteStoreOpenTest, UpgradesAVersion1DatabaseInPlace) {
     ASSERT_TRUE(store->appendBatch(records).ok());
   }
   // What an older build left behind: schema version 1, no tags or attributes.
-  rawExec(file,
-          "DROP TABLE device_tags; ALTER TABLE devices DROP COLUMN attributes; "
-          "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
-          "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
-          "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+  rawExec(file, std::string(kUndoSchema6) +
+                    "DROP TABLE device_tags; ALTER TABLE devices DROP COLUMN attributes; "
+                    "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+                    "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
+                    "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
   auto store = openSqliteStore(options);
-  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "5");
+  EXPECT_EQ(rawQueryText(file, "SELECT value FROM meta WHERE key = 'schema_version'"), "6");
   // Schema 5 rebuilt devices with AUTOINCREMENT, ids kept: a deleted id never comes back.
   EXPECT_EQ(rawQueryText(file, "SELECT seq FROM sqlite_sequence WHERE name = 'devices'"),
             rawQueryText(file, "SELECT max(id) FROM devices"));
@@ -644,13 +767,13 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
     r.fields = {{"v", 1.5}};
     ASSERT_TRUE(store->appendBatch(std::vector<Record>{r}).ok());
   }
-  rawExec(empty,
-          "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
-          "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
-          "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+  rawExec(empty, std::string(kUndoSchema6) +
+                     "DROP TABLE rollup_1m; DROP TABLE rollup_1h; DROP TABLE rollup_dirty; "
+                     "ALTER TABLE devices DROP COLUMN name; ALTER TABLE devices DROP COLUMN type; "
+                     "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
   {
     auto store = openSqliteStore(options);
-    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "5");
+    EXPECT_EQ(rawQueryText(empty, "SELECT value FROM meta WHERE key = 'schema_version'"), "6");
     auto run = store->rollup(600'000'000);
     ASSERT_TRUE(run.ok()) << run.error().message;
     EXPECT_EQ(run->minutes, 1);
