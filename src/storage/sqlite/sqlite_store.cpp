@@ -2,10 +2,12 @@
 // by the writer thread, and a small pool of read connections for everything else.
 #include "storage/sqlite/sqlite_store.h"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -1167,12 +1169,26 @@ void SqliteStore::migrate() {
                                " is newer than this build supports (" +
                                std::to_string(kSchemaVersion) + ")");
     }
+    const int from = version;
+    const auto started = std::chrono::steady_clock::now();
+    if (from > 0 && from < kSchemaVersion) {
+      // Some steps rewrite a table or an index (6: one pass over every message), so a large
+      // database takes a while: say so before it starts.
+      spdlog::info("sqlite: upgrading {} from schema version {} to {}", path_, from,
+                   kSchemaVersion);
+    }
     for (const Migration& migration : kMigrations) {
       if (migration.version > version) {
         writer_->execOrThrow(migration.sql,
                              "migrate to schema version " + std::to_string(migration.version));
         version = migration.version;
       }
+    }
+    if (from > 0 && from < kSchemaVersion) {
+      spdlog::info("sqlite: schema upgraded to version {} in {} ms", kSchemaVersion,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - started)
+                       .count());
     }
     writer_->execOrThrow("INSERT INTO meta(key, value) VALUES('schema_version', '" +
                              std::to_string(version) +

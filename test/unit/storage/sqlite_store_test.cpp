@@ -778,6 +778,13 @@ TEST(SqliteStoreOpenTest, UpgradesAnEmptyFileAndRefusesNewerSchemas) {
     ASSERT_TRUE(run.ok()) << run.error().message;
     EXPECT_EQ(run->minutes, 1);
     EXPECT_EQ(*store->countMessages(), 1);
+    // Schema 6 listed the old message's chunk, so the chunked index finds it.
+    MessageQuery q;
+    q.deviceId = "d";
+    auto rows = store->queryMessages(q);
+    ASSERT_TRUE(rows.ok()) << rows.error().message;
+    ASSERT_EQ(rows->size(), 1u);
+    EXPECT_EQ((*rows)[0].record.serverTimeUs, 120'000'000);
   }
 
   rawExec(empty, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
