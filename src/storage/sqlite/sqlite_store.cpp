@@ -836,6 +836,25 @@ bool parseFields(std::string_view text, std::vector<Field>& fields) {
   return FlatJsonReader(text).read(fields);
 }
 
+// A device's row id, or nothing when the store does not know the device.
+core::Result<std::optional<std::int64_t>> findDeviceRowId(Connection& conn,
+                                                          const std::string& deviceId) {
+  auto stmt = conn.statement(kSqlDeviceRowId);
+  if (!stmt) {
+    return stmt.error();
+  }
+  ResetGuard reset(*stmt);
+  bindText(*stmt, 1, deviceId);
+  const int rc = sqlite3_step(*stmt);
+  if (rc == SQLITE_DONE) {
+    return std::optional<std::int64_t>();
+  }
+  if (rc != SQLITE_ROW) {
+    return sqlError(conn.db(), "find device");
+  }
+  return std::optional<std::int64_t>(sqlite3_column_int64(*stmt, 0));
+}
+
 // --- rollup helpers ----------------------------------------------------------------------------
 
 // An integer kept in meta, or `fallback` when the key is absent.
@@ -1415,23 +1434,14 @@ core::Result<std::vector<StoredRecord>> SqliteStore::queryMessages(const Message
   if (auto begun = read.begin(); !begun) {
     return core::Error{begun.message()};
   }
-  std::int64_t device = 0;
-  {
-    auto stmt = conn.statement(kSqlDeviceRowId);
-    if (!stmt) {
-      return stmt.error();
-    }
-    ResetGuard reset(*stmt);
-    bindText(*stmt, 1, query.deviceId);
-    const int rc = sqlite3_step(*stmt);
-    if (rc == SQLITE_DONE) {
-      return out;
-    }
-    if (rc != SQLITE_ROW) {
-      return sqlError(conn.db(), "query messages");
-    }
-    device = sqlite3_column_int64(*stmt, 0);
+  auto found = findDeviceRowId(conn, query.deviceId);
+  if (!found) {
+    return found.error();
   }
+  if (!*found) {
+    return out;
+  }
+  const std::int64_t device = **found;
   struct Span {
     std::int64_t chunk;
     std::int64_t minTs;
@@ -2128,20 +2138,14 @@ core::Result<bool> SqliteStore::deleteDevice(const std::string& deviceId) {
     if (!lease) {
       return lease.error();
     }
-    auto stmt = lease->conn().statement(kSqlDeviceRowId);
-    if (!stmt) {
-      return stmt.error();
+    auto found = findDeviceRowId(lease->conn(), deviceId);
+    if (!found) {
+      return found.error();
     }
-    ResetGuard reset(*stmt);
-    bindText(*stmt, 1, deviceId);
-    const int rc = sqlite3_step(*stmt);
-    if (rc == SQLITE_DONE) {
+    if (!*found) {
       return false;
     }
-    if (rc != SQLITE_ROW) {
-      return sqlError(lease->conn().db(), "find device to delete");
-    }
-    rowId = sqlite3_column_int64(*stmt, 0);
+    rowId = **found;
   }
   const auto step = [&](Connection& conn, const char* sql, bool chunk,
                         std::int64_t& changed) -> core::Status {
@@ -2827,23 +2831,14 @@ core::Result<std::optional<std::vector<Bucket>>> SqliteStore::querySeriesRolledU
   state.watermarkUs = *watermark;
   state.floorUs = std::max(*floor, *keyFloor);
 
-  std::int64_t device = 0;
-  {
-    auto stmt = conn.statement(kSqlDeviceRowId);
-    if (!stmt) {
-      return stmt.error();
-    }
-    ResetGuard reset(*stmt);
-    bindText(*stmt, 1, query.deviceId);
-    const int rc = sqlite3_step(*stmt);
-    if (rc == SQLITE_DONE) {
-      return Out(std::vector<Bucket>{});
-    }
-    if (rc != SQLITE_ROW) {
-      return sqlError(conn.db(), "find device");
-    }
-    device = sqlite3_column_int64(*stmt, 0);
+  auto found = findDeviceRowId(conn, query.deviceId);
+  if (!found) {
+    return found.error();
   }
+  if (!*found) {
+    return Out(std::vector<Bucket>{});
+  }
+  const std::int64_t device = **found;
   {
     auto stmt = conn.statement(kSqlDirtyInRange);
     if (!stmt) {
