@@ -1958,6 +1958,22 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
   if (!total) {
     return total.error();
   }
+  // Chunks that are now empty leave the directory, even when this run deleted nothing.
+  auto forgotten = inMaintenanceTransaction(c, [&]() -> core::Status {
+    auto stmt = c.statement(kSqlDropEmptyChunks);
+    if (!stmt) {
+      return stmt.error();
+    }
+    ResetGuard reset(*stmt);
+    sqlite3_bind_int64(*stmt, 1, cutoffUs);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) {
+      return sqlError(c.db(), "forget empty message chunks");
+    }
+    return {};
+  });
+  if (!forgotten.ok()) {
+    return core::Error{forgotten.message()};
+  }
   if (touched.empty()) {
     return total;
   }
@@ -1987,21 +2003,6 @@ core::Result<std::int64_t> SqliteStore::deleteBefore(std::int64_t cutoffUs) {
     if (!status.ok()) {
       return core::Error{status.message()};
     }
-  }
-  auto status = inMaintenanceTransaction(c, [&]() -> core::Status {
-    auto stmt = c.statement(kSqlDropEmptyChunks);
-    if (!stmt) {
-      return stmt.error();
-    }
-    ResetGuard reset(*stmt);
-    sqlite3_bind_int64(*stmt, 1, cutoffUs);
-    if (sqlite3_step(*stmt) != SQLITE_DONE) {
-      return sqlError(c.db(), "forget empty message chunks");
-    }
-    return {};
-  });
-  if (!status.ok()) {
-    return core::Error{status.message()};
   }
   return total;
 }
