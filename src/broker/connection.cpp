@@ -47,12 +47,31 @@ Connection::Connection(Broker& broker, net::DeadlineWheel<Connection>& wheel,
       wheel_(wheel),
       stream_(std::move(stream)),
       peer_(std::move(peer)),
-      certificateCn_(std::move(certificateCn)),
       input_(std::move(initialBytes)),
-      inputUsed_(input_.size()) {}
+      inputUsed_(input_.size()) {
+  if (!certificateCn.empty()) rare().certificateCn = std::move(certificateCn);
+}
+
+namespace {
+const std::string kNone;
+}  // namespace
 
 const std::string& Connection::clientId() const {
-  return session_ ? session_->clientId() : clientId_;
+  if (session_) return session_->clientId();
+  return rare_ ? rare_->clientId : kNone;
+}
+
+const std::string& Connection::certificateCn() const {
+  return rare_ ? rare_->certificateCn : kNone;
+}
+
+Connection::Rare& Connection::rare() {
+  if (!rare_) rare_ = std::make_unique<Rare>();
+  return *rare_;
+}
+
+void Connection::trimRare() {
+  if (rare_ && rare_->empty()) rare_.reset();
 }
 
 Connection::~Connection() {
@@ -324,20 +343,20 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   }
   if (connect.clientId.empty()) {
     if (!connect.cleanSession) {
-      clientId_ = "(empty)";
+      rare().clientId = "(empty)";
       mqtt::encodeConnack(false, mqtt::ConnackCode::kIdentifierRejected, outbox_);
       close("empty client id requires clean session", true, false);
       return false;
     }
     connect.clientId = "auto-" + core::randomUuid();
   }
-  clientId_ = connect.clientId;
+  rare().clientId = connect.clientId;
   if (Authenticator* authenticator = broker_.authenticator()) {
-    ConnectInfo info{clientId_,      connect.username, connect.password,
-                     certificateCn_, addressOf(peer_), std::string(transportName())};
+    ConnectInfo info{clientId(),      connect.username, connect.password,
+                     certificateCn(), addressOf(peer_), std::string(transportName())};
     authPending_ = true;
     assignedId_ = assignedId;
-    pendingConnect_ = std::make_unique<mqtt::Connect>(std::move(connect));
+    rare().pendingConnect = std::make_unique<mqtt::Connect>(std::move(connect));
     // The answer may come from another thread: back to this loop. The handler keeps the
     // connection alive until then.
     authenticator->authenticate(
@@ -365,8 +384,8 @@ void Connection::onAuthenticated(AuthDecision decision) {
   grant_ = std::move(decision.grant);
   identity_ = decision.identity.empty() ? "(anonymous)" : std::move(decision.identity);
   if (!decision.allowAll) acl_ = std::make_shared<const TopicAcl>(std::move(decision.rules));
-  mqtt::Connect connect = std::move(*pendingConnect_);
-  pendingConnect_.reset();
+  mqtt::Connect connect = std::move(*rare().pendingConnect);
+  rare_->pendingConnect.reset();
   if (!finishConnect(connect, assignedId_)) return;
   // Packets that came behind the CONNECT waited in the buffer.
   processInput();
@@ -407,7 +426,7 @@ void Connection::refuseAuthentication(const AuthDecision& decision) {
     spdlog::warn("mqtt: refused client '{}' ({}) as '{}': {}", clientId(), peer_, who,
                  decision.reason);
   }
-  pendingConnect_.reset();
+  if (rare_) rare_->pendingConnect.reset();
   close(decision.reason, false, false);
 }
 
@@ -441,7 +460,7 @@ void Connection::dropForbiddenSubscriptions() {
 
 bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   const mqtt::Properties& props = connect.properties;
-  username_ = connect.username ? *connect.username : certificateCn_;
+  username_ = connect.username ? *connect.username : certificateCn();
   keepAlive_ = connect.keepAlive;
   const core::MqttConfig& config = broker_.config();
   if (v5() && config.serverKeepAlive > 0)
@@ -462,10 +481,11 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   if (v5()) expiry = props.sessionExpiryInterval.value_or(0);
   sessionExpiry_ = expiry;
   bool sessionPresent = false;
-  session_ = broker_.openSession(clientId_, connect.cleanSession, expiry, shared_from_this(),
+  session_ = broker_.openSession(rare().clientId, connect.cleanSession, expiry, shared_from_this(),
                                  sessionPresent);
   // The session keeps the client id from here on: one copy per client, not two.
-  std::string().swap(clientId_);
+  std::string().swap(rare_->clientId);
+  trimRare();
   if (sessionPresent && acl_) dropForbiddenSubscriptions();
   ClientParams params;
   params.version = version_;
@@ -513,14 +533,15 @@ bool Connection::resolveTopicAlias(mqtt::Publish& publish) {
   }
   const std::size_t index = alias - 1u;  // the parser refuses alias 0
   if (publish.topic.empty()) {
-    if (index >= topicAliasesIn_.size() || topicAliasesIn_[index].empty()) {
+    if (!rare_ || index >= rare_->topicAliasesIn.size() || rare_->topicAliasesIn[index].empty()) {
       close("PUBLISH with an unknown topic alias", true, true, mqtt::reason::kProtocolError);
       return false;
     }
-    publish.topic = topicAliasesIn_[index];
+    publish.topic = rare_->topicAliasesIn[index];
   } else {
-    if (index >= topicAliasesIn_.size()) topicAliasesIn_.resize(index + 1);
-    topicAliasesIn_[index] = publish.topic;
+    std::vector<std::string>& aliases = rare().topicAliasesIn;
+    if (index >= aliases.size()) aliases.resize(index + 1);
+    aliases[index] = publish.topic;
   }
   publish.properties.topicAlias.reset();
   return true;
@@ -928,7 +949,7 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   will_.reset();
   if (session_) {
     broker_.closeSession(session_, this, std::move(will), willDelay);
-    clientId_ = session_->clientId();  // for what is logged after this
+    rare().clientId = session_->clientId();  // for what is logged after this
     session_.reset();
   } else if (will) {
     broker_.publishWill(will);

@@ -38,7 +38,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The identity TLS established: the CN of the client's verified certificate, empty when the
   // client showed none (or the listener is not TLS). It is the device id; when the CONNECT has
   // no username, it also stands as the username (username()).
-  const std::string& certificateCn() const { return certificateCn_; }
+  const std::string& certificateCn() const;
   // The CONNECT's username, or certificateCn() when it gave none; empty before CONNECT.
   const std::string& username() const { return username_; }
   // "tcp", "tls", "ws" or "wss".
@@ -126,24 +126,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::DeadlineWheel<Connection>& wheel_;
   net::DeadlineHook deadline_;
   net::ByteStream stream_;
+  // Rarely kept state, allocated on first use and freed when empty (trimRare), so that a
+  // connection past its CONNECT usually holds none of it: the client id until the session keeps
+  // it (and again after close, for logs), the CONNECT waiting for the authenticator, the TLS
+  // certificate's CN and MQTT 5 incoming topic aliases (alias - 1 → topic).
+  struct Rare {
+    std::string clientId;
+    std::string certificateCn;
+    std::unique_ptr<codec::mqtt::Connect> pendingConnect;
+    std::vector<std::string> topicAliasesIn;
+    bool empty() const {
+      return clientId.empty() && certificateCn.empty() && !pendingConnect && topicAliasesIn.empty();
+    }
+  };
+  Rare& rare();
+  void trimRare();
+
   std::string peer_;
-  std::string certificateCn_;
   std::string username_;
   State state_ = State::kAwaitConnect;
-  std::string clientId_;
+  std::unique_ptr<Rare> rare_;
   std::shared_ptr<Session> session_;
   std::unique_ptr<codec::mqtt::Will> will_;  // on the heap: a Will is ~560 bytes, rarely set
   std::uint16_t keepAlive_ = 0;
   codec::mqtt::ProtocolVersion version_ = codec::mqtt::ProtocolVersion::kV311;
-  std::uint32_t sessionExpiry_ = 0;          // MQTT 5, as set by CONNECT (DISCONNECT may change it)
-  std::uint32_t inboundInflight_ = 0;        // QoS 1/2 publishes from the client not yet completed
-  std::vector<std::string> topicAliasesIn_;  // MQTT 5 alias - 1 → topic, grown on demand
+  std::uint32_t sessionExpiry_ = 0;    // MQTT 5, as set by CONNECT (DISCONNECT may change it)
+  std::uint32_t inboundInflight_ = 0;  // QoS 1/2 publishes from the client not yet completed
   std::int64_t lastActivityUs_ = 0;
   // Authentication: while the authenticator works, the CONNECT waits here and nothing else is
   // read or processed. Then the topic rules (null: everything allowed) and the grant.
   bool authPending_ = false;
   bool assignedId_ = false;
-  std::unique_ptr<codec::mqtt::Connect> pendingConnect_;
   std::shared_ptr<const TopicAcl> acl_;
   std::string grant_;
   std::string identity_;  // who the authenticator said the client is (for logs)
