@@ -262,8 +262,8 @@ constexpr const char* kSqlSetFirstSeen = "UPDATE devices SET first_seen = ?2 WHE
 // A chunk's directory row goes once the chunk is empty (checked, since a late record may have
 // joined it).
 constexpr const char* kSqlDropEmptyChunks =
-    "DELETE FROM message_chunks WHERE max_ts < ?1 AND NOT EXISTS (SELECT 1 FROM messages "
-    "WHERE id >= (message_chunks.chunk << 16) AND id < ((message_chunks.chunk + 1) << 16))";
+    "DELETE FROM message_chunks WHERE max_ts < ?1 AND NOT EXISTS (SELECT 1 "
+    "FROM " TERN_MESSAGES_BY_CHUNK "WHERE chunk = message_chunks.chunk)";
 constexpr const char* kSqlDropKeySlice =
     "UPDATE messages SET fields = json_remove(fields, ?3) WHERE id >= ?1 AND id < ?2 "
     "AND ts >= ?4 AND ts < ?5 AND json_type(fields, ?3) IS NOT NULL RETURNING device";
