@@ -14,6 +14,9 @@
 #   BENCH_REPS=50             repetitions of each query (after one untimed warm-up)
 #   BENCH_FLEET_REPS=10       repetitions of the stationary query
 #   BENCH_PG_OPTS=            extra `postgres` options, e.g. "-c shared_buffers=4GB"
+#   BENCH_ROLLUPS=1           0: query without running the rollup job first (saves its time and
+#                             disk, about a quarter of the messages' size; window and hourly
+#                             queries then read raw rows)
 #   BENCH_KEEP=0              1: keep the temp dir (databases) afterwards
 #   BUILD_DIR=build           where tern-bench-storage is
 set -euo pipefail
@@ -29,6 +32,8 @@ REPS="${BENCH_REPS:-50}"
 FLEET_REPS="${BENCH_FLEET_REPS:-10}"
 PG_OPTS="${BENCH_PG_OPTS:-}"
 KEEP="${BENCH_KEEP:-0}"
+ROLLUP_ARGS=()
+[[ "${BENCH_ROLLUPS:-1}" == 0 ]] && ROLLUP_ARGS=(--no-rollups)
 BENCH="$BUILD_DIR/tern-bench-storage"
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -56,7 +61,7 @@ trap 'exit 130' INT TERM
 
 OUT="$TMP/results.txt"
 bench() { "$BENCH" --records "$RECORDS" --trucks "$TRUCKS" --slice "$SLICE" --reps "$REPS" \
-            --fleet-reps "$FLEET_REPS" "$@" | tee -a "$OUT"; }
+            --fleet-reps "$FLEET_REPS" "${ROLLUP_ARGS[@]}" "$@" | tee -a "$OUT"; }
 
 # --- machine --------------------------------------------------------------------------------
 CPU_MODEL="$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"

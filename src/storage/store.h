@@ -126,6 +126,10 @@ struct FleetWindowQuery {
   std::int64_t toUs = 0;
   double threshold = 0;
   bool below = true;
+  // Whole minutes of the window use the 1 min rollups where they are complete (as series do);
+  // the partial minutes at both ends, dirty minutes and minutes from the watermark on come from
+  // raw rows. false: raw rows only (comparisons, diagnostics).
+  bool useRollups = true;
 };
 
 // fleetDaily: per UTC day (of server time) in [fromUs, toUs), `aggregate` (avg, min, max, sum or

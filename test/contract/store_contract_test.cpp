@@ -1555,6 +1555,92 @@ TEST_P(StoreContractTest, RolledUpRangesAreAnsweredFromRollups) {
   EXPECT_EQ(minutes->size(), 60u);
 }
 
+// The fleet window average against raw rows: windows with partial minutes at both ends, within
+// one minute, across the watermark and past it; every device and one group; thresholds that
+// keep everyone, some or none. Device for device the same ids, average, count and last seen.
+void expectWindowsMatchRaw(Store& store, std::int64_t t0, const std::string& when) {
+  const std::pair<std::int64_t, std::int64_t> windows[] = {
+      {t0 - kHourUs, t0 + 4 * kHourUs},
+      {t0 + 5 * kMinuteUs + 13 * kSecondUs, t0 + 25 * kMinuteUs + kSecondUs},
+      {kJan2026Us + 30 * kMinuteUs, kJan2026Us + 40 * kMinuteUs},
+      {t0 + 10 * kMinuteUs, t0 + 10 * kMinuteUs + 30 * kSecondUs},
+      {t0 + 110 * kMinuteUs + 3 * kSecondUs, t0 + 130 * kMinuteUs},
+      {t0 + 125 * kMinuteUs, t0 + 150 * kMinuteUs}};
+  const std::pair<double, bool> thresholds[] = {{1e300, true}, {1.5, true}, {1.5, false}};
+  for (const DeviceGroup& group : {DeviceGroup{}, DeviceGroup{"fleet", "east"}}) {
+    for (const std::string key : {"v", "w"}) {
+      for (const auto& [from, to] : windows) {
+        for (const auto& [threshold, below] : thresholds) {
+          FleetWindowQuery q{group, key, from, to, threshold, below};
+          auto rolled = store.fleetWindowAverage(q);
+          q.useRollups = false;
+          auto raw = store.fleetWindowAverage(q);
+          ASSERT_TRUE(rolled.ok()) << when << ": " << rolled.error().message;
+          ASSERT_TRUE(raw.ok()) << when << ": " << raw.error().message;
+          const std::string what =
+              when + ": group " + group.tagValue + " key " + key + " from " + std::to_string(from) +
+              " to " + std::to_string(to) + " threshold " +
+              (threshold > 1e9 ? "any" : std::to_string(threshold)) + (below ? " below" : " above");
+          ASSERT_EQ(raw->size(), rolled->size()) << what;
+          for (std::size_t i = 0; i < raw->size(); ++i) {
+            EXPECT_EQ((*raw)[i].deviceId, (*rolled)[i].deviceId) << what;
+            EXPECT_EQ((*raw)[i].count, (*rolled)[i].count) << what;
+            EXPECT_EQ((*raw)[i].value, (*rolled)[i].value) << what;
+            EXPECT_EQ((*raw)[i].lastSeenUs, (*rolled)[i].lastSeenUs) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(StoreContractTest, FleetWindowAverageFromRollupsAnswersLikeRawRows) {
+  const std::int64_t t0 = kJan2026Us + 13 * kMinuteUs + 7 * kSecondUs;
+  for (const std::string device : {"r1", "r2"}) {
+    ASSERT_TRUE(store_->updateDevice(device, tagsUpdate({{"fleet", "east"}})).ok());
+  }
+  append(rollupReadings("r1", t0, 1600));
+  append(rollupReadings("r2", t0 + 5 * kMinuteUs, 900, 7));
+  append(rollupReadings("r3", t0 + 9 * kMinuteUs, 700, 3));
+  expectWindowsMatchRaw(*store_, t0, "before any rollup run");
+
+  auto run = store_->rollup(t0 + 2 * kHourUs);
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  expectWindowsMatchRaw(*store_, t0, "rolled up 2 h");
+
+  // Late data into rolled-up minutes makes them dirty: raw rows answer for them until the next
+  // run.
+  append({makeRecord("r1", t0 + 10 * kMinuteUs + 1, {{"v", 100.0}, {"w", std::int64_t{-5}}}),
+          makeRecord("r2", t0 + 31 * kMinuteUs, {{"v", -50.0}}),
+          makeRecord("r4", t0 + 30 * kMinuteUs, {{"v", 2.0}})});
+  expectWindowsMatchRaw(*store_, t0, "late data, not re-rolled yet");
+  run = store_->rollup(t0 + 3 * kHourUs);
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  EXPECT_EQ(run->dirtyMinutes, 3);
+  expectWindowsMatchRaw(*store_, t0, "late data re-rolled");
+
+  ASSERT_TRUE(store_->deleteBefore(t0 + 20 * kMinuteUs + 30 * kSecondUs).ok());
+  expectWindowsMatchRaw(*store_, t0, "after retention");
+  ASSERT_TRUE(store_->dropKeyBefore("w", t0 + kHourUs + 10 * kMinuteUs + kSecondUs).ok());
+  expectWindowsMatchRaw(*store_, t0, "after per-key retention");
+
+  // The rollups are really what answers whole minutes: raw rows deleted behind the store's back
+  // (no dirty mark) disappear from the raw answer only.
+  FleetWindowQuery q{DeviceGroup{}, "v", t0 + 60 * kMinuteUs, t0 + 90 * kMinuteUs, 1e300, true};
+  auto before = store_->fleetWindowAverage(q);
+  ASSERT_TRUE(before.ok() && before->size() == 3u);
+  backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(t0 + 70 * kMinuteUs) +
+                 " AND ts < " + std::to_string(t0 + 80 * kMinuteUs));
+  auto rolled = store_->fleetWindowAverage(q);
+  q.useRollups = false;
+  auto raw = store_->fleetWindowAverage(q);
+  ASSERT_TRUE(rolled.ok() && raw.ok());
+  ASSERT_EQ(rolled->size(), 3u);
+  ASSERT_EQ(raw->size(), 3u);
+  EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
+  EXPECT_LT((*raw)[0].count, (*before)[0].count);
+}
+
 // --- deleting devices ----------------------------------------------------------------------
 
 // Every message of `device`, paged through (the store's own view, not the summary's count).

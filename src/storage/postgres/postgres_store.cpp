@@ -2119,20 +2119,94 @@ core::Result<std::vector<FleetDevice>> PostgresStore::fleetThreshold(
 
 core::Result<std::vector<FleetDevice>> PostgresStore::fleetWindowAverage(
     const FleetWindowQuery& query) {
-  Params params;
-  const GroupSql group = groupSql(query.group, params);
-  const std::string key = params.add(storedKey(query.key));
-  // One index range of messages per device; the aggregate only sees numbers (WHERE first).
-  const std::string sql =
-      "SELECT d.device_id, d.last_seen, s.a, s.n FROM " + group.source +
-      " CROSS JOIN LATERAL (SELECT avg((m.fields->>" + key +
-      "::text)::float8) AS a, "
-      "count(*)::int8 AS n FROM messages m WHERE m.device_id = d.device_id AND m.ts >= " +
-      params.add(toText(query.fromUs)) + "::int8 AND m.ts < " + params.add(toText(query.toUs)) +
-      "::int8 AND json_typeof(m.fields->" + key + "::text) = 'number') s WHERE " + group.condition +
-      "s.n > 0 AND s.a" + (query.below ? " < " : " > ") + params.add(doubleText(query.threshold)) +
-      "::float8 ORDER BY d.device_id COLLATE \"C\"";
-  return fleetRows(readers_, sql, params, "fleet window average", true);
+  return readers_.run<std::vector<FleetDevice>>([&](PGconn* conn)
+                                                    -> core::Result<std::vector<FleetDevice>> {
+    // One snapshot for the rollup state, the rollups and the raw rows.
+    if (auto status =
+            command(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin fleet window");
+        !status) {
+      return core::Error{status.message()};
+    }
+    struct End {
+      PGconn* conn;
+      ~End() { rollback(conn); }
+    } end{conn};
+    // [lo, hi): the whole minutes rollups answer (less the dirty ones).
+    std::int64_t lo = 0;
+    std::int64_t hi = 0;
+    if (query.useRollups) {
+      auto state = exec(conn, kSqlRollupQueryState, "read rollup state", {storedKey(query.key)});
+      if (!state) {
+        return state.error();
+      }
+      if (PQntuples(state->get()) == 1 && cellInt64(state->get(), 0, 0) != rollup::kNoWatermark) {
+        lo = rollup::ceilTo(std::max(query.fromUs, cellInt64(state->get(), 0, 1)),
+                            rollup::kMinuteUs);
+        hi =
+            rollup::floorTo(std::min(query.toUs, cellInt64(state->get(), 0, 0)), rollup::kMinuteUs);
+      }
+    }
+    Params params;
+    const GroupSql group = groupSql(query.group, params);
+    const std::string key = params.add(storedKey(query.key));
+    const std::string from = params.add(toText(query.fromUs)) + "::int8";
+    const std::string to = params.add(toText(query.toUs)) + "::int8";
+    const std::string threshold = params.add(doubleText(query.threshold)) + "::float8";
+    const std::string number = "json_typeof(m.fields->" + key + "::text) = 'number'";
+    const std::string value = "(m.fields->>" + key + "::text)::float8";
+    std::string sql;
+    if (lo < hi) {
+      const std::string l = params.add(toText(lo)) + "::int8";
+      const std::string h = params.add(toText(hi)) + "::int8";
+      // The select list only sees rows that passed WHERE, so the cast never sees a string.
+      sql = "WITH g AS MATERIALIZED (SELECT d.device_id, d.last_seen FROM " + group.source +
+            " WHERE " + group.condition +
+            "TRUE), x AS MATERIALIZED (SELECT DISTINCT device_id, bucket FROM "
+            "tern_rollup_dirty WHERE bucket >= " +
+            l + " AND bucket < " + h +
+            "), p(device_id, s, n) AS (SELECT r.device_id, r.sum, r.n FROM g JOIN "
+            "tern_rollup_1m r ON r.device_id = g.device_id AND r.bucket >= " +
+            l + " AND r.bucket < " + h + " AND r.key = " + key +
+            " WHERE NOT EXISTS (SELECT 1 FROM x WHERE x.device_id = r.device_id AND x.bucket "
+            "= r.bucket) UNION ALL SELECT m.device_id, " +
+            value +
+            ", 1 FROM g JOIN messages m ON m.device_id = g.device_id AND ((m.ts >= " + from +
+            " AND m.ts < " + l + ") OR (m.ts >= " + h + " AND m.ts < " + to + ")) WHERE " + number +
+            " UNION ALL SELECT m.device_id, " + value +
+            ", 1 FROM g JOIN x ON x.device_id = g.device_id JOIN messages m ON m.device_id = "
+            "x.device_id AND m.ts >= x.bucket AND m.ts < x.bucket + 60000000 WHERE " +
+            number +
+            ") SELECT g.device_id, g.last_seen, sum(p.s) / sum(p.n)::float8, sum(p.n)::int8 "
+            "FROM g JOIN p ON p.device_id = g.device_id GROUP BY g.device_id, g.last_seen "
+            "HAVING sum(p.s) / sum(p.n)::float8" +
+            (query.below ? " < " : " > ") + threshold + " ORDER BY g.device_id COLLATE \"C\"";
+    } else {
+      // One index range of messages per device; the aggregate only sees numbers (WHERE
+      // first).
+      sql = "SELECT d.device_id, d.last_seen, s.a, s.n FROM " + group.source +
+            " CROSS JOIN LATERAL (SELECT avg(" + value +
+            ") AS a, count(*)::int8 AS n FROM messages m WHERE m.device_id = d.device_id AND "
+            "m.ts >= " +
+            from + " AND m.ts < " + to + " AND " + number + ") s WHERE " + group.condition +
+            "s.n > 0 AND s.a" + (query.below ? " < " : " > ") + threshold +
+            " ORDER BY d.device_id COLLATE \"C\"";
+    }
+    auto result = exec(conn, sql.c_str(), "fleet window average", params.values());
+    if (!result) {
+      return result.error();
+    }
+    const PGresult* rows = result->get();
+    std::vector<FleetDevice> out;
+    out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+    for (int row = 0; row < PQntuples(rows); ++row) {
+      FleetDevice& device = out.emplace_back();
+      device.deviceId = std::string(cell(rows, row, 0));
+      device.lastSeenUs = cellInt64(rows, row, 1);
+      device.value = cellDouble(rows, row, 2);
+      device.count = cellInt64(rows, row, 3);
+    }
+    return out;
+  });
 }
 
 core::Result<std::vector<FleetDailyRow>> PostgresStore::fleetDaily(const FleetDailyQuery& query) {

@@ -2363,15 +2363,11 @@ void bindFleet(sqlite3_stmt* stmt, const DeviceGroup& group, const std::string& 
   bindNamed(stmt, ":path", "$.\"" + key + "\"");
 }
 
-// Runs a composed statement on a reader and hands each row to `row`.
+// Runs a composed statement on `conn` and hands each row to `row`.
 template <class Row>
-core::Status runComposed(ReaderPool& readers, const std::string& sql, std::string_view what,
-                         const std::function<void(sqlite3_stmt*)>& bind, Row&& row) {
-  auto lease = readers.acquire();
-  if (!lease) {
-    return lease.error();
-  }
-  auto prepared = lease->conn().composedStatement(sql);
+core::Status runComposedOn(Connection& conn, const std::string& sql, std::string_view what,
+                           const std::function<void(sqlite3_stmt*)>& bind, Row&& row) {
+  auto prepared = conn.composedStatement(sql);
   if (!prepared) {
     return prepared.error();
   }
@@ -2385,9 +2381,20 @@ core::Status runComposed(ReaderPool& readers, const std::string& sql, std::strin
     }
   }
   if (rc != SQLITE_DONE) {
-    return sqlError(lease->conn().db(), what);
+    return sqlError(conn.db(), what);
   }
   return {};
+}
+
+// The same on a reader.
+template <class Row>
+core::Status runComposed(ReaderPool& readers, const std::string& sql, std::string_view what,
+                         const std::function<void(sqlite3_stmt*)>& bind, Row&& row) {
+  auto lease = readers.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  return runComposedOn(lease->conn(), sql, what, bind, std::forward<Row>(row));
 }
 
 core::Result<std::vector<FleetDevice>> SqliteStore::fleetLatest(const FleetLatestQuery& query) {
@@ -2455,22 +2462,80 @@ core::Result<std::vector<FleetDevice>> SqliteStore::fleetThreshold(
 
 core::Result<std::vector<FleetDevice>> SqliteStore::fleetWindowAverage(
     const FleetWindowQuery& query) {
+  auto lease = readers_.acquire();
+  if (!lease) {
+    return lease.error();
+  }
+  Connection& conn = lease->conn();
+  // One snapshot for the rollup state, the rollups and the raw rows.
+  ReadTransaction transaction(conn);
+  if (auto status = transaction.begin(); !status) {
+    return core::Error{status.message()};
+  }
+  // [lo, hi): the whole minutes rollups answer (less the dirty ones).
+  std::int64_t lo = 0;
+  std::int64_t hi = 0;
+  if (query.useRollups) {
+    auto watermark = readMetaInt(conn, kMetaWatermark, rollup::kNoWatermark);
+    auto floor = readMetaInt(conn, kMetaFloor, rollup::kNoWatermark);
+    auto keyFloor =
+        readMetaInt(conn, std::string(kMetaFloor) + ":" + query.key, rollup::kNoWatermark);
+    if (!watermark || !floor || !keyFloor) {
+      return !watermark ? watermark.error() : !floor ? floor.error() : keyFloor.error();
+    }
+    if (*watermark != rollup::kNoWatermark) {
+      lo = rollup::ceilTo(std::max({query.fromUs, *floor, *keyFloor}), rollup::kMinuteUs);
+      hi = rollup::floorTo(std::min(query.toUs, *watermark), rollup::kMinuteUs);
+    }
+  }
   const NumericValue v = numericValue(query.key, "m.fields");
-  const std::string sql =
-      "SELECT d.device_id, d.last_seen, avg(" + v.value + "), count(*) FROM " +
-      groupSource(query.group) +
-      " CROSS JOIN messages AS m INDEXED BY messages_chunk_device_ts ON m.chunk IN " TERN_CHUNKS(
-          ":from", ":to") " AND m.device = d.id AND m.ts >= :from AND m.ts < :to" +
-      v.join + " WHERE " + groupCondition(query.group) + v.condition +
-      " GROUP BY d.id HAVING avg(" + v.value + (query.below ? ") < " : ") > ") +
-      ":threshold ORDER BY d.device_id";
+  const std::string source = groupSource(query.group);
+  const std::string condition = groupCondition(query.group);
+  // Numeric values of the group's raw rows in [from, to); `from`/`to` are SQL expressions.
+  const auto raw = [&](const std::string& from, const std::string& to,
+                       const std::string& extraJoin) {
+    return "SELECT d.id, " + v.value + ", 1 FROM " + source + extraJoin +
+           " CROSS JOIN messages AS m INDEXED BY messages_chunk_device_ts ON m.chunk IN "
+           "(SELECT chunk FROM message_chunks WHERE min_ts < " +
+           to + " AND max_ts >= " + from + ") AND m.device = d.id AND m.ts >= " + from +
+           " AND m.ts < " + to + v.join + " WHERE " + condition + v.condition;
+  };
+  std::string sql;
+  if (lo < hi) {
+    const std::string parts =
+        "SELECT r.device, r.sum, r.n FROM " + source +
+        " CROSS JOIN rollup_1m AS r ON r.device = d.id AND r.bucket >= :lo AND r.bucket < :hi "
+        "AND r.key = :key WHERE " +
+        condition +
+        "NOT EXISTS (SELECT 1 FROM rollup_dirty AS x WHERE x.device = r.device AND "
+        "x.bucket = r.bucket) UNION ALL " +
+        raw(":from", ":lo", "") + " UNION ALL " + raw(":hi", ":to", "") + " UNION ALL " +
+        raw("x.bucket", "x.bucket + 60000000",
+            " CROSS JOIN rollup_dirty AS x ON x.device = d.id AND x.bucket >= :lo AND "
+            "x.bucket < :hi");
+    // total(): a real sum even of integers, so the division is never an integer one.
+    sql = "WITH p(device, s, n) AS (" + parts +
+          ") SELECT d.device_id, d.last_seen, total(p.s) / sum(p.n), sum(p.n) FROM p CROSS JOIN "
+          "devices AS d ON d.id = p.device GROUP BY p.device HAVING total(p.s) / sum(p.n)" +
+          (query.below ? " < " : " > ") + ":threshold ORDER BY d.device_id";
+  } else {
+    // Raw rows only: the group's devices in id order, so grouping needs no sort.
+    sql =
+        "SELECT d.device_id, d.last_seen, avg(" + v.value + "), count(*) FROM " + source +
+        " CROSS JOIN messages AS m INDEXED BY messages_chunk_device_ts ON m.chunk IN " TERN_CHUNKS(
+            ":from", ":to") " AND m.device = d.id AND m.ts >= :from AND m.ts < :to" +
+        v.join + " WHERE " + condition + v.condition + " GROUP BY d.id HAVING avg(" + v.value +
+        (query.below ? ") < " : ") > ") + ":threshold ORDER BY d.device_id";
+  }
   std::vector<FleetDevice> out;
-  auto status = runComposed(
-      readers_, sql, "fleet window average",
+  auto status = runComposedOn(
+      conn, sql, "fleet window average",
       [&](sqlite3_stmt* stmt) {
         bindFleet(stmt, query.group, query.key);
         bindNamed(stmt, ":from", query.fromUs);
         bindNamed(stmt, ":to", query.toUs);
+        bindNamed(stmt, ":lo", lo);
+        bindNamed(stmt, ":hi", hi);
         bindNamed(stmt, ":threshold", query.threshold);
       },
       [&](sqlite3_stmt* stmt) -> core::Status {
