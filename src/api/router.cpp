@@ -208,6 +208,11 @@ std::span<const Router::Route> Router::table() {
       {"POST", "/api/v1/devices/{id}/tokens", "", &R::createDeviceToken},
       {"DELETE", "/api/v1/devices/{id}/tokens", "", &R::revokeDeviceTokens},
       {"DELETE", "/api/v1/devices/{id}/tokens/{token_id}", "", &R::revokeDeviceToken},
+      {"GET", "/api/v1/groups", "key search sort limit cursor", &R::listGroups},
+      {"POST", "/api/v1/groups", "", &R::createGroup},
+      {"GET", "/api/v1/groups/{tag}", "", &R::getGroup},
+      {"PUT", "/api/v1/groups/{tag}", "", &R::putGroup},
+      {"DELETE", "/api/v1/groups/{tag}", "", &R::deleteGroup},
       {"GET", "/api/v1/positions/latest", "", &R::latestPositions},
       {"GET", "/api/v1/fleet/latest", "tag keys", &R::fleetLatest},
       {"GET", "/api/v1/fleet/threshold", "tag key below above", &R::fleetThreshold},
@@ -1164,6 +1169,354 @@ ApiResponse Router::devices(const Call& call) const {
     body["next_cursor"] = nullptr;
   }
   return jsonResponse(200, body);
+}
+
+// --- groups: the devices that carry one tag (key:value) ---------------------------------------
+
+namespace {
+
+constexpr std::size_t kMaxGroupDevices = 10'000;
+
+enum class GroupSort { kTag, kTagDesc, kSize, kSizeDesc };
+constexpr std::pair<std::string_view, GroupSort> kGroupSorts[] = {{"tag", GroupSort::kTag},
+                                                                  {"-tag", GroupSort::kTagDesc},
+                                                                  {"size", GroupSort::kSize},
+                                                                  {"-size", GroupSort::kSizeDesc}};
+
+struct GroupEntry {
+  std::string tag;  // key:value
+  std::int64_t size = 0;
+};
+
+// Whether a comes before b in the list's order; ties by tag, in the same direction.
+bool groupBefore(GroupSort sort, const GroupEntry& a, const GroupEntry& b) {
+  const bool descending = sort == GroupSort::kTagDesc || sort == GroupSort::kSizeDesc;
+  if ((sort == GroupSort::kSize || sort == GroupSort::kSizeDesc) && a.size != b.size) {
+    return descending ? a.size > b.size : a.size < b.size;
+  }
+  return descending ? a.tag > b.tag : a.tag < b.tag;
+}
+
+// The cursor is the last group of a page: "<sort>\n<size>\n<tag>", base64url-encoded.
+std::string encodeGroupCursor(std::string_view sortName, const GroupEntry& last) {
+  return base64UrlEncode(std::string(sortName) + '\n' + std::to_string(last.size) + '\n' +
+                         last.tag);
+}
+
+std::optional<GroupEntry> decodeGroupCursor(std::string_view text, std::string_view sortName) {
+  const auto decoded = base64UrlDecode(text);
+  if (!decoded) return std::nullopt;
+  const auto first = decoded->find('\n');
+  if (first == std::string::npos || decoded->substr(0, first) != sortName) return std::nullopt;
+  const auto second = decoded->find('\n', first + 1);
+  if (second == std::string::npos) return std::nullopt;
+  GroupEntry entry;
+  const char* begin = decoded->data() + first + 1;
+  const char* end = decoded->data() + second;
+  const auto [ptr, ec] = std::from_chars(begin, end, entry.size);
+  if (ec != std::errc{} || ptr != end) return std::nullopt;
+  entry.tag = decoded->substr(second + 1);
+  return entry;
+}
+
+// A group's name, "key:value", as the tag rules of device bodies allow it.
+std::optional<std::string> parseGroupTag(std::string_view text, storage::DeviceGroup& group) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > kMaxTagKeyBytes ||
+      text.size() - colon - 1 > kMaxTagValueBytes) {
+    return "a tag key:value, e.g. fleet:east (key 1 to " + std::to_string(kMaxTagKeyBytes) +
+           " bytes, value at most " + std::to_string(kMaxTagValueBytes) + ")";
+  }
+  group.tagKey = std::string(text.substr(0, colon));
+  group.tagValue = std::string(text.substr(colon + 1));
+  return std::nullopt;
+}
+
+boost::json::object groupObject(const storage::DeviceGroup& group, std::size_t size) {
+  boost::json::object out;
+  out["tag"] = toValidUtf8(group.tagKey + ":" + group.tagValue);
+  out["key"] = toValidUtf8(group.tagKey);
+  out["value"] = toValidUtf8(group.tagValue);
+  out["size"] = static_cast<std::int64_t>(size);
+  return out;
+}
+
+// The body of POST /groups (`tag` and `devices`) and PUT /groups/{tag} (`devices`): the
+// members, sorted, without repeats.
+std::optional<ApiResponse> parseGroupBody(std::string_view body, bool create,
+                                          storage::DeviceGroup& group,
+                                          std::vector<std::string>& devices) {
+  boost::system::error_code ec;
+  boost::json::value parsed = boost::json::parse(body, ec);
+  const char* example = create ? R"({"tag":"fleet:east","devices":["truck-1","truck-2"]})"
+                               : R"({"devices":["truck-1","truck-2"]})";
+  if (ec || !parsed.is_object()) {
+    return problemResponse(400,
+                           std::string("request body: expected a JSON object like ") + example);
+  }
+  bool haveDevices = false;
+  bool haveTag = false;
+  for (const auto& member : parsed.as_object()) {
+    const std::string_view name = member.key();
+    const boost::json::value& value = member.value();
+    if (create && name == "tag") {
+      if (!value.is_string()) {
+        return problemResponse(
+            400, "field 'tag': expected a string, got " + std::string(jsonKindName(value)));
+      }
+      if (auto expected = parseGroupTag(value.as_string(), group)) {
+        return problemResponse(
+            400, "field 'tag': expected " + *expected + ", got " + quoteInput(value.as_string()));
+      }
+      haveTag = true;
+    } else if (name == "devices") {
+      if (!value.is_array()) {
+        return problemResponse(400, "field 'devices': expected an array of device ids, got " +
+                                        std::string(jsonKindName(value)));
+      }
+      const auto& array = value.as_array();
+      if (array.size() > kMaxGroupDevices) {
+        return problemResponse(400, "field 'devices': at most " + std::to_string(kMaxGroupDevices) +
+                                        " devices, got " + std::to_string(array.size()));
+      }
+      for (const auto& id : array) {
+        if (!id.is_string() || id.as_string().empty() ||
+            id.as_string().size() > kMaxDeviceIdBytes) {
+          return problemResponse(400,
+                                 "field 'devices': each must be a device id (a string of 1 "
+                                 "to " +
+                                     std::to_string(kMaxDeviceIdBytes) + " bytes)");
+        }
+        devices.emplace_back(id.as_string());
+      }
+      haveDevices = true;
+    } else {
+      return problemResponse(400, "field " + quoteInput(name) + ": unknown; expected " +
+                                      (create ? "'tag' and 'devices'" : "'devices'"));
+    }
+  }
+  if (create && !haveTag) return problemResponse(400, "field 'tag': required");
+  if (!haveDevices) return problemResponse(400, "field 'devices': required");
+  if (create && devices.empty()) {
+    return problemResponse(400, "field 'devices': a group needs at least one device");
+  }
+  std::sort(devices.begin(), devices.end());
+  devices.erase(std::unique(devices.begin(), devices.end()), devices.end());
+  return std::nullopt;
+}
+
+}  // namespace
+
+ApiResponse Router::listGroups(const Call& call) const {
+  const QueryParams& params = call.params;
+  GroupSort sort = GroupSort::kTag;
+  std::string_view sortName = "tag";
+  if (const auto text = params.get("sort")) {
+    bool known = false;
+    for (const auto& [name, value] : kGroupSorts) {
+      if (*text == name) {
+        sort = value;
+        sortName = name;
+        known = true;
+      }
+    }
+    if (!known) return problemResponse(badParam("sort", "tag, -tag, size or -size", *text));
+  }
+  std::uint32_t limit = kDefaultDeviceLimit;
+  if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
+  std::optional<GroupEntry> after;
+  if (const auto text = params.get("cursor")) {
+    after = decodeGroupCursor(*text, sortName);
+    if (!after) {
+      return problemResponse(badParam(
+          "cursor", "a next_cursor value from a previous response with the same sort", *text));
+    }
+  }
+  const auto key = params.get("key");
+  const auto search = params.get("search");
+  auto devices = readDevices();
+  if (!devices) return storeError("listing groups", devices.error());
+  std::map<std::string, std::int64_t> sizes;
+  for (const auto& device : *devices) {
+    for (const auto& [tagKey, tagValue] : device.tags) {
+      if (key && tagKey != *key) continue;
+      std::string tag = tagKey + ":" + tagValue;
+      if (search && !containsIgnoringCase(tag, *search)) continue;
+      ++sizes[std::move(tag)];
+    }
+  }
+  std::vector<GroupEntry> groups;
+  groups.reserve(sizes.size());
+  for (auto& [tag, size] : sizes) {
+    GroupEntry entry{tag, size};
+    if (after && !groupBefore(sort, *after, entry)) continue;
+    groups.push_back(std::move(entry));
+  }
+  std::sort(groups.begin(), groups.end(),
+            [&](const GroupEntry& a, const GroupEntry& b) { return groupBefore(sort, a, b); });
+  const bool more = groups.size() > limit;
+  if (more) groups.resize(limit);
+  boost::json::array list;
+  list.reserve(groups.size());
+  for (const auto& entry : groups) {
+    storage::DeviceGroup group;
+    (void)parseGroupTag(entry.tag, group);  // made from a key without ':' above
+    list.push_back(groupObject(group, static_cast<std::size_t>(entry.size)));
+  }
+  boost::json::object body;
+  body["groups"] = std::move(list);
+  if (more) {
+    body["next_cursor"] = encodeGroupCursor(sortName, groups.back());
+  } else {
+    body["next_cursor"] = nullptr;
+  }
+  return jsonResponse(200, body);
+}
+
+namespace {
+
+// A group and its members' ids (sorted), as GET /groups/{tag} and the writes answer.
+boost::json::object groupWithDevices(const storage::DeviceGroup& group,
+                                     const std::vector<std::string>& members) {
+  boost::json::object out = groupObject(group, members.size());
+  boost::json::array ids;
+  ids.reserve(members.size());
+  for (const auto& id : members) ids.emplace_back(toValidUtf8(id));
+  out["devices"] = std::move(ids);
+  return out;
+}
+
+std::string notFoundGroup(const storage::DeviceGroup& group) {
+  return "no device carries the tag " + quoteInput(group.tagKey + ":" + group.tagValue, 256);
+}
+
+}  // namespace
+
+core::Result<std::vector<std::string>> Router::groupMembers(
+    const storage::DeviceGroup& group) const {
+  auto devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+  if (!devices) return devices.error();
+  std::vector<std::string> ids;
+  ids.reserve(devices->size());
+  for (const auto& device : *devices) ids.push_back(device.deviceId);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::optional<ApiResponse> Router::setGroupMembers(const storage::DeviceGroup& group,
+                                                   const std::vector<std::string>& members,
+                                                   const std::vector<std::string>& wanted,
+                                                   bool removeOthers) const {
+  // Every wanted device first, so a bad list changes nothing.
+  std::vector<storage::DeviceSummary> joining;
+  for (const auto& id : wanted) {
+    if (std::binary_search(members.begin(), members.end(), id)) continue;
+    auto device = store_.getDevice(id);
+    if (!device) return storeError("reading a device", device.error());
+    if (!device->has_value()) {
+      return problemResponse(400, "field 'devices': " + notFoundDevice(id) +
+                                      "; register it with POST /api/v1/devices first");
+    }
+    if (!(*device)->tags.contains(group.tagKey) && (*device)->tags.size() >= kMaxTags) {
+      return problemResponse(400, "field 'devices': device " + quoteInput(id, 256) + " has " +
+                                      std::to_string(kMaxTags) +
+                                      " tags already, the most a device may have");
+    }
+    joining.push_back(std::move(**device));
+  }
+  // Each device changes in its own transaction: a device's other tags stay as they are, and a
+  // tag with the same key but another value (the device's previous group of that key) goes.
+  for (auto& device : joining) {
+    device.tags[group.tagKey] = group.tagValue;
+    storage::DeviceUpdate update;
+    update.tags = std::move(device.tags);
+    auto written = writeDevice(device.deviceId, update);
+    if (auto* problem = std::get_if<ApiResponse>(&written)) return std::move(*problem);
+  }
+  if (!removeOthers) return std::nullopt;
+  for (const auto& id : members) {
+    if (std::binary_search(wanted.begin(), wanted.end(), id)) continue;
+    auto device = store_.getDevice(id);
+    if (!device) return storeError("reading a device", device.error());
+    if (!device->has_value()) continue;  // deleted meanwhile
+    storage::DeviceUpdate update;
+    update.tags = std::move((*device)->tags);
+    update.tags->erase(group.tagKey);
+    auto written = writeDevice(id, update);
+    if (auto* problem = std::get_if<ApiResponse>(&written)) return std::move(*problem);
+  }
+  return std::nullopt;
+}
+
+ApiResponse Router::getGroup(const Call& call) const {
+  storage::DeviceGroup group;
+  if (auto expected = parseGroupTag(call.args[0], group)) {
+    return problemResponse(400,
+                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
+  }
+  auto members = groupMembers(group);
+  if (!members) return storeError("reading a group", members.error());
+  if (members->empty()) return problemResponse(404, notFoundGroup(group));
+  return jsonResponse(200, groupWithDevices(group, *members));
+}
+
+ApiResponse Router::createGroup(const Call& call) const {
+  storage::DeviceGroup group;
+  std::vector<std::string> wanted;
+  if (auto problem = parseGroupBody(call.request.body, true, group, wanted)) {
+    return std::move(*problem);
+  }
+  auto members = groupMembers(group);
+  if (!members) return storeError("reading a group", members.error());
+  const std::string tag = group.tagKey + ":" + group.tagValue;
+  if (!members->empty()) {
+    return problemResponse(409, "field 'tag': the group " + quoteInput(tag, 256) +
+                                    " exists; change its devices with PUT /api/v1/groups/{tag}");
+  }
+  if (auto problem = setGroupMembers(group, *members, wanted, false)) return std::move(*problem);
+  spdlog::info("http api: group {} created with {} devices", quoteInput(tag, 200), wanted.size());
+  ApiResponse response = jsonResponse(201, groupWithDevices(group, wanted));
+  response.headers.emplace_back("Location", "/api/v1/groups/" + percentEncode(tag));
+  return response;
+}
+
+ApiResponse Router::putGroup(const Call& call) const {
+  storage::DeviceGroup group;
+  if (auto expected = parseGroupTag(call.args[0], group)) {
+    return problemResponse(400,
+                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
+  }
+  std::vector<std::string> wanted;
+  if (auto problem = parseGroupBody(call.request.body, false, group, wanted)) {
+    return std::move(*problem);
+  }
+  auto members = groupMembers(group);
+  if (!members) return storeError("reading a group", members.error());
+  if (auto problem = setGroupMembers(group, *members, wanted, true)) return std::move(*problem);
+  const bool created = members->empty() && !wanted.empty();
+  ApiResponse response = jsonResponse(created ? 201 : 200, groupWithDevices(group, wanted));
+  if (created) {
+    response.headers.emplace_back(
+        "Location", "/api/v1/groups/" + percentEncode(group.tagKey + ":" + group.tagValue));
+  }
+  return response;
+}
+
+ApiResponse Router::deleteGroup(const Call& call) const {
+  storage::DeviceGroup group;
+  if (auto expected = parseGroupTag(call.args[0], group)) {
+    return problemResponse(400,
+                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
+  }
+  auto members = groupMembers(group);
+  if (!members) return storeError("reading a group", members.error());
+  if (members->empty()) return problemResponse(404, notFoundGroup(group));
+  if (auto problem = setGroupMembers(group, *members, {}, true)) return std::move(*problem);
+  spdlog::info("http api: group {} deleted ({} devices untagged)",
+               quoteInput(group.tagKey + ":" + group.tagValue, 200), members->size());
+  ApiResponse response;
+  response.status = 204;
+  return response;
 }
 
 ApiResponse Router::fleetLatest(const Call& call) const {

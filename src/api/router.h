@@ -137,6 +137,21 @@ class Router {
   // Writes through the store and tells the device cache.
   std::variant<storage::DeviceSummary, ApiResponse> writeDevice(
       const std::string& deviceId, const storage::DeviceUpdate& update) const;
+  // Groups: the devices carrying one tag (key:value). A group exists while a device carries its
+  // tag; writes change the members' tags, one device per transaction.
+  ApiResponse listGroups(const Call& call) const;
+  ApiResponse getGroup(const Call& call) const;
+  ApiResponse createGroup(const Call& call) const;
+  ApiResponse putGroup(const Call& call) const;
+  ApiResponse deleteGroup(const Call& call) const;
+  // The ids of the devices carrying the group's tag, sorted.
+  core::Result<std::vector<std::string>> groupMembers(const storage::DeviceGroup& group) const;
+  // Gives every `wanted` device (sorted) the group's tag, and with `removeOthers` takes it from
+  // the `members` (sorted) not wanted. Checks every wanted device exists before changing any.
+  std::optional<ApiResponse> setGroupMembers(const storage::DeviceGroup& group,
+                                             const std::vector<std::string>& members,
+                                             const std::vector<std::string>& wanted,
+                                             bool removeOthers) const;
   ApiResponse fleetLatest(const Call& call) const;
   ApiResponse fleetThreshold(const Call& call) const;
   ApiResponse fleetStationary(const Call& call) const;

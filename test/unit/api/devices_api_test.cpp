@@ -371,5 +371,160 @@ TEST_F(DevicesApiTest, ListRejectsBadParameters) {
                 "same sort");
 }
 
+// --- groups ------------------------------------------------------------------------------------
+
+TEST_F(DevicesApiTest, GroupsAreCreatedReadChangedAndDeleted) {
+  for (const char* body : {R"({"id":"a"})", R"({"id":"b","tags":{"model":"x"}})",
+                           R"({"id":"c","tags":{"fleet":"west","model":"y"}})"}) {
+    ASSERT_EQ(call("POST", "/api/v1/devices", operator_, body).status, 201u);
+  }
+  const auto tagsOf = [&](const std::string& id) {
+    const auto r = call("GET", "/api/v1/devices/" + id, viewer_);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.status == 200 ? r.json().at("tags").as_object() : json::object{};
+  };
+  const auto membersOf = [&](const std::string& tag) {
+    std::vector<std::string> ids;
+    const auto r = call("GET", "/api/v1/groups/" + tag, viewer_);
+    if (r.status != 200) return ids;
+    const auto body = r.json();
+    EXPECT_EQ(body.at("size").as_int64(),
+              static_cast<std::int64_t>(body.at("devices").as_array().size()));
+    for (const auto& id : body.at("devices").as_array()) ids.emplace_back(id.as_string());
+    return ids;
+  };
+
+  // Create: the listed devices get the tag (repeats count once); other tags stay.
+  auto r =
+      call("POST", "/api/v1/groups", operator_, R"({"tag":"fleet:east","devices":["b","a","b"]})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.header("location"), "/api/v1/groups/fleet%3Aeast");
+  EXPECT_EQ(r.json().at("tag").as_string(), "fleet:east");
+  EXPECT_EQ(r.json().at("key").as_string(), "fleet");
+  EXPECT_EQ(r.json().at("value").as_string(), "east");
+  EXPECT_EQ(r.json().at("size").as_int64(), 2);
+  EXPECT_EQ(membersOf("fleet:east"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(membersOf("fleet%3Aeast"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(tagsOf("b"), (json::object{{"fleet", "east"}, {"model", "x"}}));
+  // The group is the tag: the device list and the fleet queries see it.
+  std::size_t pages = 0;
+  EXPECT_EQ(allPages("tag=fleet:east", pages), (std::vector<std::string>{"a", "b"}));
+  expectProblem(
+      call("POST", "/api/v1/groups", operator_, R"({"tag":"fleet:east","devices":["c"]})"), 409,
+      "exists");
+
+  // Set the members: c moves over from fleet:west (its other tag stays), a leaves.
+  r = call("PUT", "/api/v1/groups/fleet:east", operator_, R"({"devices":["b","c"]})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("size").as_int64(), 2);
+  EXPECT_EQ(membersOf("fleet:east"), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(tagsOf("a"), json::object{});
+  EXPECT_EQ(tagsOf("c"), (json::object{{"fleet", "east"}, {"model", "y"}}));
+  expectProblem(call("GET", "/api/v1/groups/fleet:west", viewer_), 404, "fleet:west");
+
+  // PUT makes a group that did not exist (201), and an empty list ends one.
+  r = call("PUT", "/api/v1/groups/site:north", operator_, R"({"devices":["a"]})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.header("location"), "/api/v1/groups/site%3Anorth");
+  r = call("PUT", "/api/v1/groups/site:north", operator_, R"({"devices":[]})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.json().at("size").as_int64(), 0);
+  expectProblem(call("GET", "/api/v1/groups/site:north", viewer_), 404, "site:north");
+
+  // A bad list changes nothing.
+  expectProblem(call("PUT", "/api/v1/groups/fleet:east", operator_, R"({"devices":["a","zz"]})"),
+                400, "zz");
+  EXPECT_EQ(membersOf("fleet:east"), (std::vector<std::string>{"b", "c"}));
+
+  // Delete takes the tag from every member; the devices stay.
+  r = call("DELETE", "/api/v1/groups/fleet:east", operator_);
+  ASSERT_EQ(r.status, 204u) << r.body;
+  EXPECT_TRUE(membersOf("fleet:east").empty());
+  EXPECT_EQ(tagsOf("b"), (json::object{{"model", "x"}}));
+  EXPECT_EQ(tagsOf("c"), (json::object{{"model", "y"}}));
+  expectProblem(call("DELETE", "/api/v1/groups/fleet:east", operator_), 404, "fleet:east");
+}
+
+TEST_F(DevicesApiTest, GroupListCountsFiltersSortsAndPages) {
+  for (const char* body : {R"({"id":"a","tags":{"fleet":"east","model":"x"}})",
+                           R"({"id":"b","tags":{"fleet":"east","model":"y"}})",
+                           R"({"id":"c","tags":{"fleet":"East-2","model":"x"}})",
+                           R"({"id":"d","tags":{"fleet":"east"}})", R"({"id":"e"})"}) {
+    ASSERT_EQ(call("POST", "/api/v1/devices", operator_, body).status, 201u);
+  }
+  // Every page of a query, as (tag, size) pairs.
+  const auto list = [&](const std::string& query) {
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    std::string cursor;
+    for (int guard = 0; guard < 20; ++guard) {
+      std::string target = "/api/v1/groups?" + query;
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      const auto r = call("GET", target, viewer_);
+      EXPECT_EQ(r.status, 200u) << r.body;
+      if (r.status != 200) break;
+      const auto body = r.json();
+      for (const auto& g : body.at("groups").as_array()) {
+        out.emplace_back(g.at("tag").as_string(), g.at("size").as_int64());
+      }
+      if (body.at("next_cursor").is_null()) return out;
+      cursor = std::string(body.at("next_cursor").as_string());
+    }
+    ADD_FAILURE() << "no last page";
+    return out;
+  };
+  using Groups = std::vector<std::pair<std::string, std::int64_t>>;
+  const Groups byTag{{"fleet:East-2", 1}, {"fleet:east", 3}, {"model:x", 2}, {"model:y", 1}};
+  EXPECT_EQ(list(""), byTag);
+  EXPECT_EQ(list("limit=1"), byTag);
+  EXPECT_EQ(list("sort=-tag&limit=3"), Groups(byTag.rbegin(), byTag.rend()));
+  EXPECT_EQ(list("sort=size&limit=1"),
+            (Groups{{"fleet:East-2", 1}, {"model:y", 1}, {"model:x", 2}, {"fleet:east", 3}}));
+  EXPECT_EQ(list("sort=-size&limit=2"),
+            (Groups{{"fleet:east", 3}, {"model:x", 2}, {"model:y", 1}, {"fleet:East-2", 1}}));
+  EXPECT_EQ(list("key=model"), (Groups{{"model:x", 2}, {"model:y", 1}}));
+  EXPECT_EQ(list("search=EAST"), (Groups{{"fleet:East-2", 1}, {"fleet:east", 3}}));
+  EXPECT_TRUE(list("key=site").empty());
+}
+
+TEST_F(DevicesApiTest, GroupWritesRejectBadInputAndNeedOperator) {
+  ASSERT_EQ(call("POST", "/api/v1/devices", operator_, R"({"id":"a"})").status, 201u);
+  for (const auto& [body, mention] : std::vector<std::pair<std::string, std::string>>{
+           {"[]", "JSON object"},
+           {R"({"devices":["a"]})", "'tag': required"},
+           {R"({"tag":"fleet:east"})", "'devices': required"},
+           {R"({"tag":"fleet","devices":["a"]})", "'tag'"},
+           {R"({"tag":":east","devices":["a"]})", "'tag'"},
+           {R"({"tag":7,"devices":["a"]})", "'tag'"},
+           {R"({"tag":"fleet:east","devices":"a"})", "'devices'"},
+           {R"({"tag":"fleet:east","devices":[7]})", "'devices'"},
+           {R"({"tag":"fleet:east","devices":[""]})", "'devices'"},
+           {R"({"tag":"fleet:east","devices":[]})", "at least one"},
+           {R"({"tag":"fleet:east","devices":["a","nobody"]})", "nobody"},
+           {R"({"tag":"fleet:east","devices":["a"],"color":"red"})", "'color'"}}) {
+    expectProblem(call("POST", "/api/v1/groups", operator_, body), 400, mention);
+  }
+  std::size_t pages = 0;
+  EXPECT_TRUE(allPages("tag=fleet:east", pages).empty());  // nothing half-done
+  expectProblem(call("PUT", "/api/v1/groups/fleet:east", operator_,
+                     R"({"tag":"fleet:east","devices":["a"]})"),
+                400, "'tag'");
+  expectProblem(call("GET", "/api/v1/groups/fleet", viewer_), 400, "key:value");
+  expectProblem(call("DELETE", "/api/v1/groups/:east", operator_), 400, "key:value");
+  expectProblem(call("GET", "/api/v1/groups?sort=name", viewer_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/groups?limit=0", viewer_), 400, "'limit'");
+  expectProblem(call("GET", "/api/v1/groups?cursor=!!", viewer_), 400, "'cursor'");
+  // Viewers read, operators write.
+  const std::string body = R"({"tag":"fleet:east","devices":["a"]})";
+  expectProblem(call("POST", "/api/v1/groups", viewer_, body), 403, "operator");
+  expectProblem(call("POST", "/api/v1/groups", {}, body), 401, "authentication");
+  expectProblem(call("GET", "/api/v1/groups", {}), 401, "authentication");
+  ASSERT_EQ(call("POST", "/api/v1/groups", operator_, body).status, 201u);
+  EXPECT_EQ(call("GET", "/api/v1/groups/fleet:east", viewer_).status, 200u);
+  expectProblem(call("PUT", "/api/v1/groups/fleet:east", viewer_, R"({"devices":[]})"), 403,
+                "operator");
+  expectProblem(call("DELETE", "/api/v1/groups/fleet:east", viewer_), 403, "operator");
+  EXPECT_EQ(call("DELETE", "/api/v1/groups/fleet:east", bearer("root")).status, 204u);
+}
+
 }  // namespace
 }  // namespace tern::api
