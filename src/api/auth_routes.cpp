@@ -8,6 +8,7 @@
 
 #include "api/encoding.h"
 #include "api/json_out.h"
+#include "api/list_page.h"
 #include "api/router.h"
 #include "core/time.h"
 
@@ -314,12 +315,35 @@ ApiResponse Router::createApiKey(const Call& call) const {
   return response;
 }
 
-ApiResponse Router::listApiKeys(const Call& /*call*/) const {
+ApiResponse Router::listApiKeys(const Call& call) const {
+  static constexpr ListSort kById{"id", true, false};
+  ListParams list;
+  if (auto problem = parseListParams(
+          call.params, {kById, {"-id", true, true}, {"name", false, false}, {"-name", false, true}},
+          1000, 10'000, list)) {
+    return problemResponse(*problem);
+  }
+  const auto role = call.params.get("role");
+  if (role && !auth::parseRole(*role)) {
+    return problemResponse(400,
+                           "parameter 'role': expected admin, operator, viewer or service, "
+                           "got " +
+                               quoteInput(*role));
+  }
+  const auto search = call.params.get("search");
   auto keys = options_.auth->listApiKeys();
   if (!keys) return storeProblem("listing API keys", keys.error());
-  json::array list;
-  for (const auto& key : *keys) list.push_back(apiKeyJson(key));
-  return jsonResponse(200, json::object{{"api_keys", std::move(list)}});
+  // Ids are unique, so (id, name) identifies a key in either order.
+  const auto keyOf = [](const storage::ApiKeyRecord& key) { return ListKey{key.id, key.name}; };
+  const auto next = pageOf(*keys, list, keyOf, [&](const storage::ApiKeyRecord& key) {
+    return (!role || key.role == *role) && (!search || containsAsciiCaseless(key.name, *search));
+  });
+  json::array out;
+  for (const auto& key : *keys) out.push_back(apiKeyJson(key));
+  json::object body;
+  body["api_keys"] = std::move(out);
+  body["next_cursor"] = next ? json::value(*next) : json::value(nullptr);
+  return jsonResponse(200, body);
 }
 
 ApiResponse Router::revokeApiKey(const Call& call) const {

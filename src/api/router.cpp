@@ -17,6 +17,7 @@
 #include "api/csv_out.h"
 #include "api/encoding.h"
 #include "api/json_out.h"
+#include "api/list_page.h"
 #include "api/live_feed.h"
 #include "auth/device_credentials.h"
 #include "core/time.h"
@@ -181,10 +182,10 @@ std::span<const Router::Route> Router::table() {
       {"POST", "/api/v1/auth/logout", "", &R::logout},
       {"GET", "/api/v1/auth/me", "", &R::me},
       {"GET", "/api/v1/live", "access_token", &R::live},
-      {"GET", "/api/v1/api-keys", "", &R::listApiKeys},
+      {"GET", "/api/v1/api-keys", "role search sort limit cursor", &R::listApiKeys},
       {"POST", "/api/v1/api-keys", "", &R::createApiKey},
       {"DELETE", "/api/v1/api-keys/{id}", "", &R::revokeApiKey},
-      {"GET", "/api/v1/users", "limit cursor", &R::listUsers},
+      {"GET", "/api/v1/users", "role search sort limit cursor", &R::listUsers},
       {"POST", "/api/v1/users", "", &R::createUser},
       {"GET", "/api/v1/users/{name}", "", &R::getUser},
       {"PATCH", "/api/v1/users/{name}", "", &R::patchUser},
@@ -1091,14 +1092,6 @@ std::optional<DeviceCursor> decodeDeviceCursor(std::string_view text, std::strin
   return cursor;
 }
 
-bool containsIgnoringCase(std::string_view text, std::string_view needle) {
-  const auto lower = [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  };
-  return std::search(text.begin(), text.end(), needle.begin(), needle.end(),
-                     [&](char a, char b) { return lower(a) == lower(b); }) != text.end();
-}
-
 }  // namespace
 
 ApiResponse Router::devices(const Call& call) const {
@@ -1143,8 +1136,8 @@ ApiResponse Router::devices(const Call& call) const {
   std::vector<storage::DeviceSummary>& all = *devices;
   if (const auto search = params.get("search")) {
     std::erase_if(all, [&](const storage::DeviceSummary& device) {
-      return !containsIgnoringCase(device.deviceId, *search) &&
-             !containsIgnoringCase(device.name, *search);
+      return !containsAsciiCaseless(device.deviceId, *search) &&
+             !containsAsciiCaseless(device.name, *search);
     });
   }
   if (after) {
@@ -1176,48 +1169,6 @@ ApiResponse Router::devices(const Call& call) const {
 namespace {
 
 constexpr std::size_t kMaxGroupDevices = 10'000;
-
-enum class GroupSort { kTag, kTagDesc, kSize, kSizeDesc };
-constexpr std::pair<std::string_view, GroupSort> kGroupSorts[] = {{"tag", GroupSort::kTag},
-                                                                  {"-tag", GroupSort::kTagDesc},
-                                                                  {"size", GroupSort::kSize},
-                                                                  {"-size", GroupSort::kSizeDesc}};
-
-struct GroupEntry {
-  std::string tag;  // key:value
-  std::int64_t size = 0;
-};
-
-// Whether a comes before b in the list's order; ties by tag, in the same direction.
-bool groupBefore(GroupSort sort, const GroupEntry& a, const GroupEntry& b) {
-  const bool descending = sort == GroupSort::kTagDesc || sort == GroupSort::kSizeDesc;
-  if ((sort == GroupSort::kSize || sort == GroupSort::kSizeDesc) && a.size != b.size) {
-    return descending ? a.size > b.size : a.size < b.size;
-  }
-  return descending ? a.tag > b.tag : a.tag < b.tag;
-}
-
-// The cursor is the last group of a page: "<sort>\n<size>\n<tag>", base64url-encoded.
-std::string encodeGroupCursor(std::string_view sortName, const GroupEntry& last) {
-  return base64UrlEncode(std::string(sortName) + '\n' + std::to_string(last.size) + '\n' +
-                         last.tag);
-}
-
-std::optional<GroupEntry> decodeGroupCursor(std::string_view text, std::string_view sortName) {
-  const auto decoded = base64UrlDecode(text);
-  if (!decoded) return std::nullopt;
-  const auto first = decoded->find('\n');
-  if (first == std::string::npos || decoded->substr(0, first) != sortName) return std::nullopt;
-  const auto second = decoded->find('\n', first + 1);
-  if (second == std::string::npos) return std::nullopt;
-  GroupEntry entry;
-  const char* begin = decoded->data() + first + 1;
-  const char* end = decoded->data() + second;
-  const auto [ptr, ec] = std::from_chars(begin, end, entry.size);
-  if (ec != std::errc{} || ptr != end) return std::nullopt;
-  entry.tag = decoded->substr(second + 1);
-  return entry;
-}
 
 // A group's name, "key:value", as the tag rules of device bodies allow it.
 std::optional<std::string> parseGroupTag(std::string_view text, storage::DeviceGroup& group) {
@@ -1308,32 +1259,17 @@ std::optional<ApiResponse> parseGroupBody(std::string_view body, bool create,
 }  // namespace
 
 ApiResponse Router::listGroups(const Call& call) const {
-  const QueryParams& params = call.params;
-  GroupSort sort = GroupSort::kTag;
-  std::string_view sortName = "tag";
-  if (const auto text = params.get("sort")) {
-    bool known = false;
-    for (const auto& [name, value] : kGroupSorts) {
-      if (*text == name) {
-        sort = value;
-        sortName = name;
-        known = true;
-      }
-    }
-    if (!known) return problemResponse(badParam("sort", "tag, -tag, size or -size", *text));
+  // Tags are unique, so (size, tag) identifies a group in either order.
+  static constexpr ListSort kByTag{"tag", false, false};
+  ListParams list;
+  if (auto problem = parseListParams(
+          call.params,
+          {kByTag, {"-tag", false, true}, {"size", true, false}, {"-size", true, true}},
+          kDefaultDeviceLimit, kMaxLimit, list)) {
+    return problemResponse(*problem);
   }
-  std::uint32_t limit = kDefaultDeviceLimit;
-  if (auto problem = limitParam(params, limit)) return problemResponse(*problem);
-  std::optional<GroupEntry> after;
-  if (const auto text = params.get("cursor")) {
-    after = decodeGroupCursor(*text, sortName);
-    if (!after) {
-      return problemResponse(badParam(
-          "cursor", "a next_cursor value from a previous response with the same sort", *text));
-    }
-  }
-  const auto key = params.get("key");
-  const auto search = params.get("search");
+  const auto key = call.params.get("key");
+  const auto search = call.params.get("search");
   auto devices = readDevices();
   if (!devices) return storeError("listing groups", devices.error());
   std::map<std::string, std::int64_t> sizes;
@@ -1341,35 +1277,26 @@ ApiResponse Router::listGroups(const Call& call) const {
     for (const auto& [tagKey, tagValue] : device.tags) {
       if (key && tagKey != *key) continue;
       std::string tag = tagKey + ":" + tagValue;
-      if (search && !containsIgnoringCase(tag, *search)) continue;
+      if (search && !containsAsciiCaseless(tag, *search)) continue;
       ++sizes[std::move(tag)];
     }
   }
-  std::vector<GroupEntry> groups;
+  std::vector<ListKey> groups;
   groups.reserve(sizes.size());
-  for (auto& [tag, size] : sizes) {
-    GroupEntry entry{tag, size};
-    if (after && !groupBefore(sort, *after, entry)) continue;
-    groups.push_back(std::move(entry));
-  }
-  std::sort(groups.begin(), groups.end(),
-            [&](const GroupEntry& a, const GroupEntry& b) { return groupBefore(sort, a, b); });
-  const bool more = groups.size() > limit;
-  if (more) groups.resize(limit);
-  boost::json::array list;
-  list.reserve(groups.size());
+  for (auto& [tag, size] : sizes) groups.push_back(ListKey{size, tag});
+  const auto next = pageOf(
+      groups, list, [](const ListKey& entry) -> const ListKey& { return entry; },
+      [](const ListKey&) { return true; });
+  boost::json::array out;
+  out.reserve(groups.size());
   for (const auto& entry : groups) {
     storage::DeviceGroup group;
-    (void)parseGroupTag(entry.tag, group);  // made from a key without ':' above
-    list.push_back(groupObject(group, static_cast<std::size_t>(entry.size)));
+    (void)parseGroupTag(entry.text, group);  // made from a key without ':' above
+    out.push_back(groupObject(group, static_cast<std::size_t>(entry.number)));
   }
   boost::json::object body;
-  body["groups"] = std::move(list);
-  if (more) {
-    body["next_cursor"] = encodeGroupCursor(sortName, groups.back());
-  } else {
-    body["next_cursor"] = nullptr;
-  }
+  body["groups"] = std::move(out);
+  body["next_cursor"] = next ? boost::json::value(*next) : boost::json::value(nullptr);
   return jsonResponse(200, body);
 }
 
@@ -1384,6 +1311,14 @@ boost::json::object groupWithDevices(const storage::DeviceGroup& group,
   for (const auto& id : members) ids.emplace_back(toValidUtf8(id));
   out["devices"] = std::move(ids);
   return out;
+}
+
+// The group named by a route's {tag}, or a 400 problem.
+std::optional<ApiResponse> groupArg(const std::string& text, storage::DeviceGroup& group) {
+  if (auto expected = parseGroupTag(text, group)) {
+    return problemResponse(400, "group: expected " + *expected + ", got " + quoteInput(text));
+  }
+  return std::nullopt;
 }
 
 std::string notFoundGroup(const storage::DeviceGroup& group) {
@@ -1450,10 +1385,7 @@ std::optional<ApiResponse> Router::setGroupMembers(const storage::DeviceGroup& g
 
 ApiResponse Router::getGroup(const Call& call) const {
   storage::DeviceGroup group;
-  if (auto expected = parseGroupTag(call.args[0], group)) {
-    return problemResponse(400,
-                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
-  }
+  if (auto problem = groupArg(call.args[0], group)) return std::move(*problem);
   auto members = groupMembers(group);
   if (!members) return storeError("reading a group", members.error());
   if (members->empty()) return problemResponse(404, notFoundGroup(group));
@@ -1482,10 +1414,7 @@ ApiResponse Router::createGroup(const Call& call) const {
 
 ApiResponse Router::putGroup(const Call& call) const {
   storage::DeviceGroup group;
-  if (auto expected = parseGroupTag(call.args[0], group)) {
-    return problemResponse(400,
-                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
-  }
+  if (auto problem = groupArg(call.args[0], group)) return std::move(*problem);
   std::vector<std::string> wanted;
   if (auto problem = parseGroupBody(call.request.body, false, group, wanted)) {
     return std::move(*problem);
@@ -1504,10 +1433,7 @@ ApiResponse Router::putGroup(const Call& call) const {
 
 ApiResponse Router::deleteGroup(const Call& call) const {
   storage::DeviceGroup group;
-  if (auto expected = parseGroupTag(call.args[0], group)) {
-    return problemResponse(400,
-                           "group: expected " + *expected + ", got " + quoteInput(call.args[0]));
-  }
+  if (auto problem = groupArg(call.args[0], group)) return std::move(*problem);
   auto members = groupMembers(group);
   if (!members) return storeError("reading a group", members.error());
   if (members->empty()) return problemResponse(404, notFoundGroup(group));

@@ -9,6 +9,7 @@
 
 #include "api/encoding.h"
 #include "api/json_out.h"
+#include "api/list_page.h"
 #include "api/router.h"
 #include "core/time.h"
 
@@ -120,41 +121,37 @@ std::optional<ApiResponse> clientError(const core::Error& error) {
 }  // namespace
 
 ApiResponse Router::listUsers(const Call& call) const {
-  std::uint32_t limit = kDefaultUserLimit;
-  if (const auto text = call.params.get("limit")) {
-    std::uint32_t value = 0;
-    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc{} || end != text->data() + text->size() || value < 1 ||
-        value > kMaxUserLimit) {
-      return problemResponse(400, "parameter 'limit': expected an integer between 1 and " +
-                                      std::to_string(kMaxUserLimit) + ", got " + quoteInput(*text));
-    }
-    limit = value;
+  static constexpr ListSort kByName{"name", false, false};
+  ListParams list;
+  if (auto problem = parseListParams(
+          call.params,
+          {kByName, {"-name", false, true}, {"created", true, false}, {"-created", true, true}},
+          kDefaultUserLimit, kMaxUserLimit, list)) {
+    return problemResponse(*problem);
   }
-  // Keyset: the cursor is the last name of the previous page; names are unique.
-  std::optional<std::string> after;
-  if (const auto text = call.params.get("cursor")) {
-    after = base64UrlDecode(*text);
-    if (!after || !auth::validUserName(*after)) {
-      return problemResponse(400,
-                             "parameter 'cursor': expected a next_cursor value from a previous "
-                             "response, got " +
-                                 quoteInput(*text));
-    }
+  const auto role = call.params.get("role");
+  if (role && !auth::parseRole(*role)) {
+    return problemResponse(400,
+                           "parameter 'role': expected admin, operator, viewer or service, "
+                           "got " +
+                               quoteInput(*role));
   }
+  const auto search = call.params.get("search");
   auto users = options_.auth->listUsers();
   if (!users) return userStoreProblem("listing users", users.error());
-  std::vector<storage::UserRecord>& all = *users;
-  // Byte order on every backend.
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (after) std::erase_if(all, [&](const auto& user) { return user.name <= *after; });
-  const bool more = all.size() > limit;
-  if (more) all.resize(limit);
-  json::array list;
-  for (const auto& user : all) list.push_back(userJson(user));
+  // Names are unique, so (created, name) and (name) both identify a user; byte order on every
+  // backend.
+  const auto keyOf = [](const storage::UserRecord& user) {
+    return ListKey{user.createdUs, user.name};
+  };
+  const auto next = pageOf(*users, list, keyOf, [&](const storage::UserRecord& user) {
+    return (!role || user.role == *role) && (!search || containsAsciiCaseless(user.name, *search));
+  });
+  json::array out;
+  for (const auto& user : *users) out.push_back(userJson(user));
   json::object body;
-  body["users"] = std::move(list);
-  body["next_cursor"] = more ? json::value(base64UrlEncode(all.back().name)) : json::value(nullptr);
+  body["users"] = std::move(out);
+  body["next_cursor"] = next ? json::value(*next) : json::value(nullptr);
   return jsonResponse(200, body);
 }
 

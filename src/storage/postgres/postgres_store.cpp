@@ -2024,6 +2024,20 @@ std::string doubleText(double value) {
   return {buffer, end};
 }
 
+// Rows of (device_id, last_seen, value[, count]).
+std::vector<FleetDevice> fleetDevices(const PGresult* rows, bool withCount) {
+  std::vector<FleetDevice> out;
+  out.reserve(static_cast<std::size_t>(PQntuples(rows)));
+  for (int row = 0; row < PQntuples(rows); ++row) {
+    FleetDevice& device = out.emplace_back();
+    device.deviceId = std::string(cell(rows, row, 0));
+    device.lastSeenUs = cellInt64(rows, row, 1);
+    device.value = cellDouble(rows, row, 2);
+    device.count = withCount ? cellInt64(rows, row, 3) : 1;
+  }
+  return out;
+}
+
 core::Result<std::vector<FleetDevice>> fleetRows(ReaderPool& readers, const std::string& sql,
                                                  const Params& params, std::string_view what,
                                                  bool withCount) {
@@ -2033,17 +2047,7 @@ core::Result<std::vector<FleetDevice>> fleetRows(ReaderPool& readers, const std:
         if (!result) {
           return result.error();
         }
-        const PGresult* rows = result->get();
-        std::vector<FleetDevice> out;
-        out.reserve(static_cast<std::size_t>(PQntuples(rows)));
-        for (int row = 0; row < PQntuples(rows); ++row) {
-          FleetDevice& device = out.emplace_back();
-          device.deviceId = std::string(cell(rows, row, 0));
-          device.lastSeenUs = cellInt64(rows, row, 1);
-          device.value = cellDouble(rows, row, 2);
-          device.count = withCount ? cellInt64(rows, row, 3) : 1;
-        }
-        return out;
+        return fleetDevices(result->get(), withCount);
       });
 }
 
@@ -2195,17 +2199,7 @@ core::Result<std::vector<FleetDevice>> PostgresStore::fleetWindowAverage(
     if (!result) {
       return result.error();
     }
-    const PGresult* rows = result->get();
-    std::vector<FleetDevice> out;
-    out.reserve(static_cast<std::size_t>(PQntuples(rows)));
-    for (int row = 0; row < PQntuples(rows); ++row) {
-      FleetDevice& device = out.emplace_back();
-      device.deviceId = std::string(cell(rows, row, 0));
-      device.lastSeenUs = cellInt64(rows, row, 1);
-      device.value = cellDouble(rows, row, 2);
-      device.count = cellInt64(rows, row, 3);
-    }
-    return out;
+    return fleetDevices(result->get(), true);
   });
 }
 

@@ -257,6 +257,50 @@ TEST_F(AdminApiTest, UsersNeedAdmin) {
   EXPECT_EQ((*authStore_->findUser("op"))->role, "operator");
 }
 
+TEST_F(AdminApiTest, UsersAreFilteredAndSortedAcrossPages) {
+  // root (admin), op (operator) and view (viewer) were created first, in that order.
+  for (const auto& [name, role] :
+       {std::pair{"zed", "operator"}, {"alice", "viewer"}, {"Bob", "viewer"}}) {
+    const auto r = call("POST", "/api/v1/users", admin_,
+                        R"({"name":")" + std::string(name) + R"(","role":")" + role +
+                            R"(","password":"a-good-password"})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+  // Every page, two users at a time.
+  const auto names = [&](const std::string& query) {
+    std::vector<std::string> out;
+    std::string cursor;
+    for (int page = 0; page < 20; ++page) {
+      std::string target = "/api/v1/users?limit=2&" + query;
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      const auto r = call("GET", target, admin_);
+      EXPECT_EQ(r.status, 200u) << r.body;
+      if (r.status != 200) break;
+      const auto body = r.json();
+      for (const auto& user : body.at("users").as_array()) {
+        out.emplace_back(user.at("name").as_string());
+      }
+      if (body.at("next_cursor").is_null()) return out;
+      cursor = std::string(body.at("next_cursor").as_string());
+    }
+    ADD_FAILURE() << "no last page";
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names("sort=created"), (Names{"root", "op", "view", "zed", "alice", "Bob"}));
+  EXPECT_EQ(names("sort=-created"), (Names{"Bob", "alice", "zed", "view", "op", "root"}));
+  EXPECT_EQ(names("sort=-name"), (Names{"zed", "view", "root", "op", "alice", "Bob"}));
+  EXPECT_EQ(names("role=viewer"), (Names{"Bob", "alice", "view"}));
+  EXPECT_EQ(names("role=operator&sort=-created"), (Names{"zed", "op"}));
+  EXPECT_EQ(names("search=E"), (Names{"alice", "view", "zed"}));
+  EXPECT_TRUE(names("role=service").empty());
+  // A cursor continues only the sort it came from.
+  const auto first = call("GET", "/api/v1/users?limit=1&sort=created", admin_);
+  ASSERT_EQ(first.status, 200u) << first.body;
+  const std::string cursor(first.json().at("next_cursor").as_string());
+  expectProblem(call("GET", "/api/v1/users?sort=name&cursor=" + cursor, admin_), 400, "same sort");
+}
+
 TEST_F(AdminApiTest, UsersAreListedInPagesWithoutSecrets) {
   for (const char* name : {"zed", "alice", "Bob", "carol.k", "dave@x"}) {
     const auto r = call(
@@ -291,7 +335,8 @@ TEST_F(AdminApiTest, UsersAreListedInPagesWithoutSecrets) {
   expectProblem(call("GET", "/api/v1/users?limit=0", admin_), 400, "'limit'");
   expectProblem(call("GET", "/api/v1/users?limit=x", admin_), 400, "'limit'");
   expectProblem(call("GET", "/api/v1/users?cursor=!!", admin_), 400, "'cursor'");
-  expectProblem(call("GET", "/api/v1/users?sort=name", admin_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/users?sort=title", admin_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/users?role=root", admin_), 400, "'role'");
   const auto one = call("GET", "/api/v1/users/alice", admin_);
   ASSERT_EQ(one.status, 200u) << one.body;
   EXPECT_EQ(one.json().at("role"), "viewer");

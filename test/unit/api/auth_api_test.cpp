@@ -269,6 +269,49 @@ TEST_F(AuthApiTest, RolesDecideWhatMayBeWritten) {
   EXPECT_EQ(call("GET", "/api/v1/api-keys", admin).status, 200u);
 }
 
+TEST_F(AuthApiTest, ApiKeyListIsFilteredSortedAndPaged) {
+  const std::string admin = bearerFor("root");
+  for (const auto& [name, role] : {std::pair{"exporter", "viewer"},
+                                   {"Grafana", "viewer"},
+                                   {"ingest-job", "operator"},
+                                   {"backup", "admin"}}) {
+    ASSERT_EQ(call("POST", "/api/v1/api-keys", admin,
+                   R"({"name":")" + std::string(name) + R"(","role":")" + role + R"("})")
+                  .status,
+              201u);
+  }
+  // Every page, two keys at a time, as names.
+  const auto names = [&](const std::string& query) {
+    std::vector<std::string> out;
+    std::string cursor;
+    for (int page = 0; page < 20; ++page) {
+      std::string target = "/api/v1/api-keys?limit=2&" + query;
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      const auto r = call("GET", target, admin);
+      EXPECT_EQ(r.status, 200u) << r.body;
+      if (r.status != 200) break;
+      const auto body = r.json();
+      for (const auto& key : body.at("api_keys").as_array()) {
+        out.emplace_back(key.at("name").as_string());
+      }
+      if (body.at("next_cursor").is_null()) return out;
+      cursor = std::string(body.at("next_cursor").as_string());
+    }
+    ADD_FAILURE() << "no last page";
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names(""), (Names{"exporter", "Grafana", "ingest-job", "backup"}));  // by id
+  EXPECT_EQ(names("sort=-id"), (Names{"backup", "ingest-job", "Grafana", "exporter"}));
+  EXPECT_EQ(names("sort=name"), (Names{"Grafana", "backup", "exporter", "ingest-job"}));
+  EXPECT_EQ(names("role=viewer&sort=-name"), (Names{"exporter", "Grafana"}));
+  EXPECT_EQ(names("search=GR"), (Names{"Grafana"}));
+  expectProblem(call("GET", "/api/v1/api-keys?sort=created", admin), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/api-keys?role=boss", admin), 400, "'role'");
+  expectProblem(call("GET", "/api/v1/api-keys?limit=0", admin), 400, "'limit'");
+  expectProblem(call("GET", "/api/v1/api-keys?cursor=!!", admin), 400, "'cursor'");
+}
+
 TEST_F(AuthApiTest, ApiKeysAreShownOnceAndRevocable) {
   const std::string admin = bearerFor("root");
   const auto created =

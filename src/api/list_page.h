@@ -1,0 +1,68 @@
+#pragma once
+// The shared shape of the API's small in-memory lists (users, API keys, groups): a sort named by
+// the client, a keyset cursor that is the last entry of the previous page, and a page size.
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/problem.h"
+#include "api/request_target.h"
+
+namespace tern::api {
+
+// An entry's place in a list's order: a number (a time, an id, a count) and a text (a name),
+// which together identify the entry.
+struct ListKey {
+  std::int64_t number = 0;
+  std::string text;
+};
+
+// A sort a client may name: `-` before the name sorts descending, every part of the key alike.
+struct ListSort {
+  std::string_view name;
+  bool numberFirst = false;  // by number, ties by text; else by text, ties by number
+  bool descending = false;
+};
+
+// Whether a comes before b under `sort`.
+bool listBefore(const ListSort& sort, const ListKey& a, const ListKey& b);
+
+// The `sort`, `limit` and `cursor` parameters against the sorts a list offers (the first is the
+// default). A problem names the bad parameter.
+struct ListParams {
+  ListSort sort;
+  std::uint32_t limit = 0;
+  std::optional<ListKey> after;  // from the cursor
+};
+std::optional<Problem> parseListParams(const QueryParams& params,
+                                       std::initializer_list<ListSort> sorts,
+                                       std::uint32_t defaultLimit, std::uint32_t maxLimit,
+                                       ListParams& out);
+
+// The cursor of a page ending at `last`: "<sort>\n<number>\n<text>", base64url-encoded, so it
+// only continues the sort it came from.
+std::string encodeListCursor(const ListSort& sort, const ListKey& last);
+
+// Turns `all` into the page `list` asks for: drops the entries `keep` refuses and those up to the
+// cursor, sorts by `keyOf`, cuts at the limit. Returns the next page's cursor, or nullopt on the
+// last page.
+template <class T, class KeyOf, class Keep>
+std::optional<std::string> pageOf(std::vector<T>& all, const ListParams& list, KeyOf keyOf,
+                                  Keep keep) {
+  std::erase_if(all, [&](const T& entry) {
+    return !keep(entry) || (list.after && !listBefore(list.sort, *list.after, keyOf(entry)));
+  });
+  std::sort(all.begin(), all.end(),
+            [&](const T& a, const T& b) { return listBefore(list.sort, keyOf(a), keyOf(b)); });
+  if (all.size() <= list.limit) return std::nullopt;
+  all.resize(list.limit);
+  return encodeListCursor(list.sort, keyOf(all.back()));
+}
+
+// ASCII case-insensitive substring test, for `search` parameters.
+bool containsAsciiCaseless(std::string_view text, std::string_view needle);
+
+}  // namespace tern::api
