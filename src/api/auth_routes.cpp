@@ -316,11 +316,10 @@ ApiResponse Router::createApiKey(const Call& call) const {
 }
 
 ApiResponse Router::listApiKeys(const Call& call) const {
-  static constexpr ListSort kById{"id", true, false};
   ListParams list;
   if (auto problem = parseListParams(
-          call.params, {kById, {"-id", true, true}, {"name", false, false}, {"-name", false, true}},
-          1000, 10'000, list)) {
+          call.params, {kById, kByIdDesc, {"name", false, false}, {"-name", false, true}}, 1000,
+          10'000, list)) {
     return problemResponse(*problem);
   }
   const auto role = call.params.get("role");

@@ -8,6 +8,7 @@
 
 #include "api/encoding.h"
 #include "api/json_out.h"
+#include "api/list_page.h"
 #include "api/router.h"
 #include "auth/device_credentials.h"
 #include "core/time.h"
@@ -154,12 +155,22 @@ ApiResponse Router::deleteCredentials(const Call& call) const {
 
 ApiResponse Router::listDeviceTokens(const Call& call) const {
   if (options_.deviceCredentials == nullptr) return notConfigured();
+  ListParams list;
+  if (auto problem = parseListParams(call.params, {kById, kByIdDesc}, 1000, 10'000, list)) {
+    return problemResponse(*problem);
+  }
+  const auto search = call.params.get("search");
   auto out = credentialsJson(call.args[0], true);
   if (auto* problem = std::get_if<ApiResponse>(&out)) return std::move(*problem);
   auto& object = std::get<json::object>(out);
+  json::array tokens = std::move(object["tokens"].as_array());
+  const auto next = pageObjectsById(tokens, list, [&](const json::object& token) {
+    return !search || containsAsciiCaseless(token.at("prefix").as_string(), *search);
+  });
   json::object body;
   body["device"] = std::move(object["device"]);
-  body["tokens"] = std::move(object["tokens"]);
+  body["tokens"] = std::move(tokens);
+  body["next_cursor"] = next ? json::value(*next) : json::value(nullptr);
   return jsonResponse(200, body);
 }
 

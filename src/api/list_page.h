@@ -2,6 +2,7 @@
 // The shared shape of the API's small in-memory lists (users, API keys, groups): a sort named by
 // the client, a keyset cursor that is the last entry of the previous page, and a page size.
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,6 +61,31 @@ std::optional<std::string> pageOf(std::vector<T>& all, const ListParams& list, K
   if (all.size() <= list.limit) return std::nullopt;
   all.resize(list.limit);
   return encodeListCursor(list.sort, keyOf(all.back()));
+}
+
+// The sorts of a list of objects that each have an integer "id" (creation order).
+inline constexpr ListSort kById{"id", true, false};
+inline constexpr ListSort kByIdDesc{"-id", true, true};
+
+// Pages a JSON array of objects with an integer "id" (sorts kById, kByIdDesc), keeping the objects
+// `keep` accepts. Returns the next page's cursor, or nullopt on the last page.
+template <class Keep>
+std::optional<std::string> pageObjectsById(boost::json::array& items, const ListParams& list,
+                                           Keep keep) {
+  std::vector<boost::json::object> objects;
+  objects.reserve(items.size());
+  for (auto& item : items) {
+    if (item.is_object()) objects.push_back(std::move(item.as_object()));
+  }
+  const auto next = pageOf(
+      objects, list,
+      [](const boost::json::object& o) {
+        return ListKey{o.at("id").to_number<std::int64_t>(), {}};
+      },
+      keep);
+  items.clear();
+  for (auto& object : objects) items.emplace_back(std::move(object));
+  return next;
 }
 
 // ASCII case-insensitive substring test, for `search` parameters.

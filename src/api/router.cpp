@@ -200,12 +200,12 @@ std::span<const Router::Route> Router::table() {
        &R::messagesRoute},
       {"GET", "/api/v1/devices/{id}/series/{key}", "from to bucket agg format", &R::seriesRoute},
       {"GET", "/api/v1/devices/{id}/positions", "from to limit order cursor", &R::positions},
-      {"GET", "/api/v1/devices/{id}/commands", "", &R::listCommands},
+      {"GET", "/api/v1/devices/{id}/commands", "status type sort limit cursor", &R::listCommands},
       {"POST", "/api/v1/devices/{id}/commands", "", &R::submitCommand},
       {"GET", "/api/v1/devices/{id}/credentials", "", &R::getCredentials},
       {"PUT", "/api/v1/devices/{id}/credentials", "", &R::putCredentials},
       {"DELETE", "/api/v1/devices/{id}/credentials", "", &R::deleteCredentials},
-      {"GET", "/api/v1/devices/{id}/tokens", "", &R::listDeviceTokens},
+      {"GET", "/api/v1/devices/{id}/tokens", "search sort limit cursor", &R::listDeviceTokens},
       {"POST", "/api/v1/devices/{id}/tokens", "", &R::createDeviceToken},
       {"DELETE", "/api/v1/devices/{id}/tokens", "", &R::revokeDeviceTokens},
       {"DELETE", "/api/v1/devices/{id}/tokens/{token_id}", "", &R::revokeDeviceToken},
@@ -712,9 +712,21 @@ ApiResponse Router::listCommands(const Call& call) const {
   if (!options_.commands.list) {
     return problemResponse(503, "downlink commands need the tracker gateway, which is not running");
   }
+  ListParams list;
+  if (auto problem = parseListParams(call.params, {kById, kByIdDesc}, 1000, kMaxLimit, list)) {
+    return problemResponse(*problem);
+  }
+  const auto status = call.params.get("status");
+  const auto type = call.params.get("type");
+  boost::json::array commands = options_.commands.list(deviceId);
+  const auto next = pageObjectsById(commands, list, [&](const boost::json::object& command) {
+    return (!status || command.at("status").as_string() == *status) &&
+           (!type || command.at("type").as_string() == *type);
+  });
   boost::json::object body;
   body["device"] = toValidUtf8(deviceId);
-  body["commands"] = options_.commands.list(deviceId);
+  body["commands"] = std::move(commands);
+  body["next_cursor"] = next ? boost::json::value(*next) : boost::json::value(nullptr);
   return jsonResponse(200, body);
 }
 

@@ -214,6 +214,46 @@ TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
   EXPECT_EQ(record.at("type").as_string(), "custom");
   EXPECT_NE(std::string(record.at("answer").as_string()).find("DYD=Success!"), std::string::npos)
       << out;
+
+  // Commands for a device that never connects stay queued; the list filters, sorts and pages.
+  const std::string other = "http://127.0.0.1:" + std::to_string(server.httpPort()) +
+                            "/api/v1/devices/864717003283599/commands";
+  for (const char* body : {R"('{"type":"engineStop"}')", R"('{"type":"custom","text":"X#"}')",
+                           R"('{"type":"custom","text":"Y#"}')"}) {
+    out.clear();
+    ASSERT_EQ(runCommand("curl -s -X POST " + auth + " -H 'Content-Type: application/json' -d " +
+                             body + " '" + other + "'",
+                         &out),
+              0)
+        << out;
+  }
+  // Every page, one command at a time, as "type:text/status".
+  const auto seen = [&](const std::string& query) {
+    std::vector<std::string> listed;
+    std::string cursor;
+    for (int page = 0; page < 10; ++page) {
+      std::string reply;
+      runCommand("curl -s " + auth + " '" + other + "?limit=1&" + query +
+                     (cursor.empty() ? "" : "&cursor=" + cursor) + "'",
+                 &reply);
+      const auto body = boost::json::parse(reply).as_object();
+      for (const auto& c : body.at("commands").as_array()) {
+        const auto* text = c.as_object().if_contains("text");
+        listed.push_back(std::string(c.at("type").as_string()) + ":" +
+                      (text ? std::string(text->as_string()) : "") + "/" +
+                      std::string(c.at("status").as_string()));
+      }
+      if (body.at("next_cursor").is_null()) return listed;
+      cursor = std::string(body.at("next_cursor").as_string());
+    }
+    ADD_FAILURE() << "no last page";
+    return listed;
+  };
+  using Seen = std::vector<std::string>;
+  EXPECT_EQ(seen(""), (Seen{"engineStop:/queued", "custom:X#/queued", "custom:Y#/queued"}));
+  EXPECT_EQ(seen("sort=-id"), (Seen{"custom:Y#/queued", "custom:X#/queued", "engineStop:/queued"}));
+  EXPECT_EQ(seen("type=custom"), (Seen{"custom:X#/queued", "custom:Y#/queued"}));
+  EXPECT_TRUE(seen("status=answered").empty());
 }
 
 TEST(TrackerGatewayTest, OsmandHttpPositionIsStoredBeforeThe200) {

@@ -116,6 +116,43 @@ TEST_F(AdminApiTest, CredentialsNeedOperatorEvenToRead) {
   EXPECT_FALSE(authStore_->findDevice("d1")->has_value()) << "nothing was created on the way";
 }
 
+TEST_F(AdminApiTest, DeviceTokenListIsSortedAndPaged) {
+  std::vector<std::pair<std::int64_t, std::string>> made;  // (id, prefix), oldest first
+  for (int i = 0; i < 3; ++i) {
+    const auto r = call("POST", "/api/v1/devices/dev-t/tokens", operator_);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    const auto body = r.json();
+    made.emplace_back(body.at("id").as_int64(), std::string(body.at("prefix").as_string()));
+  }
+  // Every page, one token at a time, as ids.
+  const auto ids = [&](const std::string& query) {
+    std::vector<std::int64_t> out;
+    std::string cursor;
+    for (int page = 0; page < 10; ++page) {
+      std::string target = "/api/v1/devices/dev-t/tokens?limit=1&" + query;
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      const auto r = call("GET", target, operator_);
+      EXPECT_EQ(r.status, 200u) << r.body;
+      if (r.status != 200) break;
+      const auto body = r.json();
+      EXPECT_EQ(body.at("device"), "dev-t");
+      for (const auto& token : body.at("tokens").as_array()) {
+        out.push_back(token.at("id").as_int64());
+      }
+      if (body.at("next_cursor").is_null()) return out;
+      cursor = std::string(body.at("next_cursor").as_string());
+    }
+    ADD_FAILURE() << "no last page";
+    return out;
+  };
+  using Ids = std::vector<std::int64_t>;
+  EXPECT_EQ(ids(""), (Ids{made[0].first, made[1].first, made[2].first}));
+  EXPECT_EQ(ids("sort=-id"), (Ids{made[2].first, made[1].first, made[0].first}));
+  EXPECT_EQ(ids("search=" + made[1].second), (Ids{made[1].first}));
+  expectProblem(call("GET", "/api/v1/devices/dev-t/tokens?sort=prefix", operator_), 400, "'sort'");
+  expectProblem(call("GET", "/api/v1/devices/dev-t/tokens?limit=0", operator_), 400, "'limit'");
+}
+
 TEST_F(AdminApiTest, PasswordIsSetReplacedAndRemovedButNeverShown) {
   auto r = call("PUT", "/api/v1/devices/dev-1/credentials", operator_,
                 R"({"password":"first-password"})");
