@@ -90,6 +90,36 @@ std::optional<Problem> limitParam(const QueryParams& params, std::uint32_t& out)
   return std::nullopt;
 }
 
+std::optional<Problem> tagParam(const QueryParams& params, storage::DeviceGroup& group);
+
+// Device lists answered from a query (latest positions, fleet queries): sorted by device id (the
+// default) or by last message, paged with a keyset cursor like the other lists.
+std::optional<Problem> deviceListParams(const QueryParams& params, ListParams& list) {
+  return parseListParams(params,
+                         {{"id", false, false},
+                          {"-id", false, true},
+                          {"last_seen", true, false},
+                          {"-last_seen", true, true}},
+                         1000, kMaxLimit, list);
+}
+
+// `keep` filters before the page is cut. Entries need `deviceId` and `lastSeenUs`.
+template <class T, class Keep>
+boost::json::value pageDevices(std::vector<T>& all, const ListParams& list, Keep keep) {
+  const auto next = pageOf(
+      all, list,
+      [](const T& device) {
+        return ListKey{device.lastSeenUs, device.deviceId};
+      },
+      keep);
+  return next ? boost::json::value(*next) : boost::json::value(nullptr);
+}
+
+template <class T>
+boost::json::value pageDevices(std::vector<T>& all, const ListParams& list) {
+  return pageDevices(all, list, [](const T&) { return true; });
+}
+
 std::optional<Problem> aggParam(const QueryParams& params, storage::Aggregate& out,
                                 std::string& name) {
   const auto text = params.get("agg");
@@ -214,10 +244,11 @@ std::span<const Router::Route> Router::table() {
       {"GET", "/api/v1/groups/{tag}", "", &R::getGroup},
       {"PUT", "/api/v1/groups/{tag}", "", &R::putGroup},
       {"DELETE", "/api/v1/groups/{tag}", "", &R::deleteGroup},
-      {"GET", "/api/v1/positions/latest", "", &R::latestPositions},
-      {"GET", "/api/v1/fleet/latest", "tag keys", &R::fleetLatest},
-      {"GET", "/api/v1/fleet/threshold", "tag key below above", &R::fleetThreshold},
-      {"GET", "/api/v1/fleet/stationary", "tag key below above window from to",
+      {"GET", "/api/v1/positions/latest", "tag search sort limit cursor", &R::latestPositions},
+      {"GET", "/api/v1/fleet/latest", "tag keys sort limit cursor", &R::fleetLatest},
+      {"GET", "/api/v1/fleet/threshold", "tag key below above sort limit cursor",
+       &R::fleetThreshold},
+      {"GET", "/api/v1/fleet/stationary", "tag key below above window from to sort limit cursor",
        &R::fleetStationary},
       {"GET", "/api/v1/fleet/daily", "tag key agg from to by", &R::fleetDaily},
       {"GET", "/api/v1/web/config", "", &R::webConfig},
@@ -640,12 +671,29 @@ ApiResponse Router::positions(const Call& call) const {
   return jsonResponse(200, body);
 }
 
-ApiResponse Router::latestPositions(const Call& /*call*/) const {
+ApiResponse Router::latestPositions(const Call& call) const {
+  const QueryParams& params = call.params;
+  ListParams page;
+  if (auto problem = deviceListParams(params, page)) return problemResponse(*problem);
   // From the per-device latest values (the latest-state cache when the app wires it): no history
-  // scan, however long the tracks are.
-  auto devices = readDevices();
+  // scan, however long the tracks are. Tag groups come from the store's tag index.
+  core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
+  if (params.get("tag")) {
+    storage::DeviceGroup group;
+    if (auto problem = tagParam(params, group)) return problemResponse(*problem);
+    devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+  } else {
+    devices = readDevices();
+  }
   if (!devices) return storeError("listing devices", devices.error());
+  const auto search = params.get("search");
+  const auto next = pageDevices(*devices, page, [&](const storage::DeviceSummary& device) {
+    return positionJson(device.latest).has_value() &&
+           (!search || containsAsciiCaseless(device.deviceId, *search) ||
+            containsAsciiCaseless(device.name, *search));
+  });
   boost::json::array list;
+  list.reserve(devices->size());
   for (const auto& device : *devices) {
     auto position = positionJson(device.latest);
     if (!position) continue;
@@ -657,6 +705,7 @@ ApiResponse Router::latestPositions(const Call& /*call*/) const {
   }
   boost::json::object body;
   body["positions"] = std::move(list);
+  body["next_cursor"] = next;
   return jsonResponse(200, body);
 }
 
@@ -1461,6 +1510,8 @@ ApiResponse Router::fleetLatest(const Call& call) const {
   const QueryParams& params = call.params;
   storage::FleetLatestQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  ListParams page;
+  if (auto problem = deviceListParams(params, page)) return problemResponse(*problem);
   if (const auto text = params.get("keys")) {
     std::string_view rest = *text;
     while (true) {
@@ -1479,6 +1530,7 @@ ApiResponse Router::fleetLatest(const Call& call) const {
   }
   auto devices = store_.fleetLatest(query);
   if (!devices) return storeError("querying the fleet", devices.error());
+  const auto next = pageDevices(*devices, page);
   boost::json::array list;
   list.reserve(devices->size());
   for (const auto& device : *devices) {
@@ -1498,6 +1550,7 @@ ApiResponse Router::fleetLatest(const Call& call) const {
   }
   boost::json::object body = fleetBody(query.group);
   body["devices"] = std::move(list);
+  body["next_cursor"] = next;
   return jsonResponse(200, body);
 }
 
@@ -1505,6 +1558,8 @@ ApiResponse Router::fleetThreshold(const Call& call) const {
   const QueryParams& params = call.params;
   storage::FleetThresholdQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  ListParams page;
+  if (auto problem = deviceListParams(params, page)) return problemResponse(*problem);
   if (auto problem = keyParam(params, "key", query.key, std::nullopt)) {
     return problemResponse(*problem);
   }
@@ -1513,6 +1568,7 @@ ApiResponse Router::fleetThreshold(const Call& call) const {
   }
   auto devices = store_.fleetThreshold(query);
   if (!devices) return storeError("querying the fleet", devices.error());
+  const auto next = pageDevices(*devices, page);
   boost::json::array list;
   list.reserve(devices->size());
   for (const auto& device : *devices) {
@@ -1526,6 +1582,7 @@ ApiResponse Router::fleetThreshold(const Call& call) const {
   body["key"] = toValidUtf8(query.key);
   body[query.below ? "below" : "above"] = query.threshold;
   body["devices"] = std::move(list);
+  body["next_cursor"] = next;
   return jsonResponse(200, body);
 }
 
@@ -1533,6 +1590,8 @@ ApiResponse Router::fleetStationary(const Call& call) const {
   const QueryParams& params = call.params;
   storage::FleetWindowQuery query;
   if (auto problem = tagParam(params, query.group)) return problemResponse(*problem);
+  ListParams page;
+  if (auto problem = deviceListParams(params, page)) return problemResponse(*problem);
   // Tracker positions carry `speed` (km/h): by default, devices averaging under 1 km/h.
   if (auto problem = keyParam(params, "key", query.key, "speed")) return problemResponse(*problem);
   if (auto problem = thresholdParam(params, query.threshold, query.below, 1.0)) {
@@ -1564,6 +1623,7 @@ ApiResponse Router::fleetStationary(const Call& call) const {
   }
   auto devices = store_.fleetWindowAverage(query);
   if (!devices) return storeError("querying the fleet", devices.error());
+  const auto next = pageDevices(*devices, page);
   boost::json::array list;
   list.reserve(devices->size());
   for (const auto& device : *devices) {
@@ -1580,6 +1640,7 @@ ApiResponse Router::fleetStationary(const Call& call) const {
   body["from"] = core::formatRfc3339Millis(query.fromUs);
   body["to"] = core::formatRfc3339Millis(query.toUs);
   body["devices"] = std::move(list);
+  body["next_cursor"] = next;
   return jsonResponse(200, body);
 }
 

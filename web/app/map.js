@@ -203,8 +203,16 @@ export function mountMap(container, {live, settings, query}) {
 
   async function reload() {
     try {
-      const body = await api("/api/v1/positions/latest");
-      if (!disposed) take(body.positions);
+      // Paged (10,000 a page, the API's maximum) so any fleet size loads.
+      const all = [];
+      let cursor = null;
+      do {
+        const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+        const body = await api(`/api/v1/positions/latest?limit=10000${query}`);
+        all.push(...body.positions);
+        cursor = body.next_cursor;
+      } while (cursor && !disposed);
+      if (!disposed) take(all);
     } catch (e) {
       if (!disposed) count.textContent = `Could not load positions: ${e.message}`;
     }

@@ -957,7 +957,8 @@ TEST_F(FleetApiTest, StationaryDevicesOverAWindow) {
            {"from=yesterday", "'from'"},
            {"below=x", "'below'"},
            {"tag=x", "'tag'"},
-           {"limit=5", "'limit'"},
+           {"limit=0", "'limit'"},
+           {"sort=name", "'sort'"},
        }) {
     SCOPED_TRACE(query);
     expectProblem(get("/api/v1/fleet/stationary?" + query), 400, mention);
@@ -1009,6 +1010,91 @@ TEST_F(FleetApiTest, DailyAggregatesPerGroup) {
     SCOPED_TRACE(query);
     expectProblem(get("/api/v1/fleet/daily?" + query), 400, mention);
   }
+}
+
+TEST_F(FleetApiTest, DeviceListsSortAndPage) {
+  // The next page of `target` (which has a query) after `body`.
+  const auto nextPage = [&](const std::string& target, const json::value& body) {
+    return get(target + "&cursor=" + std::string(body.at("next_cursor").as_string()));
+  };
+  // t1..t4 have fuel; last seen: t1 and t3 at :20, t2 a day later, t4 a minute ago.
+  const std::string latest = "/api/v1/fleet/latest?keys=fuel&limit=3";
+  auto r = get(latest);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1", "t2", "t3"}));
+  r = nextPage(latest, body);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t4"}));
+  EXPECT_EQ(body.at("next_cursor"), json::value(nullptr));
+  r = get("/api/v1/fleet/latest?keys=fuel&sort=-last_seen");
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t4", "t2", "t3", "t1"}));
+  const std::string byTime = "/api/v1/fleet/latest?keys=fuel&sort=last_seen&limit=2";
+  r = get(byTime);
+  body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1", "t3"}));
+  r = nextPage(byTime, body);
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t2", "t4"}));
+  // A cursor continues only the sort it came from.
+  expectProblem(get("/api/v1/fleet/latest?keys=fuel&sort=-id&cursor=" +
+                    std::string(body.at("next_cursor").as_string())),
+                400, "'cursor'");
+
+  r = get("/api/v1/fleet/threshold?key=fuel&below=0.1&sort=-id");
+  EXPECT_EQ(ids(r.json()), (std::vector<std::string>{"t3", "t1"}));
+  const std::string stationary =
+      "/api/v1/fleet/stationary?above=-1&from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z"
+      "&sort=-id&limit=1";
+  r = get(stationary);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t2"}));
+  r = nextPage(stationary, body);
+  body = r.json();
+  EXPECT_EQ(ids(body), (std::vector<std::string>{"t1"}));
+  EXPECT_EQ(body.at("next_cursor"), json::value(nullptr));
+  expectProblem(get("/api/v1/fleet/threshold?key=fuel&below=1&limit=10001"), 400, "'limit'");
+
+  // Latest positions: t1 has one; t2 and t3 get one now.
+  std::vector<storage::Record> moves;
+  for (const char* device : {"t2", "t3"}) {
+    storage::Record move;
+    move.deviceId = device;
+    move.serverTimeUs = kT0 + 30 * kSecond;
+    move.nodeId = "node-a";
+    move.topic = std::string("device/") + device;
+    move.payload = "{}";
+    move.payloadIsJson = true;
+    move.fields = {{"lat", 48.0}, {"lon", 11.5}};
+    moves.push_back(std::move(move));
+  }
+  ASSERT_TRUE(store_->appendBatch(moves).ok());
+  const auto positionIds = [](const json::value& page) {
+    std::vector<std::string> out;
+    for (const auto& p : page.at("positions").as_array()) {
+      out.emplace_back(p.at("device").as_string());
+    }
+    return out;
+  };
+  const std::string positions = "/api/v1/positions/latest?limit=2";
+  r = get(positions);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  body = r.json();
+  EXPECT_EQ(positionIds(body), (std::vector<std::string>{"t1", "t2"}));
+  r = nextPage(positions, body);
+  body = r.json();
+  EXPECT_EQ(positionIds(body), (std::vector<std::string>{"t3"}));
+  EXPECT_EQ(body.at("next_cursor"), json::value(nullptr));
+  r = get("/api/v1/positions/latest?tag=fleet:east&sort=-id");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(positionIds(r.json()), (std::vector<std::string>{"t2", "t1"}));
+  r = get("/api/v1/positions/latest?search=T3");
+  EXPECT_EQ(positionIds(r.json()), (std::vector<std::string>{"t3"}));
+  r = get("/api/v1/positions/latest?sort=last_seen");
+  EXPECT_EQ(positionIds(r.json()), (std::vector<std::string>{"t1", "t3", "t2"}));
+  expectProblem(get("/api/v1/positions/latest?tag=east"), 400, "'tag'");
+  expectProblem(get("/api/v1/positions/latest?sort=size"), 400, "'sort'");
 }
 
 TEST_F(FleetApiTest, FleetEndpointsAreGetOnly) {
