@@ -763,6 +763,25 @@ TEST_P(StoreContractTest, DeviceSummaryTracksLatestValuesAcrossBatches) {
   EXPECT_EQ((*one)->firstSeenUs, 50);
   EXPECT_EQ((*one)->lastSeenUs, 400);
   EXPECT_EQ(*findField((*one)->latest, "t"), FieldValue(std::int64_t{22}));
+  // A batch naming fewer keys than the device has keeps the others.
+  ASSERT_EQ((*one)->latest.size(), 4u);
+  EXPECT_EQ(*findField((*one)->latest, "mode"), FieldValue(std::string("eco")));
+  // One naming them all and more replaces them all; then fewer again keeps the rest.
+  append({makeRecord("b", 500,
+                     {{"t", std::int64_t{23}},
+                      {"mode", std::string("sport")},
+                      {"hum", 0.25},
+                      {"on", true},
+                      {"gear", std::int64_t{3}}})});
+  append({makeRecord("b", 600, {{"hum", 0.75}})});
+  one = store_->getDevice("b");
+  ASSERT_TRUE(one.ok() && one->has_value());
+  ASSERT_EQ((*one)->latest.size(), 5u);
+  EXPECT_EQ(*findField((*one)->latest, "t"), FieldValue(std::int64_t{23}));
+  EXPECT_EQ(*findField((*one)->latest, "mode"), FieldValue(std::string("sport")));
+  EXPECT_EQ(*findField((*one)->latest, "hum"), FieldValue(0.75));
+  EXPECT_EQ(*findField((*one)->latest, "on"), FieldValue(true));
+  EXPECT_EQ(*findField((*one)->latest, "gear"), FieldValue(std::int64_t{3}));
   auto none = store_->getDevice("zzz");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
@@ -1940,14 +1959,15 @@ TEST_P(PostgresStoreTest, RetentionDropsWholePartitionsAndFinishesInterruptedRun
 }
 
 TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
-  ASSERT_TRUE(store_->appendBatch(std::vector<Record>{makeRecord("m", 1)}).ok());
+  ASSERT_TRUE(
+      store_->appendBatch(std::vector<Record>{makeRecord("m", 1, {{"u", std::int64_t{1}}})}).ok());
   store_.reset();
   store_ = backend_.open();
   auto second = backend_.open();  // two at once, like two nodes
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4,5");
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 5);
+      "1,2,3,4,5,6");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 6);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
@@ -1955,7 +1975,8 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   // A database of schema version 1 (an older build) is upgraded in place.
   sql("DROP TABLE tern_retention_progress");
   sql("DROP TABLE device_tags");
-  sql("ALTER TABLE devices DROP COLUMN attributes, DROP COLUMN name, DROP COLUMN type");
+  sql("ALTER TABLE devices DROP COLUMN attributes, DROP COLUMN name, DROP COLUMN type, "
+      "DROP COLUMN latest_keys");
   sql("DROP TABLE tern_rollup_1m, tern_rollup_1h, tern_rollup_dirty, tern_rollup_state, "
       "tern_rollup_key_floor");
   sql("DROP INDEX messages_ts_brin");
@@ -1963,7 +1984,7 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   second = backend_.open();
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4,5");
+      "1,2,3,4,5,6");
   EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
   // Existing devices get empty attributes and no tags, and can be tagged.
   auto old = second->getDevice("m");
@@ -1976,6 +1997,15 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   ASSERT_TRUE(tagged.ok()) << tagged.error().message;
   EXPECT_EQ(tagged->messageCount, 1);
   EXPECT_EQ(tagged->tags.at("fleet"), "east");
+  // Its latest values, whose keys the old schema did not keep, are merged with new ones.
+  ASSERT_TRUE(second->appendBatch(std::vector<Record>{makeRecord("m", 2, {{"w", 2.5}})}).ok());
+  old = second->getDevice("m");
+  ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->latest.size(), 2u);
+  EXPECT_EQ(*findField((*old)->latest, "w"), FieldValue(2.5));
+  EXPECT_EQ(sql("SELECT array_to_string(ARRAY(SELECT unnest(latest_keys) ORDER BY 1), ',') "
+                "FROM devices WHERE device_id = 'm'")[0],
+            "u,w");
   // And rolls up.
   auto rolled = second->rollup(1'000'000'000);
   EXPECT_TRUE(rolled.ok()) << rolled.error().message;
