@@ -2006,6 +2006,10 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   EXPECT_EQ(sql("SELECT array_to_string(ARRAY(SELECT unnest(latest_keys) ORDER BY 1), ',') "
                 "FROM devices WHERE device_id = 'm'")[0],
             "u,w");
+  // Device rows leave room in their pages for the next version (HOT updates, no bloat).
+  EXPECT_EQ(
+      sql("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'devices'")[0],
+      "fillfactor=50");
   // And rolls up.
   auto rolled = second->rollup(1'000'000'000);
   EXPECT_TRUE(rolled.ok()) << rolled.error().message;

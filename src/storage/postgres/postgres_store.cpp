@@ -123,7 +123,13 @@ constexpr const char* kMigration5 =
 // The keys of `latest` when the writer knows them (NULL: not known yet). A batch whose new latest
 // values name every key the device has replaces them without the JSON merge, which cost most of
 // a batch's time when every record names the same keys.
-constexpr const char* kMigration6 = "ALTER TABLE devices ADD COLUMN latest_keys text[]";
+// Every batch updates the row of each device in it: with room left in each page, the new row
+// version goes into the same page (a HOT update) and the dead ones are pruned there, so the table
+// does not grow between autovacuum runs (without it, 3M records left 2M dead row versions, 1.3 GB
+// for 10,000 devices, and device lists took 0.6 s).
+constexpr const char* kMigration6 =
+    "ALTER TABLE devices ADD COLUMN latest_keys text[];\n"
+    "ALTER TABLE devices SET (fillfactor = 50)";
 
 // --- SQL ---------------------------------------------------------------------------------------
 
