@@ -404,6 +404,20 @@ core::Result<std::vector<storage::DeviceSummary>> Router::readDevices() const {
   return options_.devices.list ? options_.devices.list() : store_.listDevices();
 }
 
+std::variant<ApiResponse, std::vector<storage::DeviceSummary>> Router::listedDevices(
+    const QueryParams& params) const {
+  core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
+  if (params.get("tag")) {
+    storage::DeviceGroup group;
+    if (auto problem = tagParam(params, group)) return problemResponse(*problem);
+    devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
+  } else {
+    devices = readDevices();
+  }
+  if (!devices) return storeError("listing devices", devices.error());
+  return std::move(*devices);
+}
+
 core::Result<std::optional<storage::DeviceSummary>> Router::readDevice(
     const std::string& deviceId) const {
   return options_.devices.get ? options_.devices.get(deviceId) : store_.getDevice(deviceId);
@@ -676,16 +690,10 @@ ApiResponse Router::latestPositions(const Call& call) const {
   ListParams page;
   if (auto problem = deviceListParams(params, page)) return problemResponse(*problem);
   // From the per-device latest values (the latest-state cache when the app wires it): no history
-  // scan, however long the tracks are. Tag groups come from the store's tag index.
-  core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
-  if (params.get("tag")) {
-    storage::DeviceGroup group;
-    if (auto problem = tagParam(params, group)) return problemResponse(*problem);
-    devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
-  } else {
-    devices = readDevices();
-  }
-  if (!devices) return storeError("listing devices", devices.error());
+  // scan, however long the tracks are.
+  auto listed = listedDevices(params);
+  if (auto* problem = std::get_if<ApiResponse>(&listed)) return std::move(*problem);
+  auto* devices = &std::get<std::vector<storage::DeviceSummary>>(listed);
   const auto search = params.get("search");
   const auto next = pageDevices(*devices, page, [&](const storage::DeviceSummary& device) {
     return positionJson(device.latest).has_value() &&
@@ -1184,17 +1192,9 @@ ApiResponse Router::devices(const Call& call) const {
           "cursor", "a next_cursor value from a previous response with the same sort", *text));
     }
   }
-  core::Result<std::vector<storage::DeviceSummary>> devices = std::vector<storage::DeviceSummary>{};
-  if (params.get("tag")) {
-    // Tag groups come from the store (one index range), not the cache.
-    storage::DeviceGroup group;
-    if (auto problem = tagParam(params, group)) return problemResponse(*problem);
-    devices = store_.listDevicesWithTag(group.tagKey, group.tagValue);
-  } else {
-    devices = readDevices();
-  }
-  if (!devices) return storeError("listing devices", devices.error());
-  std::vector<storage::DeviceSummary>& all = *devices;
+  auto listed = listedDevices(params);
+  if (auto* problem = std::get_if<ApiResponse>(&listed)) return std::move(*problem);
+  std::vector<storage::DeviceSummary>& all = std::get<std::vector<storage::DeviceSummary>>(listed);
   if (const auto search = params.get("search")) {
     std::erase_if(all, [&](const storage::DeviceSummary& device) {
       return !containsAsciiCaseless(device.deviceId, *search) &&

@@ -132,6 +132,10 @@ class Router {
   ApiResponse submitCommand(const Call& call) const;
   ApiResponse listCommands(const Call& call) const;
   core::Result<std::optional<storage::DeviceSummary>> readDevice(const std::string& deviceId) const;
+  // The devices of `?tag=key:value` (one range of the store's tag index), or every device; a
+  // problem response for a bad tag or a store failure.
+  std::variant<ApiResponse, std::vector<storage::DeviceSummary>> listedDevices(
+      const QueryParams& params) const;
   // Device tags and attributes (the API's first write), and fleet queries over a tag group.
   ApiResponse putDevice(const Call& call) const;
   // Writes through the store and tells the device cache.
