@@ -1306,6 +1306,25 @@ TEST_P(FleetTest, LatestValuesOfAGroup) {
   EXPECT_TRUE(latest(group("fleet", "west"), {"lat"}).empty());
   EXPECT_TRUE(latest(group("fleet", "nobody"), {}).empty());
   EXPECT_TRUE(latest(group("nokey", "east"), {"lat"}).empty());
+
+  // Many keys and repeated keys answer alike (PostgreSQL reads a few keys one by one and many by
+  // expanding the object).
+  const std::vector<std::string> many{"lat", "k1", "k2", "k3",  "k4",
+                                      "k5",  "k6", "k7", "lon", "lat"};
+  for (const auto& keys : {many, std::vector<std::string>{"lon", "lat", "lon"}}) {
+    auto found = latest(group(), keys);
+    ASSERT_EQ(ids(found), (std::vector<std::string>{"a", "b"}));
+    ASSERT_EQ(found[1].values.size(), 2u);
+    EXPECT_EQ(*findField(found[1].values, "lat"), FieldValue(std::int64_t{3}));
+    EXPECT_EQ(*findField(found[1].values, "lon"), FieldValue(-4.25));
+  }
+  // Keys that JSON escapes.
+  const std::string odd = "q\"uote\\ \n";
+  append({makeRecord("d", kDay1 + 9, {{odd, std::string("x\"y")}})});
+  auto escaped = latest(group(), {odd, "lat"});
+  ASSERT_EQ(ids(escaped), (std::vector<std::string>{"a", "b", "d"}));
+  ASSERT_EQ(escaped[2].values.size(), 1u);
+  EXPECT_EQ(*findField(escaped[2].values, odd), FieldValue(std::string("x\"y")));
 }
 
 TEST_P(FleetTest, LatestValueBelowOrAboveAThreshold) {

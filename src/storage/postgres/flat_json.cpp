@@ -16,45 +16,6 @@ bool representableValue(const FieldValue& value) {
   return d == nullptr || std::isfinite(*d);
 }
 
-void appendJsonString(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\0':
-        // PostgreSQL's json functions refuse to unescape \u0000 (it has no text form), and
-        // one such value would make every json_each/->> over the object fail.
-        out += "\xEF\xBF\xBD";
-        break;
-      default:
-        if (byte < 0x20) {
-          out += "\\u00";
-          out += kHex[byte >> 4];
-          out += kHex[byte & 0xF];
-        } else {
-          out += c;  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-}
-
 void appendJsonValue(std::string& out, const FieldValue& value) {
   char buffer[64];
   if (const auto* i = std::get_if<std::int64_t>(&value)) {
@@ -310,6 +271,45 @@ class FlatJsonReader {
 };
 
 }  // namespace
+
+void appendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\0':
+        // PostgreSQL's json functions refuse to unescape \u0000 (it has no text form), and
+        // one such value would make every json_each/->> over the object fail.
+        out += "\xEF\xBF\xBD";
+        break;
+      default:
+        if (byte < 0x20) {
+          out += "\\u00";
+          out += kHex[byte >> 4];
+          out += kHex[byte & 0xF];
+        } else {
+          out += c;  // UTF-8 passes through unchanged
+        }
+    }
+  }
+  out += '"';
+}
 
 bool representable(const FieldValue& value) {
   return representableValue(value);

@@ -15,6 +15,9 @@ namespace tern::storage::postgres {
 // False when the value has no JSON form (NaN, infinities); such values are not stored.
 bool representable(const FieldValue& value);
 
+// Appends `text` as a JSON string (quoted and escaped as stored: NUL becomes U+FFFD).
+void appendJsonString(std::string& out, std::string_view text);
+
 // Appends `"key":value` (with '{' or ',' before it) unless the value is not representable.
 void appendJsonMember(std::string& out, bool& first, std::string_view key, const FieldValue& value);
 

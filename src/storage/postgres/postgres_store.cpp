@@ -2097,23 +2097,42 @@ core::Result<std::vector<FleetDevice>> fleetRows(ReaderPool& readers, const std:
       });
 }
 
+// fleetLatest reads up to this many keys one by one rather than expanding the object.
+constexpr std::size_t kFleetKeysByPath = 8;
+
 core::Result<std::vector<FleetDevice>> PostgresStore::fleetLatest(const FleetLatestQuery& query) {
   Params params;
   const GroupSql group = groupSql(query.group, params);
-  // Only the requested keys leave the database; json_object_agg keeps the value tokens verbatim.
+  // Only the requested keys leave the database, their value tokens verbatim.
   std::string values = "d.latest";
-  if (!query.keys.empty()) {
-    // The keys travel as the member names of one JSON object.
-    std::string keys;
-    bool first = true;
-    for (const std::string& key : query.keys) {
-      appendJsonMember(keys, first, storedKey(key), FieldValue(true));
+  std::vector<std::string> keys;
+  for (const std::string& key : query.keys) {
+    std::string stored = storedKey(key);
+    if (std::find(keys.begin(), keys.end(), stored) == keys.end())
+      keys.push_back(std::move(stored));
+  }
+  if (!keys.empty() && keys.size() <= kFleetKeysByPath) {
+    // A few keys (a position): one `->` per key, the object rebuilt as text (missing keys drop
+    // out of concat_ws), rather than expanding the whole object with json_each per device.
+    values = "'{' || concat_ws(','";
+    for (const std::string& key : keys) {
+      std::string member;
+      appendJsonString(member, key);
+      member += ':';
+      values += ", " + params.add(std::move(member)) + "::text || (d.latest->" + params.add(key) +
+                "::text)::text";
     }
-    keys += first ? "{}" : "}";
+    values += ") || '}'";
+  } else if (!keys.empty()) {
+    // The keys travel as the member names of one JSON object.
+    std::string names;
+    bool first = true;
+    for (const std::string& key : keys) appendJsonMember(names, first, key, FieldValue(true));
+    names += "}";
     values =
         "(SELECT json_object_agg(e.key, e.value) FROM json_each(d.latest) e "
         "WHERE e.key IN (SELECT json_object_keys(" +
-        params.add(keys) + "::json)))";
+        params.add(names) + "::json)))";
   }
   const std::string sql = "SELECT device_id, last_seen, v FROM (SELECT d.device_id, d.last_seen, " +
                           values + " AS v FROM " + group.source + " WHERE " + group.condition +
