@@ -322,13 +322,8 @@ ApiResponse Router::listApiKeys(const Call& call) const {
           10'000, list)) {
     return problemResponse(*problem);
   }
+  if (auto problem = checkRoleParam(call.params)) return problemResponse(*problem);
   const auto role = call.params.get("role");
-  if (role && !auth::parseRole(*role)) {
-    return problemResponse(400,
-                           "parameter 'role': expected admin, operator, viewer or service, "
-                           "got " +
-                               quoteInput(*role));
-  }
   const auto search = call.params.get("search");
   auto keys = options_.auth->listApiKeys();
   if (!keys) return storeProblem("listing API keys", keys.error());

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "api/encoding.h"
+#include "auth/auth_service.h"
 
 namespace tern::api {
 
@@ -44,6 +45,13 @@ std::optional<ListKey> decodeListCursor(std::string_view text, std::string_view 
 }
 
 }  // namespace
+
+std::optional<Problem> checkRoleParam(const QueryParams& params) {
+  const auto role = params.get("role");
+  if (!role || auth::parseRole(*role)) return std::nullopt;
+  return Problem{400, "parameter 'role': expected admin, operator, viewer or service, got " +
+                          quoteInput(*role)};
+}
 
 std::optional<Problem> parseListParams(const QueryParams& params,
                                        std::initializer_list<ListSort> sorts,

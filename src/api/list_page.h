@@ -88,6 +88,9 @@ std::optional<std::string> pageObjectsById(boost::json::array& items, const List
   return next;
 }
 
+// The `role` filter of the users and API keys lists: absent, or a role's name.
+std::optional<Problem> checkRoleParam(const QueryParams& params);
+
 // ASCII case-insensitive substring test, for `search` parameters.
 bool containsAsciiCaseless(std::string_view text, std::string_view needle);
 

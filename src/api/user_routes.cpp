@@ -129,13 +129,8 @@ ApiResponse Router::listUsers(const Call& call) const {
           kDefaultUserLimit, kMaxUserLimit, list)) {
     return problemResponse(*problem);
   }
+  if (auto problem = checkRoleParam(call.params)) return problemResponse(*problem);
   const auto role = call.params.get("role");
-  if (role && !auth::parseRole(*role)) {
-    return problemResponse(400,
-                           "parameter 'role': expected admin, operator, viewer or service, "
-                           "got " +
-                               quoteInput(*role));
-  }
   const auto search = call.params.get("search");
   auto users = options_.auth->listUsers();
   if (!users) return userStoreProblem("listing users", users.error());

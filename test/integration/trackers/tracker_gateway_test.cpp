@@ -240,8 +240,8 @@ TEST(TrackerGatewayTest, CommandThroughTheApiIsSentAndItsAnswerIsReadable) {
       for (const auto& c : body.at("commands").as_array()) {
         const auto* text = c.as_object().if_contains("text");
         listed.push_back(std::string(c.at("type").as_string()) + ":" +
-                      (text ? std::string(text->as_string()) : "") + "/" +
-                      std::string(c.at("status").as_string()));
+                         (text ? std::string(text->as_string()) : "") + "/" +
+                         std::string(c.at("status").as_string()));
       }
       if (body.at("next_cursor").is_null()) return listed;
       cursor = std::string(body.at("next_cursor").as_string());
