@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/time.h"
 #include "ingest/pipeline.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/record.h"
@@ -246,7 +247,8 @@ struct Options {
   int fleetReps = 10;
   std::uint64_t seed = 1;
   bool queries = true;
-  bool rollups = true;  // roll up the data before the queries (Tern's stores)
+  bool rollups = true;           // roll up the data before the queries (Tern's stores)
+  std::string partition = "1d";  // Tern's PostgreSQL store: storage.partition
 };
 
 // Times when the k-th slice finished, with what it took.
@@ -793,6 +795,12 @@ void runSqlite(const Options& o) {
 void runPostgres(const Options& o) {
   storage::postgres::PostgresOptions po;
   po.url = o.url;
+  const auto partitionUs = core::parseDuration(o.partition);
+  if (!partitionUs || *partitionUs <= 0) {
+    throw std::runtime_error("--partition: expected a duration such as 1d or 1h");
+  }
+  po.partitionUs = *partitionUs;
+  std::printf("# postgres: partitions of %s\n", o.partition.c_str());
   auto store = storage::postgres::openPostgresStore(po);
   writeThroughPipeline(o, "postgres", *store);
   PgConn conn = pgConnect(o.url);
@@ -896,6 +904,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sqlite", "postgres", "plain", "generate"}));
   app.add_option("--path", o.path, "SQLite database file (sqlite)");
   app.add_option("--url", o.url, "libpq connection string (postgres, plain)");
+  app.add_option("--partition", o.partition,
+                 "length of a messages partition (postgres; storage.partition), e.g. 1h");
   app.add_option("--records", o.records, "records to write")->check(CLI::PositiveNumber);
   app.add_option("--trucks", o.trucks, "trucks (devices)")->check(CLI::PositiveNumber);
   app.add_option("--slice", o.slice, "report the write rate every this many records")

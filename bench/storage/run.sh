@@ -14,6 +14,9 @@
 #   BENCH_REPS=50             repetitions of each query (after one untimed warm-up)
 #   BENCH_FLEET_REPS=10       repetitions of the stationary query
 #   BENCH_PG_OPTS=            extra `postgres` options, e.g. "-c shared_buffers=4GB"
+#   BENCH_PG_PARTITION=1d     length of a messages partition in Tern's PostgreSQL store
+#                             (storage.partition), e.g. 1h
+#   BENCH_PLAIN=1             0: leave out the plain SQL table (saves its time and disk)
 #   BENCH_ROLLUPS=1           0: query without running the rollup job first (saves its time and
 #                             disk, about a quarter of the messages' size; window and hourly
 #                             queries then read raw rows)
@@ -31,6 +34,8 @@ BACKENDS="${BENCH_BACKENDS:-sqlite,postgres}"
 REPS="${BENCH_REPS:-50}"
 FLEET_REPS="${BENCH_FLEET_REPS:-10}"
 PG_OPTS="${BENCH_PG_OPTS:-}"
+PG_PARTITION="${BENCH_PG_PARTITION:-1d}"
+PLAIN="${BENCH_PLAIN:-1}"
 KEEP="${BENCH_KEEP:-0}"
 ROLLUP_ARGS=()
 [[ "${BENCH_ROLLUPS:-1}" == 0 ]] && ROLLUP_ARGS=(--no-rollups)
@@ -107,13 +112,15 @@ if has postgres; then
   "${PSQL[@]}" "$URL dbname=postgres" -c 'CREATE DATABASE tern' -c 'CREATE DATABASE plain'
 
   log "postgres (Tern's store): writing $RECORDS records"
-  bench --backend postgres --url "$URL dbname=tern"
+  bench --backend postgres --url "$URL dbname=tern" --partition "$PG_PARTITION"
   "${PSQL[@]}" "$URL dbname=postgres" -c 'DROP DATABASE tern'  # free the disk
   echo "after postgres: uptime:$(uptime | sed 's/.*load average/ load average/')"
 
-  log "plain PostgreSQL table: COPY $RECORDS rows"
-  bench --backend plain --url "$URL dbname=plain"
-  echo "after plain: uptime:$(uptime | sed 's/.*load average/ load average/')"
+  if [[ "$PLAIN" != 0 ]]; then
+    log "plain PostgreSQL table: COPY $RECORDS rows"
+    bench --backend plain --url "$URL dbname=plain"
+    echo "after plain: uptime:$(uptime | sed 's/.*load average/ load average/')"
+  fi
 fi
 
 # --- summary --------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ std::unique_ptr<storage::Store> openStore(const core::Config& config) {
   if (config.storage.backend == "postgres") {
     storage::postgres::PostgresOptions options;
     options.url = config.storage.url;
+    options.partitionUs = config.storage.partitionUs;
     return storage::postgres::openPostgresStore(options);
   }
   if (config.storage.backend != "sqlite") {

@@ -342,6 +342,8 @@ const std::vector<KeyDescriptor>& keyTable() {
                    }
                    c.storage.url = text;
                  }});
+    t.push_back(durationKey("storage.partition", 60'000'000, 366 * 86'400'000'000LL, "1m and 366d",
+                            &Config::storage, &StorageConfig::partitionUs));
     t.push_back(
         {"storage.retention", Kind::kString, 0, 0,
          [](Config& c, const KeyDescriptor& key, const std::string& text) {

@@ -104,6 +104,8 @@ struct StorageConfig {
   std::string sync = "normal";     // normal | full (sqlite)
   // postgres: a postgresql:// URL or a libpq keyword string; required for that backend.
   std::string url;
+  // postgres: the length of a messages partition, fixed when the database is created.
+  std::int64_t partitionUs = 86'400'000'000;
   std::int64_t retentionUs = 0;  // messages older than this are deleted; 0 keeps them forever
   // Per key: the key is removed from messages older than its duration (e.g. rpm=7d).
   std::vector<std::pair<std::string, std::int64_t>> retentionKeys;

@@ -1936,6 +1936,48 @@ TEST_P(PostgresStoreTest, PartitionsByDayCreatedAheadAndOnDemand) {
   EXPECT_TRUE(again.ok()) << again.message();
 }
 
+TEST_P(PostgresStoreTest, PartitionLengthIsFixedWhenTheDatabaseIsCreated) {
+  // A new database takes the configured length: here one hour.
+  const std::string url = test::PostgresServer::shared().createDatabase();
+  postgres::PostgresOptions hourly = postgresOptions(url);
+  hourly.partitionUs = 3'600'000'000;
+  auto store = postgres::openPostgresStore(hourly);
+  const auto query = [&](const std::string& text) {
+    return test::PostgresServer::query(url, text);
+  };
+  EXPECT_EQ(query("SELECT value FROM tern_settings WHERE key = 'partition_us'")[0], "3600000000");
+  const std::int64_t hourUs = 3'600'000'000;
+  std::vector<Record> records;
+  for (int hour = 0; hour < 3; ++hour) {
+    for (int i = 0; i < 4; ++i) {
+      records.push_back(makeRecord("h", kJan2026Us + hour * hourUs + i * 1'000'000));
+    }
+  }
+  ASSERT_TRUE(store->appendBatch(records).ok());
+  const std::string ofJan1 =
+      "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+      "WHERE i.inhparent = 'messages'::regclass AND c.relname LIKE 'messages_p20260101%'";
+  EXPECT_EQ(query(ofJan1)[0], "3");
+  EXPECT_EQ(query("SELECT count(*) FROM messages_p20260101_010000")[0], "4");
+
+  // Opened again with another length (as a node with another config would), it keeps its hours:
+  // day-long partitions would overlap the hourly ones and every batch would fail.
+  store.reset();
+  postgres::PostgresOptions daily = postgresOptions(url);
+  store = postgres::openPostgresStore(daily);
+  const core::Status later = store->appendBatch(
+      std::vector<Record>{makeRecord("h", kJan2026Us + 5 * hourUs), makeRecord("h", kJan2026Us)});
+  ASSERT_TRUE(later.ok()) << later.message();
+  EXPECT_EQ(query(ofJan1)[0], "4");
+  EXPECT_EQ(query("SELECT count(*) FROM messages_p20260101_050000")[0], "1");
+  auto counted = store->countMessages();
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 14);
+
+  // The default database of this fixture was made with the default: one day.
+  EXPECT_EQ(sql("SELECT value FROM tern_settings WHERE key = 'partition_us'")[0], "86400000000");
+}
+
 TEST_P(PostgresStoreTest, RetentionDropsWholePartitionsAndFinishesInterruptedRuns) {
   std::vector<Record> records;
   for (int day = 0; day < 4; ++day) {
@@ -1985,8 +2027,8 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   auto second = backend_.open();  // two at once, like two nodes
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4,5,6");
-  EXPECT_EQ(postgres::postgresSchemaVersion(), 6);
+      "1,2,3,4,5,6,7");
+  EXPECT_EQ(postgres::postgresSchemaVersion(), 7);
   auto counted = second->countMessages();
   ASSERT_TRUE(counted.ok());
   EXPECT_EQ(*counted, 1);
@@ -1999,11 +2041,17 @@ TEST_P(PostgresStoreTest, MigrationsAreIdempotentAndVersioned) {
   sql("DROP TABLE tern_rollup_1m, tern_rollup_1h, tern_rollup_dirty, tern_rollup_state, "
       "tern_rollup_key_floor");
   sql("DROP INDEX messages_ts_brin");
+  sql("DROP TABLE tern_settings");
   sql("DELETE FROM tern_schema_version WHERE version > 1");
-  second = backend_.open();
+  // A database made before the partition length was kept was partitioned by day, whatever the
+  // configuration says now.
+  postgres::PostgresOptions hourly = postgresOptions(backend_.url());
+  hourly.partitionUs = 3'600'000'000;
+  second = postgres::openPostgresStore(hourly);
+  EXPECT_EQ(sql("SELECT value FROM tern_settings WHERE key = 'partition_us'")[0], "86400000000");
   EXPECT_EQ(
       sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tern_schema_version")[0],
-      "1,2,3,4,5,6");
+      "1,2,3,4,5,6,7");
   EXPECT_TRUE(second->dropKeyBefore("v", 10).ok());
   // Existing devices get empty attributes and no tags, and can be tagged.
   auto old = second->getDevice("m");

@@ -29,7 +29,7 @@
 namespace tern::storage::postgres {
 namespace {
 
-constexpr int kSchemaVersion = 6;
+constexpr int kSchemaVersion = 7;
 constexpr std::int64_t kFlagPayloadJson = 1;  // messages.flags bit 0, as in the SQLite backend
 constexpr std::size_t kMaxIdleReaders = 8;
 constexpr std::int64_t kUsPerDay = 86'400'000'000;
@@ -130,6 +130,12 @@ constexpr const char* kMigration5 =
 constexpr const char* kMigration6 =
     "ALTER TABLE devices ADD COLUMN latest_keys text[];\n"
     "ALTER TABLE devices SET (fillfactor = 50)";
+// Settings that fix the database's layout, decided when it is created. partition_us: the
+// length of a messages partition (or TimescaleDB chunk). A database made before this migration
+// was partitioned by day, the only length earlier builds knew; the value is set when it runs.
+constexpr const char* kMigration7 =
+    "CREATE TABLE tern_settings (key text PRIMARY KEY, value text NOT NULL);\n"
+    "INSERT INTO tern_settings VALUES ('partition_us', ";
 
 // --- SQL ---------------------------------------------------------------------------------------
 
@@ -1071,6 +1077,11 @@ void PostgresStore::migrate() {
       } else if (next == 6) {
         sql = kMigration6;
         sql += ";\n";
+      } else if (next == 7) {
+        sql = kMigration7;
+        // A new database takes the configured length; an older one keeps its days.
+        sql += toText(version == 0 ? options_.partitionUs : kUsPerDay);
+        sql += ");\n";
       }
       sql += "INSERT INTO tern_schema_version(version) VALUES (";
       sql += std::to_string(next);
@@ -1092,6 +1103,21 @@ void PostgresStore::migrate() {
   }
   execOrThrow("SELECT pg_advisory_unlock_all()", "unlock after migration");
   partitioned_ = queryTextOrThrow(kSqlLayout, "read layout") == "partitioned";
+  // Partitions of another length would overlap the existing ones: the database's own length
+  // wins over the configured one, on every node.
+  const std::string stored = queryTextOrThrow(
+      "SELECT value FROM tern_settings WHERE key = 'partition_us'", "read partition length");
+  const std::int64_t partitionUs = stored.empty() ? 0 : std::stoll(stored);
+  if (partitionUs <= 0) {
+    throw std::runtime_error("postgres: tern_settings.partition_us is missing or not positive");
+  }
+  if (partitionUs != options_.partitionUs) {
+    spdlog::warn(
+        "postgres: storage.partition is {} s but this database was created with {} s "
+        "partitions; keeping {} s (the length is fixed when the database is created)",
+        options_.partitionUs / 1'000'000, partitionUs / 1'000'000, partitionUs / 1'000'000);
+    options_.partitionUs = partitionUs;
+  }
 }
 
 // Per-connection set-up of the writer: its batch table and the partitions that exist.

@@ -89,6 +89,7 @@ TEST(ConfigTest, ListsAllKeys) {
                                           "storage.backend",
                                           "storage.sync",
                                           "storage.url",
+                                          "storage.partition",
                                           "storage.retention",
                                           "storage.retention_keys",
                                           "storage.retention_schedule",
@@ -154,6 +155,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   applyConfigValue(c, "storage.backend", "sqlite");
   applyConfigValue(c, "storage.sync", "full");
   applyConfigValue(c, "storage.url", "postgresql://tern@db:5432/tern");
+  applyConfigValue(c, "storage.partition", "1h");
   applyConfigValue(c, "storage.retention", "90d");
   applyConfigValue(c, "storage.retention_keys", "rpm=7d,can.dtcs=12h");
   applyConfigValue(c, "storage.retention_schedule", "@hourly");
@@ -204,6 +206,7 @@ TEST(ConfigTest, AppliesEveryKeyFromText) {
   EXPECT_EQ(c.api.loginMaxFailures, 0u);
   EXPECT_EQ(c.storage.sync, "full");
   EXPECT_EQ(c.storage.url, "postgresql://tern@db:5432/tern");
+  EXPECT_EQ(c.storage.partitionUs, 3'600'000'000);
   EXPECT_EQ(c.storage.retentionUs, 90LL * 86'400'000'000);
   ASSERT_EQ(c.storage.retentionKeys.size(), 2u);
   EXPECT_EQ(c.storage.retentionKeys[1].first, "can.dtcs");
@@ -256,6 +259,7 @@ TEST(ConfigTest, EveryErrorNamesTheKey) {
       {"storage.backend", {"mysql", ""}},
       {"storage.sync", {"off"}},
       {"storage.url", {"", "localhost", "mysql://db/tern", "host=db\ndbname=x"}},
+      {"storage.partition", {"", "1", "59s", "367d", "0h"}},
       {"storage.retention", {"", "90", "-1d", "soon", "0s"}},
       {"storage.retention_keys", {"rpm", "rpm=", "=7d", "rpm=7", "rpm=7d,x=y", "a\"b=1d"}},
       {"storage.retention_schedule", {""}},
