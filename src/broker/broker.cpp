@@ -33,6 +33,7 @@ Broker::Broker(net::EventLoopPool& pool, core::MqttConfig config, ingest::Pipeli
                                  &messagesSent_,      &messagesDropped_, state_};
   for (std::size_t i = 0; i < pool_.size(); ++i) {
     wheels_.push_back(std::make_unique<net::DeadlineWheel<Connection>>(pool_.loop(i)));
+    pollers_.push_back(std::make_unique<net::FdPoller>(pool_.loop(i)));
   }
   listener_.setProxyProtocol(config_.proxyProtocol);
   wsListener_.setProxyProtocol(config_.proxyProtocol);
@@ -226,8 +227,8 @@ void Broker::onAccept(net::AcceptedStream accepted) {
   }
   // The stream already belongs to its loop; build and start the connection there.
   auto executor = accepted.stream.get_executor();
-  net::DeadlineWheel<Connection>* wheel = wheelFor(executor);
-  if (wheel == nullptr) {
+  const std::size_t loop = loopIndexOf(executor);
+  if (loop == std::string::npos) {
     spdlog::error(
         "mqtt: refusing connection from {}: its stream is not on an event loop of the "
         "broker",
@@ -237,24 +238,24 @@ void Broker::onAccept(net::AcceptedStream accepted) {
   }
   openConnections_.fetch_add(1);
   connectionsTotal_.fetch_add(1, std::memory_order_relaxed);
-  asio::post(executor, [this, wheel, a = std::move(accepted)]() mutable {
-    auto connection =
-        std::make_shared<Connection>(*this, *wheel, std::move(a.stream), std::move(a.remoteAddress),
-                                     std::move(a.initialBytes), std::move(a.certificateCn));
+  asio::post(executor, [this, loop, a = std::move(accepted)]() mutable {
+    auto connection = std::make_shared<Connection>(
+        *this, *wheels_[loop], std::move(a.stream), std::move(a.remoteAddress),
+        std::move(a.initialBytes), std::move(a.certificateCn));
     {
       std::lock_guard lock(connectionsMutex_);
       connections_[connection.get()] = connection;
     }
-    connection->start();
+    connection->start(*pollers_[loop]);
   });
 }
 
-net::DeadlineWheel<Connection>* Broker::wheelFor(const asio::any_io_executor& executor) {
+std::size_t Broker::loopIndexOf(const asio::any_io_executor& executor) {
   const asio::execution_context* context = &asio::query(executor, asio::execution::context);
   for (std::size_t i = 0; i < wheels_.size(); ++i) {
-    if (context == &static_cast<asio::execution_context&>(pool_.loop(i))) return wheels_[i].get();
+    if (context == &static_cast<asio::execution_context&>(pool_.loop(i))) return i;
   }
-  return nullptr;
+  return std::string::npos;
 }
 
 void Broker::connectionClosed(const Connection* connection) {
@@ -363,7 +364,7 @@ std::optional<Broker::ClientIdentity> Broker::clientIdentity(const std::string& 
   if (!connection) return std::nullopt;
   // Set before openSession (under this mutex) and never changed after: safe to read here.
   return ClientIdentity{std::string(connection->transportName()), connection->certificateCn(),
-                        connection->username()};
+                        std::string(connection->username())};
 }
 
 void Broker::closeSession(const std::shared_ptr<Session>& session, const Connection* connection,

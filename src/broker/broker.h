@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "net/deadline_wheel.h"
 #include "net/event_loop_pool.h"
+#include "net/fd_poller.h"
 #include "net/stream_listener.h"
 
 namespace tern::ingest {
@@ -148,8 +149,8 @@ class Broker {
  private:
   static net::WebSocketOptions webSocketOptions();
   void onAccept(net::AcceptedStream accepted);
-  // The deadline wheel of the loop `executor` belongs to (null: not one of the pool's loops).
-  net::DeadlineWheel<Connection>* wheelFor(const boost::asio::any_io_executor& executor);
+  // The index of the pool's loop `executor` belongs to; npos when it is none of them.
+  std::size_t loopIndexOf(const boost::asio::any_io_executor& executor);
   void publishSys();
   void scheduleSys();
   // Once a second: publishes delayed wills that are due and ends expired sessions.
@@ -187,6 +188,8 @@ class Broker {
 
   // One per event loop (pool_.loop(i)), declared before connections_ so that it outlives them.
   std::vector<std::unique_ptr<net::DeadlineWheel<Connection>>> wheels_;
+  // Also one per event loop: readiness of plain TCP connections.
+  std::vector<std::unique_ptr<net::FdPoller>> pollers_;
   std::mutex connectionsMutex_;
   // Open connections, owned here until they close (an idle or paused connection has no pending
   // operation that would keep it alive).

@@ -47,8 +47,8 @@ Connection::Connection(Broker& broker, net::DeadlineWheel<Connection>& wheel,
       wheel_(wheel),
       stream_(std::move(stream)),
       peer_(std::move(peer)),
-      input_(std::move(initialBytes)),
-      inputUsed_(input_.size()) {
+      inputUsed_(static_cast<std::uint32_t>(initialBytes.size())) {
+  if (!initialBytes.empty()) io().input = std::move(initialBytes);
   if (!certificateCn.empty()) rare().certificateCn = std::move(certificateCn);
 }
 
@@ -65,6 +65,17 @@ const std::string& Connection::certificateCn() const {
   return rare_ ? rare_->certificateCn : kNone;
 }
 
+void Connection::Names::set(std::string_view username, std::string_view grant,
+                            std::string_view identity) {
+  // The views may point into text_: build the new text first.
+  std::string text;
+  text.reserve(username.size() + grant.size() + identity.size());
+  text.append(username).append(grant).append(identity);
+  text_ = std::move(text);
+  usernameSize_ = static_cast<std::uint32_t>(username.size());
+  grantSize_ = static_cast<std::uint32_t>(grant.size());
+}
+
 Connection::Rare& Connection::rare() {
   if (!rare_) rare_ = std::make_unique<Rare>();
   return *rare_;
@@ -79,19 +90,24 @@ Connection::~Connection() {
   wheel_.cancel(*this);
 }
 
-void Connection::start() {
-  boost::system::error_code ec;
-  stream_.withSocket([&](auto& socket) {
+void Connection::start(net::FdPoller& poller) {
+  if (stream_.plainTcp()) {
+    // Readiness from the loop's poller; the socket is non-blocking with TCP_NODELAY already.
+    if (peer_.empty()) peer_ = "?";
+    if (const auto ec = stream_.plainSocket().attach(poller, *this, 0); ec) {
+      close("cannot watch the socket: " + ec.message(), false, false);
+      return;
+    }
+  } else {
+    boost::system::error_code ec;
+    auto& socket = stream_.transportSocket();
     if (peer_.empty()) {
       auto remote = socket.remote_endpoint(ec);
       peer_ = ec ? std::string("?")
                  : remote.address().to_string() + ":" + std::to_string(remote.port());
     }
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  });
-  // onReadable reads plain TCP synchronously after a readiness wait: it must never block. Set
-  // once here (an ioctl), not per read.
-  if (stream_.plainTcp()) stream_.plainSocket().non_blocking(true, ec);
+  }
   lastActivityUs_ = core::monotonicMicros();
   wheel_.schedule(*this, lastActivityUs_ + kConnectTimeoutUs);
   if (inputUsed_ > 0) {
@@ -112,25 +128,29 @@ struct LoopReadBuffer {
 thread_local LoopReadBuffer loopReadBuffer;
 }  // namespace
 
+void Connection::growInput() {
+  std::string& input = io().input;
+  if (input.size() - inputUsed_ < 1024) {
+    std::size_t grown =
+        std::max(kInitialReadBuffer, std::min(input.size() * 2, inputUsed_ + kMaxReadChunk));
+    input.resize(std::max(grown, std::size_t{inputUsed_} + 1024));
+  }
+}
+
 void Connection::readMore() {
   if (reading_ || paused_ || authPending_ || state_ == State::kClosed) return;
-  if (inputUsed_ == 0 && stream_.plainTcp()) {
-    // Wait for readability without a buffer: idle connections then hold no read memory.
-    if (!input_.empty()) std::string().swap(input_);
+  if (stream_.plainTcp()) {
+    // Wait for readability without a buffer when no partial packet is kept: idle connections
+    // then hold no read memory.
+    if (inputUsed_ == 0 && io_) std::string().swap(io_->input);
     reading_ = true;
-    stream_.plainSocket().async_wait(
-        asio::ip::tcp::socket::wait_read,
-        [self = shared_from_this()](const boost::system::error_code& ec) { self->onReadable(ec); });
+    updateInterest();
     return;
   }
-  if (input_.size() - inputUsed_ < 1024) {
-    std::size_t grown =
-        std::max(kInitialReadBuffer, std::min(input_.size() * 2, inputUsed_ + kMaxReadChunk));
-    input_.resize(std::max(grown, inputUsed_ + 1024));
-  }
+  growInput();
   reading_ = true;
   stream_.asyncReadSome(
-      asio::buffer(input_.data() + inputUsed_, input_.size() - inputUsed_),
+      asio::buffer(io_->input.data() + inputUsed_, io_->input.size() - inputUsed_),
       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t bytes) {
         self->onRead(ec, bytes);
       });
@@ -149,41 +169,38 @@ void Connection::onRead(const boost::system::error_code& ec, std::size_t bytes) 
     }
     return;
   }
-  inputUsed_ += bytes;
+  inputUsed_ += static_cast<std::uint32_t>(bytes);
   lastActivityUs_ = core::monotonicMicros();
   processInput();
   afterInput();
 }
 
-void Connection::onReadable(const boost::system::error_code& ec) {
+void Connection::onReadable() {
   reading_ = false;
   if (state_ == State::kClosed) return;
-  if (ec) {
-    close("connection lost: " + ec.message(), false, true);
-    return;
-  }
-  net::LoopSocket& socket = stream_.plainSocket();
-  boost::system::error_code readError;
+  net::RawSocket& socket = stream_.plainSocket();
+  std::size_t n = 0;
   LoopReadBuffer& buffer = loopReadBuffer;
-  if (buffer.inUse) {
-    // Not expected (handlers do not nest), but never share the buffer: read the owned way.
-    input_.resize(kInitialReadBuffer);
-    const std::size_t n = socket.read_some(asio::buffer(input_), readError);
-    if (readError == asio::error::would_block || readError == asio::error::try_again) {
-      input_.clear();
-      readMore();
+  if (inputUsed_ > 0 || buffer.inUse) {
+    // The rest of a kept partial packet goes after it. (The loop's buffer in use is not
+    // expected, handlers do not nest, but it is never shared.)
+    growInput();
+    const auto ec = socket.readSome(
+        asio::buffer(io_->input.data() + inputUsed_, io_->input.size() - inputUsed_), n);
+    if (ec == asio::error::would_block) {
+      readMore();  // a spurious wake-up
       return;
     }
-    onRead(readError, n);
+    onRead(ec, n);
     return;
   }
-  const std::size_t n = socket.read_some(asio::buffer(buffer.bytes), readError);
-  if (readError == asio::error::would_block || readError == asio::error::try_again) {
-    readMore();  // a spurious wake-up
+  const auto ec = socket.readSome(asio::buffer(buffer.bytes), n);
+  if (ec == asio::error::would_block) {
+    readMore();
     return;
   }
-  if (readError) {
-    onRead(readError, 0);
+  if (ec) {
+    onRead(ec, 0);
     return;
   }
   lastActivityUs_ = core::monotonicMicros();
@@ -192,11 +209,64 @@ void Connection::onReadable(const boost::system::error_code& ec) {
   const std::size_t used = handleBytes(data);
   if (state_ != State::kClosed && used < n) {
     // The start of a packet: keep it until the rest comes.
-    input_.assign(data.substr(used));
-    inputUsed_ = input_.size();
+    io().input.assign(data.substr(used));
+    inputUsed_ = static_cast<std::uint32_t>(io().input.size());
   }
   buffer.inUse = false;
   afterInput();
+}
+
+void Connection::onFdReady(std::uint32_t ready) {
+  // Closing drops the broker's reference: stay alive until this returns.
+  const std::shared_ptr<Connection> self = shared_from_this();
+  if ((ready & net::FdPoller::kWrite) != 0 && writeInProgress_) {
+    writeInProgress_ = false;
+    if (writePlain()) onWritten({});
+  }
+  if ((ready & net::FdPoller::kRead) != 0 && reading_) {
+    onReadable();
+  } else if ((ready & net::FdPoller::kHangup) != 0 && !reading_ && !writeInProgress_) {
+    // Reset while paused or waiting for the authenticator: nothing more can be read or sent.
+    if (state_ != State::kClosed) close("connection lost", false, true);
+    stream_.close();
+  }
+  std::shared_ptr<Connection> hold;
+  if (state_ == State::kClosed && !writeInProgress_) hold = dropLingerHold();
+  updateInterest();
+  trimIo();
+}
+
+Connection::Io& Connection::io() {
+  if (!io_) io_ = std::make_unique<Io>();
+  return *io_;
+}
+
+void Connection::trimIo() {
+  // Plain TCP reads into the loop's buffer: with no partial packet kept and nothing to send,
+  // the block holds nothing worth keeping. (Other transports read into it all the time.)
+  if (io_ && stream_.plainTcp() && !writeInProgress_ && inputUsed_ == 0 && io_->outbox.empty()) {
+    io_.reset();
+  }
+}
+
+void Connection::onPollerGone() {
+  if (!stream_.plainTcp()) return;
+  stream_.plainSocket().forgetPoller();
+  stream_.close();
+  const std::shared_ptr<Connection> hold = dropLingerHold();
+}
+
+void Connection::updateInterest() {
+  if (!stream_.plainTcp()) return;
+  stream_.plainSocket().want((reading_ ? net::FdPoller::kRead : 0u) |
+                             (writeInProgress_ ? net::FdPoller::kWrite : 0u));
+}
+
+std::shared_ptr<Connection> Connection::dropLingerHold() {
+  if (!rare_ || !rare_->lingerHold) return nullptr;
+  std::shared_ptr<Connection> hold = std::move(rare_->lingerHold);
+  trimRare();
+  return hold;
 }
 
 void Connection::afterInput() {
@@ -235,15 +305,16 @@ void Connection::resumeReading() {
 }
 
 void Connection::processInput() {
-  const std::size_t offset = handleBytes(std::string_view(input_.data(), inputUsed_));
+  if (inputUsed_ == 0) return;
+  const std::size_t offset = handleBytes(std::string_view(io().input.data(), inputUsed_));
   if (offset > 0 && state_ != State::kClosed) {
-    std::memmove(input_.data(), input_.data() + offset, inputUsed_ - offset);
-    inputUsed_ -= offset;
+    std::memmove(io_->input.data(), io_->input.data() + offset, inputUsed_ - offset);
+    inputUsed_ -= static_cast<std::uint32_t>(offset);
   }
   // A burst of large packets grew the buffer; give the memory back once it is idle.
-  if (inputUsed_ == 0 && input_.size() > 4 * kMaxReadChunk) {
-    input_.resize(kInitialReadBuffer);
-    input_.shrink_to_fit();
+  if (inputUsed_ == 0 && io_ && io_->input.size() > 4 * kMaxReadChunk) {
+    io_->input.resize(kInitialReadBuffer);
+    io_->input.shrink_to_fit();
   }
 }
 
@@ -294,7 +365,7 @@ bool Connection::handlePacket(mqtt::Packet& packet) {
     case mqtt::PacketType::kUnsubscribe:
       return handleUnsubscribe(std::get<mqtt::Unsubscribe>(packet));
     case mqtt::PacketType::kPingreq:
-      mqtt::encodeEmpty(mqtt::PacketType::kPingresp, outbox_);
+      mqtt::encodeEmpty(mqtt::PacketType::kPingresp, io().outbox);
       return true;
     case mqtt::PacketType::kDisconnect:
       return handleDisconnect(std::get<mqtt::Disconnect>(packet));
@@ -321,7 +392,7 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   if (!known) {
     if (connect.protocolName == "MQTT" || connect.protocolName == "MQIsdp") {
       // Right protocol, unsupported level: the standard wants CONNACK 0x01, then close.
-      mqtt::encodeConnack(false, mqtt::ConnackCode::kUnacceptableProtocolVersion, outbox_);
+      mqtt::encodeConnack(false, mqtt::ConnackCode::kUnacceptableProtocolVersion, io().outbox);
       close("unsupported protocol level " + std::to_string(connect.protocolLevel), true, false);
     } else {
       close("unknown protocol name '" + connect.protocolName + "'", true, false);
@@ -344,7 +415,7 @@ bool Connection::handleConnect(mqtt::Connect& connect) {
   if (connect.clientId.empty()) {
     if (!connect.cleanSession) {
       rare().clientId = "(empty)";
-      mqtt::encodeConnack(false, mqtt::ConnackCode::kIdentifierRejected, outbox_);
+      mqtt::encodeConnack(false, mqtt::ConnackCode::kIdentifierRejected, io().outbox);
       close("empty client id requires clean session", true, false);
       return false;
     }
@@ -381,8 +452,8 @@ void Connection::onAuthenticated(AuthDecision decision) {
     refuseAuthentication(decision);
     return;
   }
-  grant_ = std::move(decision.grant);
-  identity_ = decision.identity.empty() ? "(anonymous)" : std::move(decision.identity);
+  names_.set(names_.username(), decision.grant,
+             decision.identity.empty() ? std::string_view("(anonymous)") : decision.identity);
   if (!decision.allowAll) acl_ = std::make_shared<const TopicAcl>(std::move(decision.rules));
   mqtt::Connect connect = std::move(*rare().pendingConnect);
   rare_->pendingConnect.reset();
@@ -414,9 +485,9 @@ void Connection::refuseAuthentication(const AuthDecision& decision) {
       break;
   }
   if (v5()) {
-    mqtt::encodeConnack5(mqtt::Connack{.returnCode = code}, outbox_);
+    mqtt::encodeConnack5(mqtt::Connack{.returnCode = code}, io().outbox);
   } else {
-    mqtt::encodeConnack(false, code, outbox_);
+    mqtt::encodeConnack(false, code, io().outbox);
   }
   const std::string& who = decision.identity;
   if (decision.outcome == Outcome::kRateLimited) {
@@ -431,16 +502,16 @@ void Connection::refuseAuthentication(const AuthDecision& decision) {
 }
 
 void Connection::closeIfRevoked(const std::vector<std::string>& revoked) {
-  if (grant_.empty() || state_ != State::kConnected) return;
-  if (std::find(revoked.begin(), revoked.end(), grant_) == revoked.end()) return;
+  if (grant().empty() || state_ != State::kConnected) return;
+  if (std::find(revoked.begin(), revoked.end(), grant()) == revoked.end()) return;
   spdlog::warn("mqtt: closing client '{}' ({}) of '{}': its credentials were revoked", clientId(),
-               peer_, identity_);
+               peer_, names_.identity());
   if (v5()) {
     // With a reason string: it says why, and some clients (paho 1.6) only read the reason code
     // of a DISCONNECT that has properties.
     mqtt::Properties properties;
     properties.reasonString = "credentials revoked";
-    mqtt::encodeDisconnect5(mqtt::reason::kNotAuthorized, &properties, outbox_);
+    mqtt::encodeDisconnect5(mqtt::reason::kNotAuthorized, &properties, io().outbox);
   }
   close("credentials revoked", false, false);
 }
@@ -454,13 +525,14 @@ void Connection::dropForbiddenSubscriptions() {
     spdlog::warn(
         "mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'; removed from its "
         "resumed session",
-        clientId(), peer_, identity_, filter);
+        clientId(), peer_, names_.identity(), filter);
   }
 }
 
 bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   const mqtt::Properties& props = connect.properties;
-  username_ = connect.username ? *connect.username : certificateCn();
+  names_.set(connect.username ? std::string_view(*connect.username) : certificateCn(),
+             names_.grant(), names_.identity());
   keepAlive_ = connect.keepAlive;
   const core::MqttConfig& config = broker_.config();
   if (v5() && config.serverKeepAlive > 0)
@@ -469,7 +541,7 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
   if (will_ && acl_ && !acl_->mayPublish(will_->topic)) {
     // Kept out rather than refusing the client: the will is the only thing wrong.
     spdlog::warn("mqtt: client '{}' ({}) of '{}' may not publish its will on '{}'; dropped",
-                 clientId(), peer_, identity_, will_->topic);
+                 clientId(), peer_, names_.identity(), will_->topic);
     will_.reset();
   }
   state_ = State::kConnected;
@@ -502,12 +574,12 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
     out.wildcardSubscriptionAvailable = 1;
     out.subscriptionIdentifierAvailable = 1;
     out.sharedSubscriptionAvailable = 1;
-    mqtt::encodeConnack5(connack, outbox_);
+    mqtt::encodeConnack5(connack, io().outbox);
     params.receiveMaximum = props.receiveMaximum.value_or(65535);
     params.maximumPacketSize = props.maximumPacketSize.value_or(0);
     params.topicAliasMaximum = props.topicAliasMaximum.value_or(0);
   } else {
-    mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, outbox_);
+    mqtt::encodeConnack(sessionPresent, mqtt::ConnackCode::kAccepted, io().outbox);
   }
   session_->attach(shared_from_this(), params);
   spdlog::debug("mqtt: client '{}' connected from {} (MQTT {}, clean={}, keepalive={}s)",
@@ -518,7 +590,7 @@ bool Connection::finishConnect(mqtt::Connect& connect, bool assignedId) {
 
 bool Connection::refuseConnect(mqtt::ConnackCode code, std::string_view reason) {
   mqtt::Connack connack{.returnCode = code};
-  mqtt::encodeConnack5(connack, outbox_);
+  mqtt::encodeConnack5(connack, io().outbox);
   close(reason, true, false);
   return false;
 }
@@ -671,7 +743,7 @@ bool Connection::handlePublish(mqtt::Publish& publish) {
 bool Connection::denyPublish(const mqtt::Publish& publish) {
   broker_.countDenied();
   spdlog::info("mqtt: client '{}' ({}) of '{}' may not publish on '{}'; dropped", clientId(), peer_,
-               identity_, publish.topic);
+               names_.identity(), publish.topic);
   if (publish.qos == 0) return true;
   const mqtt::PacketType ackType =
       publish.qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
@@ -743,7 +815,7 @@ bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
     if (acl_ && !acl_->maySubscribe(subscription.filter)) {
       broker_.countDenied();
       spdlog::info("mqtt: client '{}' ({}) of '{}' may not subscribe to '{}'", clientId(), peer_,
-                   identity_, subscription.filter);
+                   names_.identity(), subscription.filter);
       codes.push_back(v5() ? mqtt::reason::kNotAuthorized : mqtt::kSubackFailure);
       continue;
     }
@@ -762,9 +834,9 @@ bool Connection::handleSubscribe(const mqtt::Subscribe& subscribe) {
   }
   if (v5()) {
     mqtt::Suback suback{.packetId = subscribe.packetId, .returnCodes = std::move(codes)};
-    mqtt::encodeSuback5(suback, outbox_);
+    mqtt::encodeSuback5(suback, io().outbox);
   } else {
-    mqtt::encodeSuback(subscribe.packetId, codes, outbox_);
+    mqtt::encodeSuback(subscribe.packetId, codes, io().outbox);
   }
   // Retained messages follow the SUBACK (session bytes are written after this loop's own).
   for (const auto& [subscription, options] : retained) {
@@ -781,18 +853,18 @@ bool Connection::handleUnsubscribe(const mqtt::Unsubscribe& unsubscribe) {
                                            : mqtt::reason::kNoSubscriptionExisted);
   }
   if (v5()) {
-    mqtt::encodeUnsuback5(unsuback, outbox_);
+    mqtt::encodeUnsuback5(unsuback, io().outbox);
   } else {
-    mqtt::encodeAck(mqtt::PacketType::kUnsuback, unsubscribe.packetId, outbox_);
+    mqtt::encodeAck(mqtt::PacketType::kUnsuback, unsubscribe.packetId, io().outbox);
   }
   return true;
 }
 
 void Connection::encodeAck(mqtt::PacketType type, std::uint16_t packetId, std::uint8_t reasonCode) {
   if (v5()) {
-    mqtt::encodeAck5(type, packetId, reasonCode, nullptr, outbox_);
+    mqtt::encodeAck5(type, packetId, reasonCode, nullptr, io().outbox);
   } else {
-    mqtt::encodeAck(type, packetId, outbox_);
+    mqtt::encodeAck(type, packetId, io().outbox);
   }
 }
 
@@ -843,18 +915,48 @@ void Connection::onSessionWake() {
 
 void Connection::flush() {
   if (writeInProgress_) return;
-  writing_.clear();
-  writing_.swap(outbox_);
-  if (state_ == State::kConnected && session_) session_->takeOutbox(writing_);
-  if (writing_.empty()) {
-    if (closeAfterWrite_) goodbyePending_ = stream_.shutdown(shared_from_this());
-    return;
+  for (;;) {
+    Io& io = this->io();
+    io.writing.clear();
+    io.writing.swap(io.outbox);
+    if (state_ == State::kConnected && session_) session_->takeOutbox(io.writing);
+    if (io.writing.empty()) {
+      if (closeAfterWrite_) goodbyePending_ = stream_.shutdown(shared_from_this());
+      trimIo();
+      return;
+    }
+    if (!stream_.plainTcp()) {
+      writeInProgress_ = true;
+      stream_.asyncWrite(asio::buffer(io.writing),
+                         [self = shared_from_this()](const boost::system::error_code& ec,
+                                                     std::size_t) { self->onWritten(ec); });
+      return;
+    }
+    written_ = 0;
+    if (!writePlain()) return;
   }
-  writeInProgress_ = true;
-  stream_.asyncWrite(asio::buffer(writing_),
-                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                       self->onWritten(ec);
-                     });
+}
+
+bool Connection::writePlain() {
+  net::RawSocket& socket = stream_.plainSocket();
+  const std::string& writing = io().writing;
+  while (written_ < writing.size()) {
+    std::size_t n = 0;
+    const auto ec =
+        socket.writeSome(asio::buffer(writing.data() + written_, writing.size() - written_), n);
+    if (ec == asio::error::would_block) {
+      writeInProgress_ = true;
+      updateInterest();
+      return false;
+    }
+    if (ec) {
+      onWritten(ec);
+      return false;
+    }
+    written_ += static_cast<std::uint32_t>(n);
+  }
+  written_ = 0;
+  return true;
 }
 
 void Connection::onWritten(const boost::system::error_code& ec) {
@@ -865,7 +967,7 @@ void Connection::onWritten(const boost::system::error_code& ec) {
     return;
   }
   // Keep large one-off buffers from living on in idle connections.
-  if (writing_.capacity() > 4 * kMaxReadChunk) std::string().swap(writing_);
+  if (io_ && io_->writing.capacity() > 4 * kMaxReadChunk) std::string().swap(io_->writing);
   flush();
 }
 
@@ -891,10 +993,12 @@ void Connection::onDeadline(std::int64_t nowUs) {
         armKeepalive();
       }
       return;
-    case State::kClosed:
+    case State::kClosed: {
       // Do not wait forever on a peer that does not read (or answer a WebSocket close frame).
       stream_.close();
+      const std::shared_ptr<Connection> hold = dropLingerHold();
       return;
+    }
   }
 }
 
@@ -913,7 +1017,7 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   if (wasConnected && v5() && (disconnectReason != 0 || protocolError)) {
     // MQTT 5 tells the client why (§4.13); 3.1.1 can only close.
     mqtt::encodeDisconnect5(disconnectReason != 0 ? disconnectReason : mqtt::reason::kProtocolError,
-                            nullptr, outbox_);
+                            nullptr, io().outbox);
   }
   if (protocolError) {
     broker_.countProtocolError();
@@ -954,9 +1058,9 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
   } else if (will) {
     broker_.publishWill(will);
   }
-  if (!grant_.empty()) {
-    broker_.authenticator()->release(grant_);
-    grant_.clear();
+  if (!grant().empty()) {
+    broker_.authenticator()->release(std::string(grant()));
+    grantReleased_ = true;
   }
   if (counted_) broker_.countConnected(-1);
   broker_.connectionClosed(this);
@@ -967,7 +1071,9 @@ void Connection::close(std::string_view reason, bool protocolError, bool sendWil
     flush();
   }
   if (writeInProgress_ || goodbyePending_) {
-    // Bounded in time by onDeadline. Until then the write or the goodbye keeps this alive.
+    // Bounded in time by onDeadline. Until then the write or the goodbye keeps this alive (a
+    // plain TCP write has no handler that would: it holds itself).
+    if (writeInProgress_ && stream_.plainTcp()) rare().lingerHold = self;
     wheel_.schedule(*this, core::monotonicMicros() + kCloseLingerUs);
   }
 }

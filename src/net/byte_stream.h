@@ -3,13 +3,13 @@
 // WebSocket, WebSocket over TLS) that turns its framing back into a byte stream. A protocol
 // connection (the MQTT broker's) is written once against ByteStream and works on all of them.
 //
-// Plain TCP is held inline and called directly: no virtual call, no type-erased handler, no
-// copy — the same Asio calls as on a bare socket. Other transports sit behind one virtual
-// interface; their handlers go through a std::function, small next to the crypto or framing.
+// Plain TCP is held inline as a RawSocket, outside Asio's reactor, and read and written directly
+// by its owner when the loop's FdPoller says it is ready: no pending operation while idle. Other
+// transports sit behind one virtual interface; their handlers go through a std::function, small
+// next to the crypto or framing.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <functional>
@@ -19,6 +19,7 @@
 #include <variant>
 
 #include "net/loop_socket.h"
+#include "net/raw_socket.h"
 
 namespace tern::net {
 
@@ -58,53 +59,42 @@ class Transport {
 
 class ByteStream {
  public:
-  explicit ByteStream(LoopSocket socket) : stream_(std::move(socket)) {}
+  // Plain TCP: the socket leaves Asio's reactor (see raw_socket.h); its owner attaches it to
+  // its loop's FdPoller and reads and writes it directly.
+  explicit ByteStream(LoopSocket socket) : stream_(RawSocket(std::move(socket))) {}
   explicit ByteStream(std::unique_ptr<Transport> transport) : stream_(std::move(transport)) {}
   ByteStream(ByteStream&&) = default;
   ByteStream& operator=(ByteStream&&) = default;
 
   boost::asio::any_io_executor get_executor() {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
-      return tcp->get_executor();
+    if (auto* tcp = std::get_if<RawSocket>(&stream_)) [[likely]] {
+      return tcp->loop().get_executor();
     }
     return transport().executor();
   }
 
-  // Calls f with the TCP socket underneath (a LoopSocket or a tcp::socket), for options and
-  // endpoints. Do not read or write it.
-  template <class F>
-  decltype(auto) withSocket(F&& f) {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]]
-      return std::forward<F>(f)(*tcp);
-    return std::forward<F>(f)(transport().socket());
-  }
-  // The socket of a plain TCP stream (plainTcp()), which its owner may read directly.
-  LoopSocket& plainSocket() { return std::get<LoopSocket>(stream_); }
+  // The socket of a plain TCP stream (plainTcp()), which its owner reads and writes directly.
+  RawSocket& plainSocket() { return std::get<RawSocket>(stream_); }
+  // The TCP socket under another transport (options, endpoints). Do not read or write it.
+  boost::asio::ip::tcp::socket& transportSocket() { return transport().socket(); }
 
   // "tcp", "tls", "ws" or "wss".
   std::string_view name() const {
-    if (std::holds_alternative<LoopSocket>(stream_)) return "tcp";
+    if (std::holds_alternative<RawSocket>(stream_)) return "tcp";
     return std::get<std::unique_ptr<Transport>>(stream_)->name();
   }
-  bool plainTcp() const { return std::holds_alternative<LoopSocket>(stream_); }
+  bool plainTcp() const { return std::holds_alternative<RawSocket>(stream_); }
 
-  // handler(const error_code&, std::size_t). A Transport needs it copyable.
+  // Not plain TCP (its owner reads the RawSocket). handler(const error_code&, std::size_t); a
+  // Transport needs it copyable.
   template <class Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
-      tcp->async_read_some(buffer, std::forward<Handler>(handler));
-      return;
-    }
     transport().asyncReadSome(buffer, Transport::Handler(std::forward<Handler>(handler)));
   }
 
-  // Writes all of `buffer`; handler(const error_code&, std::size_t).
+  // Not plain TCP. Writes all of `buffer`; handler(const error_code&, std::size_t).
   template <class Handler>
   void asyncWrite(boost::asio::const_buffer buffer, Handler&& handler) {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
-      boost::asio::async_write(*tcp, buffer, std::forward<Handler>(handler));
-      return;
-    }
     transport().asyncWrite(buffer, Transport::Handler(std::forward<Handler>(handler)));
   }
 
@@ -112,10 +102,8 @@ class ByteStream {
   // progress. `keepAlive` (the owner) is held while a goodbye is under way. Idempotent.
   // Returns true while the goodbye is under way: bound it in time with close().
   bool shutdown(std::shared_ptr<void> keepAlive) {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
-      boost::system::error_code ignored;
-      tcp->shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
-      tcp->close(ignored);
+    if (auto* tcp = std::get_if<RawSocket>(&stream_)) [[likely]] {
+      tcp->shutdown();
       return false;
     }
     return transport().shutdown(std::move(keepAlive));
@@ -123,9 +111,8 @@ class ByteStream {
 
   // Closes now.
   void close() {
-    if (auto* tcp = std::get_if<LoopSocket>(&stream_)) [[likely]] {
-      boost::system::error_code ignored;
-      tcp->close(ignored);
+    if (auto* tcp = std::get_if<RawSocket>(&stream_)) [[likely]] {
+      tcp->close();
       return;
     }
     transport().close();
@@ -134,7 +121,7 @@ class ByteStream {
  private:
   Transport& transport() { return *std::get<std::unique_ptr<Transport>>(stream_); }
 
-  std::variant<LoopSocket, std::unique_ptr<Transport>> stream_;
+  std::variant<RawSocket, std::unique_ptr<Transport>> stream_;
 };
 
 }  // namespace tern::net

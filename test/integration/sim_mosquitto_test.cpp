@@ -231,7 +231,9 @@ TEST(SimMqttTest, NoBrokerCountsErrorsAndEndsAtDuration) {
   EXPECT_EQ(r.acked, 0u);
   EXPECT_GE(r.errors, 3u);
   EXPECT_GE(r.reconnects, 3u);
-  EXPECT_LT(elapsed, 4.0);
+  // It ends (rather than retrying forever); a generous bound, not a speed check: under a loaded
+  // machine the reconnect backoff and the 1 s run take longer.
+  EXPECT_LT(elapsed, 60.0);
 }
 
 TEST(SimMqttTest, SummaryIsOneLine) {

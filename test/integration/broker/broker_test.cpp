@@ -413,6 +413,66 @@ TEST_F(BrokerTest, OrderingPerTopicIsKept) {
   }
 }
 
+// Far more than loopback socket buffers hold (64 in flight x 512 KiB): the broker's writes to
+// the subscriber find its socket full, wait until the poller says it drained, and go on where
+// they stopped.
+TEST_F(BrokerTest, ASubscriberThatStopsReadingGetsEverythingOnceItReadsAgain) {
+  MqttTestClient sub;
+  MqttTestClient pub;
+  ASSERT_TRUE(sub.connect(port(), "slow-sub"));
+  ASSERT_TRUE(sub.subscribe("slow/t", 1));
+  ASSERT_TRUE(pub.connect(port(), "slow-pub"));
+  constexpr int kCount = 100;
+  const auto payloadOf = [](int i) {
+    std::string payload = std::to_string(i) + ":";
+    payload.resize(512 * 1024, static_cast<char>('a' + i % 26));
+    return payload;
+  };
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(pub.publish("slow/t", payloadOf(i), 1)) << i;
+  }
+  for (int i = 0; i < kCount; ++i) {
+    auto got = sub.receivePublish(10s);
+    ASSERT_TRUE(got) << i;
+    ASSERT_EQ(got->payload, payloadOf(i)) << i;
+    sub.ack(*got);
+  }
+  EXPECT_EQ(server_->server().broker().stats().messagesDropped, 0u);
+}
+
+// A client whose socket is full is taken over: its connection closes with megabytes still to
+// send. They are sent while the old client reads; one that never reads is cut off at the end of
+// the close linger (5 s) rather than held forever.
+TEST_F(BrokerTest, AClosedConnectionWithAFullSocketIsCutOffAfterTheLinger) {
+  MqttTestClient old;
+  MqttTestClient pub;
+  ASSERT_TRUE(old.connect(port(), "full"));
+  ASSERT_TRUE(old.subscribe("full/t", 0));
+  ASSERT_TRUE(pub.connect(port(), "full-pub"));
+  constexpr std::size_t kPayload = 512 * 1024;
+  constexpr int kCount = 64;  // 32 MiB
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(pub.publish("full/t", std::string(kPayload, 'x'), 1)) << i;
+  }
+  MqttTestClient next;
+  ASSERT_TRUE(next.connect(port(), "full"));  // takes the session over
+  // Not reading past the linger (and the deadline wheel's second).
+  std::this_thread::sleep_for(7s);
+  std::size_t received = 0;
+  while (auto packet = old.receive(10s)) {
+    if (auto* publish = std::get_if<mqtt::Publish>(&*packet)) received += publish->payload.size();
+  }
+  EXPECT_TRUE(old.closed());
+  // What the kernel had taken arrived; the rest was dropped with the connection.
+  EXPECT_LT(received, kCount * kPayload);
+  // The session went on with the new connection.
+  ASSERT_TRUE(next.subscribe("full/u", 0));
+  ASSERT_TRUE(pub.publish("full/u", "after", 0));
+  auto got = next.receivePublish();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->payload, "after");
+}
+
 TEST_F(BrokerTest, MalformedPacketClosesOnlyThatConnection) {
   MqttTestClient good;
   ASSERT_TRUE(good.connect(port(), "good"));
