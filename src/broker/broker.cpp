@@ -171,7 +171,7 @@ void Broker::shutdown(std::chrono::milliseconds timeout) {
   std::vector<std::shared_ptr<Connection>> open;
   {
     std::lock_guard lock(connectionsMutex_);
-    for (auto& [raw, connection] : connections_) open.push_back(connection);
+    for (const auto& connection : connections_) open.push_back(connection);
   }
   for (auto& connection : open) {
     asio::post(connection->executor(), [connection] {
@@ -208,7 +208,7 @@ void Broker::closeRevoked(std::vector<std::string> grants) {
   // Revocations are rare: every connection checks its own grant, on its own loop.
   auto shared = std::make_shared<const std::vector<std::string>>(std::move(grants));
   std::lock_guard lock(connectionsMutex_);
-  for (auto& [raw, connection] : connections_) {
+  for (const auto& connection : connections_) {
     asio::post(connection->executor(),
                [connection, shared] { connection->closeIfRevoked(*shared); });
   }
@@ -244,7 +244,7 @@ void Broker::onAccept(net::AcceptedStream accepted) {
         std::move(a.initialBytes), std::move(a.certificateCn));
     {
       std::lock_guard lock(connectionsMutex_);
-      connections_[connection.get()] = connection;
+      connections_.insert(connection);
     }
     connection->start(*pollers_[loop]);
   });
@@ -261,7 +261,7 @@ std::size_t Broker::loopIndexOf(const asio::any_io_executor& executor) {
 void Broker::connectionClosed(const Connection* connection) {
   {
     std::lock_guard lock(connectionsMutex_);
-    connections_.erase(connection);
+    if (auto it = connections_.find(connection); it != connections_.end()) connections_.erase(it);
   }
   openConnections_.fetch_sub(1);
 }

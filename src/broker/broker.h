@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "broker/authenticator.h"
@@ -182,7 +183,14 @@ class Broker {
   std::mutex sessionsMutex_;
   // Keyed by a view of the session's own client id (one copy of it per client, not two): an
   // entry is only ever added with its session, and erased before that session can go.
-  std::unordered_map<std::string_view, std::shared_ptr<Session>> sessions_;
+  // The hash is not cached in the nodes (ClientIdHash is noexcept): 16 bytes less per client,
+  // paid for with hashing again when the table grows.
+  struct ClientIdHash {
+    std::size_t operator()(std::string_view id) const noexcept {
+      return std::hash<std::string_view>{}(id);
+    }
+  };
+  std::unordered_map<std::string_view, std::shared_ptr<Session>, ClientIdHash> sessions_;
   // Detached sessions that will expire or have a delayed will: checked by the expiry timer.
   std::unordered_map<const Session*, std::shared_ptr<Session>> timed_;
 
@@ -193,7 +201,26 @@ class Broker {
   std::mutex connectionsMutex_;
   // Open connections, owned here until they close (an idle or paused connection has no pending
   // operation that would keep it alive).
-  std::unordered_map<const Connection*, std::shared_ptr<Connection>> connections_;
+  // A set of the owning pointers, looked up by the plain pointer (a 24-byte node, not 32).
+  struct ConnectionHash {
+    using is_transparent = void;
+    std::size_t operator()(const Connection* c) const noexcept {
+      return std::hash<const Connection*>{}(c);
+    }
+    std::size_t operator()(const std::shared_ptr<Connection>& c) const noexcept {
+      return (*this)(c.get());
+    }
+  };
+  struct ConnectionEqual {
+    using is_transparent = void;
+    static const Connection* raw(const Connection* c) { return c; }
+    static const Connection* raw(const std::shared_ptr<Connection>& c) { return c.get(); }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return raw(a) == raw(b);
+    }
+  };
+  std::unordered_set<std::shared_ptr<Connection>, ConnectionHash, ConnectionEqual> connections_;
 
   std::atomic<std::int64_t> clientsConnected_{0};
   std::atomic<std::uint64_t> connectionsTotal_{0};

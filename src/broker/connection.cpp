@@ -932,18 +932,17 @@ void Connection::flush() {
                                                      std::size_t) { self->onWritten(ec); });
       return;
     }
-    written_ = 0;
     if (!writePlain()) return;
   }
 }
 
 bool Connection::writePlain() {
   net::RawSocket& socket = stream_.plainSocket();
-  const std::string& writing = io().writing;
-  while (written_ < writing.size()) {
+  Io& io = this->io();
+  while (io.written < io.writing.size()) {
     std::size_t n = 0;
-    const auto ec =
-        socket.writeSome(asio::buffer(writing.data() + written_, writing.size() - written_), n);
+    const auto ec = socket.writeSome(
+        asio::buffer(io.writing.data() + io.written, io.writing.size() - io.written), n);
     if (ec == asio::error::would_block) {
       writeInProgress_ = true;
       updateInterest();
@@ -953,9 +952,10 @@ bool Connection::writePlain() {
       onWritten(ec);
       return false;
     }
-    written_ += static_cast<std::uint32_t>(n);
+    io.written += n;
   }
-  written_ = 0;
+  io.written = 0;
+  io.writing.clear();
   return true;
 }
 

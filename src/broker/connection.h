@@ -70,7 +70,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public net::
   void closeFromBroker(std::string_view reason, bool sendWill, std::uint8_t reasonCode);
 
  private:
-  enum class State { kAwaitConnect, kConnected, kClosed };
+  enum class State : std::uint8_t { kAwaitConnect, kConnected, kClosed };
 
   // An acknowledgement we owe the client. PUBACK/PUBREC of routed messages wait for the commit;
   // the rest are ready at once. They go out in the order the publishes came in.
@@ -197,8 +197,9 @@ class Connection : public std::enable_shared_from_this<Connection>, public net::
   struct Io {
     // Bytes of a packet not yet complete (plain TCP), or the read buffer (other transports).
     std::string input;
-    std::string outbox;   // bytes produced on this loop (CONNACK, acks, SUBACK, PINGRESP)
-    std::string writing;  // the buffer of the write in progress
+    std::string outbox;       // bytes produced on this loop (CONNACK, acks, SUBACK, PINGRESP)
+    std::string writing;      // the buffer of the write in progress
+    std::size_t written = 0;  // plain TCP: bytes of `writing` already sent
   };
   Io& io();
   void trimIo();
@@ -211,7 +212,6 @@ class Connection : public std::enable_shared_from_this<Connection>, public net::
 
   // The small members together, so that padding does not cost every connection.
   std::uint32_t inputUsed_ = 0;  // bytes of io_->input in use (at most the maximum packet size)
-  std::uint32_t written_ = 0;    // plain TCP: bytes of io_->writing already sent
   std::uint32_t acksHead_ = 0;
   std::uint32_t sessionExpiry_ = 0;    // MQTT 5, as set by CONNECT (DISCONNECT may change it)
   std::uint32_t inboundInflight_ = 0;  // QoS 1/2 publishes from the client not yet completed

@@ -230,7 +230,8 @@ TEST(SimMqttTest, NoBrokerCountsErrorsAndEndsAtDuration) {
   EXPECT_EQ(r.sent, 0u);
   EXPECT_EQ(r.acked, 0u);
   EXPECT_GE(r.errors, 3u);
-  EXPECT_GE(r.reconnects, 3u);
+  // Each device tries again after its backoff; how often within the second depends on the load.
+  EXPECT_GE(r.reconnects, 1u);
   // It ends (rather than retrying forever); a generous bound, not a speed check: under a loaded
   // machine the reconnect backoff and the 1 s run take longer.
   EXPECT_LT(elapsed, 60.0);
