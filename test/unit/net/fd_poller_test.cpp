@@ -65,6 +65,12 @@ void runUntil(asio::io_context& io, const std::function<bool()>& done) {
   }
 }
 
+// The first thing `client` was told, once it was told something (0: nothing within 5 s).
+std::uint32_t firstEvent(asio::io_context& io, const Recorder& client) {
+  runUntil(io, [&] { return !client.events.empty(); });
+  return client.events.empty() ? 0 : client.events[0];
+}
+
 TEST(FdPollerTest, ReportsReadabilityOnlyWhileWanted) {
   asio::io_context io;
   FdPoller poller(io);
@@ -96,8 +102,7 @@ TEST(FdPollerTest, ReportsReadabilityOnlyWhileWanted) {
 
   // The peer's FIN reads as eof.
   pair.peer.shutdown(tcp::socket::shutdown_send);
-  runUntil(io, [&] { return !client.events.empty(); });
-  ASSERT_FALSE(client.events.empty());
+  EXPECT_NE(firstEvent(io, client) & FdPoller::kRead, 0u);
   EXPECT_EQ(pair.raw->readSome(asio::buffer(buffer), n), asio::error::eof);
   pair.raw->close();
   EXPECT_EQ(poller.size(), 0u);
@@ -129,9 +134,7 @@ TEST(FdPollerTest, AFullSocketReportsWritableOnceTheRoomIsBack) {
   std::vector<char> sink(1 << 20);
   std::size_t received = 0;
   while (received < sent) received += pair.peer.read_some(asio::buffer(sink));
-  runUntil(io, [&] { return !client.events.empty(); });
-  ASSERT_FALSE(client.events.empty());
-  EXPECT_NE(client.events[0] & FdPoller::kWrite, 0u);
+  EXPECT_NE(firstEvent(io, client) & FdPoller::kWrite, 0u);
 }
 
 TEST(FdPollerTest, AResetIsReportedWhateverTheInterest) {
@@ -143,9 +146,7 @@ TEST(FdPollerTest, AResetIsReportedWhateverTheInterest) {
   // SO_LINGER 0: close sends RST.
   pair.peer.set_option(asio::socket_base::linger(true, 0));
   pair.peer.close();
-  runUntil(io, [&] { return !client.events.empty(); });
-  ASSERT_FALSE(client.events.empty());
-  EXPECT_NE(client.events[0] & FdPoller::kHangup, 0u);
+  EXPECT_NE(firstEvent(io, client) & FdPoller::kHangup, 0u);
 }
 
 TEST(FdPollerTest, AClientRemovedEarlierInASweepHearsNothing) {
