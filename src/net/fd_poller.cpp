@@ -127,14 +127,13 @@ void FdPoller::sweep() {
     slot.client->onFdReady(ready);
   }
   if (n == kSweepEvents) {
-    armed_ = true;
-    boost::asio::post(loop_, [this] {
-      armed_ = false;
-      sweep();
-    });
-  } else if (live_ > 0) {
-    arm();
+    // More may be ready: take them after what else the loop has queued. (The loop is stopped
+    // before the poller is destroyed, so this never runs on a destroyed poller.)
+    boost::asio::post(loop_, [this] { sweep(); });
+    return;
   }
+  // A client added during the sweep may have armed the wait already: never two at once.
+  if (!armed_ && live_ > 0) arm();
 }
 
 }  // namespace tern::net
