@@ -127,6 +127,34 @@ TEST_P(PostgresIngestTest, QosOnePublishesAreStoredAndServedByTheApi) {
   EXPECT_EQ(raw["messages"].as_array()[0].as_object().at("payload_encoding"), "base64");
 }
 
+// storage.partition reaches a new database through `tern serve`'s composition: hourly
+// partitions, kept in tern_settings.
+TEST_P(PostgresIngestTest, StoragePartitionSetsTheLengthOfANewDatabasesPartitions) {
+  const std::string url = PostgresServer::shared().createDatabase();
+  TestServer hourly([&](core::Config& c) {
+    c.storage.backend = "postgres";
+    c.storage.url = url;
+    c.storage.partitionUs = 3'600'000'000;
+  });
+  EXPECT_EQ(
+      PostgresServer::query(url, "SELECT value FROM tern_settings WHERE key = 'partition_us'")[0],
+      "3600000000");
+  MqttTestClient client;
+  ASSERT_TRUE(client.connect(hourly.mqttPort(), "hourly"));
+  ASSERT_TRUE(client.publish("device/hourly-1", "{\"temp\":1}", 1));
+  // The record went into the partition of its hour (named by its start), not of its day.
+  const auto rows = PostgresServer::query(
+      url,
+      "SELECT c.relname FROM messages m JOIN pg_class c ON c.oid = m.tableoid "
+      "WHERE m.device_id = 'hourly-1'");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].size(), std::string("messages_p20260101_130000").size()) << rows[0];
+  // The default database of this fixture was made with days.
+  EXPECT_EQ(
+      PostgresServer::query(url_, "SELECT value FROM tern_settings WHERE key = 'partition_us'")[0],
+      "86400000000");
+}
+
 TEST_P(PostgresIngestTest, PubackWaitsWhileTheDatabaseIsDown) {
   MqttTestClient client;
   ASSERT_TRUE(client.connect(server_->mqttPort(), "pg-sensor"));
