@@ -595,6 +595,12 @@ std::optional<double> numberField(const std::vector<storage::Field>& fields, std
   return std::nullopt;
 }
 
+// Whether fields carry a position (both coordinates): what positionJson needs, without building
+// the object.
+bool hasPosition(const std::vector<storage::Field>& fields) {
+  return numberField(fields, "lat").has_value() && numberField(fields, "lon").has_value();
+}
+
 // The position fields of a tracker record (see trackers/position_record.cpp) as one object.
 std::optional<boost::json::object> positionJson(const std::vector<storage::Field>& fields) {
   auto lat = numberField(fields, "lat");
@@ -696,7 +702,7 @@ ApiResponse Router::latestPositions(const Call& call) const {
   auto* devices = &std::get<std::vector<storage::DeviceSummary>>(listed);
   const auto search = params.get("search");
   const auto next = pageDevices(*devices, page, [&](const storage::DeviceSummary& device) {
-    return positionJson(device.latest).has_value() &&
+    return hasPosition(device.latest) &&
            (!search || containsAsciiCaseless(device.deviceId, *search) ||
             containsAsciiCaseless(device.name, *search));
   });
