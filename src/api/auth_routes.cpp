@@ -328,7 +328,7 @@ ApiResponse Router::listApiKeys(const Call& call) const {
   auto keys = options_.auth->listApiKeys();
   if (!keys) return storeProblem("listing API keys", keys.error());
   // Ids are unique, so (id, name) identifies a key in either order.
-  const auto keyOf = [](const storage::ApiKeyRecord& key) { return ListKey{key.id, key.name}; };
+  const auto keyOf = [](const storage::ApiKeyRecord& key) { return ListKeyView{key.id, key.name}; };
   const auto next = pageOf(*keys, list, keyOf, [&](const storage::ApiKeyRecord& key) {
     return (!role || key.role == *role) && (!search || containsAsciiCaseless(key.name, *search));
   });

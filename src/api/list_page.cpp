@@ -9,8 +9,8 @@
 
 namespace tern::api {
 
-bool listBefore(const ListSort& sort, const ListKey& a, const ListKey& b) {
-  const auto less = [&](const ListKey& x, const ListKey& y) {
+bool listBefore(const ListSort& sort, ListKeyView a, ListKeyView b) {
+  const auto less = [&](ListKeyView x, ListKeyView y) {
     if (sort.numberFirst) {
       if (x.number != y.number) return x.number < y.number;
       return x.text < y.text;
@@ -21,9 +21,13 @@ bool listBefore(const ListSort& sort, const ListKey& a, const ListKey& b) {
   return sort.descending ? less(b, a) : less(a, b);
 }
 
-std::string encodeListCursor(const ListSort& sort, const ListKey& last) {
-  return base64UrlEncode(std::string(sort.name) + '\n' + std::to_string(last.number) + '\n' +
-                         last.text);
+std::string encodeListCursor(const ListSort& sort, ListKeyView last) {
+  std::string text(sort.name);
+  text += '\n';
+  text += std::to_string(last.number);
+  text += '\n';
+  text += last.text;
+  return base64UrlEncode(text);
 }
 
 namespace {

@@ -16,9 +16,17 @@ namespace tern::api {
 
 // An entry's place in a list's order: a number (a time, an id, a count) and a text (a name),
 // which together identify the entry.
+// A key as compared: the text is a view of the entry's own, so that sorting copies nothing.
+struct ListKeyView {
+  std::int64_t number = 0;
+  std::string_view text;
+};
+
+// A key that owns its text (a decoded cursor).
 struct ListKey {
   std::int64_t number = 0;
   std::string text;
+  operator ListKeyView() const { return {number, text}; }  // NOLINT(google-explicit-constructor)
 };
 
 // A sort a client may name: `-` before the name sorts descending, every part of the key alike.
@@ -29,7 +37,7 @@ struct ListSort {
 };
 
 // Whether a comes before b under `sort`.
-bool listBefore(const ListSort& sort, const ListKey& a, const ListKey& b);
+bool listBefore(const ListSort& sort, ListKeyView a, ListKeyView b);
 
 // The `sort`, `limit` and `cursor` parameters against the sorts a list offers (the first is the
 // default). A problem names the bad parameter.
@@ -45,7 +53,7 @@ std::optional<Problem> parseListParams(const QueryParams& params,
 
 // The cursor of a page ending at `last`: "<sort>\n<number>\n<text>", base64url-encoded, so it
 // only continues the sort it came from.
-std::string encodeListCursor(const ListSort& sort, const ListKey& last);
+std::string encodeListCursor(const ListSort& sort, ListKeyView last);
 
 // Turns `all` into the page `list` asks for: drops the entries `keep` refuses and those up to the
 // cursor, sorts by `keyOf`, cuts at the limit. Returns the next page's cursor, or nullopt on the
@@ -80,7 +88,7 @@ std::optional<std::string> pageObjectsById(boost::json::array& items, const List
   const auto next = pageOf(
       objects, list,
       [](const boost::json::object& o) {
-        return ListKey{o.at("id").to_number<std::int64_t>(), {}};
+        return ListKeyView{o.at("id").to_number<std::int64_t>(), {}};
       },
       keep);
   items.clear();

@@ -109,7 +109,7 @@ boost::json::value pageDevices(std::vector<T>& all, const ListParams& list, Keep
   const auto next = pageOf(
       all, list,
       [](const T& device) {
-        return ListKey{device.lastSeenUs, device.deviceId};
+        return ListKeyView{device.lastSeenUs, device.deviceId};
       },
       keep);
   return next ? boost::json::value(*next) : boost::json::value(nullptr);
@@ -1352,7 +1352,7 @@ ApiResponse Router::listGroups(const Call& call) const {
   groups.reserve(sizes.size());
   for (auto& [tag, size] : sizes) groups.push_back(ListKey{size, tag});
   const auto next = pageOf(
-      groups, list, [](const ListKey& entry) -> const ListKey& { return entry; },
+      groups, list, [](const ListKey& entry) { return ListKeyView(entry); },
       [](const ListKey&) { return true; });
   boost::json::array out;
   out.reserve(groups.size());

@@ -137,7 +137,7 @@ ApiResponse Router::listUsers(const Call& call) const {
   // Names are unique, so (created, name) and (name) both identify a user; byte order on every
   // backend.
   const auto keyOf = [](const storage::UserRecord& user) {
-    return ListKey{user.createdUs, user.name};
+    return ListKeyView{user.createdUs, user.name};
   };
   const auto next = pageOf(*users, list, keyOf, [&](const storage::UserRecord& user) {
     return (!role || user.role == *role) && (!search || containsAsciiCaseless(user.name, *search));
