@@ -6,47 +6,20 @@
 #include <type_traits>
 
 #include "api/encoding.h"
+#include "core/logging.h"
 #include "core/time.h"
 
 namespace tern::api {
 namespace {
 
 void appendString(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
   // Values from callbacks (healthInfo) are not vetted; invalid bytes must not reach the client.
   if (!isValidUtf8(text)) {
     appendString(out, toValidUtf8(text));
     return;
   }
   out += '"';
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out += kHex[u >> 4];
-          out += kHex[u & 0xF];
-        } else {
-          out += c;
-        }
-    }
-  }
+  core::appendJsonEscaped(out, text);  // the log writer's escaping; the text is valid UTF-8
   out += '"';
 }
 
