@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -28,11 +29,13 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/time.h"
@@ -248,6 +251,7 @@ struct Options {
   std::uint64_t seed = 1;
   bool queries = true;
   bool rollups = true;           // roll up the data before the queries (Tern's stores)
+  bool liveRollups = false;      // run the rollup job during the writes, as `tern serve` does
   std::string partition = "1d";  // Tern's PostgreSQL store: storage.partition
 };
 
@@ -680,11 +684,79 @@ void rollUp(const Options& o, const std::string& backend, storage::Store& store)
 
 // --- write phases --------------------------------------------------------------------------
 
+// The rollup job as `tern serve` runs it while data arrives: whenever another whole minute of
+// data time is 30 s old (the server rolls up to now - 30 s), one Store::rollup run. Data time
+// here runs about 40x faster than a clock, so runs come every 1-2 s instead of every minute;
+// a run that takes longer than that covers several minutes, as a late job would.
+class LiveRollups {
+ public:
+  LiveRollups(storage::Store& store, std::uint64_t trucks) : store_(store), trucks_(trucks) {}
+  ~LiveRollups() { stop(); }
+
+  // Records are committed in order: the first `n` are durable.
+  void committed(std::uint64_t n) { committed_.store(n, std::memory_order_relaxed); }
+  void start() {
+    thread_ = std::thread([this] { loop(); });
+  }
+  void stop() {
+    if (!thread_.joinable()) return;
+    done_.store(true);
+    thread_.join();
+  }
+  void report(const std::string& backend) const {
+    std::printf(
+        "LIVE_ROLLUP backend=%s runs=%d rollups=%lld dirty_minutes=%lld "
+        "busy_seconds=%.2f max_run_seconds=%.2f\n",
+        backend.c_str(), runs_, static_cast<long long>(minutes_), static_cast<long long>(dirty_),
+        busy_, maxRun_);
+    std::fflush(stdout);
+  }
+
+ private:
+  void loop() {
+    std::int64_t last = std::numeric_limits<std::int64_t>::min();
+    while (!done_.load()) {
+      const std::uint64_t n = committed_.load(std::memory_order_relaxed);
+      if (n > 0) {
+        const std::int64_t newest =
+            kStartUs + static_cast<std::int64_t>((n - 1) / trucks_) * kIntervalUs;
+        const std::int64_t target = (newest - 30 * kSecondUs) / kMinuteUs * kMinuteUs;
+        if (target > last && target > kStartUs) {
+          const auto t0 = Clock::now();
+          const auto run = unwrap(store_.rollup(target), "live rollup");
+          const double took = seconds(Clock::now() - t0);
+          busy_ += took;
+          maxRun_ = std::max(maxRun_, took);
+          minutes_ += run.minutes;
+          dirty_ += run.dirtyMinutes;
+          ++runs_;
+          last = target;
+          continue;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+
+  storage::Store& store_;
+  std::uint64_t trucks_;
+  std::atomic<std::uint64_t> committed_{0};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+  int runs_ = 0;
+  std::int64_t minutes_ = 0;
+  std::int64_t dirty_ = 0;
+  double busy_ = 0;
+  double maxRun_ = 0;
+};
+
 // Through the real ingest::Pipeline (default options: batches of up to 5000, 2 ms group
 // commit, queue of 100,000), the way `tern serve` writes.
 void writeThroughPipeline(const Options& o, const std::string& backend, storage::Store& store) {
   Generator gen(o.trucks, o.seed);
   ingest::Pipeline pipeline(store, ingest::PipelineOptions{});
+  std::optional<LiveRollups> live;
+  if (o.liveRollups) live.emplace(store, o.trucks);
   SliceReporter slices(backend, o.slice, o.records);
   std::uint64_t lastBatches = 0;
   std::uint64_t lastCommitted = 0;
@@ -702,10 +774,14 @@ void writeThroughPipeline(const Options& o, const std::string& backend, storage:
   };
   pipeline.start();
   slices.start();
+  if (live) live->start();
   const auto t0 = Clock::now();
   for (std::uint64_t i = 0; i < o.records; ++i) {
     gen.next();
-    pipeline.submit(gen.record(), [&slices, &batchInfo]() { slices.stored(batchInfo); });
+    pipeline.submit(gen.record(), [&slices, &batchInfo, &live]() {
+      slices.stored(batchInfo);
+      if (live) live->committed(slices.done());
+    });
     if (pipeline.overloaded()) {
       std::promise<void> drained;
       auto ready = drained.get_future();
@@ -715,6 +791,10 @@ void writeThroughPipeline(const Options& o, const std::string& backend, storage:
   }
   const double generated = seconds(Clock::now() - t0);
   pipeline.stop();
+  if (live) {
+    live->stop();
+    live->report(backend);
+  }
   const auto stats = pipeline.stats();
   std::printf(
       "WRITE backend=%s records=%llu seconds=%.2f rate=%.0f submit_seconds=%.2f batches=%llu "
@@ -918,6 +998,9 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-rollups", o.rollups,
                "query without running the rollup job first (window and hourly queries then "
                "read raw rows)");
+  app.add_flag("--live-rollups", o.liveRollups,
+               "run the rollup job during the writes, once per new minute of data time, as "
+               "`tern serve` does (the write rate then includes its cost)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.backend == "sqlite") {

@@ -20,6 +20,8 @@
 #   BENCH_ROLLUPS=1           0: query without running the rollup job first (saves its time and
 #                             disk, about a quarter of the messages' size; window and hourly
 #                             queries then read raw rows)
+#   BENCH_LIVE_ROLLUPS=0      1: run the rollup job during the writes, once per new minute of
+#                             data time, as `tern serve` does (the write rate then includes it)
 #   BENCH_KEEP=0              1: keep the temp dir (databases) afterwards
 #   BUILD_DIR=build           where tern-bench-storage is
 set -euo pipefail
@@ -39,6 +41,7 @@ PLAIN="${BENCH_PLAIN:-1}"
 KEEP="${BENCH_KEEP:-0}"
 ROLLUP_ARGS=()
 [[ "${BENCH_ROLLUPS:-1}" == 0 ]] && ROLLUP_ARGS=(--no-rollups)
+[[ "${BENCH_LIVE_ROLLUPS:-0}" == 1 ]] && ROLLUP_ARGS+=(--live-rollups)
 BENCH="$BUILD_DIR/tern-bench-storage"
 
 die() { echo "run.sh: $*" >&2; exit 1; }

@@ -1593,6 +1593,66 @@ TEST_P(StoreContractTest, RolledUpRangesAreAnsweredFromRollups) {
   EXPECT_EQ(minutes->size(), 60u);
 }
 
+// The server's job runs once a minute as data arrives, each run rolling up the newest minute.
+// An hour's rollup is built once the hour is complete, also for a device that went quiet before
+// its end (r2 sends for 23 minutes, then nothing); until then minutes and raw rows answer.
+TEST_P(StoreContractTest, RollupsRunMinuteByMinuteAnswerLikeRawRows) {
+  const std::int64_t t0 = kJan2026Us + 13 * kMinuteUs + 7 * kSecondUs;
+  std::vector<Record> arriving = rollupReadings("r1", t0, 1600);
+  for (Record& r : rollupReadings("r2", t0 + 5 * kMinuteUs, 200, 7)) {
+    arriving.push_back(std::move(r));
+  }
+  std::stable_sort(arriving.begin(), arriving.end(), [](const Record& a, const Record& b) {
+    return a.serverTimeUs < b.serverTimeUs;
+  });
+  std::size_t next = 0;
+  int runs = 0;
+  std::int64_t minutes = 0;
+  for (std::int64_t now = t0 + kMinuteUs; now <= t0 + 3 * kHourUs + 10 * kMinuteUs;
+       now += kMinuteUs) {
+    std::vector<Record> batch;
+    while (next < arriving.size() && arriving[next].serverTimeUs < now) {
+      batch.push_back(arriving[next++]);
+    }
+    if (!batch.empty()) append(batch);
+    auto run = store_->rollup(now - 30 * kSecondUs);
+    ASSERT_TRUE(run.ok()) << run.error().message;
+    EXPECT_EQ(run->dirtyMinutes, 0);
+    minutes += run->minutes;
+    if (++runs % 29 == 0) {
+      const std::string when = "after run " + std::to_string(runs);
+      expectRollupsMatchRaw(*store_, "r1", t0, when);
+      expectRollupsMatchRaw(*store_, "r2", t0, when);
+    }
+  }
+  ASSERT_EQ(next, arriving.size());
+  EXPECT_GT(minutes, 2 * (180 + 23));  // two numeric keys a minute, per device
+  expectRollupsMatchRaw(*store_, "r1", t0, "after the last run");
+  expectRollupsMatchRaw(*store_, "r2", t0, "after the last run");
+
+  // r2's hour comes from its hour rollup: raw rows deleted behind the store's back (no dirty
+  // mark) leave the rolled-up answer as it was.
+  SeriesQuery q;
+  q.deviceId = "r2";
+  q.key = "w";
+  q.fromUs = kJan2026Us;
+  q.toUs = kJan2026Us + kHourUs;
+  q.bucketUs = kHourUs;
+  q.aggregate = Aggregate::kCount;
+  auto before = store_->querySeries(q);
+  ASSERT_TRUE(before.ok() && before->size() == 1u);
+  backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(t0 + 10 * kMinuteUs) +
+                 " AND ts < " + std::to_string(t0 + 20 * kMinuteUs));
+  auto rolled = store_->querySeries(q);
+  q.useRollups = false;
+  auto raw = store_->querySeries(q);
+  ASSERT_TRUE(rolled.ok() && raw.ok());
+  ASSERT_EQ(rolled->size(), 1u);
+  ASSERT_EQ(raw->size(), 1u);
+  EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
+  EXPECT_LT((*raw)[0].count, (*before)[0].count);
+}
+
 // The fleet window average against raw rows: windows with partial minutes at both ends, within
 // one minute, across the watermark and past it; every device and one group; thresholds that
 // keep everyone, some or none. Device for device the same ids, average, count and last seen.

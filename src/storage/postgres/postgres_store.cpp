@@ -350,13 +350,21 @@ constexpr const char* kSqlRollMinutes =
     "AS hour, count(*) OVER () AS minutes FROM ins";
 constexpr const char* kSqlCountMinutes =
     "SELECT coalesce(sum(minutes), 0)::int8 FROM (SELECT DISTINCT minutes FROM tern_touched) t";
+// Queries use an hour's rollup only once the watermark has passed its end (rollup::query), so
+// an hour is built once, when it is complete ($1: the new watermark), not in every run while it
+// fills: the complete hours of the minutes just written, and the hour that held the old
+// watermark ($2) once complete, for every device, as some sent nothing since.
 constexpr const char* kSqlRollHours =
     "INSERT INTO tern_rollup_1h(device_id, bucket, key, n, sum, min, max, first_ts, first, "
     "last_ts, last) "
     "SELECT r.device_id, t.hour, r.key, sum(r.n)::int8, sum(r.sum), min(r.min), max(r.max), "
     "min(r.first_ts), (array_agg(r.first ORDER BY r.first_ts))[1], max(r.last_ts), "
     "(array_agg(r.last ORDER BY r.last_ts DESC))[1] "
-    "FROM (SELECT DISTINCT device_id, hour FROM tern_touched) t JOIN tern_rollup_1m r "
+    "FROM (SELECT device_id, hour FROM tern_touched WHERE hour <= $1::int8 - 3600000000 "
+    "UNION SELECT device_id, w.hour FROM devices, (SELECT $2::int8 - ((($2::int8 % 3600000000) "
+    "+ 3600000000) % 3600000000) AS hour) w "
+    "WHERE w.hour < $2::int8 AND w.hour + 3600000000 <= $1::int8) t "
+    "JOIN tern_rollup_1m r "
     "ON r.device_id = t.device_id AND r.bucket >= t.hour AND r.bucket < t.hour + 3600000000 "
     "GROUP BY r.device_id, t.hour, r.key " TERN_ROLLUP_SET;
 #undef TERN_ROLLUP_SET
@@ -2448,7 +2456,8 @@ core::Result<RollupRun> PostgresStore::rollupLocked(PGconn* conn, std::int64_t u
     return minutes.error();
   }
   run.minutes = cellInt64(minutes->get(), 0, 0);
-  if (auto hours = exec(conn, kSqlRollHours, "roll up hours", {}, PGRES_COMMAND_OK); !hours) {
+  if (auto hours = exec(conn, kSqlRollHours, "roll up hours", {to, from}, PGRES_COMMAND_OK);
+      !hours) {
     return hours.error();
   }
   if (auto status = command(conn, "COMMIT", "commit rollup"); !status) {

@@ -2691,7 +2691,20 @@ core::Result<std::int64_t> SqliteStore::rollupDevice(Connection& conn, std::int6
       return sqlError(conn.db(), "read dirty minutes");
     }
   }
+  // Queries use an hour's rollup only once the watermark has passed its end (rollup::query),
+  // so an hour is built once, when it is complete, not again in every run while it fills:
+  // the complete hours of the minutes written below, and the hour that held the old
+  // watermark once it is complete (its minutes came in earlier runs, maybe none in this one).
   std::set<std::int64_t> hours;
+  const auto addHour = [&hours, toUs](std::int64_t minute) {
+    const std::int64_t hour = rollup::floorTo(minute, rollup::kHourUs);
+    if (hour + rollup::kHourUs <= toUs) {
+      hours.insert(hour);
+    }
+  };
+  if (rollup::floorTo(fromUs, rollup::kHourUs) < fromUs) {
+    addHour(fromUs);
+  }
   for (const std::int64_t minute : dirty) {
     if (minute >= fromUs) {
       continue;
@@ -2699,7 +2712,7 @@ core::Result<std::int64_t> SqliteStore::rollupDevice(Connection& conn, std::int6
     if (auto status = read(minute, minute + rollup::kMinuteUs); !status) {
       return core::Error{status.message()};
     }
-    hours.insert(rollup::floorTo(minute, rollup::kHourUs));
+    addHour(minute);
     ++run.dirtyMinutes;
   }
   auto put = conn.statement(kSqlPutMinute);
@@ -2712,7 +2725,7 @@ core::Result<std::int64_t> SqliteStore::rollupDevice(Connection& conn, std::int6
     if (sqlite3_step(*put) != SQLITE_DONE) {
       return sqlError(conn.db(), "write a minute rollup");
     }
-    hours.insert(rollup::floorTo(at.first, rollup::kHourUs));
+    addHour(at.first);
   }
   run.minutes += static_cast<std::int64_t>(minutes.size());
   // Hours from their minutes (those of other keys are rewritten unchanged).
