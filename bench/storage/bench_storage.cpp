@@ -750,6 +750,24 @@ class LiveRollups {
   double maxRun_ = 0;
 };
 
+// The longest time between two acknowledgements while writing: how long the writer was held
+// up at worst (by a checkpoint, or a maintenance job holding SQLite's write lock).
+class AckGaps {
+ public:
+  void ack() {  // writer thread only
+    const auto now = Clock::now();
+    if (seen_) maxMs_ = std::max(maxMs_, seconds(now - last_) * 1000);
+    seen_ = true;
+    last_ = now;
+  }
+  double maxMs() const { return maxMs_; }
+
+ private:
+  bool seen_ = false;
+  Clock::time_point last_;
+  double maxMs_ = 0;
+};
+
 // Through the real ingest::Pipeline (default options: batches of up to 5000, 2 ms group
 // commit, queue of 100,000), the way `tern serve` writes.
 void writeThroughPipeline(const Options& o, const std::string& backend, storage::Store& store) {
@@ -772,13 +790,15 @@ void writeThroughPipeline(const Options& o, const std::string& backend, storage:
     return fmt::format(" batches={} avg_batch={:.0f}", batches,
                        static_cast<double>(committed) / static_cast<double>(batches));
   };
+  AckGaps ackGaps;
   pipeline.start();
   slices.start();
   if (live) live->start();
   const auto t0 = Clock::now();
   for (std::uint64_t i = 0; i < o.records; ++i) {
     gen.next();
-    pipeline.submit(gen.record(), [&slices, &batchInfo, &live]() {
+    pipeline.submit(gen.record(), [&slices, &batchInfo, &live, &ackGaps]() {
+      ackGaps.ack();
       slices.stored(batchInfo);
       if (live) live->committed(slices.done());
     });
@@ -798,14 +818,14 @@ void writeThroughPipeline(const Options& o, const std::string& backend, storage:
   const auto stats = pipeline.stats();
   std::printf(
       "WRITE backend=%s records=%llu seconds=%.2f rate=%.0f submit_seconds=%.2f batches=%llu "
-      "avg_batch=%.0f max_queue=%llu commit_failures=%llu\n",
+      "avg_batch=%.0f max_queue=%llu commit_failures=%llu max_ack_gap_ms=%.0f\n",
       backend.c_str(), static_cast<unsigned long long>(stats.committed), slices.elapsed(),
       static_cast<double>(stats.committed) / slices.elapsed(), generated,
       static_cast<unsigned long long>(stats.batches),
       static_cast<double>(stats.committed) /
           static_cast<double>(std::max<std::uint64_t>(1, stats.batches)),
       static_cast<unsigned long long>(stats.maxQueueDepth),
-      static_cast<unsigned long long>(stats.commitFailures));
+      static_cast<unsigned long long>(stats.commitFailures), ackGaps.maxMs());
   std::fflush(stdout);
 }
 

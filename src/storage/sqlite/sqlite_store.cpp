@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -20,6 +21,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -1135,6 +1137,8 @@ class SqliteStore final : public Store {
   core::Result<Connection*> maintenanceLocked();
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
   // Runs `body` in one write transaction on the maintenance connection.
+  // Waits (briefly, bounded) while the ingest writer waits to begin: see writerWaiting_.
+  void yieldToWriter() const;
   core::Status inMaintenanceTransaction(Connection& conn,
                                         const std::function<core::Status()>& body);
   // The chunks a statement lists (bound ?1 = a, ?2 = b).
@@ -1162,6 +1166,11 @@ class SqliteStore final : public Store {
   std::string path_;
   std::mutex maintenanceMutex_;
   std::unique_ptr<Connection> maintenance_;
+  // Set while the ingest writer waits to begin its transaction. SQLite's busy handler polls
+  // with sleeps of up to 100 ms, so a job that commits one short transaction and begins the
+  // next at once could keep the writer out for a whole run (seen: 5 s, failing the batch);
+  // maintenance jobs wait for this to clear before each of their transactions.
+  std::atomic<bool> writerWaiting_{false};
   // Device updates from the API, on their own connection so a long retention run does not hold
   // them up (SQLite still serialises the write transactions themselves).
   std::mutex updateMutex_;
@@ -1252,8 +1261,11 @@ core::Status SqliteStore::appendBatch(std::span<const Record> records) {
     }
   }
 
-  if (auto status = writer_->run(kSqlBegin, "begin"); !status) {
-    return status;
+  writerWaiting_.store(true, std::memory_order_relaxed);
+  core::Status begun = writer_->run(kSqlBegin, "begin");
+  writerWaiting_.store(false, std::memory_order_relaxed);
+  if (!begun) {
+    return begun;
   }
   core::Status status = writeDevices(devices);
   if (status) {
@@ -1773,8 +1785,16 @@ core::Result<std::vector<std::int64_t>> SqliteStore::deviceRowIdsLocked(Connecti
   return ids;
 }
 
+void SqliteStore::yieldToWriter() const {
+  // Bounded: a writer stuck waiting for another process must not stop maintenance for good.
+  for (int i = 0; i < 1'000 && writerWaiting_.load(std::memory_order_relaxed); ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 core::Status SqliteStore::inMaintenanceTransaction(Connection& conn,
                                                    const std::function<core::Status()>& body) {
+  yieldToWriter();
   if (auto begun = conn.run(kSqlBegin, "begin retention"); !begun.ok()) {
     return begun;
   }
@@ -2779,6 +2799,7 @@ core::Result<RollupRun> SqliteStore::rollup(std::int64_t untilUs) {
   }
   Connection& conn = **opened;
   const auto inTransaction = [&](const std::function<core::Status()>& body) -> core::Status {
+    yieldToWriter();
     if (auto begun = conn.run(kSqlBegin, "begin rollup"); !begun) {
       return begun;
     }
