@@ -155,6 +155,33 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(status.ok()) << status.message();
   }
 
+  // The count of `device`'s `key` in the hour from `hourUs` comes from its hour rollup: raw rows
+  // in [deleteFromUs, deleteToUs) deleted behind the store's back (no dirty mark) leave the
+  // rolled-up answer as it was and shrink the raw one.
+  void expectHourAnsweredFromRollups(const std::string& device, const std::string& key,
+                                     std::int64_t hourUs, std::int64_t deleteFromUs,
+                                     std::int64_t deleteToUs) {
+    SeriesQuery q;
+    q.deviceId = device;
+    q.key = key;
+    q.fromUs = hourUs;
+    q.toUs = hourUs + 3'600'000'000;
+    q.bucketUs = 3'600'000'000;
+    q.aggregate = Aggregate::kCount;
+    auto before = store_->querySeries(q);
+    ASSERT_TRUE(before.ok() && before->size() == 1u);
+    backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(deleteFromUs) +
+                   " AND ts < " + std::to_string(deleteToUs));
+    auto rolled = store_->querySeries(q);
+    q.useRollups = false;
+    auto raw = store_->querySeries(q);
+    ASSERT_TRUE(rolled.ok() && raw.ok());
+    ASSERT_EQ(rolled->size(), 1u);
+    ASSERT_EQ(raw->size(), 1u);
+    EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
+    EXPECT_LT((*raw)[0].count, (*before)[0].count);
+  }
+
   std::vector<StoredRecord> query(const MessageQuery& q) {
     auto result = store_->queryMessages(q);
     EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().message);
@@ -1566,28 +1593,15 @@ TEST_P(StoreContractTest, RolledUpRangesAreAnsweredFromRollups) {
   const std::int64_t t0 = kJan2026Us;
   append(rollupReadings("r1", t0, 1000));
   ASSERT_TRUE(store_->rollup(t0 + 2 * kHourUs).ok());
+  expectHourAnsweredFromRollups("r1", "v", t0, t0 + 10 * kMinuteUs, t0 + 20 * kMinuteUs);
+  // Minute buckets come from minute rollups.
   SeriesQuery q;
   q.deviceId = "r1";
   q.key = "v";
   q.fromUs = t0;
   q.toUs = t0 + kHourUs;
-  q.bucketUs = kHourUs;
-  q.aggregate = Aggregate::kCount;
-  auto before = store_->querySeries(q);
-  ASSERT_TRUE(before.ok() && before->size() == 1u);
-  backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(t0 + 10 * kMinuteUs) +
-                 " AND ts < " + std::to_string(t0 + 20 * kMinuteUs));
-  auto rolled = store_->querySeries(q);
-  q.useRollups = false;
-  auto raw = store_->querySeries(q);
-  ASSERT_TRUE(rolled.ok() && raw.ok());
-  ASSERT_EQ(rolled->size(), 1u);
-  ASSERT_EQ(raw->size(), 1u);
-  EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
-  EXPECT_LT((*raw)[0].count, (*before)[0].count);
-  // Minute buckets come from minute rollups.
   q.bucketUs = kMinuteUs;
-  q.useRollups = true;
+  q.aggregate = Aggregate::kCount;
   auto minutes = store_->querySeries(q);
   ASSERT_TRUE(minutes.ok());
   EXPECT_EQ(minutes->size(), 60u);
@@ -1630,27 +1644,8 @@ TEST_P(StoreContractTest, RollupsRunMinuteByMinuteAnswerLikeRawRows) {
   expectRollupsMatchRaw(*store_, "r1", t0, "after the last run");
   expectRollupsMatchRaw(*store_, "r2", t0, "after the last run");
 
-  // r2's hour comes from its hour rollup: raw rows deleted behind the store's back (no dirty
-  // mark) leave the rolled-up answer as it was.
-  SeriesQuery q;
-  q.deviceId = "r2";
-  q.key = "w";
-  q.fromUs = kJan2026Us;
-  q.toUs = kJan2026Us + kHourUs;
-  q.bucketUs = kHourUs;
-  q.aggregate = Aggregate::kCount;
-  auto before = store_->querySeries(q);
-  ASSERT_TRUE(before.ok() && before->size() == 1u);
-  backend_->exec("DELETE FROM messages WHERE ts >= " + std::to_string(t0 + 10 * kMinuteUs) +
-                 " AND ts < " + std::to_string(t0 + 20 * kMinuteUs));
-  auto rolled = store_->querySeries(q);
-  q.useRollups = false;
-  auto raw = store_->querySeries(q);
-  ASSERT_TRUE(rolled.ok() && raw.ok());
-  ASSERT_EQ(rolled->size(), 1u);
-  ASSERT_EQ(raw->size(), 1u);
-  EXPECT_EQ((*rolled)[0].count, (*before)[0].count);
-  EXPECT_LT((*raw)[0].count, (*before)[0].count);
+  // r2's hour comes from its hour rollup.
+  expectHourAnsweredFromRollups("r2", "w", kJan2026Us, t0 + 10 * kMinuteUs, t0 + 20 * kMinuteUs);
 }
 
 // The fleet window average against raw rows: windows with partial minutes at both ends, within
