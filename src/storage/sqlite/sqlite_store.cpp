@@ -1136,9 +1136,9 @@ class SqliteStore final : public Store {
   // The maintenance connection (retention), opened on first use; call with maintenanceMutex_.
   core::Result<Connection*> maintenanceLocked();
   core::Result<std::vector<std::int64_t>> deviceRowIdsLocked(Connection& conn);
-  // Runs `body` in one write transaction on the maintenance connection.
   // Waits (briefly, bounded) while the ingest writer waits to begin: see writerWaiting_.
   void yieldToWriter() const;
+  // Runs `body` in one write transaction on the maintenance connection.
   core::Status inMaintenanceTransaction(Connection& conn,
                                         const std::function<core::Status()>& body);
   // The chunks a statement lists (bound ?1 = a, ?2 = b).
