@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -42,6 +43,7 @@
 #include "ingest/pipeline.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/record.h"
+#include "storage/rollup.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "storage/store.h"
 
@@ -720,15 +722,21 @@ class LiveRollups {
       if (n > 0) {
         const std::int64_t newest =
             kStartUs + static_cast<std::int64_t>((n - 1) / trucks_) * kIntervalUs;
-        const std::int64_t target = (newest - 30 * kSecondUs) / kMinuteUs * kMinuteUs;
+        const std::int64_t target =
+            storage::rollup::floorTo(newest - 30 * kSecondUs, storage::rollup::kMinuteUs);
         if (target > last && target > kStartUs) {
           const auto t0 = Clock::now();
-          const auto run = unwrap(store_.rollup(target), "live rollup");
+          auto run = store_.rollup(target);
+          if (!run) {
+            // On this thread an exception would end the process without a word.
+            std::fprintf(stderr, "live rollup: %s\n", run.error().message.c_str());
+            std::exit(1);
+          }
           const double took = seconds(Clock::now() - t0);
           busy_ += took;
           maxRun_ = std::max(maxRun_, took);
-          minutes_ += run.minutes;
-          dirty_ += run.dirtyMinutes;
+          minutes_ += run->minutes;
+          dirty_ += run->dirtyMinutes;
           ++runs_;
           last = target;
           continue;

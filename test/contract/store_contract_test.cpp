@@ -35,6 +35,9 @@ namespace {
 
 constexpr std::int64_t kDayUs = 86'400'000'000;
 constexpr std::int64_t kJan2026Us = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+constexpr std::int64_t kSecondUs = 1'000'000;
+constexpr std::int64_t kMinuteUs = 60 * kSecondUs;
+constexpr std::int64_t kHourUs = 60 * kMinuteUs;
 
 namespace fs = std::filesystem;
 
@@ -165,8 +168,8 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
     q.deviceId = device;
     q.key = key;
     q.fromUs = hourUs;
-    q.toUs = hourUs + 3'600'000'000;
-    q.bucketUs = 3'600'000'000;
+    q.toUs = hourUs + kHourUs;
+    q.bucketUs = kHourUs;
     q.aggregate = Aggregate::kCount;
     auto before = store_->querySeries(q);
     ASSERT_TRUE(before.ok() && before->size() == 1u);
@@ -1468,10 +1471,6 @@ INSTANTIATE_TEST_SUITE_P(contract, FleetTest, ::testing::Values("sqlite", "postg
 
 // The "contract" prefix lets `ctest -R contract` pick the whole suite.
 // --- rollups -------------------------------------------------------------------------------------
-
-constexpr std::int64_t kMinuteUs = 60'000'000;
-constexpr std::int64_t kHourUs = 60 * kMinuteUs;
-constexpr std::int64_t kSecondUs = 1'000'000;
 
 // Raw rows against rollups: every aggregate, buckets from 1 min to 1 d (and 90 s, which
 // rollups cannot serve), aligned and unaligned ranges, two keys; bucket for bucket the same

@@ -19,6 +19,7 @@
 #include <set>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -1139,8 +1140,9 @@ class SqliteStore final : public Store {
   // Waits (briefly, bounded) while the ingest writer waits to begin: see writerWaiting_.
   void yieldToWriter() const;
   // Runs `body` in one write transaction on the maintenance connection.
-  core::Status inMaintenanceTransaction(Connection& conn,
-                                        const std::function<core::Status()>& body);
+  // `what` names the job in errors.
+  core::Status inMaintenanceTransaction(Connection& conn, const std::function<core::Status()>& body,
+                                        std::string_view what = "retention");
   // The chunks a statement lists (bound ?1 = a, ?2 = b).
   core::Result<std::vector<std::int64_t>> chunksLocked(Connection& conn, const char* sql,
                                                        std::int64_t a, std::int64_t b);
@@ -1793,17 +1795,18 @@ void SqliteStore::yieldToWriter() const {
 }
 
 core::Status SqliteStore::inMaintenanceTransaction(Connection& conn,
-                                                   const std::function<core::Status()>& body) {
+                                                   const std::function<core::Status()>& body,
+                                                   std::string_view what) {
   yieldToWriter();
-  if (auto begun = conn.run(kSqlBegin, "begin retention"); !begun.ok()) {
+  if (auto begun = conn.run(kSqlBegin, "begin " + std::string(what)); !begun.ok()) {
     return begun;
   }
   core::Status status = body();
   if (status.ok()) {
-    status = conn.run(kSqlCommit, "commit retention");
+    status = conn.run(kSqlCommit, "commit " + std::string(what));
   }
   if (!status.ok() && sqlite3_get_autocommit(conn.db()) == 0) {
-    (void)conn.run(kSqlRollback, "rollback retention");
+    (void)conn.run(kSqlRollback, "rollback " + std::string(what));
   }
   return status;
 }
@@ -2798,19 +2801,8 @@ core::Result<RollupRun> SqliteStore::rollup(std::int64_t untilUs) {
     return opened.error();
   }
   Connection& conn = **opened;
-  const auto inTransaction = [&](const std::function<core::Status()>& body) -> core::Status {
-    yieldToWriter();
-    if (auto begun = conn.run(kSqlBegin, "begin rollup"); !begun) {
-      return begun;
-    }
-    core::Status status = body();
-    if (status) {
-      status = conn.run(kSqlCommit, "commit rollup");
-    }
-    if (!status) {
-      (void)conn.run(kSqlRollback, "rollback rollup");
-    }
-    return status;
+  const auto inTransaction = [&](const std::function<core::Status()>& body) {
+    return inMaintenanceTransaction(conn, body, "rollup");
   };
 
   // 1. Announce the target. From this commit on the writer marks every record before it dirty,
@@ -2887,21 +2879,16 @@ core::Result<RollupRun> SqliteStore::rollup(std::int64_t untilUs) {
 
 core::Status SqliteStore::raiseFloorLocked(Connection& conn, const std::string& metaKey,
                                            std::int64_t cutoffUs) {
-  if (auto begun = conn.run(kSqlBegin, "begin rollup floor"); !begun) {
-    return begun;
-  }
-  auto floor = readMetaInt(conn, metaKey, rollup::kNoWatermark);
-  core::Status status = floor ? core::Status{} : core::Status(floor.error());
-  if (status && cutoffUs > *floor) {
-    status = writeMetaInt(conn, metaKey, cutoffUs);
-  }
-  if (status) {
-    status = conn.run(kSqlCommit, "commit rollup floor");
-  }
-  if (!status) {
-    (void)conn.run(kSqlRollback, "rollback rollup floor");
-  }
-  return status;
+  return inMaintenanceTransaction(
+      conn,
+      [&]() -> core::Status {
+        auto floor = readMetaInt(conn, metaKey, rollup::kNoWatermark);
+        if (!floor) {
+          return floor.error();
+        }
+        return cutoffUs > *floor ? writeMetaInt(conn, metaKey, cutoffUs) : core::Status{};
+      },
+      "rollup floor");
 }
 
 core::Result<std::optional<std::vector<Bucket>>> SqliteStore::querySeriesRolledUp(
